@@ -1,0 +1,22 @@
+//! MySQL store. TODO(helper)
+use super::*;
+pub struct MysqlStore;
+impl MysqlStore {
+    pub fn open(_url: &str) -> Result<Self, StoreError> {
+        todo!()
+    }
+}
+impl Store for MysqlStore {
+    fn last(&mut self, _target: &str, _region: &str) -> Result<Option<StateRow>, StoreError> {
+        todo!()
+    }
+    fn insert(&mut self, _row: &NewState) -> Result<StateRow, StoreError> {
+        todo!()
+    }
+    fn previous(&mut self, _row: &StateRow) -> Result<Option<StateRow>, StoreError> {
+        todo!()
+    }
+    fn since(&mut self, _t: &str, _r: &str, _from: Timestamp) -> Result<Vec<StateRow>, StoreError> {
+        todo!()
+    }
+}
