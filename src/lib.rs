@@ -6,6 +6,8 @@
 //! I/O at the edges: [`probe`], [`store`].
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod config;
 pub mod detector;
 pub mod duration;
 pub mod history;

@@ -1,0 +1,326 @@
+//! Command-line and environment parsing — the "low" step: it only reads arguments and the
+//! environment variables it is handed, and never touches the world. Turning the raw values into
+//! a validated [`crate::config::Config`] is the next step's job.
+//!
+//! Every option also reads an environment variable; a flag wins over its variable. Repeatable
+//! options (`--url`, `--support`) take their variable as a comma-separated list.
+
+use std::ffi::OsString;
+
+/// What the user asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Monitor until Ctrl-C / SIGTERM.
+    Run,
+    /// Probe each target once, print the result, exit 0 healthy / 1 not.
+    Check,
+}
+
+/// How loud the log is, from `-v`/`-q` or `LOG_LEVEL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verbosity {
+    /// `-v` count minus `-q` count; `None` when neither flag was given (then `LOG_LEVEL`).
+    Flags(i8),
+    Env(log::LevelFilter),
+    Default,
+}
+
+/// Raw option values, flag first, else environment, else `None` (the default is the config
+/// step's decision, so it is documented in one place).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Args {
+    pub command: Command,
+    pub urls: Vec<String>,
+    pub support: Vec<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub failures: Option<String>,
+    pub successes: Option<String>,
+    pub db: Option<String>,
+    pub smtp: Option<String>,
+    /// `SMTP_PASSWORD`; overrides a password in the SMTP URL.
+    pub smtp_password: Option<String>,
+    /// `SMTP_PASSWORD_FILE`: a file holding the password (Docker secrets). Read by the config step.
+    pub smtp_password_file: Option<String>,
+    pub from: Option<String>,
+    pub log_file: Option<String>,
+    pub verbosity: Verbosity,
+}
+
+/// The result of parsing: either work to do, or a request for help/version text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    Help,
+    Version,
+    Go(Box<Args>),
+}
+
+/// A command line that cannot be understood. The message names the option.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(pub String);
+
+impl From<lexopt::Error> for CliError {
+    fn from(e: lexopt::Error) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+pub const HELP: &str = "\
+api-monitor — watch an HTTP health API and email support when it goes down and comes back
+
+USAGE:
+    api-monitor [run] [OPTIONS]     monitor until Ctrl-C / SIGTERM (default)
+    api-monitor check [OPTIONS]     probe each target once; exit 0 healthy, 1 not
+    api-monitor --help | --version
+
+A probe fails unless GET <url> answers HTTP 200 with a JSON body whose \"status\" is \"OK\".
+FAILURES failed probes in a row are an outage, SUCCESSES good probes in a row a recovery.
+
+OPTIONS (each also read from the environment variable shown; the flag wins):
+    --url URL          target health URL, repeatable      API_URL (comma-separated)
+                       [default: https://api.qa.fitpay.ninja/health]
+    --support EMAIL    recipient, repeatable              SUPPORT (comma-separated)
+                       [default: none — notifications are only logged]
+    --interval DUR     time between probe starts          INTERVAL  [default: 5s]
+                       (at least 1s unless every target is on loopback)
+    --timeout DUR      whole-request deadline per probe   TIMEOUT   [default: 5s]
+                       (whole seconds; rounded up)
+    --failures N       failed probes in a row = outage    FAILURE_THRESHOLD  [default: 2]
+    --successes N      good probes in a row = recovery    SUCCESS_THRESHOLD  [default: 2]
+    --db URL           sqlite://PATH or                   DATABASE_URL
+                       mysql://USER:PASS@HOST:PORT/DB     [default: sqlite://api-monitor.db]
+    --smtp URL         smtp://HOST:PORT (plain),          SMTP_URL  [default: none]
+                       smtp://USER:PASS@HOST:587?tls=required (STARTTLS),
+                       smtps://USER:PASS@HOST:465 (TLS)
+                       password also from SMTP_PASSWORD or SMTP_PASSWORD_FILE
+    --from EMAIL       sender address                     MAIL_FROM [default: api-monitor@<hostname>]
+    --log-file PATH    also append the log to PATH        LOG_FILE
+    -v, --verbose      more log (-v debug: every probe, -vv trace)
+    -q, --quiet        less log (-q warnings, -qq errors) LOG_LEVEL=error|warn|info|debug|trace
+    -h, --help         print this help
+    -V, --version      print the version
+
+DURATIONS: 500ms, 5s, 2m, 1h, 1m30s.
+EXIT CODES: 0 stopped cleanly / check healthy, 1 check unhealthy or runtime failure,
+            2 bad command line or configuration.
+";
+
+/// Parses `args` (without the program name), falling back to `env` for unset options.
+pub fn parse_from<I>(args: I, env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, CliError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    use lexopt::prelude::*;
+
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut command = None;
+    let mut a = Args {
+        command: Command::Run,
+        urls: Vec::new(),
+        support: Vec::new(),
+        interval: None,
+        timeout: None,
+        failures: None,
+        successes: None,
+        db: None,
+        smtp: None,
+        smtp_password: None,
+        smtp_password_file: None,
+        from: None,
+        log_file: None,
+        verbosity: Verbosity::Default,
+    };
+    let mut loudness: Option<i8> = None;
+
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Parsed::Help),
+            Short('V') | Long("version") => return Ok(Parsed::Version),
+            Short('v') | Long("verbose") => *loudness.get_or_insert(0) += 1,
+            Short('q') | Long("quiet") => *loudness.get_or_insert(0) -= 1,
+            Long("url") => a.urls.push(text(&mut parser, "--url")?),
+            Long("support") => a.support.push(text(&mut parser, "--support")?),
+            Long("interval") => a.interval = Some(text(&mut parser, "--interval")?),
+            Long("timeout") => a.timeout = Some(text(&mut parser, "--timeout")?),
+            Long("failures") => a.failures = Some(text(&mut parser, "--failures")?),
+            Long("successes") => a.successes = Some(text(&mut parser, "--successes")?),
+            Long("db") => a.db = Some(text(&mut parser, "--db")?),
+            Long("smtp") => a.smtp = Some(text(&mut parser, "--smtp")?),
+            Long("from") => a.from = Some(text(&mut parser, "--from")?),
+            Long("log-file") => a.log_file = Some(text(&mut parser, "--log-file")?),
+            Value(word) if command.is_none() => {
+                command = Some(match word.to_str() {
+                    Some("run") => Command::Run,
+                    Some("check") => Command::Check,
+                    _ => {
+                        return Err(CliError(format!(
+                            "unknown command {word:?}: expected `run` or `check`"
+                        )))
+                    }
+                })
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+
+    a.command = command.unwrap_or(Command::Run);
+    let list = |name: &str| -> Vec<String> {
+        env(name)
+            .map(|v| {
+                v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+            })
+            .unwrap_or_default()
+    };
+    if a.urls.is_empty() {
+        a.urls = list("API_URL");
+    }
+    if a.support.is_empty() {
+        a.support = list("SUPPORT");
+    }
+    let fallback = |slot: &mut Option<String>, name: &str| {
+        if slot.is_none() {
+            *slot = env(name).filter(|v| !v.trim().is_empty());
+        }
+    };
+    fallback(&mut a.interval, "INTERVAL");
+    fallback(&mut a.timeout, "TIMEOUT");
+    fallback(&mut a.failures, "FAILURE_THRESHOLD");
+    fallback(&mut a.successes, "SUCCESS_THRESHOLD");
+    fallback(&mut a.db, "DATABASE_URL");
+    fallback(&mut a.smtp, "SMTP_URL");
+    fallback(&mut a.smtp_password, "SMTP_PASSWORD");
+    fallback(&mut a.smtp_password_file, "SMTP_PASSWORD_FILE");
+    fallback(&mut a.from, "MAIL_FROM");
+    fallback(&mut a.log_file, "LOG_FILE");
+
+    a.verbosity = match (loudness, env("LOG_LEVEL").filter(|v| !v.trim().is_empty())) {
+        (Some(n), _) => Verbosity::Flags(n),
+        (None, Some(level)) => Verbosity::Env(level.trim().parse().map_err(|_| {
+            CliError(format!(
+                "LOG_LEVEL: invalid level {level:?}: expected error, warn, info, debug or trace"
+            ))
+        })?),
+        (None, None) => Verbosity::Default,
+    };
+    Ok(Parsed::Go(Box::new(a)))
+}
+
+/// The value of `option` as UTF-8 text.
+fn text(parser: &mut lexopt::Parser, option: &str) -> Result<String, CliError> {
+    let value = parser.value()?;
+    value.into_string().map_err(|v| CliError(format!("{option}: value {v:?} is not valid UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn go(args: &[&str], env: &dyn Fn(&str) -> Option<String>) -> Args {
+        match parse_from(args.iter().copied(), env).expect("parses") {
+            Parsed::Go(a) => *a,
+            other => panic!("expected arguments, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_left_to_the_config_step() {
+        let a = go(&[], &no_env);
+        assert_eq!(a.command, Command::Run);
+        assert!(a.urls.is_empty() && a.support.is_empty());
+        assert_eq!((a.interval, a.db, a.verbosity), (None, None, Verbosity::Default));
+    }
+
+    #[test]
+    fn flags_are_read_in_both_spellings_and_repeat() {
+        let a = go(
+            &["check", "--url", "http://a/health", "--url=http://b/health", "--support", "x@y.z"],
+            &no_env,
+        );
+        assert_eq!(a.command, Command::Check);
+        assert_eq!(a.urls, ["http://a/health", "http://b/health"]);
+        assert_eq!(a.support, ["x@y.z"]);
+    }
+
+    #[test]
+    fn environment_fills_unset_options_and_flags_win() {
+        let env = |name: &str| match name {
+            "API_URL" => Some("http://a/health, http://b/health".to_string()),
+            "SUPPORT" => Some("one@x.io,two@x.io".to_string()),
+            "INTERVAL" => Some("10s".to_string()),
+            "DATABASE_URL" => Some("mysql://u@h/db".to_string()),
+            "LOG_LEVEL" => Some("debug".to_string()),
+            _ => None,
+        };
+        let a = go(&["--interval", "2s"], &env);
+        assert_eq!(a.urls, ["http://a/health", "http://b/health"]);
+        assert_eq!(a.support, ["one@x.io", "two@x.io"]);
+        assert_eq!(a.interval.as_deref(), Some("2s"), "flag wins over INTERVAL");
+        assert_eq!(a.db.as_deref(), Some("mysql://u@h/db"));
+        assert_eq!(a.verbosity, Verbosity::Env(log::LevelFilter::Debug));
+        let a = go(&["--url", "http://c/health"], &env);
+        assert_eq!(a.urls, ["http://c/health"], "a --url flag replaces the API_URL list");
+    }
+
+    #[test]
+    fn verbosity_flags_count_and_beat_log_level() {
+        let env = |name: &str| (name == "LOG_LEVEL").then(|| "error".to_string());
+        assert_eq!(go(&["-vv"], &env).verbosity, Verbosity::Flags(2));
+        assert_eq!(go(&["-q", "-q"], &env).verbosity, Verbosity::Flags(-2));
+    }
+
+    #[test]
+    fn help_and_version_win_wherever_they_are() {
+        assert_eq!(parse_from(["--url", "x", "--help"], &no_env).unwrap(), Parsed::Help);
+        assert_eq!(parse_from(["-V"], &no_env).unwrap(), Parsed::Version);
+    }
+
+    #[test]
+    fn bad_command_lines_name_the_culprit() {
+        let err = |args: &[&str]| parse_from(args.iter().copied(), &no_env).unwrap_err().0;
+        assert!(err(&["--frobnicate"]).contains("--frobnicate"), "{}", err(&["--frobnicate"]));
+        assert!(err(&["--interval"]).contains("--interval"), "missing value names the option");
+        assert!(err(&["report2"]).contains("report2"));
+        assert!(err(&["run", "extra"]).contains("extra"));
+        let env = |name: &str| (name == "LOG_LEVEL").then(|| "loud".to_string());
+        let e = parse_from(Vec::<String>::new(), &env).unwrap_err().0;
+        assert!(e.starts_with("LOG_LEVEL"), "{e}");
+    }
+
+    #[test]
+    fn help_lists_every_option_and_variable() {
+        for needle in [
+            "--url",
+            "API_URL",
+            "--support",
+            "SUPPORT",
+            "--interval",
+            "INTERVAL",
+            "--timeout",
+            "TIMEOUT",
+            "--failures",
+            "FAILURE_THRESHOLD",
+            "--successes",
+            "SUCCESS_THRESHOLD",
+            "--db",
+            "DATABASE_URL",
+            "--smtp",
+            "SMTP_URL",
+            "SMTP_PASSWORD",
+            "SMTP_PASSWORD_FILE",
+            "--from",
+            "MAIL_FROM",
+            "--log-file",
+            "LOG_FILE",
+            "LOG_LEVEL",
+            "check",
+        ] {
+            assert!(HELP.contains(needle), "--help must mention {needle}");
+        }
+    }
+}
