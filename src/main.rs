@@ -1,1 +1,187 @@
-fn main() {}
+//! The `api-monitor` binary: parse → configure → build the adapters → run.
+//!
+//! This is the one place that prints a fatal error and picks the exit code: 0 for a clean stop
+//! (or a healthy `check`), 1 for an unhealthy `check` or a runtime failure, 2 for a bad command
+//! line or configuration — always one line naming the option.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use api_monitor::cli::{self, Command, Parsed};
+use api_monitor::config::{self, Config, Delivery, Surroundings};
+use api_monitor::mailer::{LogMailer, Mailer, SmtpMailer, SMTP_TIMEOUT};
+use api_monitor::monitor::{self, Cadence, Parts};
+use api_monitor::probe::{HttpProber, Outcome, Prober};
+use api_monitor::schedule::Shutdown;
+use api_monitor::timestamp::SystemClock;
+use api_monitor::{duration, redact, store};
+
+/// Why the program stops early.
+enum Fatal {
+    /// Bad command line or configuration: exit 2.
+    Usage(String),
+    /// The world refused (database, log file, threads): exit 1.
+    Runtime(String),
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(Fatal::Usage(message)) => {
+            eprintln!("api-monitor: {message} (see --help)");
+            ExitCode::from(2)
+        }
+        Err(Fatal::Runtime(message)) => {
+            eprintln!("api-monitor: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The real environment, for the configuration step.
+struct Os;
+
+impl Surroundings for Os {
+    fn host_name(&self) -> String {
+        hostname_or_localhost()
+    }
+    fn read_secret(&self, path: &str) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+fn hostname_or_localhost() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn run() -> Result<ExitCode, Fatal> {
+    let env = |name: &str| std::env::var(name).ok();
+    let args = match cli::parse_from(std::env::args_os().skip(1), &env) {
+        Ok(Parsed::Help) => {
+            print!("{}", cli::HELP);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(Parsed::Version) => {
+            println!("api-monitor {}", env!("CARGO_PKG_VERSION"));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(Parsed::Go(args)) => *args,
+        Err(e) => return Err(Fatal::Usage(e.to_string())),
+    };
+    let config = config::from_args(args, &Os).map_err(|e| Fatal::Usage(e.to_string()))?;
+    init_logging(&config)?;
+    match config.command {
+        Command::Check => Ok(check(&config)),
+        Command::Run => watch(config).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// `api-monitor check`: probe each target once and report on stdout.
+fn check(config: &Config) -> ExitCode {
+    let prober = HttpProber::new(config.timeout);
+    let mut healthy = true;
+    for target in &config.targets {
+        match prober.probe(&target.url) {
+            Outcome::Healthy { latency } => {
+                println!("OK    {} ({} ms)", target.name, latency.as_millis())
+            }
+            Outcome::Failed { reason, latency } => {
+                healthy = false;
+                println!("FAIL  {} — {reason} ({} ms)", target.name, latency.as_millis())
+            }
+        }
+    }
+    if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `api-monitor run`: the daemon.
+fn watch(config: Config) -> Result<(), Fatal> {
+    let shutdown = Arc::new(Shutdown::new());
+    {
+        let shutdown = Arc::clone(&shutdown);
+        ctrlc::set_handler(move || {
+            log::info!("stop requested; finishing in-flight work");
+            shutdown.trigger();
+        })
+        .map_err(|e| Fatal::Runtime(format!("cannot install the signal handler: {e}")))?;
+    }
+
+    log::info!(
+        "api-monitor {} starting targets={} interval={} timeout={} failures={} successes={} db={}",
+        env!("CARGO_PKG_VERSION"),
+        config.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(","),
+        duration::human(config.interval),
+        duration::human(config.timeout),
+        config.thresholds.failures,
+        config.thresholds.successes,
+        redact::url(&config.db_url),
+    );
+    let store = store::open(&config.db_url).map_err(|e| Fatal::Runtime(e.to_string()))?;
+    let mailer: Box<dyn Mailer> = match &config.delivery {
+        Delivery::Smtp(settings) => {
+            log::info!(
+                "notifications by mail via={} to={}",
+                redact::url(&settings.url),
+                settings.to.join(",")
+            );
+            Box::new(
+                SmtpMailer::new(settings, SMTP_TIMEOUT)
+                    .map_err(|e| Fatal::Usage(format!("--smtp: {e}")))?,
+            )
+        }
+        Delivery::LogOnly { why } => {
+            log::warn!(
+                "NO EMAIL WILL BE SENT: {why}; notifications are only written to this log \
+                 (set --smtp and --support)"
+            );
+            Box::new(LogMailer)
+        }
+    };
+
+    let parts = Arc::new(Parts {
+        prober: Box::new(HttpProber::new(config.timeout)),
+        store: Mutex::new(store),
+        mailer: Mutex::new(mailer),
+        clock: Box::new(SystemClock),
+        shutdown,
+    });
+    let cadence = Cadence { interval: config.interval, thresholds: config.thresholds };
+    monitor::run(&config.targets, cadence, parts)
+        .map_err(|e| Fatal::Runtime(format!("cannot start a probe thread: {e}")))?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// UTC timestamps, our own messages only (dependencies' chatter stays out), to stderr and
+/// optionally a file.
+fn init_logging(config: &Config) -> Result<(), Fatal> {
+    use simplelog::{ConfigBuilder, LevelFilter, SharedLogger, WriteLogger};
+
+    let log_config = ConfigBuilder::new()
+        .set_time_format_rfc3339()
+        .set_thread_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Off)
+        .set_location_level(LevelFilter::Off)
+        .add_filter_allow_str("api_monitor")
+        .build();
+    let mut loggers: Vec<Box<dyn SharedLogger>> =
+        vec![WriteLogger::new(config.log_level, log_config.clone(), std::io::stderr())];
+    if let Some(path) = &config.log_file {
+        let file =
+            std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
+                Fatal::Usage(format!("--log-file: cannot open {}: {e}", path.display()))
+            })?;
+        loggers.push(WriteLogger::new(config.log_level, log_config, file));
+    }
+    simplelog::CombinedLogger::init(loggers)
+        .map_err(|e| Fatal::Runtime(format!("cannot start logging: {e}")))
+}

@@ -105,3 +105,18 @@ mod tests {
         assert_eq!(a.since(b), Duration::ZERO);
     }
 }
+
+/// The source of "now" for the loop; tests substitute their own.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's wall clock, in UTC.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_system_time(SystemTime::now())
+    }
+}

@@ -1,0 +1,368 @@
+//! Real parts for end-to-end tests: the `fake-api` and `api-monitor` binaries as child
+//! processes, and an in-process SMTP server (`mailin-embedded`). Everything binds port 0 on
+//! loopback, and every wait is on an event with a generous deadline, never a fixed sleep.
+#![allow(dead_code)] // each test file uses its own subset
+
+pub mod scratch_db;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long any awaited event may take on a loaded 2-core machine before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A shared list that a test can wait on.
+pub struct Log<T> {
+    items: Mutex<Vec<T>>,
+    grew: Condvar,
+}
+
+impl<T: Clone> Log<T> {
+    fn new() -> Arc<Self> {
+        Arc::new(Log { items: Mutex::new(Vec::new()), grew: Condvar::new() })
+    }
+
+    fn push(&self, item: T) {
+        self.items.lock().unwrap().push(item);
+        self.grew.notify_all();
+    }
+
+    pub fn snapshot(&self) -> Vec<T> {
+        self.items.lock().unwrap().clone()
+    }
+
+    /// Waits until `ready` holds for the items, or panics after [`DEADLINE`] with `what`.
+    pub fn wait_until(&self, what: &str, ready: impl Fn(&[T]) -> bool) -> Vec<T> {
+        let deadline = Instant::now() + DEADLINE;
+        let mut items = self.items.lock().unwrap();
+        while !ready(&items) {
+            let now = Instant::now();
+            assert!(now < deadline, "timed out after {DEADLINE:?} waiting for {what}");
+            items = self.grew.wait_timeout(items, deadline - now).unwrap().0;
+        }
+        items.clone()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SMTP
+
+/// One message as the SMTP server received it.
+#[derive(Clone, Debug)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+impl Mail {
+    /// A header's value, unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or("");
+        let mut value: Option<String> = None;
+        for line in head.split("\r\n") {
+            if line.starts_with([' ', '\t']) {
+                if let Some(v) = value.as_mut() {
+                    v.push_str(line.trim_start_matches(['\t']));
+                }
+                continue;
+            }
+            if value.is_some() {
+                break;
+            }
+            if let Some((key, v)) = line.split_once(':') {
+                if key.eq_ignore_ascii_case(name) {
+                    value = Some(v.trim_start().to_string());
+                }
+            }
+        }
+        value
+    }
+
+    pub fn subject(&self) -> String {
+        self.header("Subject").unwrap_or_default()
+    }
+
+    /// The decoded body of the first part with this content type (`text/plain`, `text/html`).
+    pub fn part(&self, content_type: &str) -> Option<String> {
+        for part in self.data.split("\r\n--") {
+            let (head, body) = part.split_once("\r\n\r\n")?;
+            let lower = head.to_ascii_lowercase();
+            if !lower.contains(&format!("content-type: {content_type}")) {
+                continue;
+            }
+            let body = body.rsplit_once("\r\n").map_or(body, |(b, _)| b);
+            return Some(if lower.contains("content-transfer-encoding: quoted-printable") {
+                decode_quoted_printable(body)
+            } else if lower.contains("content-transfer-encoding: base64") {
+                decode_base64(body)
+            } else {
+                body.to_string()
+            });
+        }
+        None
+    }
+
+    pub fn text(&self) -> String {
+        self.part("text/plain").unwrap_or_else(|| panic!("no text/plain part in {}", self.data))
+    }
+}
+
+fn decode_quoted_printable(body: &str) -> String {
+    let joined = body.replace("=\r\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn decode_base64(body: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in body.bytes() {
+        let Some(v) = ALPHABET.iter().position(|&a| a == c) else { continue };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[derive(Clone)]
+struct Collector {
+    mails: Arc<Log<Mail>>,
+    current: Option<Mail>,
+}
+
+impl mailin_embedded::Handler for Collector {
+    fn data_start(&mut self, _domain: &str, from: &str, _8bit: bool, to: &[String]) -> mailin_embedded::Response {
+        self.current = Some(Mail { from: from.to_string(), to: to.to_vec(), data: String::new() });
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if let Some(mail) = self.current.as_mut() {
+            mail.data.push_str(&String::from_utf8_lossy(buf));
+        }
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        if let Some(mail) = self.current.take() {
+            self.mails.push(mail);
+        }
+        mailin_embedded::response::OK
+    }
+}
+
+/// A real SMTP server on a loopback port, collecting every message it accepts.
+pub struct SmtpServer {
+    pub url: String,
+    pub mails: Arc<Log<Mail>>,
+}
+
+impl SmtpServer {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("smtp://{}", listener.local_addr().unwrap());
+        let mails = Log::new();
+        let handler = Collector { mails: Arc::clone(&mails), current: None };
+        let mut server = mailin_embedded::Server::new(handler);
+        server.with_name("sink.test").with_num_threads(2).with_tcp_listener(listener);
+        std::thread::spawn(move || server.serve());
+        SmtpServer { url, mails }
+    }
+
+    /// Waits for the `n`th message and returns all received so far.
+    pub fn wait_for(&self, n: usize) -> Vec<Mail> {
+        self.mails.wait_until(&format!("{n} email(s)"), |m| m.len() >= n)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// A child process killed when dropped, whose stderr lines are collected as they come.
+pub struct Process {
+    pub child: Child,
+    pub stderr: Arc<Log<String>>,
+}
+
+impl Process {
+    fn spawn(mut command: Command) -> (Self, std::process::ChildStdout) {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Log::new();
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("  | {line}");
+                sink.push(line);
+            }
+        });
+        (Process { child, stderr: lines }, stdout)
+    }
+
+    /// Waits for a stderr line containing `needle`; returns it.
+    pub fn wait_for_line(&self, needle: &str) -> String {
+        let lines = self.stderr.wait_until(&format!("a log line with {needle:?}"), |lines| {
+            lines.iter().any(|l| l.contains(needle))
+        });
+        lines.into_iter().find(|l| l.contains(needle)).unwrap()
+    }
+
+    /// Waits until `n` stderr lines contain `needle`.
+    pub fn wait_for_count(&self, needle: &str, n: usize) {
+        self.stderr.wait_until(&format!("{n} log lines with {needle:?}"), |lines| {
+            lines.iter().filter(|l| l.contains(needle)).count() >= n
+        });
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.stderr.snapshot().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Sends a signal by name (`INT`, `TERM`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit, panicking after [`DEADLINE`].
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "process did not exit within {DEADLINE:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where cargo put this package's binaries (and the workspace's other binaries).
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_api-monitor")).parent().unwrap().to_path_buf()
+}
+
+/// The `fake-api` binary, built by `make test` (`cargo build --workspace --bins`) beforehand.
+pub fn fake_api_bin() -> PathBuf {
+    let path = bin_dir().join("fake-api");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p fake-api` first (`make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A running `fake-api` on a free loopback port.
+pub struct FakeApi {
+    pub process: Process,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+}
+
+impl FakeApi {
+    pub fn start(args: &[&str]) -> Self {
+        let mut command = Command::new(fake_api_bin());
+        command.args(["--bind", "127.0.0.1", "--port", "0"]).args(args);
+        let (process, stdout) = Process::spawn(command);
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("fake-api prints its address");
+        let base = line
+            .trim()
+            .strip_prefix("fake-api listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from fake-api: {line:?}"))
+            .to_string();
+        FakeApi { process, base }
+    }
+
+    pub fn health_url(&self) -> String {
+        format!("{}/health", self.base)
+    }
+
+    /// Switches the mode through the control endpoint.
+    pub fn set_mode(&self, mode: &str) {
+        let addr = self.base.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "POST /control/{mode} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "control/{mode} answered {answer:?}");
+    }
+}
+
+/// Starts `api-monitor` with `args`, logging at debug level so tests can follow every probe.
+pub fn monitor(args: &[&str]) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_api-monitor"));
+    command.args(args).arg("-v").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    Process::spawn(command).0
+}
+
+/// Runs `api-monitor` to completion; returns (status, stdout, stderr).
+pub fn run_monitor(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_api-monitor"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A fresh directory under the system temp dir, unique to this test.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("api-monitor-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
