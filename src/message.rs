@@ -1,1 +1,610 @@
-//! Email composition. TODO(helper)
+//! Email composition: a transition and its history become the outage or recovery email.
+//!
+//! This is what support actually reads, so it is kept pure and tested to the exact text: no
+//! clock (the caller passes `now`), no SMTP (the mailer only delivers an [`Email`]). The content
+//! is assembled once and rendered twice, as plain text and as an HTML alternative, so the two
+//! parts cannot drift apart.
+//!
+//! Everything interpolated may come from outside — the target URL from the operator, failure
+//! reasons from a possibly hostile endpoint — so every value is reduced to one line of printable
+//! text before use, and HTML-escaped in the HTML part. A value can therefore neither inject a
+//! mail header through the subject nor markup through the HTML.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::detector::{Health, Transition};
+use crate::duration::human;
+use crate::history::History;
+use crate::timestamp::Timestamp;
+
+/// A composed notification, ready for any mailer (or the log when none is configured).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email {
+    /// One line: never contains CR, LF or any other control character.
+    pub subject: String,
+    /// The plain-text body.
+    pub text: String,
+    /// The HTML alternative: the same content, every value escaped, inline styles only.
+    pub html: String,
+}
+
+/// Everything an email says, gathered by the monitor after the transition is recorded.
+#[derive(Clone, Copy, Debug)]
+pub struct Notice<'a> {
+    /// The target URL, already redacted by the caller (no password).
+    pub target: &'a str,
+    /// The region the target is probed from; `None` for direct probing (no suffix).
+    pub region: Option<&'a str>,
+    pub transition: &'a Transition,
+    /// Length of the period that just ended (the uptime before an outage, the outage before a
+    /// recovery); `None` when there is no earlier record.
+    pub ended: Option<Duration>,
+    pub history: &'a History,
+    /// When the email is composed.
+    pub now: Timestamp,
+}
+
+/// Composes the email for `notice`: an outage when the transition goes to `Down`, a recovery
+/// when it goes to `Up`. Subjects are fixed texts other tests and mail filters rely on:
+///
+/// - `[api-monitor] OUTAGE: <url> is down`
+/// - `[api-monitor] RECOVERED: <url> is up after <duration>` (`is up again` without `ended`)
+///
+/// each followed by ` (region <name>)` when a region is set.
+pub fn compose(notice: &Notice) -> Email {
+    let content = Content::of(notice);
+    Email {
+        subject: one_line(&format!("[api-monitor] {}", content.headline)),
+        text: content.text(),
+        html: content.html(),
+    }
+}
+
+/// What both parts of an email say, every value already reduced to [`one_line`] text.
+struct Content {
+    health: Health,
+    /// The subject without its `[api-monitor]` tag.
+    headline: String,
+    /// `(label, value)` lines: target, region, since when.
+    facts: Vec<(&'static str, String)>,
+    /// For an outage: each distinct failure reason with its count, in order of first appearance.
+    reasons: Option<Vec<String>>,
+    /// The sentence about the period that just ended.
+    ended: String,
+    /// `(label, value)` rows of the history block.
+    history: Vec<(String, String)>,
+    footer: String,
+}
+
+impl Content {
+    fn of(notice: &Notice) -> Content {
+        let target = one_line(notice.target);
+        let region = notice.region.map(one_line);
+        let suffix = region.as_ref().map_or(String::new(), |r| format!(" (region {r})"));
+        let health = notice.transition.to;
+        let since = notice.transition.since.to_string();
+
+        let (headline, since_label, reasons, ended) = match health {
+            Health::Down => (
+                format!("OUTAGE: {target} is down{suffix}"),
+                "Down since",
+                Some(count_reasons(&notice.transition.reasons)),
+                notice.ended.map(|d| format!("It had been up for {}.", human(d))),
+            ),
+            Health::Up => (
+                match notice.ended {
+                    Some(d) => format!("RECOVERED: {target} is up after {}{suffix}", human(d)),
+                    None => format!("RECOVERED: {target} is up again{suffix}"),
+                },
+                "Up since",
+                None,
+                notice.ended.map(|d| format!("It was down for {}.", human(d))),
+            ),
+        };
+        let ended = ended.unwrap_or_else(|| {
+            "There is no earlier record of this target: this is its first observation.".to_owned()
+        });
+
+        let mut facts = vec![("Target", target)];
+        if let Some(region) = region {
+            facts.push(("Region", region));
+        }
+        facts.push((since_label, since));
+
+        Content {
+            health,
+            headline,
+            facts,
+            reasons,
+            ended,
+            history: history_rows(notice.history),
+            footer: format!("Composed by api-monitor at {}.", notice.now),
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut out = format!("{}\n\n", self.headline);
+        let width = self.facts.iter().map(|(label, _)| label.len() + 1).max().unwrap_or(0);
+        for (label, value) in &self.facts {
+            let _ = writeln!(out, "{:<width$} {value}", format!("{label}:"));
+        }
+        if let Some(reasons) = &self.reasons {
+            out.push_str("\nFailing probes:\n");
+            for reason in reasons {
+                let _ = writeln!(out, "- {reason}");
+            }
+        }
+        let _ = writeln!(out, "\n{}\n\nHistory:", self.ended);
+        for (label, value) in &self.history {
+            let _ = writeln!(out, "{label}: {value}");
+        }
+        let _ = writeln!(out, "\n{}", self.footer);
+        out
+    }
+
+    fn html(&self) -> String {
+        let color = match self.health {
+            Health::Down => "#b00020",
+            Health::Up => "#1b7f3b",
+        };
+        let cell = "padding:2px 12px 2px 0;text-align:left;vertical-align:top";
+        let mut out = String::from(
+            "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"></head>\n<body style=\"font-family:Arial,Helvetica,sans-serif;\
+             font-size:14px;line-height:1.4;color:#222222\">\n",
+        );
+        let _ = writeln!(
+            out,
+            "<h1 style=\"font-size:18px;margin:0 0 12px 0;color:{color}\">{}</h1>",
+            escape(&self.headline)
+        );
+        out.push_str("<p style=\"margin:0 0 12px 0\">");
+        let facts: Vec<String> = self
+            .facts
+            .iter()
+            .map(|(label, value)| format!("<strong>{label}:</strong> {}", escape(value)))
+            .collect();
+        out.push_str(&facts.join("<br>\n"));
+        out.push_str("</p>\n");
+        if let Some(reasons) = &self.reasons {
+            out.push_str("<h2 style=\"font-size:15px;margin:16px 0 4px 0\">Failing probes</h2>\n");
+            out.push_str("<ul style=\"margin:0;padding-left:20px\">\n");
+            for reason in reasons {
+                let _ = writeln!(out, "<li>{}</li>", escape(reason));
+            }
+            out.push_str("</ul>\n");
+        }
+        let _ = writeln!(out, "<p style=\"margin:12px 0\">{}</p>", escape(&self.ended));
+        out.push_str("<h2 style=\"font-size:15px;margin:16px 0 4px 0\">History</h2>\n");
+        out.push_str("<table style=\"border-collapse:collapse\">\n");
+        for (label, value) in &self.history {
+            let _ = writeln!(
+                out,
+                "<tr><th scope=\"row\" style=\"{cell};font-weight:normal;color:#555555\">{}</th>\
+                 <td style=\"{cell}\">{}</td></tr>",
+                escape(label),
+                escape(value)
+            );
+        }
+        out.push_str("</table>\n");
+        let _ = writeln!(
+            out,
+            "<p style=\"margin:16px 0 0 0;font-size:12px;color:#777777\">{}</p>",
+            escape(&self.footer)
+        );
+        out.push_str("</body>\n</html>\n");
+        out
+    }
+}
+
+/// Each distinct reason with its count, in order of first appearance: `HTTP 503 (2×)`.
+fn count_reasons(reasons: &[String]) -> Vec<String> {
+    let mut counted: Vec<(String, usize)> = Vec::new();
+    for reason in reasons {
+        let reason = one_line(reason);
+        match counted.iter_mut().find(|(seen, _)| *seen == reason) {
+            Some((_, count)) => *count += 1,
+            None => counted.push((reason, 1)),
+        }
+    }
+    if counted.is_empty() {
+        return vec!["no failure reason was recorded".to_owned()];
+    }
+    counted.into_iter().map(|(reason, count)| format!("{reason} ({count}×)")).collect()
+}
+
+/// The history block: one row per window, then MTBF, MTTR and the longest outage.
+fn history_rows(history: &History) -> Vec<(String, String)> {
+    let duration = |d: Option<Duration>| d.map_or_else(|| "n/a".to_owned(), human);
+    let mut rows: Vec<(String, String)> = history
+        .windows
+        .iter()
+        .map(|w| {
+            let noun = if w.outages == 1 { "outage" } else { "outages" };
+            let uptime = w.uptime_percent.map_or_else(|| "n/a".to_owned(), percent);
+            (format!("last {}", w.label), format!("{} {noun}, uptime {uptime}", w.outages))
+        })
+        .collect();
+    rows.push(("mean time between outages".to_owned(), duration(history.mtbf)));
+    rows.push(("mean time to recovery".to_owned(), duration(history.mttr)));
+    rows.push(("longest outage".to_owned(), duration(history.longest_outage)));
+    rows
+}
+
+/// An uptime with two decimals, `99.93%`. Rounding never reaches a bound the data did not: any
+/// downtime shows at most `99.99%`, any uptime at least `0.01%`, so "100.00%" means no outage.
+fn percent(p: f64) -> String {
+    let shown = format!("{p:.2}");
+    if shown == "100.00" && p < 100.0 {
+        "99.99%".to_owned()
+    } else if shown == "0.00" && p > 0.0 {
+        "0.01%".to_owned()
+    } else {
+        format!("{shown}%")
+    }
+}
+
+/// `text` as one line of printable text: control characters (CR, LF, TAB, NUL, DEL, C1),
+/// Unicode line/paragraph separators and bidirectional overrides are removed. Applied to every
+/// interpolated value, and to the whole subject, so nothing can start a new header or line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .filter(|&c| {
+            !(c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}')
+                || matches!(c, '\u{2066}'..='\u{2069}'))
+        })
+        .collect()
+}
+
+/// `text` safe inside HTML element content and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::WindowStats;
+
+    const MIN: u64 = 60;
+    const HOUR: u64 = 3_600;
+    const DAY: u64 = 86_400;
+
+    fn ts(text: &str) -> Timestamp {
+        Timestamp::parse_sql(text).expect("valid fixture timestamp")
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn window(label: &'static str, days: u64, outages: u32, uptime: Option<f64>) -> WindowStats {
+        WindowStats { label, span: secs(days * DAY), outages, uptime_percent: uptime }
+    }
+
+    fn history() -> History {
+        History {
+            windows: vec![
+                window("24h", 1, 1, Some(99.93)),
+                window("7d", 7, 2, Some(99.98)),
+                window("30d", 30, 2, Some(99.9999)),
+            ],
+            mtbf: Some(secs(3 * DAY + 4 * HOUR + 59 * MIN)),
+            mttr: Some(secs(2 * MIN + 10)),
+            longest_outage: Some(secs(HOUR + 5 * MIN + 30)),
+        }
+    }
+
+    fn outage() -> Transition {
+        Transition {
+            from: Some(Health::Up),
+            to: Health::Down,
+            since: ts("2026-11-25 14:42:00.123"),
+            reasons: vec!["HTTP 503".into(), "timeout after 5s".into(), "HTTP 503".into()],
+        }
+    }
+
+    fn recovery() -> Transition {
+        Transition {
+            from: Some(Health::Down),
+            to: Health::Up,
+            since: ts("2026-11-25 14:44:10.123"),
+            reasons: vec![],
+        }
+    }
+
+    fn notice<'a>(transition: &'a Transition, history: &'a History) -> Notice<'a> {
+        Notice {
+            target: "https://api.example.com/health",
+            region: None,
+            transition,
+            ended: Some(secs(3 * DAY + 4 * HOUR + 12 * MIN)),
+            history,
+            now: ts("2026-11-25 14:42:07.500"),
+        }
+    }
+
+    #[test]
+    fn outage_email_reads_exactly() {
+        let (t, h) = (outage(), history());
+        let email = compose(&notice(&t, &h));
+        assert_eq!(email.subject, "[api-monitor] OUTAGE: https://api.example.com/health is down");
+        let expected = "\
+OUTAGE: https://api.example.com/health is down
+
+Target:     https://api.example.com/health
+Down since: 2026-11-25T14:42:00.123Z
+
+Failing probes:
+- HTTP 503 (2×)
+- timeout after 5s (1×)
+
+It had been up for 3d 4h.
+
+History:
+last 24h: 1 outage, uptime 99.93%
+last 7d: 2 outages, uptime 99.98%
+last 30d: 2 outages, uptime 99.99%
+mean time between outages: 3d 4h
+mean time to recovery: 2m 10s
+longest outage: 1h 5m
+
+Composed by api-monitor at 2026-11-25T14:42:07.500Z.
+";
+        assert_eq!(email.text, expected, "the outage text body, line for line");
+    }
+
+    #[test]
+    fn recovery_email_reads_exactly() {
+        let t = recovery();
+        let h = History {
+            windows: vec![
+                window("24h", 1, 0, Some(100.0)),
+                window("7d", 7, 1, Some(97.5)),
+                window("30d", 30, 1, None),
+            ],
+            mtbf: None,
+            mttr: Some(secs(2 * MIN + 10)),
+            longest_outage: None,
+        };
+        let notice = Notice {
+            region: Some("eu-west"),
+            ended: Some(secs(2 * MIN + 10) + Duration::from_millis(999)),
+            now: ts("2026-11-25 14:44:20.000"),
+            ..notice(&t, &h)
+        };
+        let email = compose(&notice);
+        assert_eq!(
+            email.subject,
+            "[api-monitor] RECOVERED: https://api.example.com/health is up after 2m 10s \
+             (region eu-west)",
+            "recovery subject with the truncated outage length and the region suffix"
+        );
+        let expected = "\
+RECOVERED: https://api.example.com/health is up after 2m 10s (region eu-west)
+
+Target:   https://api.example.com/health
+Region:   eu-west
+Up since: 2026-11-25T14:44:10.123Z
+
+It was down for 2m 10s.
+
+History:
+last 24h: 0 outages, uptime 100.00%
+last 7d: 1 outage, uptime 97.50%
+last 30d: 1 outage, uptime n/a
+mean time between outages: n/a
+mean time to recovery: 2m 10s
+longest outage: n/a
+
+Composed by api-monitor at 2026-11-25T14:44:20.000Z.
+";
+        assert_eq!(email.text, expected, "the recovery text body: no reasons, n/a where unknown");
+    }
+
+    #[test]
+    fn subjects_are_exact_for_every_variant() {
+        let (down, up, h) = (outage(), recovery(), history());
+        let cases: &[(&str, Notice, &str)] = &[
+            (
+                "outage, direct",
+                notice(&down, &h),
+                "[api-monitor] OUTAGE: https://api.example.com/health is down",
+            ),
+            (
+                "outage, region",
+                Notice { region: Some("us-east"), ..notice(&down, &h) },
+                "[api-monitor] OUTAGE: https://api.example.com/health is down (region us-east)",
+            ),
+            (
+                "outage, first observation",
+                Notice { ended: None, ..notice(&down, &h) },
+                "[api-monitor] OUTAGE: https://api.example.com/health is down",
+            ),
+            (
+                "recovery, direct",
+                Notice { ended: Some(secs(45)), ..notice(&up, &h) },
+                "[api-monitor] RECOVERED: https://api.example.com/health is up after 45s",
+            ),
+            (
+                "recovery, no earlier record",
+                Notice { ended: None, ..notice(&up, &h) },
+                "[api-monitor] RECOVERED: https://api.example.com/health is up again",
+            ),
+            (
+                "recovery, no earlier record, region",
+                Notice { ended: None, region: Some("ap"), ..notice(&up, &h) },
+                "[api-monitor] RECOVERED: https://api.example.com/health is up again (region ap)",
+            ),
+        ];
+        for (name, notice, expected) in cases {
+            assert_eq!(compose(notice).subject, *expected, "case {name:?}");
+        }
+    }
+
+    #[test]
+    fn no_earlier_record_is_said_in_both_parts() {
+        let (down, up, h) = (outage(), recovery(), history());
+        for t in [&down, &up] {
+            let email = compose(&Notice { ended: None, ..notice(t, &h) });
+            let sentence =
+                "There is no earlier record of this target: this is its first observation.";
+            assert!(email.text.contains(sentence), "{:?}: text explains the missing length", t.to);
+            assert!(email.html.contains(sentence), "{:?}: and so does the HTML", t.to);
+            assert!(!email.text.contains("It had been up"), "{:?}: no invented length", t.to);
+            assert!(!email.text.contains("It was down"), "{:?}: no invented length", t.to);
+        }
+    }
+
+    #[test]
+    fn html_carries_the_same_content_in_simple_markup() {
+        let (t, h) = (outage(), history());
+        let html = compose(&notice(&t, &h)).html;
+        for part in [
+            "<h1 style=\"font-size:18px;margin:0 0 12px 0;color:#b00020\">\
+             OUTAGE: https://api.example.com/health is down</h1>",
+            "<strong>Target:</strong> https://api.example.com/health<br>",
+            "<strong>Down since:</strong> 2026-11-25T14:42:00.123Z</p>",
+            "<li>HTTP 503 (2×)</li>\n<li>timeout after 5s (1×)</li>",
+            "It had been up for 3d 4h.",
+            ">last 24h</th><td style=\"padding:2px 12px 2px 0;text-align:left;\
+             vertical-align:top\">1 outage, uptime 99.93%</td></tr>",
+            ">longest outage</th>",
+            ">1h 5m</td>",
+            "Composed by api-monitor at 2026-11-25T14:42:07.500Z.",
+        ] {
+            assert!(html.contains(part), "the HTML should contain {part:?}; got:\n{html}");
+        }
+        assert!(html.starts_with("<!DOCTYPE html>"), "a complete document");
+        for external in ["<link", "<img", "<script", "src=", "href=", "<style"] {
+            assert!(!html.contains(external), "inline styles only, no {external:?}");
+        }
+        let up = recovery();
+        let html = compose(&notice(&up, &h)).html;
+        assert!(!html.contains("<ul"), "a recovery lists no failing probes");
+        assert!(html.contains("color:#1b7f3b"), "a recovery heading is green, not red");
+    }
+
+    #[test]
+    fn html_escapes_every_interpolated_value() {
+        let mut t = outage();
+        t.reasons = vec!["status \"<b>DOWN</b>\" & 'x'".into()];
+        let h = history();
+        let email = compose(&Notice {
+            target: "https://x.example/<script>alert(1)</script>?a=1&b=\"2\"",
+            region: Some("<i>eu</i>"),
+            ..notice(&t, &h)
+        });
+        assert!(!email.html.contains("<script>"), "a target cannot inject a script");
+        assert!(!email.html.contains("<b>") && !email.html.contains("<i>"), "nor any markup");
+        assert!(
+            email.html.contains(
+                "https://x.example/&lt;script&gt;alert(1)&lt;/script&gt;?a=1&amp;b=&quot;2&quot;"
+            ),
+            "the target is shown escaped: {}",
+            email.html
+        );
+        assert!(
+            email.html.contains(
+                "<li>status &quot;&lt;b&gt;DOWN&lt;/b&gt;&quot; &amp; &#39;x&#39; (1×)</li>"
+            ),
+            "a reason is shown escaped, all five characters"
+        );
+        assert!(email.html.contains("(region &lt;i&gt;eu&lt;/i&gt;)"), "the region too");
+        assert!(
+            email.text.contains("- status \"<b>DOWN</b>\" & 'x' (1×)"),
+            "the plain text keeps the reason as it was"
+        );
+    }
+
+    #[test]
+    fn nothing_can_break_out_of_the_subject_or_a_line() {
+        let mut t = outage();
+        t.reasons = vec!["HTTP 503\r\nBcc: evil@example.com".into()];
+        let h = history();
+        let email = compose(&Notice {
+            target: "https://x.example/\r\nBcc: evil@example.com\u{0}\u{2028}",
+            region: Some("eu\nX-Spam: yes"),
+            ..notice(&t, &h)
+        });
+        assert_eq!(
+            email.subject,
+            "[api-monitor] OUTAGE: https://x.example/Bcc: evil@example.com is down \
+             (region euX-Spam: yes)",
+            "CR, LF, NUL and line separators are stripped from the subject"
+        );
+        assert!(
+            !email.subject.chars().any(|c| c.is_control()),
+            "no control character at all in the subject"
+        );
+        assert!(
+            email.text.contains("Target:     https://x.example/Bcc: evil@example.com\n"),
+            "a value stays on its own line in the body"
+        );
+        assert!(
+            email.text.contains("- HTTP 503Bcc: evil@example.com (1×)\n"),
+            "a reason stays on its own line"
+        );
+        assert!(!email.text.contains('\r'), "no CR anywhere in the text body");
+    }
+
+    #[test]
+    fn reasons_are_counted_in_order_of_first_appearance() {
+        let reasons: Vec<String> =
+            ["timeout after 5s", "HTTP 503", "timeout after 5s", "HTTP 503", "HTTP 503"]
+                .map(String::from)
+                .to_vec();
+        assert_eq!(
+            count_reasons(&reasons),
+            vec!["timeout after 5s (2×)", "HTTP 503 (3×)"],
+            "distinct reasons, counted, first-seen first"
+        );
+        assert_eq!(
+            count_reasons(&[]),
+            vec!["no failure reason was recorded"],
+            "an outage without reasons still says something"
+        );
+    }
+
+    #[test]
+    fn percent_never_rounds_to_a_bound_it_did_not_reach() {
+        let cases: &[(f64, &str, &str)] = &[
+            (100.0, "100.00%", "no downtime at all"),
+            (99.9999, "99.99%", "some downtime never reads as 100.00%"),
+            (99.934, "99.93%", "two decimals"),
+            (99.936, "99.94%", "rounded to nearest otherwise"),
+            (97.5, "97.50%", "trailing zero kept"),
+            (0.0001, "0.01%", "some uptime never reads as 0.00%"),
+            (0.0, "0.00%", "down the whole time"),
+        ];
+        for (p, expected, why) in cases {
+            assert_eq!(percent(*p), *expected, "{p}: {why}");
+        }
+    }
+
+    #[test]
+    fn plural_is_right() {
+        let mut h = history();
+        h.windows = vec![
+            window("24h", 1, 0, Some(100.0)),
+            window("7d", 7, 1, Some(99.0)),
+            window("30d", 30, 2, Some(98.0)),
+        ];
+        let rows = history_rows(&h);
+        assert_eq!(rows[0].1, "0 outages, uptime 100.00%", "zero is plural");
+        assert_eq!(rows[1].1, "1 outage, uptime 99.00%", "one is singular");
+        assert_eq!(rows[2].1, "2 outages, uptime 98.00%", "two is plural");
+    }
+}
