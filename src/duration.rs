@@ -21,9 +21,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|_| ACCEPTED.to_owned())
 }
 
-/// How every duration reads in logs and emails: the two most significant non-zero units among
-/// days, hours, minutes and seconds (`3d 4h`, `2m 10s`, `1h`, `45s`, `2d`, and `1d 5m` when the
-/// hours are zero). Smaller units are truncated, never rounded, so a duration is never shown
+/// How every duration reads in logs and emails: the largest non-zero unit among days, hours,
+/// minutes and seconds, followed by the next unit when that is non-zero (`3d 4h`, `2m 10s`,
+/// `1h`, `45s`, `2d`; `1d 0h 5m` reads `1d`). Smaller units are truncated, never rounded, so a duration is never shown
 /// longer than it was. Below one second it reads in milliseconds (`850ms`); zero is `0s`.
 pub fn human(d: Duration) -> String {
     let secs = d.as_secs();
@@ -37,10 +37,13 @@ pub fn human(d: Duration) -> String {
         (secs % 3_600 / 60, "m"),
         (secs % 60, "s"),
     ];
-    units
+    // The largest non-zero unit and the one right below it (if non-zero): `1h 0m 59s` reads
+    // `1h`, because a reader scanning for the order of magnitude should not meet `1h 59s`.
+    let first = units.iter().position(|(value, _)| *value > 0).unwrap_or(units.len() - 1);
+    units[first..]
         .iter()
-        .filter(|(value, _)| *value > 0)
         .take(2)
+        .filter(|(value, _)| *value > 0)
         .map(|(value, unit)| format!("{value}{unit}"))
         .collect::<Vec<_>>()
         .join(" ")
@@ -86,7 +89,7 @@ mod tests {
     }
 
     #[test]
-    fn human_shows_the_two_most_significant_non_zero_units_truncated() {
+    fn human_shows_the_largest_unit_and_the_next_truncated() {
         let ms = Duration::from_millis;
         let s = Duration::from_secs;
         let cases: &[(Duration, &str, &str)] = &[
@@ -100,13 +103,13 @@ mod tests {
             (s(2 * MIN + 10), "2m 10s", "minutes and seconds"),
             (s(2 * MIN), "2m", "zero seconds are not shown"),
             (s(HOUR), "1h", "a whole hour"),
-            (s(HOUR + 59), "1h 59s", "zero minutes skipped, the seconds shown"),
+            (s(HOUR + 59), "1h", "the unit below hours is zero, seconds are below that"),
             (s(HOUR + 5 * MIN + 59), "1h 5m", "hours and minutes, seconds truncated"),
             (s(2 * DAY), "2d", "whole days"),
             (s(3 * DAY + 4 * HOUR), "3d 4h", "days and hours"),
             (s(3 * DAY + 4 * HOUR + 59 * MIN + 59), "3d 4h", "truncated: never rounded up to 5h"),
-            (s(DAY + 5 * MIN), "1d 5m", "a zero unit is skipped, the next non-zero one shown"),
-            (s(DAY + 30), "1d 30s", "the two most significant non-zero units, however far apart"),
+            (s(DAY + 5 * MIN), "1d", "minutes are two units below days"),
+            (s(DAY + HOUR + 30), "1d 1h", "days and hours, the rest truncated"),
             (s(400 * DAY), "400d", "days do not roll over into larger units"),
         ];
         for (d, expected, why) in cases {
