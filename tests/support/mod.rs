@@ -5,6 +5,10 @@
 
 pub mod scratch_db;
 
+use api_monitor::duration::human;
+use api_monitor::store::{self, StateRow};
+use api_monitor::timestamp::Timestamp;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -366,3 +370,69 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios shared by the SQLite and MySQL end-to-end tests
+
+pub const SUPPORT: &str = "oncall@example.com";
+
+/// Monitor arguments for a fast loop on loopback.
+pub fn args<'a>(api: &'a str, db: &'a str, smtp: &'a str) -> Vec<&'a str> {
+    vec![
+        "--url", api, "--db", db, "--smtp", smtp, "--support", SUPPORT, "--interval", "200ms",
+        "--timeout", "2s", "--failures", "2", "--successes", "2", "--from", "monitor@example.com",
+    ]
+}
+
+pub fn rows(db: &str, target: &str) -> Vec<StateRow> {
+    store::open(db).unwrap().since(target, "direct", Timestamp::from_millis(0)).unwrap()
+}
+
+/// Drives a full outage/recovery cycle against `db`; shared with the MySQL test.
+pub fn outage_and_recovery_cycle(db: &str) {
+    let api = FakeApi::start(&[]);
+    let smtp = SmtpServer::start();
+    let url = api.health_url();
+    let mut mon = monitor(&args(&url, db, &smtp.url));
+
+    mon.wait_for_line("UP target=");
+    api.set_mode("down");
+    let mails = smtp.wait_for(1);
+    assert_eq!(mails[0].subject(), format!("[api-monitor] OUTAGE: {url} is down"));
+    assert_eq!(mails[0].to, [SUPPORT]);
+    let text = mails[0].text();
+    assert!(text.contains("It had been up for"), "outage mail says how long it was up:\n{text}");
+    assert!(text.contains("status \"DOWN\""), "outage mail carries the reason:\n{text}");
+    assert!(mails[0].part("text/html").is_some(), "an HTML alternative is attached");
+
+    api.set_mode("ok");
+    let mails = smtp.wait_for(2);
+    let recovered = &mails[1];
+    assert!(
+        recovered.subject().starts_with(&format!("[api-monitor] RECOVERED: {url} is up after ")),
+        "{}",
+        recovered.subject()
+    );
+    assert!(recovered.text().contains("It was down for"), "{}", recovered.text());
+
+    // Several more healthy probes must not produce any further mail.
+    let probes = mon.count("probe ok");
+    mon.wait_for_count("probe ok", probes + 5);
+    assert_eq!(smtp.mails.snapshot().len(), 2, "exactly one email per transition");
+
+    mon.signal("TERM");
+    assert_eq!(mon.wait_exit().code(), Some(0));
+
+    let rows = rows(db, &url);
+    let states: Vec<_> = rows.iter().map(|r| r.healthy).collect();
+    assert_eq!(states, [true, false, true], "first up, outage, recovery");
+    assert_eq!(rows[1].reason.as_deref(), Some("status \"DOWN\""));
+    assert!(rows[0].timestamp < rows[1].timestamp && rows[1].timestamp < rows[2].timestamp);
+    let outage = rows[2].timestamp.since(rows[1].timestamp);
+    assert_eq!(
+        recovered.subject(),
+        format!("[api-monitor] RECOVERED: {url} is up after {}", human(outage)),
+        "the recovery subject carries the outage length measured between the two rows"
+    );
+}
+

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# `make demo`: the whole outage/recovery cycle on this machine, with nothing but cargo.
+# fake-api plays a scripted outage (ok 4s, down 8s, ok), api-monitor watches it every second
+# with SQLite, and mail-sink (a tiny SMTP server) prints the two emails; then it all stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=target/debug
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# Start a helper whose first stdout line is "<name> listening on <url>"; print the url.
+start() {
+  local out="$work/$1.out"
+  "$bin/$1" "${@:2}" >"$out" 2>"$work/$1.err" &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    if [[ -s "$out" ]]; then head -n1 "$out" | sed 's/.* listening on //'; return; fi
+    sleep 0.1
+  done
+  echo "demo: $1 did not start" >&2; cat "$work/$1.err" >&2; exit 1
+}
+
+api=$(start fake-api --port 0 --script "ok:4s,down:8s,ok")
+smtp=$(start mail-sink --port 0 --count 2)
+echo "demo: fake-api at $api (ok 4s, then down 8s, then ok); SMTP sink at $smtp"
+echo "demo: api-monitor log follows; the two emails are printed when they arrive"
+echo
+
+"$bin/api-monitor" --url "$api/health" --interval 1s --timeout 2s \
+  --db "sqlite://$work/demo.db" --smtp "$smtp" --support oncall@example.com \
+  --from api-monitor@demo.local &
+monitor=$!
+pids+=($monitor)
+
+# The sink exits after the outage and the recovery email.
+sink=${pids[1]}
+for _ in $(seq 1 600); do kill -0 "$sink" 2>/dev/null || break; sleep 0.1; done
+echo
+echo "===== emails received by the SMTP sink ====="
+cat "$work/mail-sink.out"
+kill -TERM "$monitor"; wait "$monitor" || true
+echo
+if command -v sqlite3 >/dev/null; then
+  echo "===== select * from state; ====="
+  sqlite3 -header -column "$work/demo.db" 'select * from state;'
+fi
+echo "demo: done"

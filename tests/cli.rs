@@ -1,0 +1,70 @@
+//! The command line through the real binary: help, version, and every kind of bad input
+//! exiting 2 with one line that names the option.
+
+mod support;
+
+use support::{run_monitor, FakeApi};
+
+#[test]
+fn help_lists_the_options_and_exits_0() {
+    let (status, out, _) = run_monitor(&["--help"], &[]);
+    assert_eq!(status.code(), Some(0));
+    for option in ["--url", "--support", "--interval", "--db", "--smtp", "check"] {
+        assert!(out.contains(option), "--help mentions {option}");
+    }
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let (status, out, _) = run_monitor(&["--version"], &[]);
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(out.trim(), format!("api-monitor {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line_naming_the_option() {
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["--bogus"], &[], "--bogus"),
+        (&["--url", "not a url"], &[], "--url"),
+        (&["--support", "nobody"], &[], "--support"),
+        (&["--failures", "0"], &[], "--failures"),
+        (&["--successes", "0"], &[], "--successes"),
+        (&["--interval", "fast"], &[], "--interval"),
+        (&["--interval", "200ms", "--url", "https://example.com/health"], &[], "--interval"),
+        (&["--db", "postgres://localhost/db"], &[], "--db"),
+        (&["--smtp", "http://mail"], &[], "--smtp"),
+        (&[], &[("INTERVAL", "soon")], "--interval"),
+        (&[], &[("LOG_LEVEL", "chatty")], "LOG_LEVEL"),
+        (&["frobnicate"], &[], "frobnicate"),
+    ];
+    for (args, env, option) in cases {
+        let (status, out, err) = run_monitor(args, env);
+        assert_eq!(status.code(), Some(2), "{args:?} {env:?} → {status:?}, stderr {err:?}");
+        assert_eq!(err.lines().count(), 1, "exactly one line for {args:?}: {err:?}");
+        assert!(err.contains(option), "{args:?} → {err:?} should name {option}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn check_exits_0_when_healthy_and_1_when_not() {
+    let api = FakeApi::start(&[]);
+    let url = api.health_url();
+    let (status, out, _) = run_monitor(&["check", "--url", &url, "--timeout", "2s"], &[]);
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(out.starts_with("OK"), "{out}");
+
+    api.set_mode("error");
+    let (status, out, _) = run_monitor(&["check", "--url", &url, "--timeout", "2s"], &[]);
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(out.contains("HTTP 503"), "{out}");
+}
+
+#[test]
+fn an_unreachable_database_at_start_is_reported_without_its_password() {
+    let (status, _, err) =
+        run_monitor(&["--db", "mysql://root:s3cret@127.0.0.1:1/db", "--interval", "1h"], &[]);
+    assert_ne!(status.code(), Some(0));
+    assert!(!err.contains("s3cret"), "{err}");
+}
