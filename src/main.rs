@@ -167,7 +167,9 @@ fn init_logging(config: &Config) -> Result<(), Fatal> {
     use simplelog::{ConfigBuilder, LevelFilter, SharedLogger, WriteLogger};
 
     let log_config = ConfigBuilder::new()
-        .set_time_format_rfc3339()
+        .set_time_format_custom(simplelog::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        ))
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)
         .set_location_level(LevelFilter::Off)

@@ -125,8 +125,9 @@ impl Watch {
             }
             let at = parts.clock.now();
             let outcome = parts.prober.probe(&self.target.url);
+            let transition = self.detector.observe(&outcome, at);
             self.log_probe(&outcome);
-            if let Some(transition) = self.detector.observe(&outcome, at) {
+            if let Some(transition) = transition {
                 self.handle(transition, parts);
             }
             ticker.advance(Instant::now());
@@ -141,9 +142,9 @@ impl Watch {
                 log::debug!("probe ok target={} latency_ms={ms}", self.target.name)
             }
             Outcome::Failed { reason, .. } => log::warn!(
-                "probe failed target={} reason=\"{reason}\" latency_ms={ms} streak={}",
+                "probe failed target={} reason={reason:?} latency_ms={ms} streak={}",
                 self.target.name,
-                self.detector.streak() + 1
+                self.detector.streak()
             ),
         }
     }
@@ -168,12 +169,12 @@ impl Watch {
         });
         match lock(&parts.mailer).send(&email) {
             Ok(()) => log::info!(
-                "notification sent target={} subject=\"{}\"",
+                "notification sent target={} subject={:?}",
                 self.target.name,
                 email.subject
             ),
             Err(e) => log::error!(
-                "notification NOT delivered target={} subject=\"{}\" error=\"{e}\"",
+                "notification NOT delivered target={} subject={:?} error=\"{e}\"",
                 self.target.name,
                 email.subject
             ),
@@ -234,7 +235,7 @@ impl Watch {
         let lasted = ended.map_or_else(|| "unknown".to_string(), human);
         match (transition.from, transition.to) {
             (_, Health::Down) => log::error!(
-                "OUTAGE target={name} region={} since={} reason=\"{}\" up_for={lasted}",
+                "OUTAGE target={name} region={} since={} reason={:?} up_for={lasted}",
                 self.region,
                 transition.since,
                 transition.reasons.first().map_or("", String::as_str)

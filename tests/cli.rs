@@ -23,7 +23,9 @@ fn version_prints_the_package_version() {
 
 #[test]
 fn bad_input_exits_2_with_one_line_naming_the_option() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    // (arguments, environment, what the message must name)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (&["--bogus"], &[], "--bogus"),
         (&["--url", "not a url"], &[], "--url"),
         (&["--support", "nobody"], &[], "--support"),

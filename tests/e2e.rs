@@ -3,7 +3,9 @@
 
 mod support;
 
-use support::{args, monitor, outage_and_recovery_cycle, rows, temp_dir, FakeApi, Process, SmtpServer};
+use support::{
+    args, monitor, outage_and_recovery_cycle, rows, temp_dir, FakeApi, Process, SmtpServer,
+};
 
 #[test]
 fn outage_and_recovery_send_one_email_each_on_sqlite() {
@@ -31,9 +33,8 @@ fn stops_cleanly_on(signal: &str) {
     let dir = temp_dir("signal");
     let db = format!("sqlite://{}", dir.join("monitor.db").display());
     let api = FakeApi::start(&[]);
-    let mut mon: Process = monitor(&[
-        "--url", &api.health_url(), "--db", &db, "--interval", "1h", "--timeout", "2s",
-    ]);
+    let mut mon: Process =
+        monitor(&["--url", &api.health_url(), "--db", &db, "--interval", "1h", "--timeout", "2s"]);
     mon.wait_for_line("probe ok");
     mon.signal(signal);
     let status = mon.wait_exit();

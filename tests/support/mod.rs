@@ -94,7 +94,7 @@ impl Mail {
     /// The decoded body of the first part with this content type (`text/plain`, `text/html`).
     pub fn part(&self, content_type: &str) -> Option<String> {
         for part in self.data.split("\r\n--") {
-            let (head, body) = part.split_once("\r\n\r\n")?;
+            let Some((head, body)) = part.split_once("\r\n\r\n") else { continue };
             let lower = head.to_ascii_lowercase();
             if !lower.contains(&format!("content-type: {content_type}")) {
                 continue;
@@ -112,7 +112,7 @@ impl Mail {
     }
 
     pub fn text(&self) -> String {
-        self.part("text/plain").unwrap_or_else(|| panic!("no text/plain part in {}", self.data))
+        self.part("text/plain").unwrap_or_else(|| panic!("no text/plain part in {:?}", self.data))
     }
 }
 
@@ -159,7 +159,13 @@ struct Collector {
 }
 
 impl mailin_embedded::Handler for Collector {
-    fn data_start(&mut self, _domain: &str, from: &str, _8bit: bool, to: &[String]) -> mailin_embedded::Response {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        from: &str,
+        _8bit: bool,
+        to: &[String],
+    ) -> mailin_embedded::Response {
         self.current = Some(Mail { from: from.to_string(), to: to.to_vec(), data: String::new() });
         mailin_embedded::response::OK
     }
@@ -193,7 +199,11 @@ impl SmtpServer {
         let handler = Collector { mails: Arc::clone(&mails), current: None };
         let mut server = mailin_embedded::Server::new(handler);
         server.with_name("sink.test").with_num_threads(2).with_tcp_listener(listener);
-        std::thread::spawn(move || server.serve());
+        std::thread::spawn(move || {
+            if let Err(e) = server.serve() {
+                eprintln!("test SMTP server stopped: {e}");
+            }
+        });
         SmtpServer { url, mails }
     }
 
@@ -379,8 +389,24 @@ pub const SUPPORT: &str = "oncall@example.com";
 /// Monitor arguments for a fast loop on loopback.
 pub fn args<'a>(api: &'a str, db: &'a str, smtp: &'a str) -> Vec<&'a str> {
     vec![
-        "--url", api, "--db", db, "--smtp", smtp, "--support", SUPPORT, "--interval", "200ms",
-        "--timeout", "2s", "--failures", "2", "--successes", "2", "--from", "monitor@example.com",
+        "--url",
+        api,
+        "--db",
+        db,
+        "--smtp",
+        smtp,
+        "--support",
+        SUPPORT,
+        "--interval",
+        "200ms",
+        "--timeout",
+        "2s",
+        "--failures",
+        "2",
+        "--successes",
+        "2",
+        "--from",
+        "monitor@example.com",
     ]
 }
 
@@ -435,4 +461,3 @@ pub fn outage_and_recovery_cycle(db: &str) {
         "the recovery subject carries the outage length measured between the two rows"
     );
 }
-
