@@ -10,11 +10,15 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-# Start a helper whose first stdout line is "<name> listening on <url>"; print the url.
+# Start a helper in the background; its first stdout line is "<name> listening on <url>".
 start() {
-  local out="$work/$1.out"
-  "$bin/$1" "${@:2}" >"$out" 2>"$work/$1.err" &
+  "$bin/$1" "${@:2}" >"$work/$1.out" 2>"$work/$1.err" &
   pids+=($!)
+}
+
+# Print the url a started helper announced.
+url_of() {
+  local out="$work/$1.out"
   for _ in $(seq 1 100); do
     if [[ -s "$out" ]]; then head -n1 "$out" | sed 's/.* listening on //'; return; fi
     sleep 0.1
@@ -22,8 +26,11 @@ start() {
   echo "demo: $1 did not start" >&2; cat "$work/$1.err" >&2; exit 1
 }
 
-api=$(start fake-api --port 0 --script "ok:4s,down:8s,ok")
-smtp=$(start mail-sink --port 0 --count 2)
+start fake-api --port 0 --script "ok:4s,down:8s,ok"
+start mail-sink --port 0 --count 2
+sink=${pids[1]}
+api=$(url_of fake-api)
+smtp=$(url_of mail-sink)
 echo "demo: fake-api at $api (ok 4s, then down 8s, then ok); SMTP sink at $smtp"
 echo "demo: api-monitor log follows; the two emails are printed when they arrive"
 echo
@@ -35,7 +42,6 @@ monitor=$!
 pids+=($monitor)
 
 # The sink exits after the outage and the recovery email.
-sink=${pids[1]}
 for _ in $(seq 1 600); do kill -0 "$sink" 2>/dev/null || break; sleep 0.1; done
 echo
 echo "===== emails received by the SMTP sink ====="
