@@ -20,6 +20,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Below this, probing a remote host looks like an attack to its firewall.
 pub const INTERVAL_FLOOR: Duration = Duration::from_secs(1);
+/// The longest target URL: what the `state.target` column holds (`VARCHAR(2048)`).
+pub const MAX_URL_LEN: usize = 2048;
 /// Thresholds above this are surely typos (an outage would take hours to confirm).
 pub const MAX_THRESHOLD: u32 = 1000;
 
@@ -176,6 +178,12 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
 
 fn target(raw: &str) -> Result<Target, ConfigError> {
     let shown = redact::url(raw);
+    if shown.len() > MAX_URL_LEN {
+        return Err(ConfigError(format!(
+            "--url: URL is {} characters long, the most a target may have is {MAX_URL_LEN}",
+            shown.len()
+        )));
+    }
     let url = url::Url::parse(raw)
         .map_err(|e| ConfigError(format!("--url: invalid URL {shown}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
@@ -360,6 +368,7 @@ mod tests {
         let cases: &[(&[&str], &str)] = &[
             (&["--url", "not a url"], "--url"),
             (&["--url", "ftp://example.com/health"], "--url"),
+            (&["--url", &format!("http://example.com/{}", "x".repeat(MAX_URL_LEN))], "--url"),
             (&["--support", "not-an-email"], "--support"),
             (&["--from", "nobody"], "--from"),
             (&["--failures", "0"], "--failures"),

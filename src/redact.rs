@@ -8,10 +8,25 @@
 pub fn url(text: &str) -> String {
     match url::Url::parse(text) {
         Ok(mut parsed) => {
-            if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
-                return parsed.to_string();
+            let mut changed =
+                parsed.password().is_some() && parsed.set_password(Some("***")).is_ok();
+            // The mysql crate also takes `?password=…`.
+            if parsed.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let masked = k.eq_ignore_ascii_case("password");
+                        (k.into_owned(), if masked { "***".to_owned() } else { v.into_owned() })
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+                changed = true;
             }
-            text.to_owned()
+            if changed {
+                parsed.to_string()
+            } else {
+                text.to_owned()
+            }
         }
         Err(_) => match (text.find("://"), text.rfind('@')) {
             (Some(start), Some(at)) if at > start + 3 => {
@@ -35,6 +50,14 @@ mod tests {
         assert_eq!(
             url("smtp://user:s3cret@mail.example.com:587?tls=required"),
             "smtp://user:***@mail.example.com:587?tls=required"
+        );
+    }
+
+    #[test]
+    fn password_parameters_are_masked() {
+        assert_eq!(
+            url("mysql://monitor@db:3306/monitor?password=s3cret&pool_max=2"),
+            "mysql://monitor@db:3306/monitor?password=***&pool_max=2"
         );
     }
 

@@ -86,6 +86,18 @@ pub trait Store: Send {
     ) -> Result<Vec<StateRow>, StoreError>;
 }
 
+/// The longest reason either store keeps, in characters (`reason VARCHAR(1024)`).
+pub(crate) const REASON_MAX_CHARS: usize = 1024;
+
+/// `reason` cut to [`REASON_MAX_CHARS`] characters (on a character boundary), so a long probe
+/// failure can never make the insert fail.
+pub(crate) fn clip_reason(reason: &str) -> &str {
+    match reason.char_indices().nth(REASON_MAX_CHARS) {
+        Some((end, _)) => &reason[..end],
+        None => reason,
+    }
+}
+
 /// Opens the store named by a `sqlite://` or `mysql://` URL and applies the schema.
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     match url.split_once("://").map(|(scheme, _)| scheme) {
@@ -95,5 +107,21 @@ pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
             url: crate::redact::url(url),
             reason: "expected sqlite://PATH or mysql://USER:PASS@HOST:PORT/DB".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_clipped_on_a_character_boundary() {
+        assert_eq!(clip_reason("HTTP 503"), "HTTP 503");
+        let long = "é".repeat(REASON_MAX_CHARS + 10);
+        let clipped = clip_reason(&long);
+        assert_eq!(clipped.chars().count(), REASON_MAX_CHARS, "clipped to the limit in chars");
+        assert!(clipped.chars().all(|c| c == 'é'), "no broken character at the end");
+        let exact = "x".repeat(REASON_MAX_CHARS);
+        assert_eq!(clip_reason(&exact), exact, "a reason at the limit is kept whole");
     }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 use mysql::{Conn, FromRowError, Opts, OptsBuilder};
 
-use super::sqlite::clip_reason;
+use super::clip_reason;
 use super::{NewState, StateRow, Store, StoreError};
 use crate::timestamp::Timestamp;
 

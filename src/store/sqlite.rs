@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
-use super::{NewState, StateRow, Store, StoreError};
+use super::{clip_reason, NewState, StateRow, Store, StoreError};
 use crate::timestamp::Timestamp;
 
 /// The schema, applied at every open; every statement is idempotent.
@@ -19,9 +19,6 @@ const SCHEMA: &str = include_str!("../../sql/sqlite.sql");
 
 /// How long a write waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The longest reason either store keeps, in characters (`reason VARCHAR(1024)`).
-pub(super) const REASON_MAX_CHARS: usize = 1024;
 
 /// The columns of [`StateRow`], in the order [`RawRow`] reads them.
 const COLUMNS: &str = "id, timestamp, healthy, target, region, reason";
@@ -239,15 +236,6 @@ fn parse_url(url: &str) -> Result<Location, StoreError> {
     Ok(Location::File(PathBuf::from(path)))
 }
 
-/// `reason` cut to [`REASON_MAX_CHARS`] characters (on a character boundary), so a long probe
-/// failure can never make the insert fail.
-pub(super) fn clip_reason(reason: &str) -> &str {
-    match reason.char_indices().nth(REASON_MAX_CHARS) {
-        Some((end, _)) => &reason[..end],
-        None => reason,
-    }
-}
-
 /// A failed statement, with what the store was doing.
 fn query_error(what: &str, e: rusqlite::Error) -> StoreError {
     StoreError::Query(format!("sqlite {what}: {e}").into())
@@ -272,16 +260,5 @@ mod tests {
         {
             assert!(matches!(parse_url(url), Err(StoreError::Url { .. })), "{url}");
         }
-    }
-
-    #[test]
-    fn reasons_are_clipped_on_a_character_boundary() {
-        assert_eq!(clip_reason("HTTP 503"), "HTTP 503");
-        let long = "é".repeat(REASON_MAX_CHARS + 10);
-        let clipped = clip_reason(&long);
-        assert_eq!(clipped.chars().count(), REASON_MAX_CHARS, "clipped to the limit in chars");
-        assert!(clipped.chars().all(|c| c == 'é'), "no broken character at the end");
-        let exact = "x".repeat(REASON_MAX_CHARS);
-        assert_eq!(clip_reason(&exact), exact, "a reason at the limit is kept whole");
     }
 }
