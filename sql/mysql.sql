@@ -26,3 +26,25 @@ CREATE TABLE IF NOT EXISTS state (
     PRIMARY KEY (id),
     KEY state_target_region_time (target(255), region, `timestamp`, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- `notification` is the outbox: every email is written here before it is sent and marked
+-- sent only after the SMTP server accepted it, so a crash or a mail-server outage never loses
+-- one and a restart never sends one twice. `state_id` is the transition it announces;
+-- `recipients` is comma-separated; `sent_at` stays NULL until the SMTP server accepted it.
+
+CREATE TABLE IF NOT EXISTS notification (
+    id          BIGINT NOT NULL AUTO_INCREMENT,
+    state_id    BIGINT NULL,
+    target      VARCHAR(2048) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    region      VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT 'direct',
+    recipients  VARCHAR(2048) NOT NULL,
+    subject     VARCHAR(1024) NOT NULL,
+    `text`      MEDIUMTEXT NOT NULL,
+    html        MEDIUMTEXT NOT NULL,
+    created_at  DATETIME(3) NOT NULL,
+    attempts    INT NOT NULL DEFAULT 0,
+    last_error  VARCHAR(1024) NULL,
+    sent_at     DATETIME(3) NULL,
+    PRIMARY KEY (id),
+    KEY notification_unsent (sent_at, id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

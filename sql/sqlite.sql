@@ -23,3 +23,26 @@ CREATE TABLE IF NOT EXISTS state (
 
 -- Serves "the last row of a target/region" and the (timestamp, id)-ordered range scans.
 CREATE INDEX IF NOT EXISTS state_target_region_time ON state (target, region, timestamp, id);
+
+-- `notification` is the outbox: every email is written here before it is sent and marked
+-- sent only after the SMTP server accepted it, so a crash or a mail-server outage never loses
+-- one and a restart never sends one twice. `state_id` is the transition it announces.
+CREATE TABLE IF NOT EXISTS notification (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    state_id   INTEGER NULL REFERENCES state (id),
+    target     VARCHAR(2048) NOT NULL,
+    region     VARCHAR(64) NOT NULL DEFAULT 'direct',
+    -- Comma-separated addresses, as sent.
+    recipients VARCHAR(2048) NOT NULL,
+    subject    VARCHAR(1024) NOT NULL,
+    text       TEXT NOT NULL,
+    html       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    last_error VARCHAR(1024) NULL,
+    -- NULL until the SMTP server accepted the message.
+    sent_at    TEXT NULL
+);
+
+-- Serves "the unsent notifications, oldest first".
+CREATE INDEX IF NOT EXISTS notification_unsent ON notification (sent_at, id);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use api_monitor::store::{self, NewState, StateRow, Store, StoreError};
+use api_monitor::store::{self, NewNotification, NewState, StateRow, Store, StoreError};
 use api_monitor::timestamp::Timestamp;
 
 const A: &str = "https://a.example/health";
@@ -267,6 +267,46 @@ fn targets_differing_late_or_in_case_are_distinct(store: &mut dyn Store) {
     assert_eq!(store.last(A, "EU").unwrap(), Some(eu_upper));
 }
 
+fn notification(state_id: Option<i64>, subject: &str) -> NewNotification {
+    NewNotification {
+        state_id,
+        target: A.into(),
+        region: DIRECT.into(),
+        recipients: "oncall@example.com,ops@example.com".into(),
+        subject: subject.into(),
+        text: "It was down for 2m 10s.\n\u{2014} \u{00d7}2 'quoted' \"double\"".into(),
+        html: format!("<p>{}</p>", "x".repeat(70_000)),
+        created_at: at(5),
+    }
+}
+
+fn outbox_keeps_unsent_notifications_in_order_until_sent(store: &mut dyn Store) {
+    assert!(store.unsent().unwrap().is_empty(), "a new outbox is empty");
+    let row = insert(store, down(A, DIRECT, 0, "HTTP 503"));
+    let outage = notification(Some(row.id), "[api-monitor] OUTAGE: a is down");
+    let recovery = notification(None, "[api-monitor] RECOVERED: a is up after 1s");
+    let first = store.enqueue(&outage).unwrap();
+    let second = store.enqueue(&recovery).unwrap();
+    assert!(first < second, "ids grow");
+
+    let unsent = store.unsent().unwrap();
+    assert_eq!(unsent.iter().map(|n| n.id).collect::<Vec<_>>(), [first, second], "oldest first");
+    assert_eq!(unsent[0].content, outage, "content round-trips, 70 KB html included");
+    assert_eq!((unsent[0].attempts, unsent[0].last_error.as_deref()), (0, None));
+
+    store.note_attempt(first, 1, "SMTP 451 try again later").unwrap();
+    let unsent = store.unsent().unwrap();
+    assert_eq!(unsent[0].attempts, 1);
+    assert_eq!(unsent[0].last_error.as_deref(), Some("SMTP 451 try again later"));
+
+    store.mark_sent(first, 2, at(9)).unwrap();
+    let unsent = store.unsent().unwrap();
+    assert_eq!(unsent.len(), 1, "a sent notification leaves the outbox");
+    assert_eq!(unsent[0].id, second);
+    store.mark_sent(second, 1, at(10)).unwrap();
+    assert!(store.unsent().unwrap().is_empty());
+}
+
 /// Runs every behaviour of the suite on each backend, one `#[test]` per behaviour and backend.
 macro_rules! store_suite {
     ($($behaviour:ident),* $(,)?) => {
@@ -313,6 +353,7 @@ store_suite!(
     ties_on_timestamp_are_ordered_by_id,
     hostile_and_long_reasons_round_trip_harmlessly,
     targets_differing_late_or_in_case_are_distinct,
+    outbox_keeps_unsent_notifications_in_order_until_sent,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -45,6 +45,30 @@ pub struct NewState {
     pub reason: Option<String>,
 }
 
+/// An email to write into the outbox (`notification`) before it is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewNotification {
+    /// The `state` row it announces, when that row is known.
+    pub state_id: Option<i64>,
+    pub target: String,
+    pub region: String,
+    /// Comma-separated recipient addresses.
+    pub recipients: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub created_at: Timestamp,
+}
+
+/// An outbox row not yet accepted by the SMTP server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    pub id: i64,
+    pub content: NewNotification,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
 /// A fault of the database itself (never of the monitored API).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -63,9 +87,11 @@ pub enum StoreError {
 /// The monitor's view of the database. Rows of one target/region are ordered by
 /// `(timestamp, id)`: timestamps are the real order of events, ids break ties.
 ///
-/// Call order in the monitor: [`Store::last`] once per target at start (to resume the detector),
-/// then for each transition [`Store::insert`], [`Store::previous`] of the inserted row (the
-/// length of the period that ended) and [`Store::since`] (history for the email).
+/// Call order in the monitor: [`Store::last`] once per target and [`Store::unsent`] once at start
+/// (to resume the detector and the outbox), then for each transition [`Store::insert`],
+/// [`Store::previous`] of the inserted row (the length of the period that ended),
+/// [`Store::since`] (history for the email) and [`Store::enqueue`]; then, per delivery attempt,
+/// [`Store::note_attempt`] or [`Store::mark_sent`].
 pub trait Store: Send {
     /// The latest row of `target`/`region`, if any.
     fn last(&mut self, target: &str, region: &str) -> Result<Option<StateRow>, StoreError>;
@@ -84,6 +110,18 @@ pub trait Store: Send {
         region: &str,
         from: Timestamp,
     ) -> Result<Vec<StateRow>, StoreError>;
+
+    /// Writes `notification` into the outbox (unsent, no attempts) and returns its id.
+    fn enqueue(&mut self, notification: &NewNotification) -> Result<i64, StoreError>;
+
+    /// The unsent notifications, oldest first: what a restart must still deliver.
+    fn unsent(&mut self) -> Result<Vec<Notification>, StoreError>;
+
+    /// Records a failed delivery attempt (the total count so far and why it failed).
+    fn note_attempt(&mut self, id: i64, attempts: u32, error: &str) -> Result<(), StoreError>;
+
+    /// Marks a notification as accepted by the SMTP server at `at`, after `attempts` attempts.
+    fn mark_sent(&mut self, id: i64, attempts: u32, at: Timestamp) -> Result<(), StoreError>;
 }
 
 /// The longest reason either store keeps, in characters (`reason VARCHAR(1024)`).

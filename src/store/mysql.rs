@@ -25,7 +25,7 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, FromRowError, Opts, OptsBuilder};
 
 use super::clip_reason;
-use super::{NewState, StateRow, Store, StoreError};
+use super::{NewNotification, NewState, Notification, StateRow, Store, StoreError};
 use crate::timestamp::Timestamp;
 
 /// The schema, applied on every new connection; plain SQL that the `mysql` client also runs.
@@ -225,6 +225,106 @@ impl Store for MysqlStore {
         let window = self
             .run("rows in window", |c| c.exec_opt::<RawRow, _, _>(&sql, (target, region, &from)))?;
         before.into_iter().map(Ok).chain(window.into_iter().map(into_state)).collect()
+    }
+
+    fn enqueue(&mut self, n: &NewNotification) -> Result<i64, StoreError> {
+        let params: Vec<mysql::Value> = vec![
+            n.state_id.into(),
+            n.target.as_str().into(),
+            n.region.as_str().into(),
+            n.recipients.as_str().into(),
+            n.subject.as_str().into(),
+            n.text.as_str().into(),
+            n.html.as_str().into(),
+            n.created_at.to_sql().into(),
+        ];
+        let id = self.run("enqueue notification", |c| {
+            c.exec_drop(
+                "INSERT INTO notification (state_id, target, region, recipients, subject, `text`, \
+                 html, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )?;
+            Ok(c.last_insert_id())
+        })?;
+        i64::try_from(id)
+            .map_err(|_| StoreError::Query(format!("mysql enqueue: id {id} out of range").into()))
+    }
+
+    fn unsent(&mut self) -> Result<Vec<Notification>, StoreError> {
+        type Raw = (
+            i64,
+            Option<i64>,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            u32,
+            Option<String>,
+        );
+        let rows: Vec<mysql::Row> = self.run("unsent notifications", |c| {
+            c.query(
+                "SELECT id, state_id, target, region, recipients, subject, `text`, html, \
+                 CAST(created_at AS CHAR), attempts, last_error FROM notification \
+                 WHERE sent_at IS NULL ORDER BY id",
+            )
+        })?;
+        rows.into_iter()
+            .map(|row| {
+                let (
+                    id,
+                    state_id,
+                    target,
+                    region,
+                    recipients,
+                    subject,
+                    text,
+                    html,
+                    at,
+                    attempts,
+                    last_error,
+                ): Raw = mysql::from_row_opt(row).map_err(|e| {
+                    StoreError::Query(format!("mysql unsent notifications: {e}").into())
+                })?;
+                Ok(Notification {
+                    id,
+                    content: NewNotification {
+                        state_id,
+                        target,
+                        region,
+                        recipients,
+                        subject,
+                        text,
+                        html,
+                        created_at: Timestamp::parse_sql(&at)?,
+                    },
+                    attempts,
+                    last_error,
+                })
+            })
+            .collect()
+    }
+
+    fn note_attempt(&mut self, id: i64, attempts: u32, error: &str) -> Result<(), StoreError> {
+        let error = clip_reason(error).to_owned();
+        self.run("note delivery attempt", |c| {
+            c.exec_drop(
+                "UPDATE notification SET attempts = ?, last_error = ? WHERE id = ?",
+                (attempts, error, id),
+            )
+        })
+    }
+
+    fn mark_sent(&mut self, id: i64, attempts: u32, at: Timestamp) -> Result<(), StoreError> {
+        let at = at.to_sql();
+        self.run("mark notification sent", |c| {
+            c.exec_drop(
+                "UPDATE notification SET attempts = ?, sent_at = ? WHERE id = ?",
+                (attempts, at, id),
+            )
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
-use super::{clip_reason, NewState, StateRow, Store, StoreError};
+use super::{clip_reason, NewNotification, NewState, Notification, StateRow, Store, StoreError};
 use crate::timestamp::Timestamp;
 
 /// The schema, applied at every open; every statement is idempotent.
@@ -175,6 +175,98 @@ impl Store for SqliteStore {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| query_error("rows in window", e))?;
         before.into_iter().map(Ok).chain(raw.into_iter().map(RawRow::into_state)).collect()
+    }
+
+    fn enqueue(&mut self, n: &NewNotification) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO notification (state_id, target, region, recipients, subject, text, \
+                 html, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    n.state_id,
+                    n.target,
+                    n.region,
+                    n.recipients,
+                    n.subject,
+                    n.text,
+                    n.html,
+                    n.created_at.to_sql()
+                ],
+            )
+            .map_err(|e| query_error("enqueue notification", e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn unsent(&mut self) -> Result<Vec<Notification>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, state_id, target, region, recipients, subject, text, html, \
+                 created_at, attempts, last_error FROM notification WHERE sent_at IS NULL \
+                 ORDER BY id",
+            )
+            .map_err(|e| query_error("unsent notifications", e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    [r.get::<_, String>(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
+                    r.get::<_, String>(8)?,
+                    r.get::<_, u32>(9)?,
+                    r.get::<_, Option<String>>(10)?,
+                ))
+            })
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| query_error("unsent notifications", e))?;
+        rows.into_iter()
+            .map(
+                |(
+                    id,
+                    state_id,
+                    [target, region, recipients, subject, text, html],
+                    at,
+                    attempts,
+                    last_error,
+                )| {
+                    Ok(Notification {
+                        id,
+                        content: NewNotification {
+                            state_id,
+                            target,
+                            region,
+                            recipients,
+                            subject,
+                            text,
+                            html,
+                            created_at: Timestamp::parse_sql(&at)?,
+                        },
+                        attempts,
+                        last_error,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    fn note_attempt(&mut self, id: i64, attempts: u32, error: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE notification SET attempts = ?1, last_error = ?2 WHERE id = ?3",
+                params![attempts, clip_reason(error), id],
+            )
+            .map(drop)
+            .map_err(|e| query_error("note delivery attempt", e))
+    }
+
+    fn mark_sent(&mut self, id: i64, attempts: u32, at: Timestamp) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE notification SET attempts = ?1, sent_at = ?2 WHERE id = ?3",
+                params![attempts, at.to_sql(), id],
+            )
+            .map(drop)
+            .map_err(|e| query_error("mark notification sent", e))
     }
 }
 
