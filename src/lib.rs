@@ -8,9 +8,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod courier;
 pub mod detector;
 pub mod duration;
 pub mod history;
+pub mod ledger;
 pub mod mailer;
 pub mod message;
 pub mod monitor;

@@ -22,6 +22,9 @@ pub const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// `Err` leaves it undelivered (the caller decides what to do with it).
 pub trait Mailer: Send {
     fn send(&mut self, email: &Email) -> Result<(), MailError>;
+
+    /// How it delivers, for the log: `smtp` or `log`.
+    fn channel(&self) -> &'static str;
 }
 
 /// A delivery that did not happen.
@@ -81,6 +84,10 @@ impl Mailer for SmtpMailer {
             .map(drop)
             .map_err(|e| MailError::Smtp { server: self.server.clone(), reason: e.to_string() })
     }
+
+    fn channel(&self) -> &'static str {
+        "smtp"
+    }
 }
 
 /// "Delivers" into the log, in full, so a monitor without mail set-up still tells someone.
@@ -94,5 +101,9 @@ impl Mailer for LogMailer {
             email.text.trim_end()
         );
         Ok(())
+    }
+
+    fn channel(&self) -> &'static str {
+        "log"
     }
 }

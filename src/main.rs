@@ -6,10 +6,12 @@
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use api_monitor::cli::{self, Command, Parsed};
 use api_monitor::config::{self, Config, Delivery, Surroundings};
+use api_monitor::ledger::{Ledger, SharedLedger};
 use api_monitor::mailer::{LogMailer, Mailer, SmtpMailer, SMTP_TIMEOUT};
 use api_monitor::monitor::{self, Cadence, Parts};
 use api_monitor::probe::{HttpProber, Outcome, Prober};
@@ -125,7 +127,14 @@ fn watch(config: Config) -> Result<(), Fatal> {
         config.thresholds.successes,
         redact::url(&config.db_url),
     );
-    let store = store::open(&config.db_url).map_err(|e| Fatal::Runtime(e.to_string()))?;
+    // Retries (mail and database) start at one interval, at most 5 s, and back off from there.
+    let retry_base = config.interval.min(Duration::from_secs(5));
+    let ledger = Ledger::open(&config.db_url, Box::new(store::open), retry_base, Instant::now())
+        .map_err(|e| Fatal::Usage(format!("--db: {e}")))?;
+    let recipients = match &config.delivery {
+        Delivery::Smtp(settings) => settings.to.join(","),
+        Delivery::LogOnly { .. } => "(log only)".to_string(),
+    };
     let mailer: Box<dyn Mailer> = match &config.delivery {
         Delivery::Smtp(settings) => {
             log::info!(
@@ -149,14 +158,14 @@ fn watch(config: Config) -> Result<(), Fatal> {
 
     let parts = Arc::new(Parts {
         prober: Box::new(HttpProber::new(config.timeout)),
-        store: Mutex::new(store),
-        mailer: Mutex::new(mailer),
+        ledger: SharedLedger::new(ledger),
+        recipients,
         clock: Box::new(SystemClock),
         shutdown,
     });
     let cadence = Cadence { interval: config.interval, thresholds: config.thresholds };
-    monitor::run(&config.targets, cadence, parts)
-        .map_err(|e| Fatal::Runtime(format!("cannot start a probe thread: {e}")))?;
+    monitor::run(&config.targets, cadence, parts, mailer)
+        .map_err(|e| Fatal::Runtime(format!("cannot start a thread: {e}")))?;
     log::info!("stopped");
     Ok(())
 }

@@ -7,21 +7,24 @@
 //! crash after the email can never leave an outage that the database does not know about; a
 //! restart resumes the detector from the last row, so it does not announce that outage again.
 //!
-//! Operational faults (database, SMTP) are logged and the loop goes on; durations then come
-//! from the last transition this process remembers. Nothing here is fatal.
+//! The email is not sent from here: it is posted to the [`Ledger`]'s outbox and the courier
+//! thread ([`crate::courier`]) delivers it, so a slow mail server never delays a probe.
+//! Operational faults (database, SMTP) are logged and the loop goes on; while the database is
+//! down, durations come from the last transition this process remembers. Nothing here is fatal.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Target;
 use crate::detector::{Detector, Health, Thresholds, Transition};
 use crate::duration::human;
 use crate::history::{self, History};
+use crate::ledger::{Recorded, SharedLedger};
 use crate::mailer::Mailer;
 use crate::message::{self, Notice};
 use crate::probe::{Outcome, Prober};
 use crate::schedule::{Shutdown, Ticker};
-use crate::store::{NewState, StateRow, Store};
+use crate::store::{NewNotification, NewState, StateRow};
 use crate::timestamp::{Clock, Timestamp};
 
 /// The region of a target probed without a proxy.
@@ -31,12 +34,13 @@ const HISTORY_SPAN: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Each probe thread's stack: the loop is shallow, so a small stack keeps many targets cheap.
 const STACK_SIZE: usize = 512 * 1024;
 
-/// What every target's loop shares. Store and mailer are behind mutexes: transitions are rare,
-/// so contention is negligible, and one connection each keeps the footprint small.
+/// What every target's loop shares. The ledger is behind one mutex: transitions are rare, so
+/// contention is negligible, and one database connection keeps the footprint small.
 pub struct Parts {
     pub prober: Box<dyn Prober>,
-    pub store: Mutex<Box<dyn Store>>,
-    pub mailer: Mutex<Box<dyn Mailer>>,
+    pub ledger: SharedLedger,
+    /// Who the notifications go to, as recorded in the outbox (`log only` without SMTP).
+    pub recipients: String,
     pub clock: Box<dyn Clock>,
     pub shutdown: Arc<Shutdown>,
 }
@@ -48,9 +52,32 @@ pub struct Cadence {
     pub thresholds: Thresholds,
 }
 
-/// Runs one loop per target until `parts.shutdown` is triggered, then returns once every loop
-/// has finished its in-flight probe and notification.
-pub fn run(targets: &[Target], cadence: Cadence, parts: Arc<Parts>) -> std::io::Result<()> {
+/// Runs one loop per target, and the courier with `mailer`, until `parts.shutdown` is
+/// triggered; then returns once every loop has finished its in-flight probe and the courier its
+/// in-flight delivery and final report.
+pub fn run(
+    targets: &[Target],
+    cadence: Cadence,
+    parts: Arc<Parts>,
+    mut mailer: Box<dyn Mailer>,
+) -> std::io::Result<()> {
+    let courier = {
+        let shared = Arc::clone(&parts);
+        std::thread::Builder::new()
+            .name("courier".into())
+            .stack_size(STACK_SIZE)
+            .spawn(move || crate::courier::run(&shared.ledger, mailer.as_mut(), &*shared.clock))?
+    };
+    let result = run_probes(targets, cadence, &parts);
+    parts.ledger.lock().close();
+    parts.ledger.notify();
+    if courier.join().is_err() {
+        log::error!("the courier thread panicked");
+    }
+    result
+}
+
+fn run_probes(targets: &[Target], cadence: Cadence, parts: &Arc<Parts>) -> std::io::Result<()> {
     let mut threads = Vec::with_capacity(targets.len());
     for (i, target) in targets.iter().enumerate() {
         let target = target.clone();
@@ -92,10 +119,14 @@ impl Watch {
     /// Resumes from the last recorded row, so a restart continues the current period instead
     /// of starting a new one.
     fn resume(target: Target, region: String, cadence: Cadence, parts: &Parts) -> Self {
-        let last = match lock(&parts.store).last(&target.name, &region) {
+        let last = match parts.ledger.lock().last(&target.name, &region, Instant::now()) {
             Ok(last) => last,
-            Err(e) => {
-                log::error!("cannot read the last state target={} error=\"{e}\"", target.name);
+            Err(()) => {
+                log::warn!(
+                    "last state unknown (database unavailable) target={} region={region}: \
+                     starting without history",
+                    target.name
+                );
                 None
             }
         };
@@ -152,12 +183,35 @@ impl Watch {
     /// Record, then notify (see the module doc).
     fn handle(&mut self, transition: Transition, parts: &Parts) {
         let now = parts.clock.now();
-        let (ended, history) = self.record(&transition, now, parts);
+        let instant = Instant::now();
+        let remembered = self.since.map(|start| transition.since.since(start));
+        let row = NewState {
+            timestamp: transition.since,
+            healthy: transition.to.is_up(),
+            target: self.target.name.clone(),
+            region: self.region.clone(),
+            reason: transition.reasons.first().cloned(),
+        };
+        let mut ledger = parts.ledger.lock();
+        let recorded = ledger.record(row, instant);
+        let (ended, changes) = match &recorded {
+            Recorded::Written(row) => {
+                let ended = match ledger.previous(row, instant) {
+                    Ok(previous) => previous.map(|p| row.timestamp.since(p.timestamp)),
+                    Err(()) => remembered,
+                };
+                let from = now.minus(HISTORY_SPAN);
+                let rows = ledger.since(&self.target.name, &self.region, from, instant);
+                (ended, rows.iter().map(StateRow::change).collect())
+            }
+            Recorded::Queued { .. } => (remembered, Vec::new()),
+        };
         self.since = Some(transition.since);
         self.log_transition(&transition, ended);
         if !transition.notifies() {
             return;
         }
+        let history: History = history::summarize(&changes, now);
         let region = (self.region != DIRECT).then_some(self.region.as_str());
         let email = message::compose(&Notice {
             target: &self.target.name,
@@ -167,67 +221,19 @@ impl Watch {
             history: &history,
             now,
         });
-        match lock(&parts.mailer).send(&email) {
-            Ok(()) => log::info!(
-                "notification sent target={} subject={:?}",
-                self.target.name,
-                email.subject
-            ),
-            Err(e) => log::error!(
-                "notification NOT delivered target={} subject={:?} error=\"{e}\"",
-                self.target.name,
-                email.subject
-            ),
-        }
-    }
-
-    /// Inserts the transition's row and returns the length of the period it ended and the
-    /// history for the email. On database faults, falls back to what this process remembers.
-    fn record(
-        &self,
-        transition: &Transition,
-        now: Timestamp,
-        parts: &Parts,
-    ) -> (Option<Duration>, History) {
-        let remembered = self.since.map(|start| transition.since.since(start));
-        let row = NewState {
-            timestamp: transition.since,
-            healthy: transition.to.is_up(),
+        let letter = NewNotification {
+            state_id: None,
             target: self.target.name.clone(),
             region: self.region.clone(),
-            reason: transition.reasons.first().cloned(),
+            recipients: parts.recipients.clone(),
+            subject: email.subject,
+            text: email.text,
+            html: email.html,
+            created_at: now,
         };
-        let mut store = lock(&parts.store);
-        let inserted = match store.insert(&row) {
-            Ok(inserted) => inserted,
-            Err(e) => {
-                log::error!(
-                    "cannot record transition target={} healthy={} at={} error=\"{e}\"",
-                    self.target.name,
-                    row.healthy,
-                    row.timestamp
-                );
-                return (remembered, history::summarize(&[], now));
-            }
-        };
-        let ended = match store.previous(&inserted) {
-            Ok(previous) => previous.map(|p| inserted.timestamp.since(p.timestamp)),
-            Err(e) => {
-                log::error!(
-                    "cannot read the previous state target={} error=\"{e}\"",
-                    self.target.name
-                );
-                remembered
-            }
-        };
-        let changes = match store.since(&self.target.name, &self.region, now.minus(HISTORY_SPAN)) {
-            Ok(rows) => rows.iter().map(StateRow::change).collect(),
-            Err(e) => {
-                log::error!("cannot read history target={} error=\"{e}\"", self.target.name);
-                Vec::new()
-            }
-        };
-        (ended, history::summarize(&changes, now))
+        ledger.post(&recorded, letter, instant);
+        drop(ledger);
+        parts.ledger.notify();
     }
 
     fn log_transition(&self, transition: &Transition, ended: Option<Duration>) {
@@ -252,10 +258,4 @@ impl Watch {
             ),
         }
     }
-}
-
-/// Locks a shared adapter. A panic in another loop while holding it leaves the adapter usable
-/// (it holds no half-applied invariant of ours), so poisoning is ignored.
-fn lock<T: ?Sized>(mutex: &Mutex<Box<T>>) -> MutexGuard<'_, Box<T>> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -106,7 +106,8 @@ impl MysqlStore {
             Some(mut conn) => match conn.ping() {
                 Ok(()) => conn,
                 Err(e) => {
-                    log::warn!(
+                    // Debug only: the ledger logs a database outage once, not once per retry.
+                    log::debug!(
                         "mysql connection lost, reconnecting url={} error={}",
                         self.shown_url,
                         self.scrub(e)

@@ -1,0 +1,58 @@
+//! The courier: the one thread that delivers the outbox and brings the database back.
+//!
+//! Probe threads never talk to the mail server: they put letters into the [`Ledger`] and wake
+//! the courier, so a slow or dead SMTP server can never delay a probe. The courier sends the
+//! oldest due letter, and only that one (letters go out in order, so a recovery email never
+//! overtakes its outage email); a failure is retried with exponential backoff (from
+//! `min(interval, 5s)` up to 5 minutes), forever — a notification is never given up. While the
+//! database is down, the courier is also what retries it, on its own backoff.
+//!
+//! When the monitor stops, the courier finishes the delivery in flight (bounded by the SMTP
+//! timeout), then has the ledger report whatever is still undelivered or unwritten.
+
+use std::time::Instant;
+
+use crate::duration::human;
+use crate::ledger::SharedLedger;
+use crate::mailer::Mailer;
+use crate::timestamp::Clock;
+
+/// Runs until the ledger is closed (see [`crate::ledger::Ledger::close`]).
+pub fn run(ledger: &SharedLedger, mailer: &mut dyn Mailer, clock: &dyn Clock) {
+    let mut guard = ledger.lock();
+    while !guard.is_closing() {
+        let now = Instant::now();
+        guard.maintain(now);
+        let Some(letter) = guard.due_letter(now) else {
+            let wake = guard.next_wakeup();
+            guard = ledger.wait(guard, wake);
+            continue;
+        };
+        drop(guard);
+        let result = mailer.send(&letter.email());
+        guard = ledger.lock();
+        let subject = &letter.content.subject;
+        match result {
+            Ok(()) => {
+                log::info!(
+                    "notification sent via={} target={} subject={subject:?} attempts={}",
+                    mailer.channel(),
+                    letter.content.target,
+                    letter.attempts + 1
+                );
+                guard.delivered(letter.key, clock.now(), Instant::now());
+            }
+            Err(e) => {
+                let retry = guard.failed(letter.key, &e.to_string(), Instant::now());
+                log::error!(
+                    "notification NOT delivered target={} subject={subject:?} attempt={} \
+                     error=\"{e}\" retry_in={}",
+                    letter.content.target,
+                    letter.attempts + 1,
+                    retry.map_or_else(|| "-".into(), human)
+                );
+            }
+        }
+    }
+    guard.report_leftovers(Instant::now());
+}

@@ -1,0 +1,525 @@
+//! The monitor's durable memory: `state` rows and the notification outbox, written through to
+//! the database and held in memory while the database is away.
+//!
+//! Why it exists: the database and the mail server both fail, and neither may cost a
+//! notification. So every write goes through an in-memory *backlog*, applied in order; when the
+//! database is unreachable the backlog simply waits (the outage is logged once, the recovery
+//! once) and is replayed with the original timestamps when it returns. Every email becomes a
+//! [`Letter`] in the in-memory *outbox* and a `notification` row; it leaves the outbox only when
+//! the SMTP server has accepted it, and the row is marked sent only then. A restart loads the
+//! unsent rows back, so a crash or a mail-server outage delays a notification but never loses
+//! or repeats it (a crash in the instant between the server's acceptance and the mark can
+//! repeat one; that is the one window left).
+//!
+//! The ledger does no waiting of its own: the courier thread ([`crate::courier`]) asks it what
+//! is due and when to wake. Probe threads only append, so a slow database never delays a probe
+//! beyond the database's own timeouts, and not at all while it is known to be down.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::duration::human;
+use crate::message::Email;
+use crate::redact;
+use crate::store::{self, NewNotification, NewState, StateRow, Store, StoreError};
+use crate::timestamp::Timestamp;
+
+/// The longest wait between two delivery attempts of one letter.
+pub const MAX_LETTER_BACKOFF: Duration = Duration::from_secs(5 * 60);
+/// The longest wait between two attempts to reach the database again.
+pub const MAX_DATABASE_BACKOFF: Duration = Duration::from_secs(60);
+
+/// `base × 2^(attempts − 1)`, capped at `cap`: the wait after the `attempts`-th failure.
+pub fn backoff(base: Duration, attempts: u32, cap: Duration) -> Duration {
+    let factor = 1u32 << attempts.saturating_sub(1).min(20);
+    base.saturating_mul(factor).min(cap)
+}
+
+/// Opens a store from its URL; [`store::open`] in production, a fake in unit tests.
+pub type Opener = Box<dyn Fn(&str) -> Result<Box<dyn Store>, StoreError> + Send>;
+
+/// An email waiting for the SMTP server's acceptance.
+#[derive(Clone, Debug)]
+pub struct Letter {
+    /// This process's name for it (database ids may not exist yet).
+    pub key: u64,
+    pub content: NewNotification,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// Not before this instant.
+    pub due: Instant,
+}
+
+impl Letter {
+    pub fn email(&self) -> Email {
+        Email {
+            subject: self.content.subject.clone(),
+            text: self.content.text.clone(),
+            html: self.content.html.clone(),
+        }
+    }
+}
+
+/// A `state` row the ledger has accepted: written already, or queued until the database returns.
+#[derive(Clone, Debug)]
+pub enum Recorded {
+    Written(StateRow),
+    Queued { key: u64 },
+}
+
+/// Where a letter's transition row is: known id, or a queued row's key.
+#[derive(Clone, Copy, Debug)]
+enum StateRef {
+    Id(i64),
+    Queued(u64),
+}
+
+/// One pending database write, applied in order.
+#[derive(Clone, Debug)]
+enum Write {
+    State { key: u64, row: NewState },
+    Letter { key: u64, state: Option<StateRef>, content: NewNotification },
+    Sent { key: u64, attempts: u32, at: Timestamp },
+}
+
+/// The database is unreachable: since when, why, and when to try again.
+#[derive(Debug)]
+struct Unreachable {
+    since: Instant,
+    next_try: Instant,
+    delay: Duration,
+}
+
+/// See the module doc. Used through [`SharedLedger`].
+pub struct Ledger {
+    url: String,
+    opener: Opener,
+    store: Option<Box<dyn Store>>,
+    backlog: VecDeque<Write>,
+    unreachable: Option<Unreachable>,
+    /// Database ids of rows written from the backlog, for the writes that refer to them.
+    state_ids: HashMap<u64, i64>,
+    letter_ids: HashMap<u64, i64>,
+    /// The last `state` row the backlog wrote, so [`Ledger::record`] can return its id.
+    last_state: Option<(u64, i64)>,
+    outbox: VecDeque<Letter>,
+    next_key: u64,
+    retry_base: Duration,
+    /// Set when the monitor stops: the courier finishes and reports what is left.
+    closing: bool,
+}
+
+impl Ledger {
+    /// Opens the database at `url`; if it is unreachable the ledger starts in the "database
+    /// down" state and keeps trying. Unsent notifications of earlier runs join the outbox.
+    /// Only a URL that can never work ([`StoreError::Url`]) is an error.
+    pub fn open(
+        url: &str,
+        opener: Opener,
+        retry_base: Duration,
+        now: Instant,
+    ) -> Result<Ledger, StoreError> {
+        let mut ledger = Ledger {
+            url: url.to_owned(),
+            opener,
+            store: None,
+            backlog: VecDeque::new(),
+            unreachable: None,
+            state_ids: HashMap::new(),
+            letter_ids: HashMap::new(),
+            last_state: None,
+            outbox: VecDeque::new(),
+            next_key: 0,
+            retry_base,
+            closing: false,
+        };
+        match (ledger.opener)(url) {
+            Ok(store) => {
+                ledger.adopt(store, now);
+            }
+            Err(e @ StoreError::Url { .. }) => return Err(e),
+            Err(e) => ledger.fail(&e, now),
+        }
+        Ok(ledger)
+    }
+
+    /// Whether the database is currently believed reachable.
+    pub fn is_up(&self) -> bool {
+        self.unreachable.is_none()
+    }
+
+    fn key(&mut self) -> u64 {
+        self.next_key += 1;
+        self.next_key
+    }
+
+    /// Makes sure a store is open.
+    fn connect(&mut self, now: Instant) -> bool {
+        if self.store.is_some() {
+            return true;
+        }
+        match (self.opener)(&self.url) {
+            Ok(store) => self.adopt(store, now),
+            Err(e) => {
+                self.fail(&e, now);
+                false
+            }
+        }
+    }
+
+    /// Takes a freshly opened store into use, first loading earlier runs' unsent notifications.
+    fn adopt(&mut self, mut store: Box<dyn Store>, now: Instant) -> bool {
+        let unsent = match store.unsent() {
+            Ok(unsent) => unsent,
+            Err(e) => {
+                self.fail(&e, now);
+                return false;
+            }
+        };
+        if !unsent.is_empty() {
+            log::warn!("resuming {} undelivered notification(s) from the outbox", unsent.len());
+        }
+        for (i, n) in unsent.into_iter().enumerate() {
+            let key = self.key();
+            self.letter_ids.insert(key, n.id);
+            // Older than anything this run created: they go first, in order.
+            self.outbox
+                .insert(i, Letter { key, content: n.content, attempts: n.attempts, due: now });
+        }
+        self.store = Some(store);
+        true
+    }
+
+    /// Notes a database fault: logged once per outage, then retried with backoff.
+    fn fail(&mut self, error: &StoreError, now: Instant) {
+        match &mut self.unreachable {
+            None => {
+                log::error!(
+                    "DATABASE UNAVAILABLE db={} error=\"{error}\"; probing and notifying go on, \
+                     writes are kept in memory and replayed when it returns",
+                    redact::url(&self.url)
+                );
+                self.unreachable = Some(Unreachable {
+                    since: now,
+                    next_try: now + self.retry_base,
+                    delay: self.retry_base,
+                });
+            }
+            Some(u) => {
+                log::debug!("database still unavailable error=\"{error}\"");
+                u.delay = (u.delay * 2).min(MAX_DATABASE_BACKOFF);
+                u.next_try = now + u.delay;
+            }
+        }
+    }
+
+    /// Applies the backlog in order. Stops at the first failure (the rest waits, in order).
+    fn flush(&mut self, now: Instant) -> bool {
+        if !self.connect(now) {
+            return false;
+        }
+        let written = self.backlog.len();
+        while let Some(write) = self.backlog.front() {
+            let Some(store) = self.store.as_mut() else { return false };
+            let result = apply(store.as_mut(), write, &mut self.state_ids, &mut self.letter_ids);
+            match result {
+                Ok(state_id) => {
+                    if let (Some(id), Write::State { key, .. }) = (state_id, write) {
+                        self.last_state = Some((*key, id));
+                    }
+                    self.backlog.pop_front();
+                }
+                Err(e) => {
+                    self.fail(&e, now);
+                    return false;
+                }
+            }
+        }
+        // Nothing queued refers to a queued row any more.
+        self.state_ids.clear();
+        if let Some(u) = self.unreachable.take() {
+            log::info!(
+                "DATABASE RECOVERED db={} after={} replayed_writes={written}",
+                redact::url(&self.url),
+                human(now.saturating_duration_since(u.since))
+            );
+        }
+        true
+    }
+
+    /// Tries the database again if it is down and the backoff has passed.
+    pub fn maintain(&mut self, now: Instant) {
+        match &self.unreachable {
+            Some(u) if now >= u.next_try => {
+                self.flush(now);
+            }
+            Some(_) => {}
+            None if !self.backlog.is_empty() => {
+                self.flush(now);
+            }
+            None => {}
+        }
+    }
+
+    /// Runs a read on the store if it is up; a failure marks it down and gives `None`.
+    fn read<T>(
+        &mut self,
+        now: Instant,
+        op: impl FnOnce(&mut dyn Store) -> Result<T, StoreError>,
+    ) -> Option<T> {
+        if self.unreachable.is_some() || !self.backlog.is_empty() {
+            return None;
+        }
+        let store = self.store.as_mut()?;
+        match op(store.as_mut()) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.fail(&e, now);
+                None
+            }
+        }
+    }
+
+    /// The last recorded row of a target/region; `None` if there is none or the database is down
+    /// (`Err(())` then, so the caller can say so).
+    pub fn last(
+        &mut self,
+        target: &str,
+        region: &str,
+        now: Instant,
+    ) -> Result<Option<StateRow>, ()> {
+        self.read(now, |s| s.last(target, region)).ok_or(())
+    }
+
+    /// Appends a `state` row; written at once unless the database is down.
+    pub fn record(&mut self, row: NewState, now: Instant) -> Recorded {
+        let key = self.key();
+        self.backlog.push_back(Write::State { key, row: row.clone() });
+        if self.unreachable.is_none() && self.flush(now) {
+            if let Some((_, id)) = self.last_state.take().filter(|(k, _)| *k == key) {
+                return Recorded::Written(StateRow {
+                    id,
+                    timestamp: row.timestamp,
+                    healthy: row.healthy,
+                    target: row.target,
+                    region: row.region,
+                    reason: row.reason.map(|r| store::clip_reason(&r).to_owned()),
+                });
+            }
+        }
+        Recorded::Queued { key }
+    }
+
+    /// The row before `row`, for the length of the period that ended. `Err(())` when the
+    /// database cannot say.
+    pub fn previous(&mut self, row: &StateRow, now: Instant) -> Result<Option<StateRow>, ()> {
+        self.read(now, |s| s.previous(row)).ok_or(())
+    }
+
+    /// The rows since `from` (with the one before), for the history block; empty when the
+    /// database cannot say.
+    pub fn since(
+        &mut self,
+        target: &str,
+        region: &str,
+        from: Timestamp,
+        now: Instant,
+    ) -> Vec<StateRow> {
+        self.read(now, |s| s.since(target, region, from)).unwrap_or_default()
+    }
+
+    /// Puts a notification in the outbox (and its row in the backlog); the courier delivers it.
+    pub fn post(&mut self, recorded: &Recorded, content: NewNotification, now: Instant) -> u64 {
+        let key = self.key();
+        let state = match recorded {
+            Recorded::Written(row) => Some(StateRef::Id(row.id)),
+            Recorded::Queued { key } => Some(StateRef::Queued(*key)),
+        };
+        self.backlog.push_back(Write::Letter { key, state, content: content.clone() });
+        self.outbox.push_back(Letter { key, content, attempts: 0, due: now });
+        if self.unreachable.is_none() {
+            self.flush(now);
+        }
+        key
+    }
+
+    /// The oldest undelivered letter if it is due at `now`. Letters go out strictly in order,
+    /// so an outage email is never overtaken by its recovery.
+    pub fn due_letter(&self, now: Instant) -> Option<Letter> {
+        self.outbox.front().filter(|l| l.due <= now).cloned()
+    }
+
+    /// The SMTP server accepted letter `key` at `at`.
+    pub fn delivered(&mut self, key: u64, at: Timestamp, now: Instant) {
+        let Some(pos) = self.outbox.iter().position(|l| l.key == key) else { return };
+        let letter = self.outbox.remove(pos).expect("position is in range");
+        self.backlog.push_back(Write::Sent { key, attempts: letter.attempts + 1, at });
+        if self.unreachable.is_none() {
+            self.flush(now);
+        }
+    }
+
+    /// Delivery of letter `key` failed: count it and schedule the retry.
+    pub fn failed(&mut self, key: u64, error: &str, now: Instant) -> Option<Duration> {
+        let letter = self.outbox.iter_mut().find(|l| l.key == key)?;
+        letter.attempts += 1;
+        let wait = backoff(self.retry_base, letter.attempts, MAX_LETTER_BACKOFF);
+        letter.due = now + wait;
+        let attempts = letter.attempts;
+        // Best effort: the count is informative; losing it during a database outage is harmless.
+        if let Some(&id) = self.letter_ids.get(&key) {
+            self.read(now, |s| s.note_attempt(id, attempts, error));
+        }
+        Some(wait)
+    }
+
+    /// When the courier must next act: the head letter's due time or the next database retry.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let letter = self.outbox.front().map(|l| l.due);
+        let database = match &self.unreachable {
+            Some(u) => Some(u.next_try),
+            None if !self.backlog.is_empty() => Some(Instant::now()),
+            None => None,
+        };
+        letter.into_iter().chain(database).min()
+    }
+
+    pub fn close(&mut self) {
+        self.closing = true;
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Undelivered letters, oldest first.
+    pub fn outbox(&self) -> impl Iterator<Item = &Letter> {
+        self.outbox.iter()
+    }
+
+    /// At shutdown: one last write attempt, then everything still unwritten or undelivered is
+    /// logged — in full where the database does not hold it — so nothing disappears silently.
+    pub fn report_leftovers(&mut self, now: Instant) {
+        if !self.backlog.is_empty() {
+            if let Some(u) = self.unreachable.as_mut() {
+                u.next_try = now;
+            }
+            self.maintain(now);
+        }
+        let unsaved: std::collections::HashSet<u64> = self
+            .backlog
+            .iter()
+            .filter_map(|w| match w {
+                Write::Letter { key, .. } => Some(*key),
+                _ => None,
+            })
+            .collect();
+        for letter in &self.outbox {
+            let c = &letter.content;
+            if unsaved.contains(&letter.key) {
+                log::error!(
+                    "notification NOT delivered and NOT saved (database unavailable) to={} \
+                     subject={:?} created_at={}\n{}",
+                    c.recipients,
+                    c.subject,
+                    c.created_at,
+                    c.text.trim_end()
+                );
+            } else {
+                log::warn!(
+                    "notification not delivered yet, kept in the outbox for the next start \
+                     subject={:?} attempts={}",
+                    c.subject,
+                    letter.attempts
+                );
+            }
+        }
+        for write in &self.backlog {
+            if let Write::State { row, .. } = write {
+                log::error!(
+                    "state row NOT written (database unavailable) target={} region={} healthy={} \
+                     timestamp={} reason={:?}",
+                    row.target,
+                    row.region,
+                    row.healthy,
+                    row.timestamp,
+                    row.reason.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+}
+
+/// Applies one backlog write; returns the id of a written `state` row.
+fn apply(
+    store: &mut dyn Store,
+    write: &Write,
+    state_ids: &mut HashMap<u64, i64>,
+    letter_ids: &mut HashMap<u64, i64>,
+) -> Result<Option<i64>, StoreError> {
+    match write {
+        Write::State { key, row } => {
+            let written = store.insert(row)?;
+            state_ids.insert(*key, written.id);
+            return Ok(Some(written.id));
+        }
+        Write::Letter { key, state, content } => {
+            let state_id = match state {
+                Some(StateRef::Id(id)) => Some(*id),
+                Some(StateRef::Queued(k)) => state_ids.get(k).copied(),
+                None => None,
+            };
+            let id = store.enqueue(&NewNotification { state_id, ..content.clone() })?;
+            letter_ids.insert(*key, id);
+        }
+        Write::Sent { key, attempts, at } => {
+            if let Some(&id) = letter_ids.get(key) {
+                store.mark_sent(id, *attempts, *at)?;
+                letter_ids.remove(key);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The ledger shared by the probe threads and the courier, with the courier's wake-up.
+pub struct SharedLedger {
+    ledger: Mutex<Ledger>,
+    wake: Condvar,
+}
+
+impl SharedLedger {
+    pub fn new(ledger: Ledger) -> Self {
+        SharedLedger { ledger: Mutex::new(ledger), wake: Condvar::new() }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Ledger> {
+        // The ledger holds no invariant a panicking holder could break halfway: every change is
+        // a push or pop, so a poisoned lock is still usable.
+        self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Wakes the courier (new letter, or closing).
+    pub fn notify(&self) {
+        self.wake.notify_all();
+    }
+
+    /// Sleeps until `deadline` (or forever when `None`) or a [`SharedLedger::notify`].
+    pub fn wait<'a>(
+        &self,
+        guard: MutexGuard<'a, Ledger>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, Ledger> {
+        match deadline {
+            None => self.wake.wait(guard).unwrap_or_else(|poisoned| poisoned.into_inner()),
+            Some(deadline) => {
+                let timeout = deadline.saturating_duration_since(Instant::now());
+                match self.wake.wait_timeout(guard, timeout) {
+                    Ok((guard, _)) => guard,
+                    Err(poisoned) => poisoned.into_inner().0,
+                }
+            }
+        }
+    }
+}
