@@ -523,3 +523,289 @@ impl SharedLedger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Notification;
+    use std::sync::{Arc, Mutex};
+
+    const BASE: Duration = Duration::from_secs(1);
+
+    /// An in-memory database that a test can take down and bring back.
+    #[derive(Default)]
+    struct Db {
+        down: bool,
+        states: Vec<StateRow>,
+        notes: Vec<(Notification, Option<Timestamp>)>,
+    }
+
+    struct FakeStore(Arc<Mutex<Db>>);
+
+    fn down_error() -> StoreError {
+        StoreError::Query("connection refused".into())
+    }
+
+    impl FakeStore {
+        fn db(&self) -> Result<std::sync::MutexGuard<'_, Db>, StoreError> {
+            let db = self.0.lock().unwrap();
+            if db.down {
+                Err(down_error())
+            } else {
+                Ok(db)
+            }
+        }
+    }
+
+    impl Store for FakeStore {
+        fn last(&mut self, target: &str, region: &str) -> Result<Option<StateRow>, StoreError> {
+            let db = self.db()?;
+            Ok(db.states.iter().rev().find(|r| r.target == target && r.region == region).cloned())
+        }
+        fn insert(&mut self, row: &NewState) -> Result<StateRow, StoreError> {
+            let mut db = self.db()?;
+            let written = StateRow {
+                id: db.states.len() as i64 + 1,
+                timestamp: row.timestamp,
+                healthy: row.healthy,
+                target: row.target.clone(),
+                region: row.region.clone(),
+                reason: row.reason.clone(),
+            };
+            db.states.push(written.clone());
+            Ok(written)
+        }
+        fn previous(&mut self, row: &StateRow) -> Result<Option<StateRow>, StoreError> {
+            let db = self.db()?;
+            Ok(db.states.iter().rev().find(|r| r.id < row.id && r.target == row.target).cloned())
+        }
+        fn since(&mut self, _: &str, _: &str, _: Timestamp) -> Result<Vec<StateRow>, StoreError> {
+            Ok(self.db()?.states.clone())
+        }
+        fn enqueue(&mut self, n: &NewNotification) -> Result<i64, StoreError> {
+            let mut db = self.db()?;
+            let id = db.notes.len() as i64 + 1;
+            let note = Notification { id, content: n.clone(), attempts: 0, last_error: None };
+            db.notes.push((note, None));
+            Ok(id)
+        }
+        fn unsent(&mut self) -> Result<Vec<Notification>, StoreError> {
+            let db = self.db()?;
+            Ok(db.notes.iter().filter(|(_, sent)| sent.is_none()).map(|(n, _)| n.clone()).collect())
+        }
+        fn note_attempt(&mut self, id: i64, attempts: u32, error: &str) -> Result<(), StoreError> {
+            let mut db = self.db()?;
+            let note = &mut db.notes[id as usize - 1].0;
+            note.attempts = attempts;
+            note.last_error = Some(error.into());
+            Ok(())
+        }
+        fn mark_sent(&mut self, id: i64, attempts: u32, at: Timestamp) -> Result<(), StoreError> {
+            let mut db = self.db()?;
+            let (note, sent) = &mut db.notes[id as usize - 1];
+            note.attempts = attempts;
+            *sent = Some(at);
+            Ok(())
+        }
+    }
+
+    fn ledger(db: &Arc<Mutex<Db>>, now: Instant) -> Ledger {
+        let db = Arc::clone(db);
+        let opener: Opener = Box::new(move |_| {
+            if db.lock().unwrap().down {
+                Err(StoreError::Connect { url: "fake://".into(), source: "refused".into() })
+            } else {
+                Ok(Box::new(FakeStore(Arc::clone(&db))))
+            }
+        });
+        Ledger::open("fake://db", opener, BASE, now).expect("a reachable or unreachable db opens")
+    }
+
+    fn row(ms: i64, healthy: bool) -> NewState {
+        NewState {
+            timestamp: Timestamp::from_millis(ms),
+            healthy,
+            target: "http://t/health".into(),
+            region: "direct".into(),
+            reason: (!healthy).then(|| "HTTP 503".to_string()),
+        }
+    }
+
+    fn letter(subject: &str) -> NewNotification {
+        NewNotification {
+            state_id: None,
+            target: "http://t/health".into(),
+            region: "direct".into(),
+            recipients: "oncall@example.com".into(),
+            subject: subject.into(),
+            text: "text".into(),
+            html: "<p>html</p>".into(),
+            created_at: Timestamp::from_millis(1),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_cap() {
+        let cap = Duration::from_secs(300);
+        let waits: Vec<u64> =
+            (1..=10).map(|n| backoff(Duration::from_secs(5), n, cap).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
+        assert_eq!(backoff(Duration::from_secs(5), u32::MAX, cap), cap, "no overflow");
+    }
+
+    #[test]
+    fn with_the_database_up_rows_and_letters_are_written_at_once() {
+        let db = Arc::new(Mutex::new(Db::default()));
+        let t0 = Instant::now();
+        let mut l = ledger(&db, t0);
+        let recorded = l.record(row(1000, false), t0);
+        let Recorded::Written(written) = &recorded else { panic!("written at once") };
+        assert_eq!(written.id, 1);
+        let key = l.post(&recorded, letter("OUTAGE"), t0);
+        assert_eq!(db.lock().unwrap().notes[0].0.content.state_id, Some(1), "linked to its row");
+        assert_eq!(l.due_letter(t0).map(|l| l.key), Some(key));
+        l.delivered(key, Timestamp::from_millis(2000), t0);
+        assert!(l.due_letter(t0).is_none());
+        let db = db.lock().unwrap();
+        assert_eq!(db.notes[0].1, Some(Timestamp::from_millis(2000)), "marked sent");
+        assert_eq!(db.notes[0].0.attempts, 1);
+    }
+
+    #[test]
+    fn during_a_database_outage_writes_wait_and_replay_in_order_with_original_timestamps() {
+        let db = Arc::new(Mutex::new(Db::default()));
+        let t0 = Instant::now();
+        let mut l = ledger(&db, t0);
+        l.record(row(1000, true), t0);
+
+        db.lock().unwrap().down = true;
+        let outage = l.record(row(5000, false), t0);
+        assert!(matches!(outage, Recorded::Queued { .. }), "queued while down");
+        assert!(!l.is_up());
+        let k1 = l.post(&outage, letter("OUTAGE"), t0);
+        assert_eq!(l.due_letter(t0).map(|l| l.key), Some(k1), "delivery does not wait for the db");
+        l.delivered(k1, Timestamp::from_millis(5100), t0);
+        let recovery = l.record(row(9000, true), t0);
+        let k2 = l.post(&recovery, letter("RECOVERED"), t0);
+        assert_eq!(
+            l.previous(&StateRow { id: 1, ..written(1000) }, t0),
+            Err(()),
+            "reads fail soft"
+        );
+
+        // Retries wait for the backoff, then succeed once the database is back.
+        assert_eq!(l.next_wakeup(), Some(t0), "the recovery letter is due now");
+        let wake = t0 + BASE;
+        l.maintain(t0);
+        assert!(!l.is_up(), "not retried before the backoff");
+        db.lock().unwrap().down = false;
+        l.maintain(wake);
+        assert!(l.is_up(), "retried after the backoff");
+
+        let db = db.lock().unwrap();
+        let states: Vec<_> =
+            db.states.iter().map(|r| (r.id, r.timestamp.millis(), r.healthy)).collect();
+        assert_eq!(states, [(1, 1000, true), (2, 5000, false), (3, 9000, true)]);
+        let notes: Vec<_> = db
+            .notes
+            .iter()
+            .map(|(n, sent)| (n.content.subject.as_str(), n.content.state_id, sent.is_some()))
+            .collect();
+        assert_eq!(notes, [("OUTAGE", Some(2), true), ("RECOVERED", Some(3), false)]);
+        assert_eq!(l.due_letter(wake).map(|l| l.key), Some(k2));
+    }
+
+    fn written(ms: i64) -> StateRow {
+        StateRow {
+            id: 0,
+            timestamp: Timestamp::from_millis(ms),
+            healthy: true,
+            target: "http://t/health".into(),
+            region: "direct".into(),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn the_database_backoff_grows_while_it_stays_down() {
+        let db = Arc::new(Mutex::new(Db { down: true, ..Db::default() }));
+        let t0 = Instant::now();
+        let mut l = ledger(&db, t0);
+        l.record(row(1000, false), t0);
+        let mut gaps = Vec::new();
+        let mut now = t0;
+        for _ in 0..4 {
+            let next = l.next_wakeup().unwrap();
+            gaps.push(next.duration_since(now).as_secs());
+            now = next;
+            l.maintain(now);
+        }
+        assert_eq!(gaps, [1, 2, 4, 8]);
+    }
+
+    #[test]
+    fn letters_go_out_in_order_and_a_failed_head_holds_the_rest() {
+        let db = Arc::new(Mutex::new(Db::default()));
+        let t0 = Instant::now();
+        let mut l = ledger(&db, t0);
+        let r1 = l.record(row(1000, false), t0);
+        let k1 = l.post(&r1, letter("OUTAGE"), t0);
+        let r2 = l.record(row(2000, true), t0);
+        let k2 = l.post(&r2, letter("RECOVERED"), t0);
+
+        assert_eq!(l.failed(k1, "451 try later", t0), Some(BASE));
+        assert!(l.due_letter(t0).is_none(), "the recovery does not overtake the failed outage");
+        assert_eq!(l.next_wakeup(), Some(t0 + BASE));
+        assert_eq!(l.failed(k1, "451 try later", t0 + BASE), Some(2 * BASE), "backoff doubles");
+        assert_eq!(db.lock().unwrap().notes[0].0.attempts, 2, "attempts are recorded");
+        let t3 = t0 + 3 * BASE;
+        assert_eq!(l.due_letter(t3).map(|l| l.key), Some(k1));
+        l.delivered(k1, Timestamp::from_millis(3000), t3);
+        assert_eq!(l.due_letter(t3).map(|l| l.key), Some(k2));
+        assert_eq!(db.lock().unwrap().notes[0].0.attempts, 3, "two failures and the success");
+    }
+
+    #[test]
+    fn a_restart_resumes_the_unsent_letters_first() {
+        let db = Arc::new(Mutex::new(Db::default()));
+        let t0 = Instant::now();
+        {
+            let mut first = ledger(&db, t0);
+            let r = first.record(row(1000, false), t0);
+            first.post(&r, letter("OUTAGE from the first run"), t0);
+        } // crash: never delivered
+        let mut second = ledger(&db, t0);
+        let r = second.record(row(2000, true), t0);
+        second.post(&r, letter("RECOVERED"), t0);
+        let head = second.due_letter(t0).unwrap();
+        assert_eq!(head.content.subject, "OUTAGE from the first run");
+        second.delivered(head.key, Timestamp::from_millis(2500), t0);
+        assert_eq!(second.due_letter(t0).unwrap().content.subject, "RECOVERED");
+        let db = db.lock().unwrap();
+        assert_eq!(db.notes.len(), 2, "the resumed letter is not written twice");
+        assert!(db.notes[0].1.is_some(), "and it is marked sent in place");
+    }
+
+    #[test]
+    fn an_unreachable_database_at_start_is_survived() {
+        let db = Arc::new(Mutex::new(Db { down: true, ..Db::default() }));
+        let t0 = Instant::now();
+        let mut l = ledger(&db, t0);
+        assert!(!l.is_up());
+        assert_eq!(l.last("http://t/health", "direct", t0), Err(()));
+        let r = l.record(row(1000, false), t0);
+        l.post(&r, letter("OUTAGE"), t0);
+        db.lock().unwrap().down = false;
+        l.maintain(t0);
+        assert!(!l.is_up(), "no retry before the backoff");
+        l.maintain(t0 + BASE);
+        assert!(l.is_up());
+        assert_eq!(db.lock().unwrap().states.len(), 1);
+        assert_eq!(
+            db.lock().unwrap().notes.len(),
+            1,
+            "the letter is saved once, not resumed twice"
+        );
+        assert_eq!(l.outbox().count(), 1);
+    }
+}
