@@ -435,7 +435,19 @@ impl Ledger {
                 );
             }
         }
+        let undelivered: std::collections::HashSet<u64> =
+            self.outbox.iter().map(|l| l.key).collect();
         for write in &self.backlog {
+            if let Write::Letter { key, content, .. } = write {
+                if !undelivered.contains(key) {
+                    log::warn!(
+                        "notification delivered but NOT recorded (database unavailable) \
+                         subject={:?} created_at={}",
+                        content.subject,
+                        content.created_at
+                    );
+                }
+            }
             if let Write::State { row, .. } = write {
                 log::error!(
                     "state row NOT written (database unavailable) target={} region={} healthy={} \

@@ -13,6 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -152,13 +153,43 @@ fn decode_base64(body: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// How the test SMTP server answers `MAIL FROM`: it can refuse the first few transactions,
+/// or all of them until told otherwise.
+#[derive(Debug)]
+struct Policy {
+    /// Transactions still to refuse (then it accepts).
+    refuse_next: AtomicUsize,
+    /// While false, every transaction is refused.
+    accepting: AtomicBool,
+    /// The SMTP code of a refusal (4xx transient, 5xx permanent).
+    code: u16,
+}
+
 #[derive(Clone)]
 struct Collector {
     mails: Arc<Log<Mail>>,
     current: Option<Mail>,
+    policy: Arc<Policy>,
 }
 
 impl mailin_embedded::Handler for Collector {
+    fn mail(
+        &mut self,
+        _ip: std::net::IpAddr,
+        _domain: &str,
+        _from: &str,
+    ) -> mailin_embedded::Response {
+        let p = &self.policy;
+        let refuse_one = p
+            .refuse_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refuse_one || !p.accepting.load(Ordering::SeqCst) {
+            return mailin_embedded::Response::custom(p.code, "test server refuses".to_string());
+        }
+        mailin_embedded::response::OK
+    }
+
     fn data_start(
         &mut self,
         _domain: &str,
@@ -189,14 +220,31 @@ impl mailin_embedded::Handler for Collector {
 pub struct SmtpServer {
     pub url: String,
     pub mails: Arc<Log<Mail>>,
+    policy: Arc<Policy>,
 }
 
 impl SmtpServer {
+    /// A server that accepts everything.
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_refusing(0, 451)
+    }
+
+    /// A server that refuses the first `n` transactions with `code`, then accepts.
+    pub fn start_refusing(n: usize, code: u16) -> Self {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), n, code)
+    }
+
+    /// A server on `listener` (e.g. a port reserved with [`reserve_port`]).
+    pub fn start_on(listener: TcpListener, n: usize, code: u16) -> Self {
         let url = format!("smtp://{}", listener.local_addr().unwrap());
         let mails = Log::new();
-        let handler = Collector { mails: Arc::clone(&mails), current: None };
+        let policy = Arc::new(Policy {
+            refuse_next: AtomicUsize::new(n),
+            accepting: AtomicBool::new(true),
+            code,
+        });
+        let handler =
+            Collector { mails: Arc::clone(&mails), current: None, policy: Arc::clone(&policy) };
         let mut server = mailin_embedded::Server::new(handler);
         server.with_name("sink.test").with_num_threads(2).with_tcp_listener(listener);
         std::thread::spawn(move || {
@@ -204,12 +252,76 @@ impl SmtpServer {
                 eprintln!("test SMTP server stopped: {e}");
             }
         });
-        SmtpServer { url, mails }
+        SmtpServer { url, mails, policy }
+    }
+
+    /// While `false`, every transaction is refused (with the server's code).
+    pub fn set_accepting(&self, accepting: bool) {
+        self.policy.accepting.store(accepting, Ordering::SeqCst);
     }
 
     /// Waits for the `n`th message and returns all received so far.
     pub fn wait_for(&self, n: usize) -> Vec<Mail> {
         self.mails.wait_until(&format!("{n} email(s)"), |m| m.len() >= n)
+    }
+}
+
+/// A loopback port that is free now (nothing listens on it until someone binds it again).
+pub fn reserve_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A TCP forwarder that a test can cut and restore, to take a real server "down"
+
+/// Forwards connections from a loopback port to `target`; [`Forwarder::cut`] drops every
+/// connection and refuses new ones (they are accepted and closed at once) until
+/// [`Forwarder::restore`].
+pub struct Forwarder {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Forwarder {
+    pub fn start(target: std::net::SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (cut2, live2) = (Arc::clone(&cut), Arc::clone(&live));
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if cut2.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(target) else { continue };
+                let mut conns = live2.lock().unwrap();
+                conns.push(client.try_clone().unwrap());
+                conns.push(server.try_clone().unwrap());
+                for (mut from, mut to) in
+                    [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Forwarder { port, cut, live }
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for conn in self.live.lock().unwrap().drain(..) {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
     }
 }
 

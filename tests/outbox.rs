@@ -1,0 +1,156 @@
+//! Never lose, never duplicate: faults injected with real parts — an SMTP server that refuses
+//! or is not there yet, a monitor killed with SIGKILL mid-delivery, and a real MariaDB cut off
+//! behind a TCP forwarder in the middle of an outage.
+
+mod support;
+
+use api_monitor::duration::human;
+use api_monitor::store;
+use support::{
+    args, monitor, reserve_port, rows, scratch_db, temp_dir, FakeApi, Forwarder, Process,
+    SmtpServer,
+};
+
+fn sqlite(tag: &str) -> String {
+    format!("sqlite://{}", temp_dir(tag).join("monitor.db").display())
+}
+
+/// Runs an outage and a recovery against `smtp`; returns the monitor for more checks.
+fn outage_then_recovery(api: &FakeApi, mon: &Process, smtp: &SmtpServer) -> Vec<support::Mail> {
+    mon.wait_for_line("UP target=");
+    api.set_mode("down");
+    let url = api.health_url();
+    let mails = smtp.wait_for(1);
+    assert_eq!(mails[0].subject(), format!("[api-monitor] OUTAGE: {url} is down"));
+    api.set_mode("ok");
+    let mails = smtp.wait_for(2);
+    assert!(mails[1].subject().starts_with(&format!("[api-monitor] RECOVERED: {url} is up after")));
+    let probes = mon.count("probe ok");
+    mon.wait_for_count("probe ok", probes + 5);
+    let mails = smtp.mails.snapshot();
+    assert_eq!(mails.len(), 2, "each email exactly once: {:#?}", subjects(&mails));
+    mails
+}
+
+fn subjects(mails: &[support::Mail]) -> Vec<String> {
+    mails.iter().map(|m| m.subject()).collect()
+}
+
+fn refusals_are_retried_until_accepted(code: u16) {
+    let api = FakeApi::start(&[]);
+    let smtp = SmtpServer::start_refusing(3, code);
+    let db = sqlite("refuse");
+    let mon = monitor(&args(&api.health_url(), &db, &smtp.url));
+    outage_then_recovery(&api, &mon, &smtp);
+    assert!(mon.count("notification NOT delivered") >= 3, "the refusals were logged");
+    assert!(store::open(&db).unwrap().unsent().unwrap().is_empty(), "the outbox is empty");
+}
+
+#[test]
+fn transient_smtp_refusals_delay_but_never_lose_or_duplicate() {
+    refusals_are_retried_until_accepted(451);
+}
+
+#[test]
+fn permanent_smtp_refusals_are_retried_too() {
+    refusals_are_retried_until_accepted(554);
+}
+
+#[test]
+fn a_mail_server_that_is_down_at_first_gets_every_email_once_it_is_up() {
+    let api = FakeApi::start(&[]);
+    let port = reserve_port();
+    let smtp_url = format!("smtp://127.0.0.1:{port}");
+    let mon = monitor(&args(&api.health_url(), &sqlite("smtpdown"), &smtp_url));
+    mon.wait_for_line("UP target=");
+    api.set_mode("down");
+    mon.wait_for_count("notification NOT delivered", 2);
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let smtp = SmtpServer::start_on(listener, 0, 451);
+    let mails = smtp.wait_for(1);
+    assert!(mails[0].subject().contains("OUTAGE"));
+    api.set_mode("ok");
+    let mails = smtp.wait_for(2);
+    assert!(mails[1].subject().contains("RECOVERED"));
+}
+
+#[test]
+fn a_crash_before_the_server_accepted_is_delivered_once_after_restart() {
+    let api = FakeApi::start(&[]);
+    let smtp = SmtpServer::start();
+    smtp.set_accepting(false);
+    let db = sqlite("crash");
+    let url = api.health_url();
+    let args = args(&url, &db, &smtp.url);
+
+    let mut first = monitor(&args);
+    first.wait_for_line("UP target=");
+    api.set_mode("down");
+    first.wait_for_line("notification NOT delivered");
+    first.signal("KILL");
+    first.wait_exit();
+    assert!(smtp.mails.snapshot().is_empty());
+
+    smtp.set_accepting(true);
+    let second = monitor(&args);
+    second.wait_for_line("resuming 1 undelivered notification");
+    let mails = smtp.wait_for(1);
+    assert_eq!(mails[0].subject(), format!("[api-monitor] OUTAGE: {url} is down"));
+    let failed = second.count("probe failed");
+    second.wait_for_count("probe failed", failed + 4);
+    assert_eq!(smtp.mails.snapshot().len(), 1, "delivered once, and no second outage email");
+    let conn = rusqlite::Connection::open(db.trim_start_matches("sqlite://")).unwrap();
+    let created: i64 =
+        conn.query_row("SELECT COUNT(*) FROM notification", [], |r| r.get(0)).unwrap();
+    assert_eq!(created, 1, "no second outage notification was created");
+
+    api.set_mode("ok");
+    assert!(smtp.wait_for(2)[1].subject().contains("RECOVERED"));
+}
+
+#[test]
+fn a_database_outage_during_an_outage_loses_nothing() {
+    let Some(db) = scratch_db::mysql("cut") else { return };
+    let mut db_url = url::Url::parse(&db.url).unwrap();
+    let target = (db_url.host_str().unwrap(), db_url.port().unwrap_or(3306));
+    let target = std::net::ToSocketAddrs::to_socket_addrs(&target).unwrap().next().unwrap();
+    let forwarder = Forwarder::start(target);
+    db_url.set_port(Some(forwarder.port)).unwrap();
+    // On loopback the mysql driver would otherwise switch to the server's Unix socket and
+    // bypass the forwarder.
+    db_url.query_pairs_mut().append_pair("prefer_socket", "false");
+
+    let api = FakeApi::start(&[]);
+    let smtp = SmtpServer::start();
+    let url = api.health_url();
+    let mut mon = monitor(&args(&url, db_url.as_str(), &smtp.url));
+    mon.wait_for_line("UP target=");
+
+    forwarder.cut();
+    api.set_mode("down");
+    let mails = smtp.wait_for(1);
+    assert_eq!(mails[0].subject(), format!("[api-monitor] OUTAGE: {url} is down"));
+    assert!(mails[0].text().contains("It had been up for"), "{}", mails[0].text());
+    mon.wait_for_line("DATABASE UNAVAILABLE");
+    api.set_mode("ok");
+    let recovered = smtp.wait_for(2)[1].clone();
+    assert_eq!(mon.count("DATABASE UNAVAILABLE"), 1, "the database outage is logged once");
+
+    forwarder.restore();
+    mon.wait_for_line("DATABASE RECOVERED");
+    mon.signal("TERM");
+    assert_eq!(mon.wait_exit().code(), Some(0));
+    assert_eq!(mon.count("DATABASE RECOVERED"), 1, "and its recovery once");
+
+    let rows = rows(&db.url, &url);
+    let states: Vec<_> = rows.iter().map(|r| r.healthy).collect();
+    assert_eq!(states, [true, false, true], "both rows written after the database returned");
+    let outage = rows[2].timestamp.since(rows[1].timestamp);
+    assert_eq!(
+        recovered.subject(),
+        format!("[api-monitor] RECOVERED: {url} is up after {}", human(outage)),
+        "rows keep their original timestamps: the outage measured from them matches the email"
+    );
+    assert!(store::open(&db.url).unwrap().unsent().unwrap().is_empty(), "both marked sent");
+    assert_eq!(smtp.mails.snapshot().len(), 2);
+}
