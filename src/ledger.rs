@@ -68,6 +68,12 @@ pub enum Recorded {
     Queued { key: u64 },
 }
 
+/// The database cannot answer right now (down, or writes still queued ahead of the read);
+/// the caller falls back to what it remembers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the database is unavailable")]
+pub struct Unavailable;
+
 /// Where a letter's transition row is: known id, or a queued row's key.
 #[derive(Clone, Copy, Debug)]
 enum StateRef {
@@ -282,14 +288,14 @@ impl Ledger {
     }
 
     /// The last recorded row of a target/region; `None` if there is none or the database is down
-    /// (`Err(())` then, so the caller can say so).
+    /// (`Err(Unavailable)` then, so the caller can say so).
     pub fn last(
         &mut self,
         target: &str,
         region: &str,
         now: Instant,
-    ) -> Result<Option<StateRow>, ()> {
-        self.read(now, |s| s.last(target, region)).ok_or(())
+    ) -> Result<Option<StateRow>, Unavailable> {
+        self.read(now, |s| s.last(target, region)).ok_or(Unavailable)
     }
 
     /// Appends a `state` row; written at once unless the database is down.
@@ -313,8 +319,8 @@ impl Ledger {
 
     /// The row before `row`, for the length of the period that ended. `Err(())` when the
     /// database cannot say.
-    pub fn previous(&mut self, row: &StateRow, now: Instant) -> Result<Option<StateRow>, ()> {
-        self.read(now, |s| s.previous(row)).ok_or(())
+    pub fn previous(&mut self, row: &StateRow, now: Instant) -> Result<Option<StateRow>, Unavailable> {
+        self.read(now, |s| s.previous(row)).ok_or(Unavailable)
     }
 
     /// The rows since `from` (with the one before), for the history block; empty when the
@@ -701,7 +707,7 @@ mod tests {
         let k2 = l.post(&recovery, letter("RECOVERED"), t0);
         assert_eq!(
             l.previous(&StateRow { id: 1, ..written(1000) }, t0),
-            Err(()),
+            Err(Unavailable),
             "reads fail soft"
         );
 
@@ -804,7 +810,7 @@ mod tests {
         let t0 = Instant::now();
         let mut l = ledger(&db, t0);
         assert!(!l.is_up());
-        assert_eq!(l.last("http://t/health", "direct", t0), Err(()));
+        assert_eq!(l.last("http://t/health", "direct", t0), Err(Unavailable));
         let r = l.record(row(1000, false), t0);
         l.post(&r, letter("OUTAGE"), t0);
         db.lock().unwrap().down = false;

@@ -19,7 +19,7 @@ use crate::config::Target;
 use crate::detector::{Detector, Health, Thresholds, Transition};
 use crate::duration::human;
 use crate::history::{self, History};
-use crate::ledger::{Recorded, SharedLedger};
+use crate::ledger::{Recorded, SharedLedger, Unavailable};
 use crate::mailer::Mailer;
 use crate::message::{self, Notice};
 use crate::probe::{Outcome, Prober};
@@ -81,7 +81,7 @@ fn run_probes(targets: &[Target], cadence: Cadence, parts: &Arc<Parts>) -> std::
     let mut threads = Vec::with_capacity(targets.len());
     for (i, target) in targets.iter().enumerate() {
         let target = target.clone();
-        let shared = Arc::clone(&parts);
+        let shared = Arc::clone(parts);
         let thread =
             std::thread::Builder::new().name(format!("probe-{i}")).stack_size(STACK_SIZE).spawn(
                 move || Watch::resume(target, DIRECT.to_string(), cadence, &shared).run(&shared),
@@ -121,7 +121,7 @@ impl Watch {
     fn resume(target: Target, region: String, cadence: Cadence, parts: &Parts) -> Self {
         let last = match parts.ledger.lock().last(&target.name, &region, Instant::now()) {
             Ok(last) => last,
-            Err(()) => {
+            Err(Unavailable) => {
                 log::warn!(
                     "last state unknown (database unavailable) target={} region={region}: \
                      starting without history",
@@ -198,7 +198,7 @@ impl Watch {
             Recorded::Written(row) => {
                 let ended = match ledger.previous(row, instant) {
                     Ok(previous) => previous.map(|p| row.timestamp.since(p.timestamp)),
-                    Err(()) => remembered,
+                    Err(Unavailable) => remembered,
                 };
                 let from = now.minus(HISTORY_SPAN);
                 let rows = ledger.since(&self.target.name, &self.region, from, instant);
