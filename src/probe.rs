@@ -1,7 +1,14 @@
 //! The HTTP probe: one `GET` of the health URL, turned into an [`Outcome`].
 //!
-//! A failed probe is a value, not an error: every way the endpoint can misbehave maps to a
-//! short human reason that is logged and carried into the email.
+//! A failed probe is a value, not an error: every way the endpoint can misbehave — refused,
+//! reset, silent, stalled, oversized, redirecting in circles, bad TLS, wrong content type,
+//! malformed body, unresolvable host — maps to a short human reason that is logged and carried
+//! into the email. Nothing here may panic or block past the deadline, because the monitor loop
+//! waits for the probe before it can do anything else.
+//!
+//! The exchange is judged in order: the exchange itself ([`HttpProber::describe`], the one
+//! place that turns client errors into reasons), then the status code, the `Content-Type`, the
+//! body size and completeness, and finally the body ([`verdict`]).
 
 use std::io::Read;
 use std::time::Duration;
@@ -16,6 +23,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether the probe found the target healthy.
     pub fn is_healthy(&self) -> bool {
         matches!(self, Outcome::Healthy { .. })
     }
@@ -28,6 +36,7 @@ impl Outcome {
         }
     }
 
+    /// How long the probe took, failed or not (a timeout reads as the deadline).
     pub fn latency(&self) -> Duration {
         match self {
             Outcome::Healthy { latency } | Outcome::Failed { latency, .. } => *latency,
@@ -43,6 +52,7 @@ const MAX_REDIRECTS: usize = 5;
 /// Something that can probe a target. The monitor loop depends on this, not on HTTP, so its
 /// tests can script outcomes.
 pub trait Prober: Send + Sync {
+    /// Probes `url` once. Never panics and returns within the prober's deadline.
     fn probe(&self, url: &str) -> Outcome;
 }
 
@@ -80,8 +90,39 @@ impl Prober for HttpProber {
     }
 }
 
+/// Where in the exchange a client error struck: the same I/O error means something else before
+/// and after the response head (a reset before it is a refusal to talk, after it a broken body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Resolving, connecting, the TLS handshake, sending, reading the status line and headers.
+    Head,
+    /// Reading the body.
+    Body,
+}
+
+/// A failure of the exchange itself, before its content can be judged.
+#[derive(Debug)]
+enum Fault<'e> {
+    /// An error reported by the HTTP client.
+    Client(&'e minreq::Error, Stage),
+    /// No parsable status line. `minreq` 3 turns a connection closed before any response (or a
+    /// peer that does not speak HTTP) into a synthetic 503, told apart by its reason phrase.
+    NoStatusLine,
+    /// The peer closed the connection before `Content-Length` bytes arrived. `minreq` ends the
+    /// body quietly in that case, so [`HttpProber::fetch`] counts the bytes itself.
+    Truncated,
+}
+
+/// The reason phrase of `minreq`'s synthetic 503 for a missing or unparsable status line.
+const NO_STATUS_LINE: &str = "Server did not provide a status line";
+
 impl HttpProber {
     /// `Ok` when healthy, else the failure reason.
+    ///
+    /// The deadline is `minreq`'s: fixed once when the request starts (`timeout_at`), it bounds
+    /// the DNS lookup, connect, TLS handshake and head (run on a helper thread that is abandoned
+    /// at the deadline) and every body read (each read's socket timeout is the time *left*),
+    /// so a body trickled one byte at a time still ends at the deadline.
     fn fetch(&self, url: &str) -> Result<(), String> {
         let response = minreq::get(url)
             .with_timeout(self.timeout_secs)
@@ -91,49 +132,141 @@ impl HttpProber {
             .with_max_headers_size(16 * 1024)
             .with_max_status_line_length(1024)
             .send_lazy()
-            .map_err(|e| self.describe(&e))?;
+            .map_err(|e| self.describe(Fault::Client(&e, Stage::Head), url))?;
+        if response.status_code == 503 && response.reason_phrase == NO_STATUS_LINE {
+            return Err(self.describe(Fault::NoStatusLine, url));
+        }
         if response.status_code != 200 {
             return Err(format!("HTTP {}", response.status_code));
         }
+        content_type_verdict(header(&response.headers, "content-type"))?;
+        let cap = u64::try_from(self.body_cap).unwrap_or(u64::MAX);
+        let exceeds = || format!("body exceeds {} KiB", self.body_cap / 1024);
+        // `minreq` has already rejected a Content-Length that is not a number.
+        let declared = header(&response.headers, "content-length").and_then(|v| v.parse().ok());
+        if declared.is_some_and(|length: u64| length > cap) {
+            return Err(exceeds());
+        }
+        // At most one byte past the cap is read, whatever the peer sends or announces.
         let mut body = Vec::with_capacity(256);
-        let limit = u64::try_from(self.body_cap).unwrap_or(u64::MAX).saturating_add(1);
-        std::io::Read::take(response, limit).read_to_end(&mut body).map_err(|e| {
-            format!("{} while reading the body", self.describe(&minreq::Error::IoError(e)))
+        response.take(cap.saturating_add(1)).read_to_end(&mut body).map_err(|e| {
+            self.describe(Fault::Client(&minreq::Error::IoError(e), Stage::Body), url)
         })?;
-        if body.len() > self.body_cap {
-            return Err(format!("body exceeds {} KiB", self.body_cap / 1024));
+        let received = u64::try_from(body.len()).unwrap_or(u64::MAX);
+        if received > cap {
+            return Err(exceeds());
+        }
+        if declared.is_some_and(|length| received < length) {
+            return Err(self.describe(Fault::Truncated, url));
         }
         verdict(&body)
     }
 
-    /// The one place that turns an HTTP-client error into a failure reason.
-    fn describe(&self, error: &minreq::Error) -> String {
+    /// The one place that turns a failed exchange (an HTTP-client error, a missing status
+    /// line, a truncated body) into a failure reason.
+    fn describe(&self, fault: Fault<'_>, url: &str) -> String {
         use std::io::ErrorKind;
+        let (error, stage) = match fault {
+            Fault::Client(error, stage) => (error, stage),
+            Fault::NoStatusLine => return "connection closed without an HTTP response".into(),
+            Fault::Truncated => return "connection closed before the body was complete".into(),
+        };
+        let during = match stage {
+            Stage::Head => "",
+            Stage::Body => " while reading the body",
+        };
         match error {
-            minreq::Error::IoError(io) => match io.kind() {
-                ErrorKind::TimedOut | ErrorKind::WouldBlock => {
-                    format!("timeout after {}s", self.timeout_secs)
+            minreq::Error::IoError(io) => {
+                if let Some(tls) = io.get_ref().and_then(rustls_error) {
+                    return format!("TLS error: {tls}{during}");
                 }
-                ErrorKind::ConnectionRefused => "connection refused".into(),
-                ErrorKind::ConnectionReset
-                | ErrorKind::ConnectionAborted
-                | ErrorKind::BrokenPipe => "connection reset".into(),
-                ErrorKind::UnexpectedEof => "connection closed before a complete response".into(),
-                _ if io.to_string().contains("lookup") => format!("DNS lookup failed: {io}"),
-                _ => format!("network error: {io}"),
-            },
+                // Errors raised while decoding a chunked body come wrapped in an `io::Error`.
+                if let Some(inner) = io.get_ref().and_then(|e| e.downcast_ref::<minreq::Error>()) {
+                    return self.describe(Fault::Client(inner, stage), url);
+                }
+                match io.kind() {
+                    ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+                        format!("timeout after {}s{during}", self.timeout_secs)
+                    }
+                    ErrorKind::ConnectionRefused => "connection refused".into(),
+                    ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe => format!("connection reset{during}"),
+                    ErrorKind::UnexpectedEof if stage == Stage::Body => {
+                        "connection closed before the body was complete".into()
+                    }
+                    ErrorKind::UnexpectedEof => {
+                        "connection closed before a complete response".into()
+                    }
+                    // std's resolver error has no stable kind; its message is fixed.
+                    _ if io.to_string().starts_with("failed to lookup address") => {
+                        format!("DNS lookup failed for {}", host(url))
+                    }
+                    _ => format!("network error: {io}{during}"),
+                }
+            }
+            minreq::Error::AddressNotFound => format!("DNS lookup failed for {}", host(url)),
             minreq::Error::RustlsCreateConnection(tls) => format!("TLS error: {tls}"),
-            minreq::Error::AddressNotFound => "DNS lookup found no address".into(),
             minreq::Error::InfiniteRedirectionLoop => "redirect loop".into(),
-            minreq::Error::TooManyRedirections => format!("more than {MAX_REDIRECTS} redirects"),
+            minreq::Error::TooManyRedirections => {
+                format!("too many redirects (more than {MAX_REDIRECTS})")
+            }
+            minreq::Error::RedirectLocationMissing => "redirect without a Location header".into(),
+            minreq::Error::InvalidProtocolInRedirect => "redirect to a non-HTTP URL".into(),
             minreq::Error::HeadersOverflow => "response headers too large".into(),
             minreq::Error::StatusLineOverflow => "status line too long".into(),
-            other => format!("invalid HTTP response: {other}"),
+            minreq::Error::MalformedContentLength => "invalid Content-Length header".into(),
+            other => format!("invalid HTTP response: {other}{during}"),
         }
     }
 }
 
-/// Judges a complete HTTP 200 body: healthy only if it is JSON with `"status": "OK"`.
+/// The text of the `rustls` error inside an I/O error, if that is what it carries: TLS handshake
+/// and record errors reach us as `io::Error`s. The type is taken from `minreq`'s own variant, so
+/// this matches exactly the `rustls` that `minreq` uses without depending on `rustls` directly.
+fn rustls_error(inner: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<String> {
+    fn downcast<T: std::error::Error + 'static>(
+        _variant: fn(T) -> minreq::Error,
+        inner: &(dyn std::error::Error + Send + Sync + 'static),
+    ) -> Option<String> {
+        inner.downcast_ref::<T>().map(T::to_string)
+    }
+    downcast(minreq::Error::RustlsCreateConnection, inner)
+}
+
+/// The host of `url` for a DNS reason (`url` was validated at start-up, so it parses).
+fn host(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "the target host".into())
+}
+
+/// The first value of header `name` (case-insensitive), trimmed.
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers.iter().find(|(key, _)| key.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
+}
+
+/// Judges the `Content-Type` of a 200: JSON media types (`application/json`, with or without
+/// parameters, and structured `application/<name>+json` such as `application/health+json`) pass;
+/// anything else fails even if the body happens to parse, because a health endpoint answering
+/// `text/html` is usually a proxy's or framework's page, not the API. A missing header is
+/// tolerated — small health endpoints often omit it — and the body is judged on its own.
+pub fn content_type_verdict(value: Option<&str>) -> Result<(), String> {
+    let Some(value) = value else { return Ok(()) };
+    let media = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let structured_json = media
+        .strip_prefix("application/")
+        .and_then(|subtype| subtype.strip_suffix("+json"))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'));
+    if media == "application/json" || structured_json {
+        return Ok(());
+    }
+    let shown: String = media.chars().take(64).collect();
+    Err(format!("content type {shown:?}, expected application/json"))
+}
+
+/// Judges a complete HTTP 200 body: healthy only if it is UTF-8 JSON with `"status": "OK"`.
 pub fn verdict(body: &[u8]) -> Result<(), String> {
     let json: serde_json::Value = match std::str::from_utf8(body) {
         Err(_) => return Err("body is not UTF-8 text".into()),
@@ -164,19 +297,48 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::thread::{self, JoinHandle};
 
-    fn probe_mock(status: usize, body: &str) -> Outcome {
+    const JSON: Option<&str> = Some("application/json");
+
+    fn probe_mock(status: usize, content_type: Option<&str>, body: &str) -> Outcome {
         let mut server = mockito::Server::new();
-        let mock = server.mock("GET", "/health").with_status(status).with_body(body).create();
+        let mut mock = server.mock("GET", "/health").with_status(status).with_body(body);
+        if let Some(content_type) = content_type {
+            mock = mock.with_header("content-type", content_type);
+        }
+        let mock = mock.create();
         let outcome =
             HttpProber::new(Duration::from_secs(5)).probe(&format!("{}/health", server.url()));
         mock.assert();
         outcome
     }
 
+    /// A one-connection HTTP server on loopback for answers `mockito` cannot give (cut,
+    /// trickled, endless or missing responses): reads the request head, then runs `answer`.
+    fn raw_server(
+        answer: impl FnOnce(&mut TcpStream) -> std::io::Result<()> + Send + 'static,
+    ) -> (String, JoinHandle<std::io::Result<()>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        let handle = thread::spawn(move || {
+            let (mut stream, _) = listener.accept()?;
+            stream.set_write_timeout(Some(Duration::from_secs(20)))?;
+            let mut reader = BufReader::new(stream.try_clone()?);
+            let mut line = String::new();
+            while reader.read_line(&mut line)? > 2 {
+                line.clear();
+            }
+            answer(&mut stream)
+        });
+        (url, handle)
+    }
+
     #[test]
     fn ok_status_is_healthy_and_timed() {
-        let outcome = probe_mock(200, r#"{"status":"OK","version":"1.2"}"#);
+        let outcome = probe_mock(200, JSON, r#"{"status":"OK","version":"1.2"}"#);
         assert!(outcome.is_healthy(), "{outcome:?}");
         assert!(outcome.latency() > Duration::ZERO);
     }
@@ -184,22 +346,68 @@ mod tests {
     #[test]
     fn each_kind_of_bad_answer_has_its_reason() {
         let cases = [
-            (200, r#"{"status":"DEGRADED"}"#, "status \"DEGRADED\""),
-            (200, r#"{"healthy":true}"#, "no \"status\" field in JSON"),
-            (200, "<html>hello</html>", "body is not JSON"),
-            (200, r#"{"status":null}"#, "\"status\" is not a string: null"),
-            (200, r#"{"status":1}"#, "\"status\" is not a string: a number"),
-            (200, r#"{"status":"ok"}"#, "status \"ok\""),
-            (500, r#"{"status":"OK"}"#, "HTTP 500"),
-            (503, "", "HTTP 503"),
+            (200, JSON, r#"{"status":"DEGRADED"}"#, "status \"DEGRADED\""),
+            (200, JSON, r#"{"healthy":true}"#, "no \"status\" field in JSON"),
+            (200, None, "<html>hello</html>", "body is not JSON"),
+            (200, JSON, "", "body is not JSON"),
+            (200, JSON, r#"{"status":null}"#, "\"status\" is not a string: null"),
+            (200, JSON, r#"{"status":1}"#, "\"status\" is not a string: a number"),
+            (200, JSON, r#"{"status":"ok"}"#, "status \"ok\""),
+            (500, JSON, r#"{"status":"OK"}"#, "HTTP 500"),
+            (503, None, "", "HTTP 503"),
+            (503, Some("text/html"), "<h1>down</h1>", "HTTP 503"),
         ];
-        for (status, body, reason) in cases {
-            assert_eq!(probe_mock(status, body).reason(), Some(reason), "HTTP {status} {body:?}");
+        for (status, content_type, body, reason) in cases {
+            assert_eq!(
+                probe_mock(status, content_type, body).reason(),
+                Some(reason),
+                "HTTP {status} {content_type:?} {body:?}"
+            );
         }
     }
 
     #[test]
-    fn body_over_the_cap_fails_without_reading_it_all() {
+    fn json_content_types_and_a_missing_one_are_accepted() {
+        for content_type in [
+            None,
+            Some("application/json"),
+            Some("application/json; charset=utf-8"),
+            Some("Application/JSON"),
+            Some("application/health+json"),
+        ] {
+            let outcome = probe_mock(200, content_type, r#"{"status":"OK"}"#);
+            assert!(outcome.is_healthy(), "{content_type:?}: {outcome:?}");
+        }
+    }
+
+    #[test]
+    fn other_content_types_fail_even_with_a_json_body() {
+        let outcome = probe_mock(200, Some("text/html; charset=utf-8"), r#"{"status":"OK"}"#);
+        assert_eq!(outcome.reason(), Some("content type \"text/html\", expected application/json"));
+        let outcome = probe_mock(200, Some("text/plain"), r#"{"status":"OK"}"#);
+        assert_eq!(
+            outcome.reason(),
+            Some("content type \"text/plain\", expected application/json")
+        );
+    }
+
+    #[test]
+    fn content_type_rules() {
+        let expected =
+            |shown: &str| Err(format!("content type {shown:?}, expected application/json"));
+        assert_eq!(content_type_verdict(None), Ok(()), "missing: the body is judged");
+        assert_eq!(content_type_verdict(Some(" application/json ;charset=UTF-8")), Ok(()));
+        assert_eq!(content_type_verdict(Some("application/problem+json")), Ok(()));
+        assert_eq!(content_type_verdict(Some("application/+json")), expected("application/+json"));
+        assert_eq!(content_type_verdict(Some("text/json")), expected("text/json"));
+        assert_eq!(content_type_verdict(Some("")), expected(""));
+        let hostile = format!("text/\"x\r\n{}", "y".repeat(500));
+        let reason = content_type_verdict(Some(&hostile)).unwrap_err();
+        assert!(reason.len() < 120 && !reason.contains('\n'), "clipped and escaped: {reason}");
+    }
+
+    #[test]
+    fn announced_body_over_the_cap_fails_without_reading_it() {
         let mut server = mockito::Server::new();
         let big = format!(r#"{{"status":"OK","pad":"{}"}}"#, "x".repeat(10_000));
         server.mock("GET", "/health").with_body(big).create();
@@ -207,6 +415,73 @@ mod tests {
             .with_body_cap(4096)
             .probe(&format!("{}/health", server.url()));
         assert_eq!(outcome.reason(), Some("body exceeds 4 KiB"));
+    }
+
+    #[test]
+    fn endless_unannounced_body_is_cut_at_the_cap() {
+        // No Content-Length: the body would go on until the server closes. The probe must stop
+        // reading at the cap and hang up, which makes the server's writes fail long before the
+        // 256 MiB it would send (socket buffers hold a few MiB at most).
+        let (url, server) = raw_server(|stream| {
+            stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n\
+                  {\"status\":\"OK\",\"pad\":\"",
+            )?;
+            let pad = [b'x'; 64 * 1024];
+            for _ in 0..4096 {
+                stream.write_all(&pad)?;
+            }
+            Ok(())
+        });
+        let outcome = HttpProber::new(Duration::from_secs(10)).with_body_cap(4096).probe(&url);
+        assert_eq!(outcome.reason(), Some("body exceeds 4 KiB"));
+        assert!(server.join().unwrap().is_err(), "the probe hung up instead of reading on");
+    }
+
+    #[test]
+    fn body_cut_short_of_its_content_length_is_a_failure() {
+        let (url, server) = raw_server(|stream| {
+            stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\
+                  Connection: close\r\n\r\n{\"status\":\"OK\"",
+            )
+        });
+        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url);
+        assert_eq!(outcome.reason(), Some("connection closed before the body was complete"));
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn connection_closed_without_a_response_is_a_failure() {
+        let (url, server) = raw_server(|_| Ok(()));
+        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url);
+        assert_eq!(outcome.reason(), Some("connection closed without an HTTP response"));
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn trickled_body_ends_at_the_total_deadline() {
+        // One byte every 100 ms never trips a per-read timeout of 1 s; only a deadline for the
+        // whole request does. Were the deadline per read, this body would complete (after about
+        // 20 s) and the probe would report the target healthy.
+        let (url, server) = raw_server(|stream| {
+            let (start, spaces, end) = (&b"{\"status\":"[..], 200, &b"\"OK\"}"[..]);
+            let length = start.len() + spaces + end.len();
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\
+                 Connection: close\r\n\r\n"
+            )?;
+            stream.write_all(start)?;
+            for _ in 0..spaces {
+                thread::sleep(Duration::from_millis(100));
+                stream.write_all(b" ")?;
+            }
+            stream.write_all(end)
+        });
+        let outcome = HttpProber::new(Duration::from_secs(1)).probe(&url);
+        assert_eq!(outcome.reason(), Some("timeout after 1s while reading the body"));
+        let _ = server.join();
     }
 
     #[test]
@@ -232,7 +507,41 @@ mod tests {
     }
 
     #[test]
+    fn redirect_to_itself_is_a_loop() {
+        let mut server = mockito::Server::new();
+        server.mock("GET", "/health").with_status(302).with_header("location", "/health").create();
+        let outcome =
+            HttpProber::new(Duration::from_secs(5)).probe(&format!("{}/health", server.url()));
+        assert_eq!(outcome.reason(), Some("redirect loop"));
+    }
+
+    #[test]
+    fn endless_chain_of_redirects_is_cut_off() {
+        let mut server = mockito::Server::new();
+        server
+            .mock("GET", mockito::Matcher::Regex("^/hop/".into()))
+            .with_status(302)
+            .with_header_from_request("location", |request| {
+                let hop: u32 = request.path().trim_start_matches("/hop/").parse().unwrap();
+                format!("/hop/{}", hop + 1)
+            })
+            .create();
+        let outcome =
+            HttpProber::new(Duration::from_secs(5)).probe(&format!("{}/hop/0", server.url()));
+        assert_eq!(outcome.reason(), Some("too many redirects (more than 5)"));
+    }
+
+    #[test]
+    fn unresolvable_host_is_a_dns_failure() {
+        // `.invalid` is reserved (RFC 2606): no resolver may answer it.
+        let outcome =
+            HttpProber::new(Duration::from_secs(5)).probe("http://nonexistent.invalid/health");
+        assert_eq!(outcome.reason(), Some("DNS lookup failed for nonexistent.invalid"));
+    }
+
+    #[test]
     fn verdict_rejects_non_utf8() {
+        assert_eq!(verdict(b"\x1f\x8b\x08\x00"), Err("body is not UTF-8 text".to_string()));
         assert_eq!(verdict(b"\xff\xfe{}"), Err("body is not UTF-8 text".to_string()));
         assert_eq!(verdict(br#"{"status":"OK"}"#), Ok(()));
     }
