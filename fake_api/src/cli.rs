@@ -14,23 +14,45 @@ pub const FAKE_API_HELP: &str = "\
 fake-api: a scriptable fake health API for demos and tests of api-monitor
 
 Usage: fake-api [--bind ADDR] [--port N] [--mode MODE | --script SCRIPT] [--slow-delay DUR]
+                [--tls]
 
 Options:
   --bind ADDR        IP address to listen on [env FAKE_API_BIND] (default 127.0.0.1)
   --port N           port, 0 picks a free one [env FAKE_API_PORT] (default 8000)
-  --mode MODE        starting mode (default ok): ok, down, error, slow, garbage, reset, flap
+  --mode MODE        starting mode (default ok), see Modes
   --script SCRIPT    scenario of mode:duration steps from start, e.g. \"ok:20s,down:15s,ok\";
                      the last step may omit its duration; afterwards the last mode stays
-  --slow-delay DUR   how long `slow` waits before answering (default 30s)
+  --slow-delay DUR   how long `slow` waits before answering, and `stall` takes to finish its
+                     body (default 30s)
+  --tls              serve HTTPS (control endpoint included) with a self-signed certificate
+                     made at start: clients that verify certificates refuse it
   -h, --help         print this help
+
+Modes (GET /health):
+  ok             200 {\"status\":\"OK\"}
+  down           200 {\"status\":\"DOWN\"}
+  error          503 {\"status\":\"ERROR\"}
+  slow           200 {\"status\":\"OK\"} after the slow delay
+  garbage        200 text/html maintenance page
+  reset          closes the connection without a response
+  flap           alternates ok and down, request by request
+  stall          200 head at once, then the body one byte every 200ms until the slow delay
+  cut            200 head, half the announced body, then a clean close
+  abort          200 head, half the announced body, then a TCP reset
+  huge           200 JSON body of 10 MiB without Content-Length, streamed
+  redirect       302 to /health itself
+  html           200 {\"status\":\"OK\"} labelled Content-Type: text/html
+  binary         200 application/json whose body is gzip bytes (not UTF-8)
+  status-number  200 {\"status\":200}
+  status-null    200 {\"status\":null}
 
 Endpoints:
   GET  /health          answers per the current mode
   GET  /control         {\"mode\":\"<current>\"}
   POST /control/<mode>  switches mode (and cancels a running script)
 
-Prints `fake-api listening on http://<ip>:<port>` on stdout once listening; logs every request
-and mode change on stderr.
+Prints `fake-api listening on http://<ip>:<port>` (https:// with --tls) on stdout once
+listening; logs every request and mode change on stderr.
 ";
 
 pub const MAIL_SINK_HELP: &str = "\
@@ -61,6 +83,24 @@ pub enum Start {
     Script(Script),
 }
 
+/// Whether `fake-api` speaks plain HTTP or HTTPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Http,
+    /// HTTPS with a self-signed certificate made at start ([`crate::tls`]).
+    Https,
+}
+
+impl Transport {
+    /// The URL scheme announced on stdout.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Https => "https",
+        }
+    }
+}
+
 /// Validated `fake-api` options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakeApiArgs {
@@ -68,6 +108,7 @@ pub struct FakeApiArgs {
     pub port: u16,
     pub start: Start,
     pub slow_delay: Duration,
+    pub transport: Transport,
 }
 
 /// Validated `mail-sink` options.
@@ -111,6 +152,7 @@ where
 {
     let (mut bind, mut port, mut mode, mut script) = (None, None, None, None);
     let mut slow_delay = Duration::from_secs(30);
+    let mut transport = Transport::Http;
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next()? {
         match arg {
@@ -120,6 +162,7 @@ where
             Long("mode") => mode = Some(parse_mode(parser.value()?)?),
             Long("script") => script = Some(parse_script(parser.value()?)?),
             Long("slow-delay") => slow_delay = parse_duration("--slow-delay", parser.value()?)?,
+            Long("tls") => transport = Transport::Https,
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -144,7 +187,7 @@ where
         (_, Some(script)) => Start::Script(script),
         (mode, None) => Start::Mode(mode.unwrap_or(Mode::Ok)),
     };
-    Ok(Command::Run(FakeApiArgs { bind, port, start, slow_delay }))
+    Ok(Command::Run(FakeApiArgs { bind, port, start, slow_delay, transport }))
 }
 
 /// Parses `mail-sink`'s arguments (without the program name).
@@ -246,15 +289,19 @@ mod tests {
                 port: 8000,
                 start: Start::Mode(Mode::Ok),
                 slow_delay: Duration::from_secs(30),
+                transport: Transport::Http,
             }
         );
     }
 
     #[test]
     fn flags_are_read() {
-        let args =
-            run(&["--bind", "0.0.0.0", "--port=0", "--mode", "flap", "--slow-delay", "500ms"], &[]);
+        let args = run(
+            &["--bind", "0.0.0.0", "--port=0", "--mode", "flap", "--slow-delay", "500ms", "--tls"],
+            &[],
+        );
         assert_eq!(args.bind, "0.0.0.0".parse::<IpAddr>().expect("ip"));
+        assert_eq!(args.transport, Transport::Https);
         assert_eq!(args.port, 0);
         assert_eq!(args.start, Start::Mode(Mode::Flap));
         assert_eq!(args.slow_delay, Duration::from_millis(500));
@@ -289,6 +336,17 @@ mod tests {
         assert!(error(&["--mode", "ok", "--script", "ok"], &[]).contains("cannot be combined"));
         assert!(error(&["--verbose"], &[]).contains("--verbose"), "unknown flags are named");
         assert!(error(&["--port"], &[]).contains("--port"), "missing value names the flag");
+        assert!(error(&["--tls=yes"], &[]).contains("--tls"), "--tls takes no value");
+    }
+
+    #[test]
+    fn help_lists_every_mode() {
+        for mode in Mode::ALL {
+            assert!(
+                FAKE_API_HELP.lines().any(|l| l.trim_start().starts_with(&format!("{mode} "))),
+                "--help describes {mode}"
+            );
+        }
     }
 
     #[test]

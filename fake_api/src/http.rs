@@ -1,9 +1,10 @@
 //! Just enough HTTP/1.1 for a fake health API: read one request head, answer, close.
 //!
-//! Written on `std::net` rather than an HTTP library because the `reset` mode must close the
-//! connection without writing a single byte, and because one request per connection
-//! (`Connection: close`) keeps the server trivially correct. Parsing is pure and unit-tested;
-//! [`read_request`] is the only function that touches the socket for reading.
+//! Written on `std::net` rather than an HTTP library because several modes break HTTP on
+//! purpose — `reset` closes without writing a byte, `cut` and `abort` stop in the middle of a
+//! body, `stall` trickles it, `huge` streams one without a length — and because one request per
+//! connection (`Connection: close`) keeps the server trivially correct. Parsing is pure and
+//! unit-tested; [`read_request`] is the only function that touches the socket for reading.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -117,39 +118,65 @@ pub fn parse_head(head: &[u8]) -> Result<Request, RequestError> {
     Ok(Request { method: method.to_owned(), path: path.to_owned(), content_length })
 }
 
-/// A complete response; always sent with `Connection: close`.
+/// A response; always sent with `Connection: close`. The body is bytes because some modes
+/// answer with bytes that are not UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: String,
+    /// Headers besides `Content-Type`, `Content-Length`, `Connection` and `Cache-Control`.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Response {
     /// A JSON response; `body` must already be valid JSON.
     pub fn json(status: u16, body: String) -> Response {
-        Response { status, content_type: "application/json", body }
+        Response::new(status, "application/json", body)
+    }
+
+    /// A response with any content type and body.
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Response {
+        Response { status, content_type, headers: Vec::new(), body: body.into() }
+    }
+
+    /// The same response with one more header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
     }
 
     /// The bytes on the wire.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\
-             Cache-Control: no-store\r\n\r\n",
+        let mut bytes = self.head(Some(self.body.len()));
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+
+    /// The status line and headers, with `Content-Length: length` when given; without it the
+    /// body ends when the connection closes.
+    pub fn head(&self, length: Option<usize>) -> Vec<u8> {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n",
             self.status,
             reason(self.status),
-            self.content_type,
-            self.body.len()
+            self.content_type
         );
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(self.body.as_bytes());
-        bytes
+        if let Some(length) = length {
+            head.push_str(&format!("Content-Length: {length}\r\n"));
+        }
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("Connection: close\r\nCache-Control: no-store\r\n\r\n");
+        head.into_bytes()
     }
 }
 
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        302 => "Found",
         400 => "Bad Request",
         404 => "Not Found",
         503 => "Service Unavailable",
@@ -240,6 +267,24 @@ mod tests {
         assert!(text.contains("Content-Length: 18\r\n"), "{text}");
         assert!(text.contains("Connection: close\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n{\"status\":\"ERROR\"}"), "{text}");
+    }
+
+    #[test]
+    fn extra_headers_and_a_head_without_length() {
+        let response = Response::new(302, "text/plain", "").with_header("Location", "/health");
+        let head = String::from_utf8(response.head(None)).expect("ascii");
+        assert!(head.starts_with("HTTP/1.1 302 Found\r\n"), "{head}");
+        assert!(head.contains("Location: /health\r\n"), "{head}");
+        assert!(!head.contains("Content-Length"), "the body ends at close: {head}");
+        assert!(head.ends_with("\r\n\r\n"), "{head}");
+    }
+
+    #[test]
+    fn bodies_may_be_any_bytes() {
+        let bytes = Response::new(200, "application/json", &b"\x1f\x8b"[..]).to_bytes();
+        assert!(bytes.ends_with(
+            b"Content-Length: 2\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n\x1f\x8b"
+        ));
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //!
 //! The logic lives here, pure where it can be (modes, scripts, request parsing, message
 //! rendering), so it is unit-tested next to the code; the two binaries only wire it to sockets.
+//! `fake-api` can also misbehave on purpose — stall, cut or abort a body, flood, redirect in a
+//! loop, mislabel or mangle the body, serve an untrusted certificate — so every failure the
+//! monitor's probe must survive has a real server to be tested against.
 //! Everything is blocking I/O on plain threads: no async runtime anywhere.
 
 #![forbid(unsafe_code)]
@@ -16,3 +19,4 @@ pub mod mail;
 pub mod mode;
 pub mod script;
 pub mod server;
+pub mod tls;

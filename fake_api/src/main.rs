@@ -1,15 +1,18 @@
 //! `fake-api`: a scriptable fake health API, so demos and tests can simulate an outage (down,
-//! errors, timeouts, garbage, resets, flapping) without editing code or breaking a real service.
+//! errors, timeouts, garbage, resets, flapping, and every probe fault: stalled, cut, aborted or
+//! huge bodies, redirect loops, wrong content types, untrusted TLS) without editing code or
+//! breaking a real service.
 //!
 //! `main` only parses, runs, and turns a fatal error into an exit code: 2 for a bad command
-//! line, 1 when the port cannot be bound. The server itself never returns; it is stopped by a
-//! signal (the default actions of SIGINT/SIGTERM end the process at once).
+//! line, 1 when the port cannot be bound or TLS cannot be set up. The server itself never
+//! returns; it is stopped by a signal (the default actions of SIGINT/SIGTERM end the process at
+//! once).
 
 #![forbid(unsafe_code)]
 
-use fake_api::cli::{self, Command, FakeApiArgs, Start};
+use fake_api::cli::{self, Command, FakeApiArgs, Start, Transport};
 use fake_api::control::{Shared, Source, State};
-use fake_api::{events, server};
+use fake_api::{events, server, tls};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
@@ -43,6 +46,14 @@ fn run(args: FakeApiArgs) -> io::Result<std::convert::Infallible> {
     let listener = TcpListener::bind(wanted)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {wanted}: {e}")))?;
     let address = listener.local_addr()?;
+    let tls = match args.transport {
+        Transport::Http => None,
+        Transport::Https => {
+            let config = tls::self_signed_config(args.bind)?;
+            events::log(format_args!("tls certificate=self-signed"));
+            Some(config)
+        }
+    };
     // The script clock starts once the port is open, so the first step is fully observable.
     let started = Instant::now();
     let source = match args.start {
@@ -63,13 +74,13 @@ fn run(args: FakeApiArgs) -> io::Result<std::convert::Infallible> {
     if let Source::Script { script, started } = source {
         server::spawn_script_watcher(Arc::clone(&shared), script, started)?;
     }
-    announce(address)?;
-    server::serve(listener, shared, args.slow_delay)
+    announce(args.transport, address)?;
+    server::serve(listener, shared, args.slow_delay, tls)
 }
 
 /// The one stdout line tests read to learn the port.
-fn announce(address: SocketAddr) -> io::Result<()> {
+fn announce(transport: Transport, address: SocketAddr) -> io::Result<()> {
     let mut out = io::stdout().lock();
-    writeln!(out, "fake-api listening on http://{address}")?;
+    writeln!(out, "fake-api listening on {}://{address}", transport.scheme())?;
     out.flush()
 }

@@ -7,6 +7,10 @@ use std::fmt;
 use std::str::FromStr;
 
 /// How `GET /health` behaves.
+///
+/// The first seven are the everyday outage kinds; the rest are the probe's fault matrix: each
+/// breaks one rule of the exchange (transport, deadline, size, redirects, content type,
+/// encoding, JSON shape) and nothing else, so a test can tell exactly which rule failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// 200 `{"status":"OK"}`.
@@ -23,12 +27,48 @@ pub enum Mode {
     Reset,
     /// Alternates OK, DOWN, OK, DOWN… per request: never two failures in a row.
     Flap,
+    /// 200 head at once, then the body one byte at a time, finishing only after the slow delay:
+    /// each byte arrives well within any per-read timeout, so only a whole-request deadline
+    /// ends the wait.
+    Stall,
+    /// 200 head announcing the whole body, half of the body, then a clean close (FIN).
+    Cut,
+    /// Like `cut`, but the connection is aborted with a TCP reset (RST) instead.
+    Abort,
+    /// 200 `{"status":"OK",…}` padded to 10 MiB, without `Content-Length`, streamed.
+    Huge,
+    /// 302 to `/health` itself: a redirect loop.
+    Redirect,
+    /// 200 `{"status":"OK"}` labelled `Content-Type: text/html`.
+    Html,
+    /// 200 `application/json` whose body is gzip-compressed bytes, not UTF-8 text.
+    Binary,
+    /// 200 `{"status":200}`.
+    StatusNumber,
+    /// 200 `{"status":null}`.
+    StatusNull,
 }
 
 impl Mode {
     /// Every mode, in the order they are listed to users.
-    pub const ALL: [Mode; 7] =
-        [Mode::Ok, Mode::Down, Mode::Error, Mode::Slow, Mode::Garbage, Mode::Reset, Mode::Flap];
+    pub const ALL: [Mode; 16] = [
+        Mode::Ok,
+        Mode::Down,
+        Mode::Error,
+        Mode::Slow,
+        Mode::Garbage,
+        Mode::Reset,
+        Mode::Flap,
+        Mode::Stall,
+        Mode::Cut,
+        Mode::Abort,
+        Mode::Huge,
+        Mode::Redirect,
+        Mode::Html,
+        Mode::Binary,
+        Mode::StatusNumber,
+        Mode::StatusNull,
+    ];
 
     /// The lower-case name used on the command line, in scripts and in the control endpoint.
     pub fn name(self) -> &'static str {
@@ -40,6 +80,15 @@ impl Mode {
             Mode::Garbage => "garbage",
             Mode::Reset => "reset",
             Mode::Flap => "flap",
+            Mode::Stall => "stall",
+            Mode::Cut => "cut",
+            Mode::Abort => "abort",
+            Mode::Huge => "huge",
+            Mode::Redirect => "redirect",
+            Mode::Html => "html",
+            Mode::Binary => "binary",
+            Mode::StatusNumber => "status-number",
+            Mode::StatusNull => "status-null",
         }
     }
 
@@ -55,6 +104,15 @@ impl Mode {
             Mode::Reset => Answer::Reset,
             Mode::Flap if flap_turn % 2 == 0 => Answer::Ok,
             Mode::Flap => Answer::Down,
+            Mode::Stall => Answer::Stall,
+            Mode::Cut => Answer::Cut,
+            Mode::Abort => Answer::Abort,
+            Mode::Huge => Answer::Huge,
+            Mode::Redirect => Answer::Redirect,
+            Mode::Html => Answer::Html,
+            Mode::Binary => Answer::Binary,
+            Mode::StatusNumber => Answer::StatusNumber,
+            Mode::StatusNull => Answer::StatusNull,
         }
     }
 
@@ -104,6 +162,15 @@ pub enum Answer {
     SlowOk,
     Garbage,
     Reset,
+    Stall,
+    Cut,
+    Abort,
+    Huge,
+    Redirect,
+    Html,
+    Binary,
+    StatusNumber,
+    StatusNull,
 }
 
 impl Answer {
@@ -116,6 +183,15 @@ impl Answer {
             Answer::SlowOk => "slow-ok",
             Answer::Garbage => "garbage",
             Answer::Reset => "reset",
+            Answer::Stall => "stall",
+            Answer::Cut => "cut",
+            Answer::Abort => "abort",
+            Answer::Huge => "huge",
+            Answer::Redirect => "redirect",
+            Answer::Html => "html",
+            Answer::Binary => "binary",
+            Answer::StatusNumber => "status-number",
+            Answer::StatusNull => "status-null",
         }
     }
 }
@@ -141,8 +217,16 @@ mod tests {
         let err = "sleepy".parse::<Mode>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown mode 'sleepy' (valid modes: ok, down, error, slow, garbage, reset, flap)"
+            "unknown mode 'sleepy' (valid modes: ok, down, error, slow, garbage, reset, flap, \
+             stall, cut, abort, huge, redirect, html, binary, status-number, status-null)"
         );
+    }
+
+    #[test]
+    fn fault_modes_have_hyphenated_names() {
+        assert_eq!("status-number".parse::<Mode>(), Ok(Mode::StatusNumber));
+        assert_eq!("Status-Null".parse::<Mode>(), Ok(Mode::StatusNull));
+        assert_eq!(Mode::StatusNull.answer(0).name(), "status-null");
     }
 
     #[test]

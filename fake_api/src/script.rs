@@ -227,8 +227,7 @@ mod tests {
         let err = "ok:1s,sleepy:2s".parse::<Script>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "step 2: unknown mode 'sleepy' (valid modes: ok, down, error, slow, garbage, reset, \
-             flap)"
+            format!("step 2: unknown mode 'sleepy' (valid modes: {})", Mode::valid_names())
         );
     }
 

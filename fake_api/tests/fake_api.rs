@@ -110,7 +110,24 @@ fn control_rejects_unknown_modes_and_paths() {
     let api = start(&[]);
     let bad = post(&api, "/control/sleepy");
     assert_eq!(bad.status, 400);
-    for mode in ["ok", "down", "error", "slow", "garbage", "reset", "flap"] {
+    for mode in [
+        "ok",
+        "down",
+        "error",
+        "slow",
+        "garbage",
+        "reset",
+        "flap",
+        "stall",
+        "cut",
+        "abort",
+        "huge",
+        "redirect",
+        "html",
+        "binary",
+        "status-number",
+        "status-null",
+    ] {
         assert!(bad.body.contains(mode), "400 lists {mode}: {}", bad.body);
     }
     assert_eq!(get(&api, "/nope").status, 404);
@@ -188,5 +205,7 @@ fn environment_port_is_used_when_the_flag_is_absent() {
 fn help_exits_0() {
     let output = Command::new(BIN).arg("--help").output().expect("run fake-api --help");
     assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).contains("POST /control/<mode>"));
+    let help = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(help.contains("POST /control/<mode>"), "{help}");
+    assert!(help.contains("--tls") && help.contains("status-null"), "{help}");
 }
