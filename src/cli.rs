@@ -3,9 +3,19 @@
 //! a validated [`crate::config::Config`] is the next step's job.
 //!
 //! Every option also reads an environment variable; a flag wins over its variable. Repeatable
-//! options (`--url`, `--support`) take their variable as a comma-separated list.
+//! options (`--url`, `--support`) take their variable as a comma-separated list. Secrets can
+//! also come from files (the Docker secrets convention): `DATABASE_URL_FILE`, `SMTP_URL_FILE`,
+//! `DATABASE_PASSWORD_FILE` and `SMTP_PASSWORD_FILE` only carry a path here; the config step
+//! reads them, and only when neither the flag nor the plain variable is set.
+//!
+//! Nothing this step prints may show a password: [`Args`]' `Debug` masks them, and
+//! [`CliError`] passes its message through [`redact::text`] (a URL typed where a command was
+//! expected ends up in the message).
 
 use std::ffi::OsString;
+use std::fmt;
+
+use crate::redact;
 
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,8 +36,8 @@ pub enum Verbosity {
 }
 
 /// Raw option values, flag first, else environment, else `None` (the default is the config
-/// step's decision, so it is documented in one place).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// step's decision, so it is documented in one place). `Debug` masks every password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Args {
     pub command: Command,
     pub urls: Vec<String>,
@@ -37,14 +47,51 @@ pub struct Args {
     pub failures: Option<String>,
     pub successes: Option<String>,
     pub db: Option<String>,
+    /// `DATABASE_URL_FILE`: a file holding the whole database URL; used when `db` is unset.
+    pub db_file: Option<String>,
+    /// `DATABASE_PASSWORD`; replaces a password in the database URL.
+    pub db_password: Option<String>,
+    /// `DATABASE_PASSWORD_FILE`: a file holding that password; used when `db_password` is unset.
+    pub db_password_file: Option<String>,
     pub smtp: Option<String>,
-    /// `SMTP_PASSWORD`; overrides a password in the SMTP URL.
+    /// `SMTP_URL_FILE`: a file holding the whole SMTP URL; used when `smtp` is unset.
+    pub smtp_file: Option<String>,
+    /// `SMTP_PASSWORD`; replaces a password in the SMTP URL.
     pub smtp_password: Option<String>,
-    /// `SMTP_PASSWORD_FILE`: a file holding the password (Docker secrets). Read by the config step.
+    /// `SMTP_PASSWORD_FILE`: a file holding that password; used when `smtp_password` is unset.
     pub smtp_password_file: Option<String>,
     pub from: Option<String>,
     pub log_file: Option<String>,
     pub verbosity: Verbosity,
+}
+
+/// Hand-written so that `{:?}` of the arguments (in a test failure, a debug line) never shows
+/// a password: URLs are redacted, passwords shown as `***`. File paths are not secret.
+impl fmt::Debug for Args {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = |u: &Option<String>| u.as_deref().map(redact::url);
+        let password = |p: &Option<String>| p.as_ref().map(|_| redact::MASK);
+        f.debug_struct("Args")
+            .field("command", &self.command)
+            .field("urls", &self.urls.iter().map(|u| redact::url(u)).collect::<Vec<_>>())
+            .field("support", &self.support)
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("failures", &self.failures)
+            .field("successes", &self.successes)
+            .field("db", &url(&self.db))
+            .field("db_file", &self.db_file)
+            .field("db_password", &password(&self.db_password))
+            .field("db_password_file", &self.db_password_file)
+            .field("smtp", &url(&self.smtp))
+            .field("smtp_file", &self.smtp_file)
+            .field("smtp_password", &password(&self.smtp_password))
+            .field("smtp_password_file", &self.smtp_password_file)
+            .field("from", &self.from)
+            .field("log_file", &self.log_file)
+            .field("verbosity", &self.verbosity)
+            .finish()
+    }
 }
 
 /// The result of parsing: either work to do, or a request for help/version text.
@@ -55,14 +102,15 @@ pub enum Parsed {
     Go(Box<Args>),
 }
 
-/// A command line that cannot be understood. The message names the option.
+/// A command line that cannot be understood. The message names the option; any URL in it is
+/// shown redacted.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
+#[error("{}", redact::text(.0))]
 pub struct CliError(pub String);
 
 impl From<lexopt::Error> for CliError {
     fn from(e: lexopt::Error) -> Self {
-        CliError(e.to_string())
+        CliError(redact::text(&e.to_string()))
     }
 }
 
@@ -90,6 +138,7 @@ OPTIONS (each also read from the environment variable shown; the flag wins):
     --successes N      good probes in a row = recovery    SUCCESS_THRESHOLD  [default: 2]
     --db URL           sqlite://PATH or                   DATABASE_URL
                        mysql://USER:PASS@HOST:PORT/DB     [default: sqlite://api-monitor.db]
+                       password also from DATABASE_PASSWORD or DATABASE_PASSWORD_FILE
     --smtp URL         smtp://HOST:PORT (plain),          SMTP_URL  [default: none]
                        smtp://USER:PASS@HOST:587?tls=required (STARTTLS),
                        smtps://USER:PASS@HOST:465 (TLS)
@@ -102,6 +151,11 @@ OPTIONS (each also read from the environment variable shown; the flag wins):
     -V, --version      print the version
 
 DURATIONS: 500ms, 5s, 2m, 1h, 1m30s.
+SECRETS:   DATABASE_URL_FILE, SMTP_URL_FILE, DATABASE_PASSWORD_FILE and SMTP_PASSWORD_FILE
+           name a file holding the value of the variable without _FILE (Docker secrets; one
+           trailing newline is ignored). The flag wins over the variable, the variable over
+           its _FILE. A *_PASSWORD replaces the password in its URL; special characters need
+           no escaping there. Passwords are never printed: URLs are shown as USER:***@HOST.
 EXIT CODES: 0 stopped cleanly / check healthy, 1 check unhealthy or runtime failure,
             2 bad command line or configuration.
 ";
@@ -125,7 +179,11 @@ where
         failures: None,
         successes: None,
         db: None,
+        db_file: None,
+        db_password: None,
+        db_password_file: None,
         smtp: None,
+        smtp_file: None,
         smtp_password: None,
         smtp_password_file: None,
         from: None,
@@ -155,9 +213,9 @@ where
                     Some("run") => Command::Run,
                     Some("check") => Command::Check,
                     _ => {
-                        return Err(CliError(format!(
+                        return Err(CliError(redact::text(&format!(
                             "unknown command {word:?}: expected `run` or `check`"
-                        )))
+                        ))))
                     }
                 })
             }
@@ -189,7 +247,11 @@ where
     fallback(&mut a.failures, "FAILURE_THRESHOLD");
     fallback(&mut a.successes, "SUCCESS_THRESHOLD");
     fallback(&mut a.db, "DATABASE_URL");
+    fallback(&mut a.db_file, "DATABASE_URL_FILE");
+    fallback(&mut a.db_password, "DATABASE_PASSWORD");
+    fallback(&mut a.db_password_file, "DATABASE_PASSWORD_FILE");
     fallback(&mut a.smtp, "SMTP_URL");
+    fallback(&mut a.smtp_file, "SMTP_URL_FILE");
     fallback(&mut a.smtp_password, "SMTP_PASSWORD");
     fallback(&mut a.smtp_password_file, "SMTP_PASSWORD_FILE");
     fallback(&mut a.from, "MAIL_FROM");
@@ -268,6 +330,67 @@ mod tests {
     }
 
     #[test]
+    fn secrets_can_come_from_files_and_passwords_from_variables() {
+        let env = |name: &str| {
+            let value = match name {
+                "DATABASE_URL_FILE" => "/run/secrets/db_url",
+                "DATABASE_PASSWORD" => "s3cret",
+                "DATABASE_PASSWORD_FILE" => "/run/secrets/db_password",
+                "SMTP_URL_FILE" => "/run/secrets/smtp_url",
+                "SMTP_PASSWORD_FILE" => "/run/secrets/smtp_password",
+                _ => return None,
+            };
+            Some(value.to_string())
+        };
+        let a = go(&[], &env);
+        assert_eq!(a.db, None, "the file is the config step's to read");
+        assert_eq!(a.db_file.as_deref(), Some("/run/secrets/db_url"));
+        assert_eq!(a.db_password.as_deref(), Some("s3cret"));
+        assert_eq!(a.db_password_file.as_deref(), Some("/run/secrets/db_password"));
+        assert_eq!(a.smtp_file.as_deref(), Some("/run/secrets/smtp_url"));
+        assert_eq!(a.smtp_password_file.as_deref(), Some("/run/secrets/smtp_password"));
+        let a = go(&["--db", "sqlite://x.db"], &env);
+        assert_eq!(a.db.as_deref(), Some("sqlite://x.db"), "the flag is kept beside the file");
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password() {
+        let env = |name: &str| {
+            matches!(name, "DATABASE_PASSWORD" | "SMTP_PASSWORD").then(|| "pl41n".to_string())
+        };
+        let a = go(
+            &[
+                "--db",
+                "mysql://u:s3cret@db/m",
+                "--smtp",
+                "smtp://u:s3cret@mail:25",
+                "--url",
+                "https://u:s3cret@api/health",
+            ],
+            &env,
+        );
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("s3cret") && !shown.contains("pl41n"), "{shown}");
+        assert!(shown.contains("mysql://u:***@db/m"), "URLs are still recognisable: {shown}");
+        let shown = format!("{:?}", Parsed::Go(Box::new(a)));
+        assert!(!shown.contains("s3cret") && !shown.contains("pl41n"), "{shown}");
+    }
+
+    #[test]
+    fn a_url_in_a_bad_command_line_is_shown_redacted() {
+        for args in [
+            &["mysql://u:s3cret@db/m"][..],
+            &["run", "mysql://u:s3cret@db/m"],
+            &["--verbose=smtp://u:s3cret@mail:25"],
+        ] {
+            let e = parse_from(args.iter().copied(), &no_env).unwrap_err();
+            let (raw, shown) = (e.0.clone(), e.to_string());
+            assert!(!raw.contains("s3cret") && !shown.contains("s3cret"), "{args:?}: {shown}");
+            assert!(shown.contains("***"), "{args:?}: says something was hidden: {shown}");
+        }
+    }
+
+    #[test]
     fn verbosity_flags_count_and_beat_log_level() {
         let env = |name: &str| (name == "LOG_LEVEL").then(|| "error".to_string());
         assert_eq!(go(&["-vv"], &env).verbosity, Verbosity::Flags(2));
@@ -313,6 +436,10 @@ mod tests {
             "SMTP_URL",
             "SMTP_PASSWORD",
             "SMTP_PASSWORD_FILE",
+            "SMTP_URL_FILE",
+            "DATABASE_URL_FILE",
+            "DATABASE_PASSWORD",
+            "DATABASE_PASSWORD_FILE",
             "--from",
             "MAIL_FROM",
             "--log-file",
