@@ -580,6 +580,25 @@ mod tests {
     }
 
     #[test]
+    fn a_user_name_may_be_an_email_address() {
+        // The README's example: the last `@` ends the user-info, so this is not a stray `@`.
+        let url = smtp_url(
+            &["--smtp", "smtp://alerts@example.com@smtp.example.com:587?tls=required"],
+            &[("SMTP_PASSWORD", "s3cret")],
+        );
+        let parsed = url::Url::parse(&url).unwrap();
+        assert_eq!(parsed.host_str(), Some("smtp.example.com"));
+        assert_eq!(
+            (parsed.username(), parsed.password()),
+            ("alerts%40example.com", Some("s3cret"))
+        );
+        assert_eq!(
+            url.to_string(),
+            "smtp://alerts%40example.com:***@smtp.example.com:587?tls=required"
+        );
+    }
+
+    #[test]
     fn a_password_needs_a_mysql_url_with_a_user() {
         let e = config(&["--db", "sqlite://x.db"], &[("DATABASE_PASSWORD", "s3cret")]);
         let e = e.expect_err("SQLite takes no password").0;
