@@ -124,15 +124,21 @@ impl HttpProber {
     /// at the deadline) and every body read (each read's socket timeout is the time *left*),
     /// so a body trickled one byte at a time still ends at the deadline.
     fn fetch(&self, url: &str) -> Result<(), String> {
-        let response = minreq::get(url)
+        let (address, authorization) = without_credentials(url);
+        let mut request = minreq::get(address.as_ref())
             .with_timeout(self.timeout_secs)
             .with_header("User-Agent", concat!("api-monitor/", env!("CARGO_PKG_VERSION")))
             .with_header("Accept", "application/json")
             .with_max_redirects(MAX_REDIRECTS)
             .with_max_headers_size(16 * 1024)
-            .with_max_status_line_length(1024)
-            .send_lazy()
-            .map_err(|e| self.describe(Fault::Client(&e, Stage::Head), url))?;
+            .with_max_status_line_length(1024);
+        if let Some(value) = authorization {
+            // minreq keeps every header across redirects, to any host: with credentials, a
+            // redirect is answered as a failure (`HTTP 302`) rather than followed.
+            request = request.with_header("Authorization", value).with_follow_redirects(false);
+        }
+        let response =
+            request.send_lazy().map_err(|e| self.describe(Fault::Client(&e, Stage::Head), url))?;
         if response.status_code == 503 && response.reason_phrase == NO_STATUS_LINE {
             return Err(self.describe(Fault::NoStatusLine, url));
         }
@@ -232,6 +238,28 @@ fn rustls_error(inner: &(dyn std::error::Error + Send + Sync + 'static)) -> Opti
         inner.downcast_ref::<T>().map(T::to_string)
     }
     downcast(minreq::Error::RustlsCreateConnection, inner)
+}
+
+/// `url` without its user-info, and the `Authorization` header value that user-info stands for
+/// (`Basic`, RFC 7617: base64 of `user:password`, each percent-decoded). `minreq` has no
+/// user-info support: it would take `user` for the host. A URL without user-info comes back as
+/// it is, with no header.
+fn without_credentials(url: &str) -> (std::borrow::Cow<'_, str>, Option<String>) {
+    use base64::Engine as _;
+    use std::borrow::Cow;
+    let Ok(mut parsed) = url::Url::parse(url) else { return (Cow::Borrowed(url), None) };
+    if parsed.username().is_empty() && parsed.password().is_none() {
+        return (Cow::Borrowed(url), None);
+    }
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+    let mut pair = decode(parsed.username());
+    pair.push(b':');
+    pair.extend(decode(parsed.password().unwrap_or("")));
+    // Cannot fail: a target URL has a host (validated at start-up), so it can lose its user-info.
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+    (Cow::Owned(parsed.into()), Some(header))
 }
 
 /// The host of `url` for a DNS reason (`url` was validated at start-up, so it parses).
@@ -544,5 +572,29 @@ mod tests {
         assert_eq!(verdict(b"\x1f\x8b\x08\x00"), Err("body is not UTF-8 text".to_string()));
         assert_eq!(verdict(b"\xff\xfe{}"), Err("body is not UTF-8 text".to_string()));
         assert_eq!(verdict(br#"{"status":"OK"}"#), Ok(()));
+    }
+
+    #[test]
+    fn user_info_becomes_a_basic_authorization_header() {
+        let (url, auth) = without_credentials("http://probe:p%40ss%3Aw0rd@127.0.0.1:8080/health");
+        assert_eq!(url, "http://127.0.0.1:8080/health", "minreq gets no user-info");
+        assert_eq!(auth.as_deref(), Some("Basic cHJvYmU6cEBzczp3MHJk"), "base64(probe:p@ss:w0rd)");
+        let (url, auth) = without_credentials("https://api.example.com/health");
+        assert_eq!((url.as_ref(), auth), ("https://api.example.com/health", None));
+    }
+
+    #[test]
+    fn credentials_in_the_target_url_become_basic_auth() {
+        let mut server = mockito::Server::new();
+        let mock = server
+            .mock("GET", "/health")
+            .match_header("authorization", "Basic cHJvYmU6cCBAc3M=") // probe:p @ss
+            .with_header("content-type", "application/json")
+            .with_body(r#"{"status":"OK"}"#)
+            .create();
+        let url = server.url().replacen("http://", "http://probe:p%20%40ss@", 1);
+        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&format!("{url}/health"));
+        assert!(outcome.is_healthy(), "{outcome:?}");
+        mock.assert();
     }
 }
