@@ -319,7 +319,11 @@ impl Ledger {
 
     /// The row before `row`, for the length of the period that ended. `Err(())` when the
     /// database cannot say.
-    pub fn previous(&mut self, row: &StateRow, now: Instant) -> Result<Option<StateRow>, Unavailable> {
+    pub fn previous(
+        &mut self,
+        row: &StateRow,
+        now: Instant,
+    ) -> Result<Option<StateRow>, Unavailable> {
         self.read(now, |s| s.previous(row)).ok_or(Unavailable)
     }
 

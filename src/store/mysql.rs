@@ -379,11 +379,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shipped_schema_is_one_create_table_without_comments() {
+    fn shipped_schema_is_two_create_tables_without_comments() {
         let statements = statements(SCHEMA);
-        assert_eq!(statements.len(), 1, "{statements:?}");
+        assert_eq!(statements.len(), 2, "{statements:?}");
         assert!(statements[0].starts_with("CREATE TABLE IF NOT EXISTS state"), "{statements:?}");
-        assert!(!statements[0].contains("--"), "comments are stripped");
+        assert!(statements[1].starts_with("CREATE TABLE IF NOT EXISTS notification"));
+        assert!(statements.iter().all(|s| !s.contains("--")), "comments are stripped");
     }
 
     #[test]
