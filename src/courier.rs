@@ -34,13 +34,14 @@ pub fn run(ledger: &SharedLedger, mailer: &mut dyn Mailer, clock: &dyn Clock) {
         let subject = &letter.content.subject;
         match result {
             Ok(()) => {
+                // Marked sent first, so the log line means "recorded as sent" too.
+                guard.delivered(letter.key, clock.now(), Instant::now());
                 log::info!(
                     "notification sent via={} target={} subject={subject:?} attempts={}",
                     mailer.channel(),
                     letter.content.target,
                     letter.attempts + 1
                 );
-                guard.delivered(letter.key, clock.now(), Instant::now());
             }
             Err(e) => {
                 let retry = guard.failed(letter.key, &e.to_string(), Instant::now());
