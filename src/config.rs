@@ -28,6 +28,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const INTERVAL_FLOOR: Duration = Duration::from_secs(1);
 /// The longest target URL: what the `state.target` column holds (`VARCHAR(2048)`).
 pub const MAX_URL_LEN: usize = 2048;
+pub const DEFAULT_THRESHOLDS: Thresholds = Thresholds {
+    failures: NonZeroU32::new(2).expect("2 is not zero"),
+    successes: NonZeroU32::new(2).expect("2 is not zero"),
+};
 /// Thresholds above this are surely typos (an outage would take hours to confirm).
 pub const MAX_THRESHOLD: u32 = 1000;
 
@@ -39,6 +43,31 @@ pub struct Target {
     pub url: SecretUrl,
     /// The URL with any password masked: what logs, emails and the `state.target` column show.
     pub name: String,
+    /// Time between probe starts (from `--interval` or the target's `interval`).
+    pub interval: Duration,
+    /// Whole seconds: the HTTP client's deadline has one-second resolution.
+    pub timeout: Duration,
+    pub thresholds: Thresholds,
+    /// Who gets this target's emails besides the global `--support` recipients.
+    pub recipients: Vec<String>,
+    /// Names of the [`Region`]s it is probed from, never empty (`direct` by default); each
+    /// name is defined in [`Config::regions`].
+    pub regions: Vec<String>,
+    /// While an outage lasts, a reminder email every this long; `None`: no reminders.
+    pub remind: Option<Duration>,
+}
+
+/// The name of the region that probes without a proxy, when no region is configured.
+pub const DIRECT: &str = "direct";
+
+/// Where probes come from: directly, or through an HTTP proxy in some geography.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub name: String,
+    /// `http://[user:pass@]host:port`; `None` probes directly.
+    pub proxy: Option<SecretUrl>,
+    /// Who gets this region's emails besides the global and the target's recipients.
+    pub recipients: Vec<String>,
 }
 
 /// Where notifications go.
@@ -64,6 +93,10 @@ pub struct SmtpSettings {
 pub struct Config {
     pub command: Command,
     pub targets: Vec<Target>,
+    /// Every region a target refers to, each defined once; at least one.
+    pub regions: Vec<Region>,
+    /// The default (and, for the one-target command line, the only) interval; targets carry
+    /// their own in [`Target::interval`].
     pub interval: Duration,
     /// Whole seconds: the HTTP client's deadline has one-second resolution.
     pub timeout: Duration,
@@ -159,9 +192,23 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
         Verbosity::Env(level) => level,
     };
 
+    let targets = targets
+        .into_iter()
+        .map(|t| Target {
+            interval,
+            timeout,
+            thresholds,
+            recipients: Vec::new(),
+            regions: vec![DIRECT.to_string()],
+            remind: None,
+            ..t
+        })
+        .collect();
+    let regions = vec![Region { name: DIRECT.to_string(), proxy: None, recipients: Vec::new() }];
     Ok(Config {
         command: args.command,
         targets,
+        regions,
         interval,
         timeout,
         thresholds,
@@ -195,7 +242,16 @@ fn target(raw: &str) -> Result<Target, ConfigError> {
             "--url: invalid URL {shown}: expected http://HOST[:PORT]/PATH or https://…"
         )));
     }
-    Ok(Target { url: SecretUrl::new(raw), name: shown })
+    Ok(Target {
+        url: SecretUrl::new(raw),
+        name: shown,
+        interval: DEFAULT_INTERVAL,
+        timeout: DEFAULT_TIMEOUT,
+        thresholds: DEFAULT_THRESHOLDS,
+        recipients: Vec::new(),
+        regions: vec![DIRECT.to_string()],
+        remind: None,
+    })
 }
 
 /// Unicode bidirectional controls: invisible, and able to make a log line read backwards.
