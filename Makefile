@@ -65,8 +65,9 @@ outage: ## switch the compose fake-api down: OUTAGE email after two probes
 recover: ## switch the compose fake-api back to ok: RECOVERED email after two probes
 	curl -fsS -X POST $(FAKE_API_URL)/control/ok
 
-# Its own target dir: the crt-static flags never invalidate the normal builds' cache, and it
-# does not wait on their cargo lock.
+# An explicit --target keeps RUSTFLAGS off build scripts and puts the static artifacts in their
+# own subdirectory, so even a shared target/ would keep both caches valid (checked). The
+# separate target/static also means it never waits on the lock of a build running in target/.
 static: ## fully static glibc build, proven to run alone in an empty root (scripts/static-check.sh)
 	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release \
 	  --target $(STATIC_TARGET) --target-dir target/static -p api-monitor
