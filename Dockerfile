@@ -1,0 +1,101 @@
+# syntax=docker/dockerfile:1
+#
+# api-monitor images: a fully static musl binary on an empty (`scratch`) base.
+#
+#   docker build -t api-monitor .                                   # the monitor (last stage)
+#   docker build --target fake-api -t api-monitor-fake-api .        # the fake health API
+#
+# The build stage compiles the dependencies from the manifests alone first (stub sources), so
+# editing the code recompiles only the two workspace crates; the cargo registry is a BuildKit
+# cache mount. The release profile of Cargo.toml (opt-level z, LTO, one codegen unit, panic
+# abort, strip) applies as is.
+
+# Keep in step with RUST_TOOLCHAIN in .github/workflows/ci.yml. (The locked dependencies need
+# at least Rust 1.89.)
+ARG RUST_VERSION=1.95
+
+FROM rust:${RUST_VERSION}-alpine AS build
+# Alpine's Rust is a native musl toolchain, so x86_64-unknown-linux-musl links statically by
+# default. aws-lc-sys, ring and the bundled SQLite are C: gcc ships with the image, musl-dev
+# adds the libc headers and start files. No cmake, perl or OpenSSL is needed. (Not pinned to an
+# apk version: the base image's Alpine release moves with the tag, and its repo with it.)
+# hadolint ignore=DL3018
+RUN apk add --no-cache musl-dev
+WORKDIR /src
+ARG RUST_TARGET=x86_64-unknown-linux-musl
+ENV CARGO_TERM_COLOR=never
+
+# 1. Dependencies only: this layer is rebuilt when a manifest or the lock file changes.
+COPY Cargo.toml Cargo.lock ./
+COPY fake_api/Cargo.toml fake_api/
+RUN mkdir -p src fake_api/src/bin \
+ && for f in src/main.rs fake_api/src/main.rs fake_api/src/bin/mail-sink.rs; do \
+      echo 'fn main() {}' > "$f"; done \
+ && touch src/lib.rs fake_api/src/lib.rs
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    cargo build --release --locked --target "$RUST_TARGET" \
+      -p api-monitor -p fake-api --bin api-monitor --bin fake-api
+
+# 2. The real sources. COPY keeps the files' original mtimes, which are older than the stub
+#    build above, so the crate roots are touched to make cargo rebuild the two crates.
+COPY sql sql
+COPY src src
+COPY fake_api/src fake_api/src
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    touch src/lib.rs src/main.rs fake_api/src/lib.rs fake_api/src/main.rs \
+ && cargo build --release --locked --target "$RUST_TARGET" \
+      -p api-monitor -p fake-api --bin api-monitor --bin fake-api \
+ && mkdir -p /out \
+ && cp "target/$RUST_TARGET/release/api-monitor" "target/$RUST_TARGET/release/fake-api" /out/ \
+ && /out/api-monitor --version \
+ && /out/fake-api --help >/dev/null
+
+# Directories for the empty image: /data (the SQLite default) owned by the runtime user,
+# /tmp world-writable with the sticky bit (SQLite may put temporary files there).
+RUN mkdir -p /rootfs-data/data /rootfs-tmp/tmp \
+ && chown 65534:65534 /rootfs-data/data \
+ && chmod 0750 /rootfs-data/data \
+ && chmod 1777 /rootfs-tmp/tmp
+
+
+# fake-api: the scriptable fake health API, for the compose demo. Listens on 0.0.0.0:8000.
+# It leaves SIGTERM at its default action, which PID 1 ignores: run it with `--init`
+# (compose: `init: true`) so `docker stop` is immediate.
+FROM scratch AS fake-api
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="api-monitor fake-api" \
+      org.opencontainers.image.description="Scriptable fake health API for demos and tests of api-monitor (POST /control/<mode>)." \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="${VERSION}"
+COPY --from=build /out/fake-api /fake-api
+ENV FAKE_API_BIND=0.0.0.0 \
+    FAKE_API_PORT=8000
+EXPOSE 8000
+USER 65534:65534
+ENTRYPOINT ["/fake-api"]
+
+
+# api-monitor: the default target. Only the binary, /data and /tmp; no shell, no libc, no CA
+# bundle (rustls carries the Mozilla roots). Names resolve through the /etc/hosts and
+# /etc/resolv.conf that Docker mounts into every container.
+#
+# No HEALTHCHECK: `api-monitor check` (exec form, no shell needed) probes the *monitored API*,
+# so it would mark this container unhealthy during every outage it is reporting. Check the
+# target from outside with `docker exec <container> /api-monitor check` or
+# `docker run --rm <image> check --url ...`.
+FROM scratch AS api-monitor
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="api-monitor" \
+      org.opencontainers.image.description="A small synchronous daemon that watches an HTTP health API and emails support on outage and recovery." \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="${VERSION}"
+COPY --from=build /out/api-monitor /api-monitor
+COPY --from=build /rootfs-tmp/ /
+COPY --from=build --chown=65534:65534 /rootfs-data/ /
+# The image's default store: SQLite on the volume. Set DATABASE_URL=mysql://... for MySQL.
+ENV DATABASE_URL=sqlite:///data/api-monitor.db
+VOLUME ["/data"]
+WORKDIR /data
+USER 65534:65534
+ENTRYPOINT ["/api-monitor"]
+CMD ["run"]
