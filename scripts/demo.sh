@@ -39,7 +39,7 @@ echo
   --db "sqlite://$work/demo.db" --smtp "$smtp" --support oncall@example.com \
   --from api-monitor@demo.local &
 monitor=$!
-pids+=($monitor)
+pids+=("$monitor")
 
 # The sink exits after the outage and the recovery email.
 for _ in $(seq 1 600); do kill -0 "$sink" 2>/dev/null || break; sleep 0.1; done

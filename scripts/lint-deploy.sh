@@ -24,7 +24,7 @@ fi
 PATH="$PWD/$venv/bin:$PATH"
 
 workflows=(.github/workflows/*.yml)
-scripts=(scripts/static-check.sh scripts/lint-deploy.sh scripts/compose-smoke.sh)
+scripts=(scripts/*.sh .ci/run)
 
 echo "lint-deploy: yamllint"
 yamllint --strict docker-compose.yml .yamllint "${workflows[@]}"
