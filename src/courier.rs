@@ -29,7 +29,9 @@ pub fn run(ledger: &SharedLedger, mailer: &mut dyn Mailer, clock: &dyn Clock) {
             continue;
         };
         drop(guard);
-        let result = mailer.send(&letter.email());
+        let to: Vec<&str> =
+            letter.content.recipients.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+        let result = mailer.send(&letter.email(), &to);
         guard = ledger.lock();
         let subject = &letter.content.subject;
         match result {

@@ -102,7 +102,13 @@ impl Detector {
     }
 
     /// Feeds one probe outcome, started at `at`; returns the transition it completes, if any.
+    ///
+    /// A blind outcome (the region's proxy failed) says nothing about the target: it is
+    /// ignored, and neither starts nor breaks a streak.
     pub fn observe(&mut self, outcome: &Outcome, at: Timestamp) -> Option<Transition> {
+        if outcome.is_blind() {
+            return None;
+        }
         let healthy = outcome.is_healthy();
         let streak = match &mut self.streak {
             Some(s) if s.healthy == healthy => {
@@ -265,6 +271,20 @@ mod tests {
         assert!(t(None, Health::Down).notifies(), "first settled down is an outage");
         assert!(t(UP, Health::Down).notifies());
         assert!(t(DOWN, Health::Up).notifies());
+    }
+
+    #[test]
+    fn blind_outcomes_neither_count_nor_break_a_streak() {
+        let blind = Outcome::Blind { reason: "proxy down".into(), latency: Duration::ZERO };
+        let mut detector = Detector::resume(thresholds(2, 2), UP);
+        let at = Timestamp::from_millis;
+        assert_eq!(detector.observe(&fail("HTTP 503"), at(0)), None);
+        for i in 1..10 {
+            assert_eq!(detector.observe(&blind, at(i * 1000)), None, "blind never transitions");
+        }
+        assert_eq!(detector.streak(), 1, "the failure streak is neither grown nor reset");
+        let t = detector.observe(&fail("HTTP 503"), at(10_000)).expect("second failure settles");
+        assert_eq!(t.since, at(0), "dated at the first failure, across the blind probes");
     }
 
     #[test]

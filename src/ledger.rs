@@ -340,12 +340,18 @@ impl Ledger {
     }
 
     /// Puts a notification in the outbox (and its row in the backlog); the courier delivers it.
-    pub fn post(&mut self, recorded: &Recorded, content: NewNotification, now: Instant) -> u64 {
+    /// `recorded` is the transition it announces (none for reminders and blind regions).
+    pub fn post(
+        &mut self,
+        recorded: Option<&Recorded>,
+        content: NewNotification,
+        now: Instant,
+    ) -> u64 {
         let key = self.key();
-        let state = match recorded {
-            Recorded::Written(row) => Some(StateRef::Id(row.id)),
-            Recorded::Queued { key } => Some(StateRef::Queued(*key)),
-        };
+        let state = recorded.map(|recorded| match recorded {
+            Recorded::Written(row) => StateRef::Id(row.id),
+            Recorded::Queued { key } => StateRef::Queued(*key),
+        });
         self.backlog.push_back(Write::Letter { key, state, content: content.clone() });
         self.outbox.push_back(Letter { key, content, attempts: 0, due: now });
         if self.unreachable.is_none() {
@@ -683,7 +689,7 @@ mod tests {
         let recorded = l.record(row(1000, false), t0);
         let Recorded::Written(written) = &recorded else { panic!("written at once") };
         assert_eq!(written.id, 1);
-        let key = l.post(&recorded, letter("OUTAGE"), t0);
+        let key = l.post(Some(&recorded), letter("OUTAGE"), t0);
         assert_eq!(db.lock().unwrap().notes[0].0.content.state_id, Some(1), "linked to its row");
         assert_eq!(l.due_letter(t0).map(|l| l.key), Some(key));
         l.delivered(key, Timestamp::from_millis(2000), t0);
@@ -704,11 +710,11 @@ mod tests {
         let outage = l.record(row(5000, false), t0);
         assert!(matches!(outage, Recorded::Queued { .. }), "queued while down");
         assert!(!l.is_up());
-        let k1 = l.post(&outage, letter("OUTAGE"), t0);
+        let k1 = l.post(Some(&outage), letter("OUTAGE"), t0);
         assert_eq!(l.due_letter(t0).map(|l| l.key), Some(k1), "delivery does not wait for the db");
         l.delivered(k1, Timestamp::from_millis(5100), t0);
         let recovery = l.record(row(9000, true), t0);
-        let k2 = l.post(&recovery, letter("RECOVERED"), t0);
+        let k2 = l.post(Some(&recovery), letter("RECOVERED"), t0);
         assert_eq!(
             l.previous(&StateRow { id: 1, ..written(1000) }, t0),
             Err(Unavailable),
@@ -771,9 +777,9 @@ mod tests {
         let t0 = Instant::now();
         let mut l = ledger(&db, t0);
         let r1 = l.record(row(1000, false), t0);
-        let k1 = l.post(&r1, letter("OUTAGE"), t0);
+        let k1 = l.post(Some(&r1), letter("OUTAGE"), t0);
         let r2 = l.record(row(2000, true), t0);
-        let k2 = l.post(&r2, letter("RECOVERED"), t0);
+        let k2 = l.post(Some(&r2), letter("RECOVERED"), t0);
 
         assert_eq!(l.failed(k1, "451 try later", t0), Some(BASE));
         assert!(l.due_letter(t0).is_none(), "the recovery does not overtake the failed outage");
@@ -794,11 +800,11 @@ mod tests {
         {
             let mut first = ledger(&db, t0);
             let r = first.record(row(1000, false), t0);
-            first.post(&r, letter("OUTAGE from the first run"), t0);
+            first.post(Some(&r), letter("OUTAGE from the first run"), t0);
         } // crash: never delivered
         let mut second = ledger(&db, t0);
         let r = second.record(row(2000, true), t0);
-        second.post(&r, letter("RECOVERED"), t0);
+        second.post(Some(&r), letter("RECOVERED"), t0);
         let head = second.due_letter(t0).unwrap();
         assert_eq!(head.content.subject, "OUTAGE from the first run");
         second.delivered(head.key, Timestamp::from_millis(2500), t0);
@@ -816,7 +822,7 @@ mod tests {
         assert!(!l.is_up());
         assert_eq!(l.last("http://t/health", "direct", t0), Err(Unavailable));
         let r = l.record(row(1000, false), t0);
-        l.post(&r, letter("OUTAGE"), t0);
+        l.post(Some(&r), letter("OUTAGE"), t0);
         db.lock().unwrap().down = false;
         l.maintain(t0);
         assert!(!l.is_up(), "no retry before the backoff");

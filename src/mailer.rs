@@ -21,7 +21,8 @@ pub const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Something that delivers [`Email`]s. `Ok` means the message was accepted for delivery; an
 /// `Err` leaves it undelivered (the caller decides what to do with it).
 pub trait Mailer: Send {
-    fn send(&mut self, email: &Email) -> Result<(), MailError>;
+    /// Delivers `email` to `to` (addresses already validated by the configuration).
+    fn send(&mut self, email: &Email, to: &[&str]) -> Result<(), MailError>;
 
     /// How it delivers, for the log: `smtp` or `log`.
     fn channel(&self) -> &'static str;
@@ -42,7 +43,6 @@ pub enum MailError {
 pub struct SmtpMailer {
     transport: SmtpTransport,
     from: Mailbox,
-    to: Vec<Mailbox>,
     /// The server URL without its password, for errors.
     server: String,
 }
@@ -58,23 +58,25 @@ impl SmtpMailer {
         let mailbox = |text: &str| {
             text.parse::<Mailbox>().map_err(|e| MailError::Settings(format!("{text:?}: {e}")))
         };
-        Ok(SmtpMailer {
-            transport,
-            from: mailbox(&settings.from)?,
-            to: settings.to.iter().map(|t| mailbox(t)).collect::<Result<_, _>>()?,
-            server,
-        })
+        Ok(SmtpMailer { transport, from: mailbox(&settings.from)?, server })
     }
 }
 
 impl Mailer for SmtpMailer {
-    fn send(&mut self, email: &Email) -> Result<(), MailError> {
+    fn send(&mut self, email: &Email, to: &[&str]) -> Result<(), MailError> {
+        if to.is_empty() {
+            // A target/region with no recipient at all: say so rather than retry forever.
+            return LogMailer.send(email, to);
+        }
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
             .subject(email.subject.clone())
             .user_agent(concat!("api-monitor/", env!("CARGO_PKG_VERSION")).to_string());
-        for to in &self.to {
-            builder = builder.to(to.clone());
+        for address in to {
+            let mailbox = address
+                .parse::<Mailbox>()
+                .map_err(|e| MailError::Build(format!("{address:?}: {e}")))?;
+            builder = builder.to(mailbox);
         }
         let message = builder
             .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))
@@ -94,9 +96,9 @@ impl Mailer for SmtpMailer {
 pub struct LogMailer;
 
 impl Mailer for LogMailer {
-    fn send(&mut self, email: &Email) -> Result<(), MailError> {
+    fn send(&mut self, email: &Email, _to: &[&str]) -> Result<(), MailError> {
         log::warn!(
-            "notification not mailed (no SMTP/support configured) subject={:?}\n{}",
+            "notification not mailed (no SMTP server or no recipient) subject={:?}\n{}",
             email.subject,
             email.text.trim_end()
         );

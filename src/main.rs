@@ -13,7 +13,7 @@ use api_monitor::cli::{self, Command, Parsed};
 use api_monitor::config::{self, Config, Delivery, Surroundings};
 use api_monitor::ledger::{Ledger, SharedLedger};
 use api_monitor::mailer::{LogMailer, Mailer, SmtpMailer, SMTP_TIMEOUT};
-use api_monitor::monitor::{self, Cadence, Parts};
+use api_monitor::monitor::{self, Board, Parts};
 use api_monitor::probe::{HttpProber, Outcome, Prober};
 use api_monitor::schedule::Shutdown;
 use api_monitor::timestamp::SystemClock;
@@ -85,16 +85,24 @@ fn run() -> Result<ExitCode, Fatal> {
 
 /// `api-monitor check`: probe each target once and report on stdout.
 fn check(config: &Config) -> ExitCode {
-    let prober = HttpProber::new(config.timeout);
     let mut healthy = true;
     for target in &config.targets {
-        match prober.probe(&target.url) {
-            Outcome::Healthy { latency } => {
-                println!("OK    {} ({} ms)", target.name, latency.as_millis())
-            }
-            Outcome::Failed { reason, latency } => {
-                healthy = false;
-                println!("FAIL  {} — {reason} ({} ms)", target.name, latency.as_millis())
+        let prober = HttpProber::new(target.timeout);
+        for region in config.regions.iter().filter(|r| target.regions.contains(&r.name)) {
+            let proxy = region.proxy.as_ref().map(|p| p.expose());
+            let outcome = prober.probe(&target.url, proxy);
+            let ms = outcome.latency().as_millis();
+            let (name, from) = (&target.name, &region.name);
+            match outcome {
+                Outcome::Healthy { .. } => println!("OK     {name} from {from} ({ms} ms)"),
+                Outcome::Failed { reason, .. } => {
+                    healthy = false;
+                    println!("FAIL   {name} from {from} — {reason} ({ms} ms)")
+                }
+                Outcome::Blind { reason, .. } => {
+                    healthy = false;
+                    println!("BLIND  {name} from {from} — {reason} ({ms} ms)")
+                }
             }
         }
     }
@@ -107,6 +115,7 @@ fn check(config: &Config) -> ExitCode {
 
 /// `api-monitor run`: the daemon.
 fn watch(config: Config) -> Result<(), Fatal> {
+    ignore_environment_proxies();
     let shutdown = Arc::new(Shutdown::new());
     {
         let shutdown = Arc::clone(&shutdown);
@@ -128,12 +137,13 @@ fn watch(config: Config) -> Result<(), Fatal> {
         redact::url(&config.db_url),
     );
     // Retries (mail and database) start at one interval, at most 5 s, and back off from there.
-    let retry_base = config.interval.min(Duration::from_secs(5));
+    let fastest = config.targets.iter().map(|t| t.interval).min().unwrap_or(config.interval);
+    let retry_base = fastest.min(Duration::from_secs(5));
     let ledger = Ledger::open(&config.db_url, Box::new(store::open), retry_base, Instant::now())
         .map_err(|e| Fatal::Usage(format!("--db: {e}")))?;
-    let recipients = match &config.delivery {
-        Delivery::Smtp(settings) => settings.to.join(","),
-        Delivery::LogOnly { .. } => "(log only)".to_string(),
+    let (recipients, mail) = match &config.delivery {
+        Delivery::Smtp(settings) => (settings.to.clone(), true),
+        Delivery::LogOnly { .. } => (Vec::new(), false),
     };
     let mailer: Box<dyn Mailer> = match &config.delivery {
         Delivery::Smtp(settings) => {
@@ -157,17 +167,32 @@ fn watch(config: Config) -> Result<(), Fatal> {
     };
 
     let parts = Arc::new(Parts {
-        prober: Box::new(HttpProber::new(config.timeout)),
+        prober: Box::new(|timeout| Box::new(HttpProber::new(timeout))),
         ledger: SharedLedger::new(ledger),
         recipients,
+        mail,
         clock: Box::new(SystemClock),
         shutdown,
+        board: Board::default(),
     });
-    let cadence = Cadence { interval: config.interval, thresholds: config.thresholds };
-    monitor::run(&config.targets, cadence, parts, mailer)
+    monitor::run(&config.targets, &config.regions, parts, mailer)
         .map_err(|e| Fatal::Runtime(format!("cannot start a thread: {e}")))?;
     log::info!("stopped");
     Ok(())
+}
+
+/// The HTTP client would silently route probes through `http_proxy`/`https_proxy`/`all_proxy`
+/// from the environment (and ignore `no_proxy`). Probes must go exactly where the configuration
+/// says — directly, or through a region's proxy — so those variables are dropped, loudly.
+/// Called before any thread starts.
+fn ignore_environment_proxies() {
+    for name in ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "HTTP_PROXY"]
+    {
+        if std::env::var_os(name).is_some() {
+            log::warn!("ignoring {name} from the environment: use --region NAME=PROXY_URL to probe through a proxy");
+            std::env::remove_var(name);
+        }
+    }
 }
 
 /// UTC timestamps, our own messages only (dependencies' chatter stays out), to stderr and

@@ -41,8 +41,87 @@ pub struct Notice<'a> {
     /// recovery); `None` when there is no earlier record.
     pub ended: Option<Duration>,
     pub history: &'a History,
+    /// For an outage seen from several regions: `Some(n)` when it is now down from all `n`.
+    pub all_regions_down: Option<usize>,
     /// When the email is composed.
     pub now: Timestamp,
+}
+
+/// A reminder that an outage goes on (`--remind`).
+#[derive(Clone, Copy, Debug)]
+pub struct Reminder<'a> {
+    pub target: &'a str,
+    pub region: Option<&'a str>,
+    /// When the outage began.
+    pub since: Timestamp,
+    /// How long it has lasted so far.
+    pub down_for: Duration,
+    /// The latest failure reason.
+    pub reason: Option<&'a str>,
+    pub now: Timestamp,
+}
+
+/// A region whose proxy fails: the API cannot be watched from there.
+#[derive(Clone, Copy, Debug)]
+pub struct Blindness<'a> {
+    pub target: &'a str,
+    pub region: &'a str,
+    pub since: Timestamp,
+    /// Why the proxy failed.
+    pub reason: &'a str,
+    pub now: Timestamp,
+}
+
+/// `[api-monitor] STILL DOWN: <url> has been down for <duration>` (+ region suffix).
+pub fn compose_reminder(r: &Reminder) -> Email {
+    let target = one_line(r.target);
+    let region = r.region.map(one_line);
+    let suffix = region.as_ref().map_or(String::new(), |r| format!(" (region {r})"));
+    let mut facts = vec![("Target", target.clone())];
+    if let Some(region) = region {
+        facts.push(("Region", region));
+    }
+    facts.push(("Down since", r.since.to_string()));
+    render(Content {
+        health: Health::Down,
+        headline: format!("STILL DOWN: {target} has been down for {}{suffix}", human(r.down_for)),
+        facts,
+        reasons: r.reason.map(|reason| vec![format!("latest: {}", one_line(reason))]),
+        ended: "This is a reminder: the outage is not over. You will get another one every reminder interval until it is."
+            .to_owned(),
+        history: Vec::new(),
+        footer: format!("Composed by api-monitor at {}.", r.now),
+    })
+}
+
+/// `[api-monitor] BLIND: region <name> cannot probe <url>`.
+pub fn compose_blind(b: &Blindness) -> Email {
+    let target = one_line(b.target);
+    let region = one_line(b.region);
+    render(Content {
+        health: Health::Down,
+        headline: format!("BLIND: region {region} cannot probe {target}"),
+        facts: vec![
+            ("Target", target),
+            ("Region", region),
+            ("Blind since", b.since.to_string()),
+            ("Proxy error", one_line(b.reason)),
+        ],
+        reasons: None,
+        ended: "The proxy of this region fails, so outages of the API are not detected from \
+                this region until it works again. This is not an outage of the API."
+            .to_owned(),
+        history: Vec::new(),
+        footer: format!("Composed by api-monitor at {}.", b.now),
+    })
+}
+
+fn render(content: Content) -> Email {
+    Email {
+        subject: one_line(&format!("[api-monitor] {}", content.headline)),
+        text: content.text(),
+        html: content.html(),
+    }
 }
 
 /// Composes the email for `notice`: an outage when the transition goes to `Down`, a recovery
@@ -53,12 +132,7 @@ pub struct Notice<'a> {
 ///
 /// each followed by ` (region <name>)` when a region is set.
 pub fn compose(notice: &Notice) -> Email {
-    let content = Content::of(notice);
-    Email {
-        subject: one_line(&format!("[api-monitor] {}", content.headline)),
-        text: content.text(),
-        html: content.html(),
-    }
+    render(Content::of(notice))
 }
 
 /// What both parts of an email say, every value already reduced to [`one_line`] text.
@@ -111,6 +185,9 @@ impl Content {
             facts.push(("Region", region));
         }
         facts.push((since_label, since));
+        if let (Health::Down, Some(n)) = (health, notice.all_regions_down) {
+            facts.push(("Scope", format!("down from all {n} regions")));
+        }
 
         Content {
             health,
@@ -135,7 +212,10 @@ impl Content {
                 let _ = writeln!(out, "- {reason}");
             }
         }
-        let _ = writeln!(out, "\n{}\n\nHistory:", self.ended);
+        let _ = writeln!(out, "\n{}", self.ended);
+        if !self.history.is_empty() {
+            out.push_str("\nHistory:\n");
+        }
         for (label, value) in &self.history {
             let _ = writeln!(out, "{label}: {value}");
         }
@@ -175,8 +255,10 @@ impl Content {
             out.push_str("</ul>\n");
         }
         let _ = writeln!(out, "<p style=\"margin:12px 0\">{}</p>", escape(&self.ended));
-        out.push_str("<h2 style=\"font-size:15px;margin:16px 0 4px 0\">History</h2>\n");
-        out.push_str("<table style=\"border-collapse:collapse\">\n");
+        if !self.history.is_empty() {
+            out.push_str("<h2 style=\"font-size:15px;margin:16px 0 4px 0\">History</h2>\n");
+            out.push_str("<table style=\"border-collapse:collapse\">\n");
+        }
         for (label, value) in &self.history {
             let _ = writeln!(
                 out,
@@ -186,7 +268,9 @@ impl Content {
                 escape(value)
             );
         }
-        out.push_str("</table>\n");
+        if !self.history.is_empty() {
+            out.push_str("</table>\n");
+        }
         let _ = writeln!(
             out,
             "<p style=\"margin:16px 0 0 0;font-size:12px;color:#777777\">{}</p>",
@@ -332,8 +416,75 @@ mod tests {
             transition,
             ended: Some(secs(3 * DAY + 4 * HOUR + 12 * MIN)),
             history,
+            all_regions_down: None,
             now: ts("2026-11-25 14:42:07.500"),
         }
+    }
+
+    #[test]
+    fn all_regions_down_is_said_in_the_outage_email() {
+        let (t, h) = (outage(), history());
+        let email =
+            compose(&Notice { region: Some("eu"), all_regions_down: Some(3), ..notice(&t, &h) });
+        assert!(email.text.contains("Scope:      down from all 3 regions\n"), "{}", email.text);
+        assert!(email.html.contains("down from all 3 regions"));
+        assert_eq!(
+            email.subject,
+            "[api-monitor] OUTAGE: https://api.example.com/health is down (region eu)"
+        );
+    }
+
+    #[test]
+    fn reminder_email_reads_exactly() {
+        let email = compose_reminder(&Reminder {
+            target: "https://api.example.com/health",
+            region: Some("eu"),
+            since: ts("2026-11-25 14:42:00.123"),
+            down_for: secs(HOUR + 5 * MIN + 7),
+            reason: Some("HTTP 503"),
+            now: ts("2026-11-25 15:47:07.123"),
+        });
+        assert_eq!(
+            email.subject,
+            "[api-monitor] STILL DOWN: https://api.example.com/health has been down for 1h 5m \
+             (region eu)"
+        );
+        assert_eq!(
+            email.text,
+            "STILL DOWN: https://api.example.com/health has been down for 1h 5m (region eu)\n\
+             \n\
+             Target:     https://api.example.com/health\n\
+             Region:     eu\n\
+             Down since: 2026-11-25T14:42:00.123Z\n\
+             \n\
+             Failing probes:\n\
+             - latest: HTTP 503\n\
+             \n\
+             This is a reminder: the outage is not over. You will get another one every reminder \
+             interval until it is.\n\
+             \n\
+             Composed by api-monitor at 2026-11-25T15:47:07.123Z.\n"
+        );
+        assert!(!email.html.contains("History"), "no history block in a reminder");
+    }
+
+    #[test]
+    fn blind_email_says_it_is_not_an_outage_and_escapes_the_proxy_error() {
+        let email = compose_blind(&Blindness {
+            target: "https://api.example.com/health",
+            region: "eu",
+            since: ts("2026-11-25 14:42:00.123"),
+            reason: "proxy p:3128 unreachable: <connection refused>\r\nBcc: x@y",
+            now: ts("2026-11-25 14:42:00.500"),
+        });
+        assert_eq!(
+            email.subject,
+            "[api-monitor] BLIND: region eu cannot probe https://api.example.com/health"
+        );
+        assert!(email.text.contains("This is not an outage of the API."));
+        assert!(email.text.contains("Proxy error:"));
+        assert!(!email.text.contains("\r\nBcc"), "no line can be injected");
+        assert!(email.html.contains("&lt;connection refused&gt;"));
     }
 
     #[test]

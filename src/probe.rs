@@ -20,6 +20,9 @@ pub enum Outcome {
     Healthy { latency: Duration },
     /// Anything else, with why.
     Failed { reason: String, latency: Duration },
+    /// The proxy of the probing region itself failed (down, refused our credentials, closed
+    /// without answering): this says nothing about the API, so it never counts as a failure.
+    Blind { reason: String, latency: Duration },
 }
 
 impl Outcome {
@@ -28,18 +31,25 @@ impl Outcome {
         matches!(self, Outcome::Healthy { .. })
     }
 
-    /// Why the probe failed; `None` when healthy.
+    /// Why the probe failed or saw nothing; `None` when healthy.
     pub fn reason(&self) -> Option<&str> {
         match self {
             Outcome::Healthy { .. } => None,
-            Outcome::Failed { reason, .. } => Some(reason),
+            Outcome::Failed { reason, .. } | Outcome::Blind { reason, .. } => Some(reason),
         }
+    }
+
+    /// Whether the probe could not look at the API at all (its region's proxy failed).
+    pub fn is_blind(&self) -> bool {
+        matches!(self, Outcome::Blind { .. })
     }
 
     /// How long the probe took, failed or not (a timeout reads as the deadline).
     pub fn latency(&self) -> Duration {
         match self {
-            Outcome::Healthy { latency } | Outcome::Failed { latency, .. } => *latency,
+            Outcome::Healthy { latency }
+            | Outcome::Failed { latency, .. }
+            | Outcome::Blind { latency, .. } => *latency,
         }
     }
 }
@@ -52,8 +62,9 @@ const MAX_REDIRECTS: usize = 5;
 /// Something that can probe a target. The monitor loop depends on this, not on HTTP, so its
 /// tests can script outcomes.
 pub trait Prober: Send + Sync {
-    /// Probes `url` once. Never panics and returns within the prober's deadline.
-    fn probe(&self, url: &str) -> Outcome;
+    /// Probes `url` once, through the HTTP proxy `proxy` when given (`http://[user:pass@]host:port`,
+    /// tunnelled with CONNECT). Never panics and returns within the prober's deadline.
+    fn probe(&self, url: &str, proxy: Option<&str>) -> Outcome;
 }
 
 /// The real probe: a blocking `GET` through `minreq` with a whole-request deadline.
@@ -78,15 +89,63 @@ impl HttpProber {
     }
 }
 
+/// Why a probe did not find the target healthy.
+#[derive(Debug)]
+enum Miss {
+    /// The API (or the path to it) failed.
+    Api(String),
+    /// The region's proxy failed; the API was not seen.
+    Proxy(String),
+}
+
+impl From<String> for Miss {
+    fn from(reason: String) -> Self {
+        Miss::Api(reason)
+    }
+}
+
 impl Prober for HttpProber {
-    fn probe(&self, url: &str) -> Outcome {
+    fn probe(&self, url: &str, proxy: Option<&str>) -> Outcome {
         let started = std::time::Instant::now();
-        let verdict = self.fetch(url);
+        // `minreq` has a few `unwrap`s on I/O (e.g. writing the CONNECT line to a proxy that
+        // already hung up); a hostile peer must not be able to kill the probe thread with them.
+        let verdict =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.fetch(url, proxy)))
+                .unwrap_or_else(|_| Err(Miss::Api("the HTTP client failed unexpectedly".into())));
         let latency = started.elapsed();
         match verdict {
             Ok(()) => Outcome::Healthy { latency },
-            Err(reason) => Outcome::Failed { reason, latency },
+            Err(Miss::Api(reason)) => Outcome::Failed { reason, latency },
+            Err(Miss::Proxy(reason)) => Outcome::Blind { reason, latency },
         }
+    }
+}
+
+/// The failure of `proxy` itself in `error`, if that is what it is. A proxy that answers
+/// CONNECT with an error status (it could not reach the API) is *not* one: from that region the
+/// API is unreachable, which is exactly what the region is there to notice.
+fn proxy_fault(error: &minreq::Error, proxy: &str) -> Option<String> {
+    let host = host(proxy);
+    match error {
+        minreq::Error::InvalidProxyCreds => {
+            Some(format!("proxy {host} rejected the credentials (HTTP 407)"))
+        }
+        minreq::Error::BadProxyCreds => Some(format!("proxy {host}: invalid credentials")),
+        minreq::Error::ProxyConnect => {
+            Some(format!("proxy {host} closed the connection without answering CONNECT"))
+        }
+        minreq::Error::AddressNotFound => Some(format!("proxy {host}: DNS lookup failed")),
+        minreq::Error::IoError(io) => match io.kind() {
+            // With a proxy, the only TCP connection minreq opens is to the proxy.
+            std::io::ErrorKind::ConnectionRefused => {
+                Some(format!("proxy {host} unreachable: connection refused"))
+            }
+            _ if io.to_string().starts_with("failed to lookup address") => {
+                Some(format!("proxy {host}: DNS lookup failed"))
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -123,7 +182,7 @@ impl HttpProber {
     /// the DNS lookup, connect, TLS handshake and head (run on a helper thread that is abandoned
     /// at the deadline) and every body read (each read's socket timeout is the time *left*),
     /// so a body trickled one byte at a time still ends at the deadline.
-    fn fetch(&self, url: &str) -> Result<(), String> {
+    fn fetch(&self, url: &str, proxy: Option<&str>) -> Result<(), Miss> {
         let (address, authorization) = without_credentials(url);
         let mut request = minreq::get(address.as_ref())
             .with_timeout(self.timeout_secs)
@@ -137,13 +196,24 @@ impl HttpProber {
             // redirect is answered as a failure (`HTTP 302`) rather than followed.
             request = request.with_header("Authorization", value).with_follow_redirects(false);
         }
+        if let Some(proxy) = proxy {
+            let parsed = minreq::Proxy::new(proxy)
+                .map_err(|e| Miss::Proxy(format!("invalid proxy {}: {e}", host(proxy))))?;
+            request = request.with_proxy(parsed);
+        }
         let response =
-            request.send_lazy().map_err(|e| self.describe(Fault::Client(&e, Stage::Head), url))?;
+            request.send_lazy().map_err(|e| match proxy.and_then(|p| proxy_fault(&e, p)) {
+                Some(reason) => Miss::Proxy(reason),
+                None if matches!(e, minreq::Error::BadProxy) => {
+                    Miss::Api("proxy could not reach the API (CONNECT refused)".into())
+                }
+                None => Miss::Api(self.describe(Fault::Client(&e, Stage::Head), url)),
+            })?;
         if response.status_code == 503 && response.reason_phrase == NO_STATUS_LINE {
-            return Err(self.describe(Fault::NoStatusLine, url));
+            return Err(self.describe(Fault::NoStatusLine, url).into());
         }
         if response.status_code != 200 {
-            return Err(format!("HTTP {}", response.status_code));
+            return Err(format!("HTTP {}", response.status_code).into());
         }
         content_type_verdict(header(&response.headers, "content-type"))?;
         let cap = u64::try_from(self.body_cap).unwrap_or(u64::MAX);
@@ -151,7 +221,7 @@ impl HttpProber {
         // `minreq` has already rejected a Content-Length that is not a number.
         let declared = header(&response.headers, "content-length").and_then(|v| v.parse().ok());
         if declared.is_some_and(|length: u64| length > cap) {
-            return Err(exceeds());
+            return Err(exceeds().into());
         }
         // At most one byte past the cap is read, whatever the peer sends or announces.
         let mut body = Vec::with_capacity(256);
@@ -160,12 +230,12 @@ impl HttpProber {
         })?;
         let received = u64::try_from(body.len()).unwrap_or(u64::MAX);
         if received > cap {
-            return Err(exceeds());
+            return Err(exceeds().into());
         }
         if declared.is_some_and(|length| received < length) {
-            return Err(self.describe(Fault::Truncated, url));
+            return Err(self.describe(Fault::Truncated, url).into());
         }
-        verdict(&body)
+        verdict(&body).map_err(Miss::Api)
     }
 
     /// The one place that turns a failed exchange (an HTTP-client error, a missing status
@@ -338,8 +408,8 @@ mod tests {
             mock = mock.with_header("content-type", content_type);
         }
         let mock = mock.create();
-        let outcome =
-            HttpProber::new(Duration::from_secs(5)).probe(&format!("{}/health", server.url()));
+        let outcome = HttpProber::new(Duration::from_secs(5))
+            .probe(&format!("{}/health", server.url()), None);
         mock.assert();
         outcome
     }
@@ -441,7 +511,7 @@ mod tests {
         server.mock("GET", "/health").with_body(big).create();
         let outcome = HttpProber::new(Duration::from_secs(5))
             .with_body_cap(4096)
-            .probe(&format!("{}/health", server.url()));
+            .probe(&format!("{}/health", server.url()), None);
         assert_eq!(outcome.reason(), Some("body exceeds 4 KiB"));
     }
 
@@ -461,7 +531,8 @@ mod tests {
             }
             Ok(())
         });
-        let outcome = HttpProber::new(Duration::from_secs(10)).with_body_cap(4096).probe(&url);
+        let outcome =
+            HttpProber::new(Duration::from_secs(10)).with_body_cap(4096).probe(&url, None);
         assert_eq!(outcome.reason(), Some("body exceeds 4 KiB"));
         assert!(server.join().unwrap().is_err(), "the probe hung up instead of reading on");
     }
@@ -474,7 +545,7 @@ mod tests {
                   Connection: close\r\n\r\n{\"status\":\"OK\"",
             )
         });
-        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url);
+        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
         assert_eq!(outcome.reason(), Some("connection closed before the body was complete"));
         server.join().unwrap().unwrap();
     }
@@ -482,7 +553,7 @@ mod tests {
     #[test]
     fn connection_closed_without_a_response_is_a_failure() {
         let (url, server) = raw_server(|_| Ok(()));
-        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url);
+        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
         assert_eq!(outcome.reason(), Some("connection closed without an HTTP response"));
         server.join().unwrap().unwrap();
     }
@@ -507,7 +578,7 @@ mod tests {
             }
             stream.write_all(end)
         });
-        let outcome = HttpProber::new(Duration::from_secs(1)).probe(&url);
+        let outcome = HttpProber::new(Duration::from_secs(1)).probe(&url, None);
         assert_eq!(outcome.reason(), Some("timeout after 1s while reading the body"));
         let _ = server.join();
     }
@@ -517,7 +588,7 @@ mod tests {
         // A listener that accepts (the kernel completes the handshake) but never answers.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/health", listener.local_addr().unwrap());
-        let outcome = HttpProber::new(Duration::from_secs(1)).probe(&url);
+        let outcome = HttpProber::new(Duration::from_secs(1)).probe(&url, None);
         assert_eq!(outcome.reason(), Some("timeout after 1s"));
         assert!(outcome.latency() >= Duration::from_millis(900), "{outcome:?}");
         drop(listener);
@@ -529,8 +600,8 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let outcome =
-            HttpProber::new(Duration::from_secs(2)).probe(&format!("http://127.0.0.1:{port}/"));
+        let outcome = HttpProber::new(Duration::from_secs(2))
+            .probe(&format!("http://127.0.0.1:{port}/"), None);
         assert_eq!(outcome.reason(), Some("connection refused"));
     }
 
@@ -538,8 +609,8 @@ mod tests {
     fn redirect_to_itself_is_a_loop() {
         let mut server = mockito::Server::new();
         server.mock("GET", "/health").with_status(302).with_header("location", "/health").create();
-        let outcome =
-            HttpProber::new(Duration::from_secs(5)).probe(&format!("{}/health", server.url()));
+        let outcome = HttpProber::new(Duration::from_secs(5))
+            .probe(&format!("{}/health", server.url()), None);
         assert_eq!(outcome.reason(), Some("redirect loop"));
     }
 
@@ -555,15 +626,15 @@ mod tests {
             })
             .create();
         let outcome =
-            HttpProber::new(Duration::from_secs(5)).probe(&format!("{}/hop/0", server.url()));
+            HttpProber::new(Duration::from_secs(5)).probe(&format!("{}/hop/0", server.url()), None);
         assert_eq!(outcome.reason(), Some("too many redirects (more than 5)"));
     }
 
     #[test]
     fn unresolvable_host_is_a_dns_failure() {
         // `.invalid` is reserved (RFC 2606): no resolver may answer it.
-        let outcome =
-            HttpProber::new(Duration::from_secs(5)).probe("http://nonexistent.invalid/health");
+        let outcome = HttpProber::new(Duration::from_secs(5))
+            .probe("http://nonexistent.invalid/health", None);
         assert_eq!(outcome.reason(), Some("DNS lookup failed for nonexistent.invalid"));
     }
 
@@ -593,7 +664,7 @@ mod tests {
             .with_body(r#"{"status":"OK"}"#)
             .create();
         let url = server.url().replacen("http://", "http://probe:p%20%40ss@", 1);
-        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&format!("{url}/health"));
+        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&format!("{url}/health"), None);
         assert!(outcome.is_healthy(), "{outcome:?}");
         mock.assert();
     }
