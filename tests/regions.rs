@@ -1,0 +1,138 @@
+//! Targets × regions through the real binaries: a region probing through a real CONNECT proxy
+//! on loopback, a blind region, two targets, and reminders.
+
+mod support;
+
+use support::{
+    monitor, reserve_port, rows, temp_dir, ConnectProxy, FakeApi, SmtpServer, SUPPORT,
+};
+
+fn sqlite(tag: &str) -> String {
+    format!("sqlite://{}", temp_dir(tag).join("monitor.db").display())
+}
+
+/// Fast loop on loopback, mail to [`SUPPORT`], plus `extra` arguments.
+fn monitor_with(db: &str, smtp: &str, extra: &[&str]) -> support::Process {
+    let mut args = vec![
+        "--db", db, "--smtp", smtp, "--support", SUPPORT, "--interval", "200ms", "--timeout",
+        "2s", "--from", "monitor@example.com",
+    ];
+    args.extend_from_slice(extra);
+    monitor(&args)
+}
+
+#[test]
+fn a_region_that_loses_the_api_alerts_for_that_region_only() {
+    let api = FakeApi::start(&[]);
+    let proxy = ConnectProxy::start();
+    let smtp = SmtpServer::start();
+    let db = sqlite("region");
+    let url = api.health_url();
+    let eu = format!("eu={}", proxy.url);
+    let mon = monitor_with(&db, &smtp.url, &["--url", &url, "--region", "direct", "--region", &eu]);
+    mon.wait_for_line("UP target=");
+    mon.wait_for_count("UP target=", 2);
+
+    proxy.block(true);
+    let mails = smtp.wait_for(1);
+    assert_eq!(mails[0].subject(), format!("[api-monitor] OUTAGE: {url} is down (region eu)"));
+    assert!(mails[0].text().contains("proxy could not reach the API"), "{}", mails[0].text());
+    proxy.block(false);
+    let mails = smtp.wait_for(2);
+    assert!(
+        mails[1].subject().starts_with(&format!("[api-monitor] RECOVERED: {url} is up after ")),
+        "{}",
+        mails[1].subject()
+    );
+    assert!(mails[1].subject().ends_with(" (region eu)"), "{}", mails[1].subject());
+    let probes = mon.count("probe ok target");
+    mon.wait_for_count("probe ok target", probes + 6);
+    assert_eq!(smtp.mails.snapshot().len(), 2, "nothing for direct, nothing twice");
+    assert!(proxy.tunnels.load(std::sync::atomic::Ordering::SeqCst) > 0, "eu went through it");
+
+    drop(mon);
+    let eu_rows: Vec<_> = store_rows(&db, &url, "eu").iter().map(|r| r.healthy).collect();
+    assert_eq!(eu_rows, [true, false, true]);
+    let direct_rows: Vec<_> = rows(&db, &url).iter().map(|r| r.healthy).collect();
+    assert_eq!(direct_rows, [true], "direct saw no outage");
+}
+
+fn store_rows(db: &str, target: &str, region: &str) -> Vec<api_monitor::store::StateRow> {
+    api_monitor::store::open(db)
+        .unwrap()
+        .since(target, region, api_monitor::timestamp::Timestamp::from_millis(0))
+        .unwrap()
+}
+
+#[test]
+fn a_dead_proxy_makes_its_region_blind_once_without_an_outage() {
+    let api = FakeApi::start(&[]);
+    let smtp = SmtpServer::start();
+    let dead = format!("eu=http://127.0.0.1:{}", reserve_port());
+    let url = api.health_url();
+    let mon = monitor_with(&sqlite("blind"), &smtp.url, &["--url", &url, "--region", &dead]);
+    let blind = mon.wait_for_line("BLIND target=");
+    assert!(blind.contains("connection refused"), "{blind}");
+    let mails = smtp.wait_for(1);
+    assert_eq!(
+        mails[0].subject(),
+        format!("[api-monitor] BLIND: region eu cannot probe {url}")
+    );
+    let probes = mon.count("probe blind");
+    mon.wait_for_count("probe blind", probes + 8);
+    assert_eq!(mon.count("BLIND target="), 1, "logged once per blind period");
+    assert_eq!(mon.count("OUTAGE"), 0, "a blind region is not an outage");
+    assert_eq!(smtp.mails.snapshot().len(), 1, "mailed once");
+}
+
+#[test]
+fn two_targets_one_failing_only_its_emails_and_rows() {
+    let good = FakeApi::start(&[]);
+    let bad = FakeApi::start(&[]);
+    let smtp = SmtpServer::start();
+    let db = sqlite("two");
+    let (good_url, bad_url) = (good.health_url(), bad.health_url());
+    let mon = monitor_with(&db, &smtp.url, &["--url", &good_url, "--url", &bad_url]);
+    mon.wait_for_count("UP target=", 2);
+    bad.set_mode("error");
+    let mails = smtp.wait_for(1);
+    assert_eq!(mails[0].subject(), format!("[api-monitor] OUTAGE: {bad_url} is down"));
+    let probes = mon.count("probe ok target");
+    mon.wait_for_count("probe ok target", probes + 6);
+    assert_eq!(smtp.mails.snapshot().len(), 1);
+    drop(mon);
+    let good_rows: Vec<_> = rows(&db, &good_url).iter().map(|r| r.healthy).collect();
+    let bad_rows: Vec<_> = rows(&db, &bad_url).iter().map(|r| r.healthy).collect();
+    assert_eq!((good_rows, bad_rows), (vec![true], vec![true, false]));
+    assert_eq!(rows(&db, &bad_url)[1].reason.as_deref(), Some("HTTP 503"));
+}
+
+#[test]
+fn reminders_come_at_the_configured_spacing_and_stop_at_recovery() {
+    let api = FakeApi::start(&[]);
+    let smtp = SmtpServer::start();
+    let url = api.health_url();
+    let mon = monitor_with(&sqlite("remind"), &smtp.url, &["--url", &url, "--remind", "1s"]);
+    mon.wait_for_line("UP target=");
+    api.set_mode("down");
+    let mails = smtp.wait_for(3); // the outage and two reminders
+    assert!(mails[0].subject().contains("OUTAGE"));
+    assert_eq!(
+        mails[1].subject(),
+        format!("[api-monitor] STILL DOWN: {url} has been down for 1s")
+    );
+    assert_eq!(
+        mails[2].subject(),
+        format!("[api-monitor] STILL DOWN: {url} has been down for 2s")
+    );
+    api.set_mode("ok");
+    mon.wait_for_line("RECOVERED target=");
+    let recovered = smtp.mails.wait_until("the recovery email", |m| {
+        m.iter().any(|m| m.subject().contains("RECOVERED"))
+    });
+    let probes = mon.count("probe ok target");
+    mon.wait_for_count("probe ok target", probes + 10); // 2 s more
+    let after = smtp.mails.snapshot();
+    assert_eq!(after.len(), recovered.len(), "no reminder after the recovery");
+    assert!(after.last().unwrap().subject().contains("RECOVERED"));
+}
