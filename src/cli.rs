@@ -3,7 +3,9 @@
 //! a validated [`crate::config::Config`] is the next step's job.
 //!
 //! Every option also reads an environment variable; a flag wins over its variable. Repeatable
-//! options (`--url`, `--support`) take their variable as a comma-separated list. Secrets can
+//! options (`--url`, `--support`, `--region`) take their variable as a comma-separated list.
+//! `--config FILE` only names a TOML file here; the config step reads it and lets these
+//! options win over its values (see [`crate::config_file`]). Secrets can
 //! also come from files (the Docker secrets convention): `DATABASE_URL_FILE`, `SMTP_URL_FILE`,
 //! `DATABASE_PASSWORD_FILE` and `SMTP_PASSWORD_FILE` only carry a path here; the config step
 //! reads them, and only when neither the flag nor the plain variable is set.
@@ -40,6 +42,8 @@ pub enum Verbosity {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Args {
     pub command: Command,
+    /// `--config FILE` / `CONFIG`: a TOML file with targets, regions and defaults.
+    pub config: Option<String>,
     pub urls: Vec<String>,
     pub support: Vec<String>,
     pub interval: Option<String>,
@@ -61,6 +65,11 @@ pub struct Args {
     /// `SMTP_PASSWORD_FILE`: a file holding that password; used when `smtp_password` is unset.
     pub smtp_password_file: Option<String>,
     pub from: Option<String>,
+    /// `--region NAME=PROXY_URL` or `--region direct`, repeatable / `REGIONS`, as typed: the
+    /// config step splits and validates them. May hold proxy passwords.
+    pub regions: Vec<String>,
+    /// `--remind DUR` / `REMIND`: reminder spacing during an outage, or `off`.
+    pub remind: Option<String>,
     pub log_file: Option<String>,
     pub verbosity: Verbosity,
 }
@@ -73,6 +82,7 @@ impl fmt::Debug for Args {
         let password = |p: &Option<String>| p.as_ref().map(|_| redact::MASK);
         f.debug_struct("Args")
             .field("command", &self.command)
+            .field("config", &self.config)
             .field("urls", &self.urls.iter().map(|u| redact::url(u)).collect::<Vec<_>>())
             .field("support", &self.support)
             .field("interval", &self.interval)
@@ -88,6 +98,8 @@ impl fmt::Debug for Args {
             .field("smtp_password", &password(&self.smtp_password))
             .field("smtp_password_file", &self.smtp_password_file)
             .field("from", &self.from)
+            .field("regions", &self.regions.iter().map(|r| redact::text(r)).collect::<Vec<_>>())
+            .field("remind", &self.remind)
             .field("log_file", &self.log_file)
             .field("verbosity", &self.verbosity)
             .finish()
@@ -126,6 +138,8 @@ A probe fails unless GET <url> answers HTTP 200 with a JSON body whose \"status\
 FAILURES failed probes in a row are an outage, SUCCESSES good probes in a row a recovery.
 
 OPTIONS (each also read from the environment variable shown; the flag wins):
+    --config FILE      TOML file with targets, regions    CONFIG
+                       and defaults (examples/monitor.toml documents every key)
     --url URL          target health URL, repeatable      API_URL (comma-separated)
                        [default: https://api.qa.fitpay.ninja/health]
     --support EMAIL    recipient, repeatable              SUPPORT (comma-separated)
@@ -136,6 +150,11 @@ OPTIONS (each also read from the environment variable shown; the flag wins):
                        (whole seconds; rounded up)
     --failures N       failed probes in a row = outage    FAILURE_THRESHOLD  [default: 2]
     --successes N      good probes in a row = recovery    SUCCESS_THRESHOLD  [default: 2]
+    --region NAME=URL  probe from region NAME through     REGIONS (comma-separated)
+                       the HTTP proxy http://[USER:PASS@]HOST:PORT, repeatable;
+                       `--region direct` probes without a proxy  [default: direct]
+    --remind DUR       email a reminder every DUR while   REMIND    [default: off]
+                       an outage lasts
     --db URL           sqlite://PATH or                   DATABASE_URL
                        mysql://USER:PASS@HOST:PORT/DB     [default: sqlite://api-monitor.db]
                        password also from DATABASE_PASSWORD or DATABASE_PASSWORD_FILE
@@ -151,6 +170,9 @@ OPTIONS (each also read from the environment variable shown; the flag wins):
     -V, --version      print the version
 
 DURATIONS: 500ms, 5s, 2m, 1h, 1m30s.
+CONFIG:    for each setting, flag > variable > --config file > default; a target's own key
+           in the file wins over the global one. --url/API_URL replace the file's targets,
+           --region/REGIONS its regions, --support/SUPPORT its support list.
 SECRETS:   DATABASE_URL_FILE, SMTP_URL_FILE, DATABASE_PASSWORD_FILE and SMTP_PASSWORD_FILE
            name a file holding the value of the variable without _FILE (Docker secrets; one
            trailing newline is ignored). The flag wins over the variable, the variable over
@@ -172,6 +194,7 @@ where
     let mut command = None;
     let mut a = Args {
         command: Command::Run,
+        config: None,
         urls: Vec::new(),
         support: Vec::new(),
         interval: None,
@@ -187,6 +210,8 @@ where
         smtp_password: None,
         smtp_password_file: None,
         from: None,
+        regions: Vec::new(),
+        remind: None,
         log_file: None,
         verbosity: Verbosity::Default,
     };
@@ -198,6 +223,7 @@ where
             Short('V') | Long("version") => return Ok(Parsed::Version),
             Short('v') | Long("verbose") => *loudness.get_or_insert(0) += 1,
             Short('q') | Long("quiet") => *loudness.get_or_insert(0) -= 1,
+            Long("config") => a.config = Some(text(&mut parser, "--config")?),
             Long("url") => a.urls.push(text(&mut parser, "--url")?),
             Long("support") => a.support.push(text(&mut parser, "--support")?),
             Long("interval") => a.interval = Some(text(&mut parser, "--interval")?),
@@ -207,6 +233,8 @@ where
             Long("db") => a.db = Some(text(&mut parser, "--db")?),
             Long("smtp") => a.smtp = Some(text(&mut parser, "--smtp")?),
             Long("from") => a.from = Some(text(&mut parser, "--from")?),
+            Long("region") => a.regions.push(text(&mut parser, "--region")?),
+            Long("remind") => a.remind = Some(text(&mut parser, "--remind")?),
             Long("log-file") => a.log_file = Some(text(&mut parser, "--log-file")?),
             Value(word) if command.is_none() => {
                 command = Some(match word.to_str() {
@@ -237,11 +265,15 @@ where
     if a.support.is_empty() {
         a.support = list("SUPPORT");
     }
+    if a.regions.is_empty() {
+        a.regions = list("REGIONS");
+    }
     let fallback = |slot: &mut Option<String>, name: &str| {
         if slot.is_none() {
             *slot = env(name).filter(|v| !v.trim().is_empty());
         }
     };
+    fallback(&mut a.config, "CONFIG");
     fallback(&mut a.interval, "INTERVAL");
     fallback(&mut a.timeout, "TIMEOUT");
     fallback(&mut a.failures, "FAILURE_THRESHOLD");
@@ -255,6 +287,7 @@ where
     fallback(&mut a.smtp_password, "SMTP_PASSWORD");
     fallback(&mut a.smtp_password_file, "SMTP_PASSWORD_FILE");
     fallback(&mut a.from, "MAIL_FROM");
+    fallback(&mut a.remind, "REMIND");
     fallback(&mut a.log_file, "LOG_FILE");
 
     a.verbosity = match (loudness, env("LOG_LEVEL").filter(|v| !v.trim().is_empty())) {
@@ -445,9 +478,57 @@ mod tests {
             "--log-file",
             "LOG_FILE",
             "LOG_LEVEL",
+            "--config",
+            "CONFIG",
+            "--region",
+            "REGIONS",
+            "--remind",
+            "REMIND",
             "check",
         ] {
             assert!(HELP.contains(needle), "--help must mention {needle}");
         }
+    }
+
+    #[test]
+    fn config_regions_and_remind_are_read_from_flags_or_environment() {
+        let env = |name: &str| {
+            let value = match name {
+                "CONFIG" => "/etc/api-monitor.toml",
+                "REGIONS" => "direct, eu=http://p:3128,,",
+                "REMIND" => "30m",
+                _ => return None,
+            };
+            Some(value.to_string())
+        };
+        let a = go(&[], &env);
+        assert_eq!(a.config.as_deref(), Some("/etc/api-monitor.toml"));
+        assert_eq!(a.regions, ["direct", "eu=http://p:3128"], "comma-separated, blanks dropped");
+        assert_eq!(a.remind.as_deref(), Some("30m"));
+        let a = go(
+            &[
+                "--config",
+                "m.toml",
+                "--region",
+                "us=http://q:8080",
+                "--region=direct",
+                "--remind",
+                "off",
+            ],
+            &env,
+        );
+        assert_eq!(a.config.as_deref(), Some("m.toml"));
+        assert_eq!(a.regions, ["us=http://q:8080", "direct"], "flags replace REGIONS, in order");
+        assert_eq!(a.remind.as_deref(), Some("off"));
+        let a = go(&["check", "--config", "m.toml"], &no_env);
+        assert_eq!((a.command, a.config.as_deref()), (Command::Check, Some("m.toml")));
+        assert!(a.regions.is_empty() && a.remind.is_none(), "defaults are the config step's");
+    }
+
+    #[test]
+    fn proxy_passwords_in_regions_are_masked_in_debug() {
+        let a = go(&["--region", "eu=http://u:s3cret@p:3128"], &no_env);
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("s3cret") && shown.contains("eu=http://u:***@p:3128"), "{shown}");
     }
 }

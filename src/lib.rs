@@ -8,16 +8,21 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod courier;
 pub mod detector;
 pub mod duration;
 pub mod history;
+pub mod http_server;
 pub mod ledger;
 pub mod mailer;
 pub mod message;
+pub mod metrics;
 pub mod monitor;
 pub mod probe;
 pub mod redact;
+pub mod report;
 pub mod schedule;
+pub mod status_page;
 pub mod store;
 pub mod timestamp;

@@ -1,0 +1,422 @@
+//! The `--config FILE` format: TOML, read into raw values with the key path of every value
+//! known, so that the config step can say exactly which key of which file is wrong.
+//!
+//! This is the file's "low" step, the twin of [`crate::cli`]: it checks the file's *shape*
+//! (TOML syntax, known keys, value types) and nothing else. Whether a URL, duration or email
+//! address is usable is decided in [`crate::config`], with the same rules as the command line.
+//!
+//! Every error is one line, `<file>: <key path>: <reason>`, with 1-based indices into the
+//! `[[region]]` and `[[target]]` lists (`monitor.toml: target[2].interval: …`); a syntax
+//! error, which has no key yet, names its line and column instead. The `toml` crate reports
+//! where a problem is as a byte span only, so the span is mapped back to its key path through
+//! toml's spanned document tree ([`key_path`]).
+//!
+//! `examples/monitor.toml` documents every key; the schema below must stay in step with it
+//! (a unit test in `config.rs` loads that file).
+
+use std::ops::Range;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::config::ConfigError;
+use crate::redact::SecretUrl;
+
+/// A file given with `--config`, read and shape-checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// The path as given: every message about the file starts with it.
+    pub path: String,
+    pub settings: FileSettings,
+}
+
+impl ConfigFile {
+    /// How a key of this file is named in an error: `monitor.toml: target[2].interval`.
+    pub fn key(&self, path: &str) -> String {
+        format!("{}: {path}", self.path)
+    }
+}
+
+/// The top level of the file: global settings, then the `[[region]]` and `[[target]]` lists.
+/// Every value is raw (durations as text, thresholds as any integer); `Debug` hides passwords.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub interval: Option<DurationText>,
+    pub timeout: Option<DurationText>,
+    pub failures: Option<Count>,
+    pub successes: Option<Count>,
+    /// A duration or `"off"`.
+    pub remind: Option<DurationText>,
+    pub support: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "optional_secret")]
+    pub db: Option<SecretUrl>,
+    #[serde(default, deserialize_with = "optional_secret")]
+    pub smtp: Option<SecretUrl>,
+    pub from: Option<String>,
+    pub log_file: Option<String>,
+    pub log_level: Option<String>,
+    #[serde(default, rename = "region")]
+    pub regions: Vec<RegionEntry>,
+    #[serde(default, rename = "target")]
+    pub targets: Vec<TargetEntry>,
+}
+
+/// One `[[region]]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionEntry {
+    pub name: String,
+    #[serde(default, deserialize_with = "optional_secret")]
+    pub proxy: Option<SecretUrl>,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+}
+
+/// One `[[target]]`. Keys left out take the global value.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetEntry {
+    #[serde(deserialize_with = "secret")]
+    pub url: SecretUrl,
+    pub interval: Option<DurationText>,
+    pub timeout: Option<DurationText>,
+    pub failures: Option<Count>,
+    pub successes: Option<Count>,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// `None`: every defined region (or `direct` when none is defined).
+    pub regions: Option<Vec<String>>,
+    pub remind: Option<DurationText>,
+}
+
+/// A duration as written (`"5s"`); the config step parses it. Its own type only so that a
+/// number where a duration belongs is explained (`expected a duration in quotes, like "5s"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DurationText(pub String);
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = DurationText;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration in quotes, like \"5s\" or \"1m30s\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationText, E> {
+                Ok(DurationText(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
+
+/// An integer as written, of any sign or size; the config step checks the range, so that a
+/// `0` or `-1` reads "expected a whole number from 1 to 1000, got 0" like on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count(pub i64);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Number;
+        impl Visitor<'_> for Number {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(
+                    f,
+                    "a whole number from 1 to {}, without quotes",
+                    crate::config::MAX_THRESHOLD
+                )
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+                Ok(Count(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+                Ok(Count(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+        }
+        deserializer.deserialize_i64(Number)
+    }
+}
+
+fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SecretUrl, D::Error> {
+    String::deserialize(deserializer).map(SecretUrl::from)
+}
+
+fn optional_secret<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SecretUrl>, D::Error> {
+    secret(deserializer).map(Some)
+}
+
+/// Reads the file at `path` through `read` (the config step hands in
+/// [`crate::config::Surroundings::read_config_file`]) and checks its shape. An unreadable file
+/// is an error naming the path (a path is not secret).
+pub fn load(
+    path: &str,
+    read: impl FnOnce(&str) -> std::io::Result<String>,
+) -> Result<ConfigFile, ConfigError> {
+    let text = read(path)
+        .map_err(|e| ConfigError(one_line(&format!("{path}: cannot read the config file: {e}"))))?;
+    let settings = parse(path, &text)?;
+    Ok(ConfigFile { path: path.to_owned(), settings })
+}
+
+/// Checks the shape of `text`, the contents of the file `path`.
+pub fn parse(path: &str, text: &str) -> Result<FileSettings, ConfigError> {
+    // Syntax first, on its own: its errors have a position but no key yet.
+    let tree = DeTable::parse(text).map_err(|e| {
+        let at = e.span().map_or_else(String::new, |span| position(text, span.start));
+        ConfigError(one_line(&format!("{path}: {at}: {}", e.message())))
+    })?;
+    toml::from_str::<FileSettings>(text).map_err(|e| {
+        let at = e.span().map(|span| {
+            key_path(tree.get_ref(), &span).unwrap_or_else(|| position(text, span.start))
+        });
+        let why = explain(e.message());
+        ConfigError(one_line(&match at {
+            Some(at) => format!("{path}: {at}: {why}"),
+            None => format!("{path}: {why}"),
+        }))
+    })
+}
+
+/// serde's wording, in the file's vocabulary: keys, not fields. The path already names the
+/// key, so it is not repeated.
+fn explain(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let expected = rest.split_once("`, ").map_or("", |(_, e)| e);
+        return format!("unknown key; {expected}");
+    }
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        return format!("missing key {rest}");
+    }
+    if message.contains("expected a sequence") && message.starts_with("invalid type: map") {
+        return format!(
+            "{message}: write [[region]] or [[target]] with double brackets, once per entry"
+        );
+    }
+    message.to_owned()
+}
+
+/// `line 3, column 7` of the byte offset `at` in `text`.
+fn position(text: &str, at: usize) -> String {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}")
+}
+
+/// One step of a key path.
+enum Step {
+    Key(String),
+    /// 0-based; shown 1-based.
+    Index(usize),
+}
+
+/// The key path (`target[2].interval`) of the deepest key or value in `root` at the start of
+/// `span`, if any. Tables of an array (`[[target]]`) are spanned by their header only, so
+/// every child is searched, not only those inside a parent's span.
+fn key_path(root: &DeTable<'_>, span: &Range<usize>) -> Option<String> {
+    let steps = in_table(root, span.start)?;
+    let mut path = String::new();
+    for step in steps {
+        match step {
+            Step::Key(key) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                let bare = !key.is_empty()
+                    && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if bare {
+                    path.push_str(&key);
+                } else {
+                    path.push_str(&format!("{key:?}"));
+                }
+            }
+            Step::Index(i) => path.push_str(&format!("[{}]", i + 1)),
+        }
+    }
+    Some(path)
+}
+
+fn in_table(table: &DeTable<'_>, at: usize) -> Option<Vec<Step>> {
+    for (key, value) in table.iter() {
+        let name = || Step::Key(key.get_ref().to_string());
+        if let Some(mut steps) = in_value(value, at) {
+            steps.insert(0, name());
+            return Some(steps);
+        }
+        if covers(&key.span(), at) || covers(&value.span(), at) {
+            return Some(vec![name()]);
+        }
+    }
+    None
+}
+
+fn in_value(value: &Spanned<DeValue<'_>>, at: usize) -> Option<Vec<Step>> {
+    match value.get_ref() {
+        DeValue::Table(table) => in_table(table, at),
+        DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let mut steps = match in_value(item, at) {
+                Some(steps) => steps,
+                None if covers(&item.span(), at) => Vec::new(),
+                None => return None,
+            };
+            steps.insert(0, Step::Index(i));
+            Some(steps)
+        }),
+        _ => None,
+    }
+}
+
+fn covers(span: &Range<usize>, at: usize) -> bool {
+    span.contains(&at) || (span.is_empty() && span.start == at)
+}
+
+/// `message` on one line: the caller prints it as one.
+fn one_line(message: &str) -> String {
+    message.replace(['\r', '\n'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        parse("monitor.toml", text).expect_err("must be rejected").0
+    }
+
+    #[test]
+    fn an_empty_file_is_all_defaults() {
+        assert_eq!(parse("m.toml", "").unwrap(), FileSettings::default());
+        assert_eq!(parse("m.toml", "# nothing\n\n").unwrap(), FileSettings::default());
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let f = parse(
+            "m.toml",
+            r#"
+            interval = "10s"
+            timeout = "3s"
+            failures = 3
+            successes = 4
+            remind = "off"
+            support = ["a@b.co"]
+            db = "mysql://u:s3cret@db/m"
+            smtp = "smtp://mail:25"
+            from = "x@y.z"
+            log_file = "/tmp/log"
+            log_level = "debug"
+
+            [[region]]
+            name = "eu"
+            proxy = "http://p:3128"
+            recipients = ["eu@b.co"]
+
+            [[target]]
+            url = "http://a/health"
+            interval = "1m"
+            timeout = "2s"
+            failures = 5
+            successes = 6
+            recipients = ["t@b.co"]
+            regions = ["eu", "direct"]
+            remind = "1h"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.interval, Some(DurationText("10s".into())));
+        assert_eq!((f.failures, f.successes), (Some(Count(3)), Some(Count(4))));
+        assert_eq!(f.db.as_deref(), Some("mysql://u:s3cret@db/m"));
+        assert!(!format!("{f:?}").contains("s3cret"), "Debug hides passwords");
+        assert_eq!(f.regions[0].proxy.as_deref(), Some("http://p:3128"));
+        let t = &f.targets[0];
+        assert_eq!(t.regions.as_deref(), Some(&["eu".to_string(), "direct".to_string()][..]));
+        assert_eq!(
+            (t.failures, t.remind.clone()),
+            (Some(Count(5)), Some(DurationText("1h".into())))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_path() {
+        let cases = [
+            ("intervall = \"5s\"\n", "monitor.toml: intervall: unknown key; expected one of"),
+            (
+                "[[region]]\nname = \"eu\"\n[[region]]\nnaem = \"us\"\n",
+                "monitor.toml: region[2].naem: unknown key; expected one of `name`, `proxy`",
+            ),
+            (
+                "[[target]]\nurl = \"http://a/h\"\nintreval = \"5s\"\n",
+                "monitor.toml: target[1].intreval: unknown key",
+            ),
+            (
+                "target = [{ url = \"http://a/h\" }, { url = \"http://b/h\", x = 1 }]\n",
+                "monitor.toml: target[2].x: unknown key",
+            ),
+            ("[smtp]\nurl = \"smtp://h:25\"\n", "monitor.toml: smtp: invalid type: map"),
+        ];
+        for (text, expected) in cases {
+            let e = error(text);
+            assert!(e.starts_with(expected), "{text:?}\n→ {e}\nexpected {expected}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_are_named_with_their_path_and_what_is_expected() {
+        let cases = [
+            ("interval = 5\n", "monitor.toml: interval: invalid type: integer `5`, expected a duration in quotes"),
+            ("failures = \"3\"\n", "monitor.toml: failures: invalid type: string \"3\", expected a whole number from 1 to 1000"),
+            ("support = \"a@b.co\"\n", "monitor.toml: support: invalid type: string"),
+            ("support = [\"a@b.co\",\n  3]\n", "monitor.toml: support[2]: invalid type: integer `3`, expected a string"),
+            (
+                "[[target]]\nurl = \"http://a/h\"\n[[target]]\nurl = \"http://b/h\"\ntimeout = 7\n",
+                "monitor.toml: target[2].timeout: invalid type: integer `7`",
+            ),
+            ("[[target]]\nurl = \"http://a/h\"\nregions = \"eu\"\n", "monitor.toml: target[1].regions: invalid type"),
+            ("[[target]]\ninterval = \"5s\"\n", "monitor.toml: target[1]: missing key `url`"),
+            ("[[region]]\nproxy = \"http://p:1\"\n", "monitor.toml: region[1]: missing key `name`"),
+            ("[target]\nurl = \"http://a/h\"\n", "monitor.toml: target: invalid type: map, expected a sequence: write [[region]] or [[target]]"),
+        ];
+        for (text, expected) in cases {
+            let e = error(text);
+            assert!(e.starts_with(expected), "{text:?}\n→ {e}\nexpected {expected}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column_on_one_line() {
+        let e = error("interval = \"5s\"\nfailures = \n");
+        assert!(e.starts_with("monitor.toml: line 2, column 12: "), "{e}");
+        let e = error("a = 1\na = 2\n");
+        assert!(e.starts_with("monitor.toml: line 2, column 1: duplicate key"), "{e}");
+        let e = error("[[target]\nurl = \"x\"\n");
+        assert!(e.starts_with("monitor.toml: line 1, column "), "{e}");
+        for text in ["x = \"\n", "[[", "= 1", "a = [1,,]"] {
+            let e = error(text);
+            assert!(!e.contains('\n') && e.starts_with("monitor.toml: line 1, column "), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_file_names_its_path() {
+        let e = load("/etc/nope.toml", |_| {
+            Err(std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory"))
+        })
+        .unwrap_err()
+        .0;
+        assert_eq!(e, "/etc/nope.toml: cannot read the config file: No such file or directory");
+    }
+
+    #[test]
+    fn secrets_in_values_are_shown_redacted() {
+        let e = error("failures = \"mysql://u:s3cret@db/m\"\n");
+        assert!(e.contains("failures"), "{e}");
+        let shown = ConfigError(e).to_string();
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+}
