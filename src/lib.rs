@@ -19,6 +19,7 @@ pub mod message;
 pub mod monitor;
 pub mod probe;
 pub mod redact;
+pub mod report;
 pub mod schedule;
 pub mod store;
 pub mod timestamp;

@@ -267,6 +267,35 @@ fn targets_differing_late_or_in_case_are_distinct(store: &mut dyn Store) {
     assert_eq!(store.last(A, "EU").unwrap(), Some(eu_upper));
 }
 
+fn series_lists_each_target_and_region_once_sorted(store: &mut dyn Store) {
+    assert_eq!(store.series().unwrap(), vec![], "an empty store has no series");
+    let evil = "x'); DROP TABLE state; --";
+    // Inserted out of order, with repeats: each pair once, sorted by target then region.
+    insert(store, down(B, EU, 1_000, "HTTP 503"));
+    insert(store, up(A, EU, 2_000));
+    insert(store, up(B, DIRECT, 500));
+    insert(store, down(A, EU, 3_000, "timeout after 5s"));
+    insert(store, up(A, DIRECT, 0));
+    insert(store, up(B, EU, 4_000));
+    insert(store, up("https://c.example/Health", DIRECT, 0));
+    insert(store, up("https://c.example/health", DIRECT, 0));
+    insert(store, down(evil, evil, 0, evil));
+    let pair = |t: &str, r: &str| (t.to_owned(), r.to_owned());
+    assert_eq!(
+        store.series().unwrap(),
+        vec![
+            pair(A, DIRECT),
+            pair(A, EU),
+            pair(B, DIRECT),
+            pair(B, EU),
+            pair("https://c.example/Health", DIRECT),
+            pair("https://c.example/health", DIRECT),
+            pair(evil, evil),
+        ],
+        "distinct pairs in string order; case kept apart; a hostile name is only data"
+    );
+}
+
 fn notification(state_id: Option<i64>, subject: &str) -> NewNotification {
     NewNotification {
         state_id,
@@ -354,6 +383,7 @@ store_suite!(
     hostile_and_long_reasons_round_trip_harmlessly,
     targets_differing_late_or_in_case_are_distinct,
     outbox_keeps_unsent_notifications_in_order_until_sent,
+    series_lists_each_target_and_region_once_sorted,
 );
 
 // ---------------------------------------------------------------------------------------------

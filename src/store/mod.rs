@@ -122,6 +122,16 @@ pub trait Store: Send {
 
     /// Marks a notification as accepted by the SMTP server at `at`, after `attempts` attempts.
     fn mark_sent(&mut self, id: i64, attempts: u32, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Every distinct `(target, region)` pair with at least one `state` row, sorted by target
+    /// then region in Rust's string order (the same on every backend), each pair once: what
+    /// `api-monitor report` walks, including targets no longer in the configuration.
+    ///
+    /// The default fails: only the real stores answer it. It exists so a test fake that never
+    /// reports need not implement it.
+    fn series(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        Err(StoreError::Query("this store cannot list its target/region series".into()))
+    }
 }
 
 /// The longest reason either store keeps, in characters (`reason VARCHAR(1024)`).

@@ -327,6 +327,15 @@ impl Store for MysqlStore {
             )
         })
     }
+
+    fn series(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut series = self.run("series", |c| {
+            c.exec::<(String, String), _, _>("SELECT DISTINCT target, region FROM state", ())
+        })?;
+        // Sorted here, not by the collation, so both backends agree on the order.
+        series.sort_unstable();
+        Ok(series)
+    }
 }
 
 /// Converts a driver row, parsing its timestamp text.

@@ -268,6 +268,20 @@ impl Store for SqliteStore {
             .map(drop)
             .map_err(|e| query_error("mark notification sent", e))
     }
+
+    fn series(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT DISTINCT target, region FROM state")
+            .map_err(|e| query_error("series", e))?;
+        let mut series = stmt
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| query_error("series", e))?;
+        // Sorted here, not by the database, so both backends agree on the order.
+        series.sort_unstable();
+        Ok(series)
+    }
 }
 
 /// A `state` row as SQLite returns it, before its timestamp text is parsed.
