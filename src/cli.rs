@@ -169,7 +169,7 @@ OPTIONS (each also read from the environment variable shown; the flag wins):
     -h, --help         print this help
     -V, --version      print the version
 
-DURATIONS: 500ms, 5s, 2m, 1h, 1m30s.
+DURATIONS: 500ms, 5s, 2m, 1h, 1m30s; --remind also takes `off`.
 CONFIG:    for each setting, flag > variable > --config file > default; a target's own key
            in the file wins over the global one. --url/API_URL replace the file's targets,
            --region/REGIONS its regions, --support/SUPPORT its support list.
