@@ -89,8 +89,8 @@ fn check(config: &Config) -> ExitCode {
     for target in &config.targets {
         let prober = HttpProber::new(target.timeout);
         for region in config.regions.iter().filter(|r| target.regions.contains(&r.name)) {
-            let proxy = region.proxy.as_ref().map(|p| p.expose());
-            let outcome = prober.probe(&target.url, proxy);
+            let proxy = region.proxy_address();
+            let outcome = prober.probe(&target.url, proxy.as_deref());
             let ms = outcome.latency().as_millis();
             let (name, from) = (&target.name, &region.name);
             match outcome {

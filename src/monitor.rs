@@ -201,7 +201,7 @@ impl Watch {
 
     fn run(mut self, parts: &Parts) {
         let mut ticker = Ticker::new(Instant::now(), self.target.interval);
-        let proxy = self.region.proxy.as_ref().map(|p| p.expose().to_owned());
+        let proxy = self.region.proxy_address();
         loop {
             if parts.shutdown.sleep_until(ticker.due()) {
                 break;
