@@ -3,9 +3,7 @@
 
 mod support;
 
-use support::{
-    monitor, reserve_port, rows, temp_dir, ConnectProxy, FakeApi, SmtpServer, SUPPORT,
-};
+use support::{monitor, reserve_port, rows, temp_dir, ConnectProxy, FakeApi, SmtpServer, SUPPORT};
 
 fn sqlite(tag: &str) -> String {
     format!("sqlite://{}", temp_dir(tag).join("monitor.db").display())
@@ -14,8 +12,18 @@ fn sqlite(tag: &str) -> String {
 /// Fast loop on loopback, mail to [`SUPPORT`], plus `extra` arguments.
 fn monitor_with(db: &str, smtp: &str, extra: &[&str]) -> support::Process {
     let mut args = vec![
-        "--db", db, "--smtp", smtp, "--support", SUPPORT, "--interval", "200ms", "--timeout",
-        "2s", "--from", "monitor@example.com",
+        "--db",
+        db,
+        "--smtp",
+        smtp,
+        "--support",
+        SUPPORT,
+        "--interval",
+        "200ms",
+        "--timeout",
+        "2s",
+        "--from",
+        "monitor@example.com",
     ];
     args.extend_from_slice(extra);
     monitor(&args)
@@ -26,16 +34,39 @@ fn a_region_that_loses_the_api_alerts_for_that_region_only() {
     let api = FakeApi::start(&[]);
     let proxy = ConnectProxy::start();
     let smtp = SmtpServer::start();
-    let db = sqlite("region");
+    let dir = temp_dir("region");
+    let db = format!("sqlite://{}", dir.join("monitor.db").display());
     let url = api.health_url();
-    let eu = format!("eu={}", proxy.url);
-    let mon = monitor_with(&db, &smtp.url, &["--url", &url, "--region", "direct", "--region", &eu]);
+    let config = dir.join("monitor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "support = [\"{SUPPORT}\"]\ninterval = \"200ms\"\ntimeout = \"2s\"\n\
+             [[region]]\nname = \"direct\"\n\
+             [[region]]\nname = \"eu\"\nproxy = \"{}\"\nrecipients = [\"eu-oncall@example.com\"]\n\
+             [[target]]\nurl = \"{url}\"\n",
+            proxy.url
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let mon = monitor(&[
+        "--config",
+        &config,
+        "--db",
+        &db,
+        "--smtp",
+        &smtp.url,
+        "--from",
+        "monitor@example.com",
+    ]);
     mon.wait_for_line("UP target=");
     mon.wait_for_count("UP target=", 2);
 
     proxy.block(true);
     let mails = smtp.wait_for(1);
     assert_eq!(mails[0].subject(), format!("[api-monitor] OUTAGE: {url} is down (region eu)"));
+    assert_eq!(mails[0].to, [SUPPORT, "eu-oncall@example.com"], "global and eu recipients");
     assert!(mails[0].text().contains("proxy could not reach the API"), "{}", mails[0].text());
     proxy.block(false);
     let mails = smtp.wait_for(2);
@@ -74,10 +105,7 @@ fn a_dead_proxy_makes_its_region_blind_once_without_an_outage() {
     let blind = mon.wait_for_line("BLIND target=");
     assert!(blind.contains("connection refused"), "{blind}");
     let mails = smtp.wait_for(1);
-    assert_eq!(
-        mails[0].subject(),
-        format!("[api-monitor] BLIND: region eu cannot probe {url}")
-    );
+    assert_eq!(mails[0].subject(), format!("[api-monitor] BLIND: region eu cannot probe {url}"));
     let probes = mon.count("probe blind");
     mon.wait_for_count("probe blind", probes + 8);
     assert_eq!(mon.count("BLIND target="), 1, "logged once per blind period");
@@ -131,12 +159,45 @@ fn reminders_come_at_the_configured_spacing_and_stop_at_recovery() {
     assert!(seconds[0] >= 1 && seconds[1] > seconds[0], "spacing of one period: {seconds:?}");
     api.set_mode("ok");
     mon.wait_for_line("RECOVERED target=");
-    let recovered = smtp.mails.wait_until("the recovery email", |m| {
-        m.iter().any(|m| m.subject().contains("RECOVERED"))
-    });
+    let recovered = smtp
+        .mails
+        .wait_until("the recovery email", |m| m.iter().any(|m| m.subject().contains("RECOVERED")));
     let probes = mon.count("probe ok target");
     mon.wait_for_count("probe ok target", probes + 10); // 2 s more
     let after = smtp.mails.snapshot();
     assert_eq!(after.len(), recovered.len(), "no reminder after the recovery");
     assert!(after.last().unwrap().subject().contains("RECOVERED"));
+}
+
+#[test]
+fn an_api_down_from_every_region_says_so() {
+    let api = FakeApi::start(&[]);
+    let proxy = ConnectProxy::start();
+    let smtp = SmtpServer::start();
+    let url = api.health_url();
+    let eu = format!("eu={}", proxy.url);
+    let mon = monitor_with(
+        &sqlite("allregions"),
+        &smtp.url,
+        &["--url", &url, "--region", "direct", "--region", &eu],
+    );
+    mon.wait_for_count("UP target=", 2);
+    api.set_mode("down");
+    let mails = smtp.wait_for(2);
+    let mut subjects: Vec<String> = mails.iter().map(|m| m.subject()).collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            format!("[api-monitor] OUTAGE: {url} is down (region direct)"),
+            format!("[api-monitor] OUTAGE: {url} is down (region eu)"),
+        ]
+    );
+    assert!(
+        mails[1].text().contains("down from all 2 regions"),
+        "the second region's outage completes the picture:\n{}",
+        mails[1].text()
+    );
+    assert!(!mails[0].text().contains("down from all"), "{}", mails[0].text());
+    mon.wait_for_line("DOWN FROM ALL 2 REGIONS");
 }
