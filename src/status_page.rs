@@ -1,0 +1,449 @@
+//! The status page served at `/` by `--listen`: one glance at every target and region.
+//!
+//! Pure: rows of recorded transitions and `now` in, one self-contained HTML document out. The
+//! page has no external assets and no JavaScript (inline CSS, inline SVG), so it works from an
+//! air-gapped network and behind a strict Content-Security-Policy; it refreshes itself every
+//! 30 seconds with a `<meta http-equiv="refresh">`. Every interpolated value is HTML-escaped:
+//! target names come from the command line or a config file and must not inject markup.
+//!
+//! All uptime figures come from [`crate::history`], the same code the emails and the report
+//! use, with its conventions: time before the first recorded change is unknown (neither up nor
+//! down), and the current state lasts until `now`.
+//!
+//! The 90-day bar has one cell per UTC day, oldest on the left, today (so far) on the right,
+//! coloured by that day's uptime (see [`COLOURS`]); hovering a cell shows its date and figures.
+
+use std::time::Duration;
+
+use crate::detector::Health;
+use crate::duration::human;
+use crate::history::{self, Change, Period};
+use crate::timestamp::Timestamp;
+
+/// Cells in the bar: one per UTC day, today included.
+pub const DAYS: i64 = 90;
+
+/// How far back a row's `changes` must reach for the bar to be complete: load them with
+/// [`crate::store::Store::since`]`(target, region, now.minus(HISTORY_SPAN))`, which also
+/// returns the last change before that point so the state at its start is known.
+pub const HISTORY_SPAN: Duration = Duration::from_secs(DAYS as u64 * 86_400);
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Cell colours by the day's uptime, checked in order: the first row whose minimum the uptime
+/// reaches wins. A day with nothing recorded (before the first change) is [`NO_DATA`].
+///
+/// | uptime      | colour       |
+/// |-------------|--------------|
+/// | ≥ 99.9 %    | green        |
+/// | ≥ 99 %      | yellow-green |
+/// | ≥ 95 %      | orange       |
+/// | below 95 %  | red          |
+///
+/// 99.9 % of a day is 86 s of downtime, 99 % about 14 minutes, 95 % 72 minutes.
+pub const COLOURS: [(f64, &str); 4] =
+    [(99.9, "#2e9e44"), (99.0, "#9bc53d"), (95.0, "#f0a202"), (0.0, "#d43f3a")];
+
+/// The colour of a day without any recorded state.
+pub const NO_DATA: &str = "#cccccc";
+
+/// One target as seen from one region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusRow {
+    pub target: String,
+    pub region: String,
+    /// Its recorded transitions, oldest first, covering at least [`HISTORY_SPAN`] before `now`
+    /// (as [`crate::store::Store::since`] returns them; [`crate::store::StateRow::change`]
+    /// converts). The current state is the last one; empty means nothing recorded yet.
+    pub changes: Vec<Change>,
+}
+
+/// The whole page for `rows`, in the order given, as of `now`.
+pub fn render(rows: &[StatusRow], now: Timestamp) -> String {
+    let evaluated: Vec<(&StatusRow, Vec<Period>)> =
+        rows.iter().map(|row| (row, history::periods(&row.changes))).collect();
+    let down = evaluated
+        .iter()
+        .filter(|(_, periods)| periods.last().is_some_and(|p| p.health == Health::Down))
+        .count();
+    let summary = match (rows.len(), down) {
+        (0, _) => "No targets are watched.".to_owned(),
+        (n, 0) => format!("None down ({n} watched)."),
+        (n, d) => format!("{d} of {n} down."),
+    };
+    let mut body = String::new();
+    for (row, periods) in &evaluated {
+        body.push_str(&render_row(row, periods, now));
+    }
+    format!(
+        "<!DOCTYPE html>\n\
+         <html lang=\"en\">\n\
+         <head>\n\
+         <meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"refresh\" content=\"30\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>api-monitor status</title>\n\
+         <style>\n{STYLE}</style>\n\
+         </head>\n\
+         <body>\n\
+         <h1>api-monitor status</h1>\n\
+         <p class=\"summary{}\">{}</p>\n\
+         <table>\n\
+         <thead><tr><th>Target</th><th>Region</th><th>State</th><th>24 h</th><th>7 d</th>\
+         <th>30 d</th><th>Last {DAYS} days (UTC)</th></tr></thead>\n\
+         <tbody>\n{body}</tbody>\n\
+         </table>\n\
+         <p class=\"legend\">{}</p>\n\
+         <p class=\"generated\">Generated {}; refreshes every 30 s.</p>\n\
+         </body>\n\
+         </html>\n",
+        if down > 0 { " down" } else { "" },
+        escape(&summary),
+        legend(),
+        escape(&clock(now)),
+    )
+}
+
+/// Inline CSS: no external stylesheet.
+const STYLE: &str = "body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; }
+th, td { padding: 0.4em 0.8em; text-align: left; border-bottom: 1px solid #ddd; \
+vertical-align: middle; }
+td.uptime { text-align: right; font-variant-numeric: tabular-nums; }
+.up { color: #2e7d32; font-weight: bold; }
+.down { color: #c62828; font-weight: bold; }
+.unknown { color: #777; }
+.since { color: #555; font-size: 0.9em; }
+.summary.down { color: #c62828; }
+.legend, .generated { color: #555; font-size: 0.9em; }
+.swatch { display: inline-block; width: 0.8em; height: 0.8em; margin: 0 0.3em 0 1em; }
+";
+
+/// Cell geometry of the bar, in pixels.
+const CELL_WIDTH: i64 = 5;
+const CELL_GAP: i64 = 1;
+const BAR_HEIGHT: i64 = 24;
+
+fn render_row(row: &StatusRow, periods: &[Period], now: Timestamp) -> String {
+    let state = match periods.last() {
+        Some(current) => {
+            let (class, word) = match current.health {
+                Health::Up => ("up", "Up"),
+                Health::Down => ("down", "Down"),
+            };
+            format!(
+                "<span class=\"{class}\">{word}</span> <span class=\"since\">since {} ({})</span>",
+                escape(&clock(current.start)),
+                escape(&human(now.since(current.start)))
+            )
+        }
+        None => "<span class=\"unknown\">Unknown</span> <span class=\"since\">nothing \
+                 recorded yet</span>"
+            .to_owned(),
+    };
+    let windows: String = history::WINDOWS
+        .iter()
+        .map(|&(_, span)| {
+            let uptime = history::window(periods, now.minus(span), now).uptime_percent();
+            format!("<td class=\"uptime\">{}</td>", escape(&uptime_text(uptime)))
+        })
+        .collect();
+    format!(
+        "<tr class=\"target\"><td>{}</td><td>{}</td><td>{state}</td>{windows}<td>{}</td></tr>\n",
+        escape(&row.target),
+        escape(&row.region),
+        bar(row, periods, now)
+    )
+}
+
+/// The 90-day bar as inline SVG, one `<rect>` per line, oldest day first.
+fn bar(row: &StatusRow, periods: &[Period], now: Timestamp) -> String {
+    let width = DAYS * (CELL_WIDTH + CELL_GAP) - CELL_GAP;
+    let label = format!("{DAYS}-day uptime of {} from {}", row.target, row.region);
+    let mut svg = format!(
+        "<svg width=\"{width}\" height=\"{BAR_HEIGHT}\" viewBox=\"0 0 {width} {BAR_HEIGHT}\" \
+         role=\"img\" aria-label=\"{}\">\n",
+        escape(&label)
+    );
+    let today = now.millis().div_euclid(DAY_MS);
+    for (cell, day) in (today - DAYS + 1..=today).enumerate() {
+        let from = Timestamp::from_millis(day * DAY_MS);
+        let to = Timestamp::from_millis((day + 1) * DAY_MS).min(now);
+        let availability = history::window(periods, from, to);
+        let uptime = availability.uptime_percent();
+        let date = &clock(from)[..10];
+        let title = match uptime {
+            None => format!("{date}: no data"),
+            Some(p) => {
+                let down = availability.observed.saturating_sub(availability.up);
+                let today = if day == today { " (today so far)" } else { "" };
+                format!("{date}{today}: {} up, {} down", uptime_text(Some(p)), human(down))
+            }
+        };
+        let x = i64::try_from(cell).unwrap_or(0) * (CELL_WIDTH + CELL_GAP);
+        svg.push_str(&format!(
+            "<rect x=\"{x}\" y=\"0\" width=\"{CELL_WIDTH}\" height=\"{BAR_HEIGHT}\" \
+             fill=\"{}\"><title>{}</title></rect>\n",
+            colour(uptime),
+            escape(&title)
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The cell colour for a day's uptime, per [`COLOURS`].
+fn colour(uptime: Option<f64>) -> &'static str {
+    match uptime {
+        None => NO_DATA,
+        Some(p) => COLOURS.iter().find(|&&(min, _)| p >= min).map_or(NO_DATA, |&(_, c)| c),
+    }
+}
+
+/// The colour key under the table.
+fn legend() -> String {
+    let names = ["≥ 99.9 %", "≥ 99 %", "≥ 95 %", "< 95 %"];
+    let mut out = String::from("Daily uptime:");
+    for ((_, colour), name) in COLOURS.iter().zip(names) {
+        out.push_str(&format!(
+            "<span class=\"swatch\" style=\"background:{colour}\"></span>{}",
+            escape(name)
+        ));
+    }
+    out.push_str(&format!("<span class=\"swatch\" style=\"background:{NO_DATA}\"></span>no data"));
+    out
+}
+
+/// `2026-11-18 11:06 UTC`: minutes are enough on a page that refreshes every 30 s.
+fn clock(t: Timestamp) -> String {
+    let sql = t.to_sql();
+    format!("{} UTC", sql.get(..16).unwrap_or(&sql))
+}
+
+/// An uptime as the emails show it (`99.93%`), or `n/a` when nothing was observed.
+///
+/// Two decimals; rounding never reaches a bound the data did not: any downtime shows at most
+/// `99.99%`, any uptime at least `0.01%`. (The same rule as the private `percent` of
+/// [`crate::message`], which this mirrors until the two share one function.)
+fn uptime_text(uptime: Option<f64>) -> String {
+    let Some(p) = uptime else { return "n/a".to_owned() };
+    let shown = format!("{p:.2}");
+    if shown == "100.00" && p < 100.0 {
+        "99.99%".to_owned()
+    } else if shown == "0.00" && p > 0.0 {
+        "0.01%".to_owned()
+    } else {
+        format!("{shown}%")
+    }
+}
+
+/// `text` safe inside HTML element content and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Health::{Down, Up};
+
+    const MIN: i64 = 60_000;
+    const HOUR: i64 = 60 * MIN;
+    /// Now: noon of day 20,000 after the epoch (2024-10-04), so today is half over.
+    const TODAY: i64 = 20_000;
+    const NOW: i64 = TODAY * DAY_MS + 12 * HOUR;
+
+    const GREEN: &str = "#2e9e44";
+    const YELLOW_GREEN: &str = "#9bc53d";
+    const ORANGE: &str = "#f0a202";
+    const RED: &str = "#d43f3a";
+
+    /// A change `days_ago` days before today, at `offset` ms into that UTC day.
+    fn change(days_ago: i64, offset: i64, health: Health) -> Change {
+        Change { at: Timestamp::from_millis((TODAY - days_ago) * DAY_MS + offset), health }
+    }
+
+    /// An outage of `length` ms starting at 10:00 on the day `days_ago` days before today.
+    fn outage(days_ago: i64, length: i64) -> [Change; 2] {
+        [change(days_ago, 10 * HOUR, Down), change(days_ago, 10 * HOUR + length, Up)]
+    }
+
+    fn row(target: &str, changes: Vec<Change>) -> StatusRow {
+        StatusRow { target: target.into(), region: "direct".into(), changes }
+    }
+
+    /// The fixture: `api` up since long before the bar, with outages of known sizes on known
+    /// days; `new` first seen 10 days ago and down since 2 hours ago.
+    fn fixture() -> Vec<StatusRow> {
+        let mut api = vec![change(200, 0, Up)];
+        api.extend(outage(9, 30 * MIN)); // 97.9 %: orange
+        api.extend(outage(7, MIN)); // 99.93 %: green
+        api.extend(outage(5, 10 * MIN)); // 99.31 %: yellow-green
+        api.extend(outage(3, 2 * HOUR)); // 91.7 %: red
+        let new = vec![change(10, 18 * HOUR, Up), change(0, 10 * HOUR, Down)];
+        vec![row("https://api.example/health", api), row("https://new.example/health", new)]
+    }
+
+    /// The rows of the page, each as its `<tr>` line.
+    fn rows(page: &str) -> Vec<&str> {
+        page.lines().filter(|l| l.starts_with("<tr class=\"target\">")).collect()
+    }
+
+    /// The `fill` of every `<rect>` of the `index`-th row's bar, oldest day first.
+    fn fills(page: &str, index: usize) -> Vec<String> {
+        bars(page, index).iter().map(|rect| attribute(rect, "fill")).collect()
+    }
+
+    /// The `<rect>` lines of the `index`-th row's bar.
+    fn bars(page: &str, index: usize) -> Vec<&str> {
+        let bar = page.split("<svg ").nth(index + 1).expect("row has a bar");
+        let bar = &bar[..bar.find("</svg>").expect("bar is closed")];
+        bar.lines().filter(|l| l.starts_with("<rect ")).collect()
+    }
+
+    fn attribute(tag: &str, name: &str) -> String {
+        let start = tag.find(&format!(" {name}=\"")).expect("attribute present") + name.len() + 3;
+        tag[start..start + tag[start..].find('"').expect("closed")].to_owned()
+    }
+
+    fn title(rect: &str) -> &str {
+        let start = rect.find("<title>").expect("title") + "<title>".len();
+        &rect[start..rect.find("</title>").expect("title closed")]
+    }
+
+    /// The cell of the day `days_ago` days before today (the rightmost is today).
+    fn cell(days_ago: i64) -> usize {
+        usize::try_from(DAYS - 1 - days_ago).expect("within the bar")
+    }
+
+    #[test]
+    fn one_row_per_target_and_region_with_ninety_cells() {
+        let page = render(&fixture(), Timestamp::from_millis(NOW));
+        assert_eq!(rows(&page).len(), 2, "two target/region pairs");
+        assert_eq!(bars(&page, 0).len(), 90, "one cell per day");
+        assert_eq!(bars(&page, 1).len(), 90, "also for a target with a short history");
+        assert!(rows(&page)[0].contains("<td>https://api.example/health</td><td>direct</td>"));
+        assert!(rows(&page)[1].contains("<td>https://new.example/health</td>"), "order kept");
+    }
+
+    #[test]
+    fn cells_are_coloured_by_the_uptime_of_their_day() {
+        let page = render(&fixture(), Timestamp::from_millis(NOW));
+        let api = fills(&page, 0);
+        assert_eq!(api[cell(9)], ORANGE, "30 min down: 97.9%");
+        assert_eq!(api[cell(7)], GREEN, "1 min down: 99.93% is at least 99.9%");
+        assert_eq!(api[cell(5)], YELLOW_GREEN, "10 min down: 99.31%");
+        assert_eq!(api[cell(3)], RED, "2 h down: 91.7%");
+        assert_eq!(api[cell(89)], GREEN, "the oldest day, up all day");
+        assert_eq!(api[cell(0)], GREEN, "today so far, up");
+        let count = |c: &str| api.iter().filter(|f| *f == c).count();
+        assert_eq!((count(ORANGE), count(YELLOW_GREEN), count(RED)), (1, 1, 1), "no other day");
+
+        let new = fills(&page, 1);
+        assert!(new[..cell(10)].iter().all(|f| f == NO_DATA), "before its first record: grey");
+        assert_eq!(new[cell(10)], GREEN, "first seen at 18:00 and up: 100% of what was seen");
+        assert_eq!(new[cell(1)], GREEN, "yesterday, up");
+        assert_eq!(new[cell(0)], RED, "today: down 2 h of the 12 so far, 83%");
+    }
+
+    #[test]
+    fn cells_are_oldest_first_and_titled_with_date_and_uptime() {
+        let page = render(&fixture(), Timestamp::from_millis(NOW));
+        let api = bars(&page, 0);
+        assert_eq!(title(api[0]), "2024-07-07: 100.00% up, 0s down", "89 days before today");
+        assert_eq!(attribute(api[0], "x"), "0", "the oldest day is leftmost");
+        assert_eq!(title(api[cell(3)]), "2024-10-01: 91.67% up, 2h down");
+        assert_eq!(title(api[cell(0)]), "2024-10-04 (today so far): 100.00% up, 0s down");
+        let new = bars(&page, 1);
+        assert_eq!(title(new[0]), "2024-07-07: no data");
+    }
+
+    #[test]
+    fn state_and_window_uptimes_are_shown() {
+        let page = render(&fixture(), Timestamp::from_millis(NOW));
+        let rows = rows(&page);
+        assert!(
+            rows[0].contains(
+                "<span class=\"up\">Up</span> <span class=\"since\">since 2024-10-01 12:00 UTC \
+                 (3d)</span>"
+            ),
+            "up since the end of the last outage: {}",
+            rows[0]
+        );
+        let uptimes: Vec<String> = rows[0]
+            .split("<td class=\"uptime\">")
+            .skip(1)
+            .map(|td| td[..td.find("</td>").expect("closed")].to_owned())
+            .collect();
+        // 24 h: no outage. 7 d: 2 h 10 min down of 168 h. 30 d: 2 h 41 min of 720 h.
+        assert_eq!(uptimes, ["100.00%", "98.71%", "99.63%"], "24 h, 7 d, 30 d");
+        assert!(rows[1].contains("<span class=\"down\">Down</span>"), "{}", rows[1]);
+        assert!(page.contains("<p class=\"summary down\">1 of 2 down.</p>"));
+    }
+
+    #[test]
+    fn a_target_without_history_is_unknown_and_grey() {
+        let page = render(&[row("t", vec![])], Timestamp::from_millis(NOW));
+        assert!(rows(&page)[0].contains("Unknown"));
+        assert!(rows(&page)[0].matches("<td class=\"uptime\">n/a</td>").count() == 3);
+        assert!(fills(&page, 0).iter().all(|f| f == NO_DATA), "every day grey");
+        assert!(page.contains("None down (1 watched)."));
+    }
+
+    #[test]
+    fn the_page_is_self_contained_and_refreshes() {
+        let page = render(&fixture(), Timestamp::from_millis(NOW));
+        assert!(page.contains("<meta http-equiv=\"refresh\" content=\"30\">"));
+        assert!(!page.contains("<script"), "no JavaScript");
+        for external in ["src=", "href=", "url(", "@import"] {
+            assert!(!page.contains(external), "no external asset ({external})");
+        }
+    }
+
+    #[test]
+    fn every_value_is_escaped() {
+        let hostile = "<script>alert(\"x\")</script>&'";
+        let page = render(
+            &[StatusRow {
+                target: hostile.into(),
+                region: "<b>eu</b>".into(),
+                changes: vec![change(1, 0, Up)],
+            }],
+            Timestamp::from_millis(NOW),
+        );
+        assert!(!page.contains("<script"), "the target cannot inject markup");
+        assert!(!page.contains("<b>"), "nor the region");
+        let escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;";
+        assert!(rows(&page)[0].contains(&format!("<td>{escaped}</td>")), "shown escaped");
+        assert!(page.contains(&format!("aria-label=\"90-day uptime of {escaped} from")));
+    }
+
+    #[test]
+    fn colours_follow_the_documented_thresholds() {
+        let cases = [
+            (Some(100.0), GREEN),
+            (Some(99.9), GREEN),
+            (Some(99.899), YELLOW_GREEN),
+            (Some(99.0), YELLOW_GREEN),
+            (Some(98.99), ORANGE),
+            (Some(95.0), ORANGE),
+            (Some(94.99), RED),
+            (Some(0.0), RED),
+            (None, NO_DATA),
+        ];
+        for (uptime, expected) in cases {
+            assert_eq!(colour(uptime), expected, "{uptime:?}");
+        }
+    }
+}
