@@ -26,6 +26,8 @@ pub enum Command {
     Run,
     /// Probe each target once, print the result, exit 0 healthy / 1 not.
     Check,
+    /// Print an uptime report from the database.
+    Report,
 }
 
 /// How loud the log is, from `-v`/`-q` or `LOG_LEVEL`.
@@ -70,6 +72,14 @@ pub struct Args {
     pub regions: Vec<String>,
     /// `--remind DUR` / `REMIND`: reminder spacing during an outage, or `off`.
     pub remind: Option<String>,
+    /// `--listen ADDR` / `LISTEN`: where to serve /metrics, /healthz and the status page.
+    pub listen: Option<String>,
+    /// `report --since DUR`.
+    pub since: Option<String>,
+    /// `report --target URL`.
+    pub target: Option<String>,
+    /// `report --json`.
+    pub json: bool,
     pub log_file: Option<String>,
     pub verbosity: Verbosity,
 }
@@ -100,6 +110,10 @@ impl fmt::Debug for Args {
             .field("from", &self.from)
             .field("regions", &self.regions.iter().map(|r| redact::text(r)).collect::<Vec<_>>())
             .field("remind", &self.remind)
+            .field("listen", &self.listen)
+            .field("since", &self.since)
+            .field("target", &self.target.as_deref().map(redact::url))
+            .field("json", &self.json)
             .field("log_file", &self.log_file)
             .field("verbosity", &self.verbosity)
             .finish()
@@ -132,6 +146,8 @@ api-monitor — watch an HTTP health API and email support when it goes down and
 USAGE:
     api-monitor [run] [OPTIONS]     monitor until Ctrl-C / SIGTERM (default)
     api-monitor check [OPTIONS]     probe each target once; exit 0 healthy, 1 not
+    api-monitor report [--since DUR] [--target URL] [--json] [OPTIONS]
+                                    uptime report from the database [default --since 7d]
     api-monitor --help | --version
 
 A probe fails unless GET <url> answers HTTP 200 with a JSON body whose \"status\" is \"OK\".
@@ -163,6 +179,9 @@ OPTIONS (each also read from the environment variable shown; the flag wins):
                        smtps://USER:PASS@HOST:465 (TLS)
                        password also from SMTP_PASSWORD or SMTP_PASSWORD_FILE
     --from EMAIL       sender address                     MAIL_FROM [default: api-monitor@<hostname>]
+    --listen ADDR      serve /metrics (Prometheus),       LISTEN    [default: off]
+                       /healthz and a status page at / (e.g. 127.0.0.1:9898;
+                       beyond loopback only if you mean it: the data is read-only)
     --log-file PATH    also append the log to PATH        LOG_FILE
     -v, --verbose      more log (-v debug: every probe, -vv trace)
     -q, --quiet        less log (-q warnings, -qq errors) LOG_LEVEL=error|warn|info|debug|trace
@@ -212,6 +231,10 @@ where
         from: None,
         regions: Vec::new(),
         remind: None,
+        listen: None,
+        since: None,
+        target: None,
+        json: false,
         log_file: None,
         verbosity: Verbosity::Default,
     };
@@ -235,14 +258,19 @@ where
             Long("from") => a.from = Some(text(&mut parser, "--from")?),
             Long("region") => a.regions.push(text(&mut parser, "--region")?),
             Long("remind") => a.remind = Some(text(&mut parser, "--remind")?),
+            Long("listen") => a.listen = Some(text(&mut parser, "--listen")?),
+            Long("since") => a.since = Some(text(&mut parser, "--since")?),
+            Long("target") => a.target = Some(text(&mut parser, "--target")?),
+            Long("json") => a.json = true,
             Long("log-file") => a.log_file = Some(text(&mut parser, "--log-file")?),
             Value(word) if command.is_none() => {
                 command = Some(match word.to_str() {
                     Some("run") => Command::Run,
                     Some("check") => Command::Check,
+                    Some("report") => Command::Report,
                     _ => {
                         return Err(CliError(redact::text(&format!(
-                            "unknown command {word:?}: expected `run` or `check`"
+                            "unknown command {word:?}: expected `run`, `check` or `report`"
                         ))))
                     }
                 })
@@ -252,6 +280,13 @@ where
     }
 
     a.command = command.unwrap_or(Command::Run);
+    if a.command != Command::Report {
+        let only_report =
+            [("--since", a.since.is_some()), ("--target", a.target.is_some()), ("--json", a.json)];
+        if let Some((flag, _)) = only_report.iter().find(|(_, given)| *given) {
+            return Err(CliError(format!("{flag}: only `api-monitor report` takes it")));
+        }
+    }
     let list = |name: &str| -> Vec<String> {
         env(name)
             .map(|v| {
@@ -288,6 +323,7 @@ where
     fallback(&mut a.smtp_password_file, "SMTP_PASSWORD_FILE");
     fallback(&mut a.from, "MAIL_FROM");
     fallback(&mut a.remind, "REMIND");
+    fallback(&mut a.listen, "LISTEN");
     fallback(&mut a.log_file, "LOG_FILE");
 
     a.verbosity = match (loudness, env("LOG_LEVEL").filter(|v| !v.trim().is_empty())) {

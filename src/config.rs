@@ -146,7 +146,24 @@ pub struct Config {
     pub delivery: Delivery,
     pub log_level: log::LevelFilter,
     pub log_file: Option<PathBuf>,
+    /// Where to serve `/metrics`, `/healthz` and the status page; `None`: not served.
+    pub listen: Option<std::net::SocketAddr>,
+    /// What `api-monitor report` shows (set for that command only).
+    pub report: Option<ReportOptions>,
 }
+
+/// `api-monitor report [--since DUR] [--target URL] [--json]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// How far back the report looks (default 7 days).
+    pub since: Duration,
+    /// Only this target (its URL, password masked or not).
+    pub target: Option<String>,
+    pub json: bool,
+}
+
+/// The report's default window.
+pub const DEFAULT_REPORT_SPAN: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A configuration value that cannot be used; the message starts with the option's name (or
 /// the variable's, for `*_FILE` and `*_PASSWORD`, or `<file>: <key path>` for the config
@@ -303,6 +320,26 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
         (None, path) => path.clone(),
     };
 
+    let listen = match args.listen.as_deref().map(str::trim) {
+        None | Some("") | Some("off") => None,
+        Some(addr) => Some(addr.parse::<std::net::SocketAddr>().map_err(|_| {
+            ConfigError(format!(
+                "--listen: invalid address {addr:?}: expected IP:PORT such as 127.0.0.1:9898"
+            ))
+        })?),
+    };
+    let report = match args.command {
+        Command::Report => Some(ReportOptions {
+            since: duration(
+                args.since.map(|value| Setting { value, source: "--since".into() }).as_ref(),
+                DEFAULT_REPORT_SPAN,
+            )?,
+            target: args.target,
+            json: args.json,
+        }),
+        _ => None,
+    };
+
     Ok(Config {
         command: args.command,
         targets,
@@ -314,6 +351,8 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
         delivery,
         log_level,
         log_file: log_file.map(PathBuf::from),
+        listen,
+        report,
     })
 }
 
@@ -1367,6 +1406,8 @@ mod tests {
             }),
             log_level: log::LevelFilter::Info,
             log_file: Some(PathBuf::from("api-monitor.log")),
+            listen: None,
+            report: None,
         };
         assert_eq!(c, expected);
         assert!(!format!("{c:?}").contains("CHANGE_ME"), "the proxy password is masked");

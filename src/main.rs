@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_monitor::cli::{self, Command, Parsed};
-use api_monitor::config::{self, Config, Delivery, Surroundings};
+use api_monitor::config::{self, Config, Delivery, ReportOptions, Surroundings};
 use api_monitor::ledger::{Ledger, SharedLedger};
 use api_monitor::mailer::{LogMailer, Mailer, SmtpMailer, SMTP_TIMEOUT};
 use api_monitor::monitor::{self, Board, Parts};
 use api_monitor::probe::{HttpProber, Outcome, Prober};
 use api_monitor::schedule::Shutdown;
-use api_monitor::timestamp::SystemClock;
-use api_monitor::{duration, redact, store};
+use api_monitor::timestamp::{Clock, SystemClock};
+use api_monitor::{duration, redact, report, store};
 
 /// Why the program stops early.
 enum Fatal {
@@ -79,6 +79,7 @@ fn run() -> Result<ExitCode, Fatal> {
     init_logging(&config)?;
     match config.command {
         Command::Check => Ok(check(&config)),
+        Command::Report => report(&config),
         Command::Run => watch(config).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -111,6 +112,33 @@ fn check(config: &Config) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// `api-monitor report`: uptime per target/region from the database, as a table or JSON.
+fn report(config: &Config) -> Result<ExitCode, Fatal> {
+    let options = config.report.clone().unwrap_or(ReportOptions {
+        since: config::DEFAULT_REPORT_SPAN,
+        target: None,
+        json: false,
+    });
+    let mut store = store::open(&config.db_url).map_err(|e| Fatal::Runtime(e.to_string()))?;
+    let now = SystemClock.now();
+    let from = now.minus(options.since);
+    let reports = report::load(store.as_mut(), options.target.as_deref(), from, now)
+        .map_err(|e| Fatal::Runtime(e.to_string()))?;
+    if let (Some(target), true) = (&options.target, reports.is_empty()) {
+        return Err(Fatal::Runtime(format!(
+            "--target: no recorded state for {} in {}",
+            redact::url(target),
+            redact::url(&config.db_url)
+        )));
+    }
+    if options.json {
+        print!("{}", report::json(&reports, from, now));
+    } else {
+        print!("{}", report::table(&reports, from, now));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `api-monitor run`: the daemon.

@@ -38,6 +38,10 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
         (&[], &[("INTERVAL", "soon")], "--interval"),
         (&[], &[("LOG_LEVEL", "chatty")], "LOG_LEVEL"),
         (&["frobnicate"], &[], "frobnicate"),
+        (&["--json"], &[], "--json"),
+        (&["check", "--since", "7d"], &[], "--since"),
+        (&["report", "--since", "a week"], &[], "--since"),
+        (&["--listen", "everywhere"], &[], "--listen"),
     ];
     for (args, env, option) in cases {
         let (status, out, err) = run_monitor(args, env);
@@ -81,4 +85,43 @@ fn an_unreachable_database_at_start_is_survived_and_reported_without_its_passwor
     assert_eq!(mon.wait_exit().code(), Some(0), "it kept running and stops cleanly");
     let log = mon.stderr.snapshot().join("\n");
     assert!(!log.contains("s3cret"), "{log}");
+}
+
+#[test]
+fn report_prints_a_table_or_json_from_the_database() {
+    use api_monitor::store::{self, NewState};
+    use api_monitor::timestamp::{Clock, SystemClock};
+    let dir = support::temp_dir("report-cli");
+    let db = format!("sqlite://{}", dir.join("monitor.db").display());
+    let now = SystemClock.now();
+    let target = "https://api.example.com/health";
+    let mut s = store::open(&db).unwrap();
+    for (ago_s, healthy, reason) in
+        [(7200, true, None), (3600, false, Some("HTTP 503")), (1800, true, None)]
+    {
+        let row = NewState {
+            timestamp: now.minus(std::time::Duration::from_secs(ago_s)),
+            healthy,
+            target: target.into(),
+            region: "direct".into(),
+            reason: reason.map(String::from),
+        };
+        s.insert(&row).unwrap();
+    }
+    drop(s);
+
+    let (status, out, err) = run_monitor(&["report", "--db", &db], &[]);
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(out.contains(target) && out.contains("HTTP 503") && out.contains("30m"), "{out}");
+
+    let (status, out, _) = run_monitor(&["report", "--db", &db, "--json", "--since", "1d"], &[]);
+    assert_eq!(status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    assert_eq!(json["series"][0]["target"], target);
+    assert_eq!(json["series"][0]["outages"], 1);
+    assert_eq!(json["series"][0]["outages_list"][0]["length_seconds"], 1800.0);
+
+    let (status, _, err) = run_monitor(&["report", "--db", &db, "--target", "https://nope/"], &[]);
+    assert_eq!(status.code(), Some(1));
+    assert!(err.contains("--target"), "{err}");
 }
