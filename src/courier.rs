@@ -15,11 +15,13 @@ use std::time::Instant;
 use crate::duration::human;
 use crate::ledger::SharedLedger;
 use crate::mailer::Mailer;
+use crate::metrics::Registry;
 use crate::timestamp::Clock;
 
 /// Runs until the ledger is closed (see [`crate::ledger::Ledger::close`]).
-pub fn run(ledger: &SharedLedger, mailer: &mut dyn Mailer, clock: &dyn Clock) {
+pub fn run(ledger: &SharedLedger, mailer: &mut dyn Mailer, clock: &dyn Clock, metrics: &Registry) {
     let mut guard = ledger.lock();
+    metrics.set_pending_notifications(guard.outbox().count());
     while !guard.is_closing() {
         let now = Instant::now();
         guard.maintain(now);
@@ -38,6 +40,7 @@ pub fn run(ledger: &SharedLedger, mailer: &mut dyn Mailer, clock: &dyn Clock) {
             Ok(()) => {
                 // Marked sent first, so the log line means "recorded as sent" too.
                 guard.delivered(letter.key, clock.now(), Instant::now());
+                metrics.set_pending_notifications(guard.outbox().count());
                 log::info!(
                     "notification sent via={} target={} subject={subject:?} attempts={}",
                     mailer.channel(),

@@ -11,11 +11,15 @@ use std::time::{Duration, Instant};
 
 use api_monitor::cli::{self, Command, Parsed};
 use api_monitor::config::{self, Config, Delivery, ReportOptions, Surroundings};
+use api_monitor::http_server::{self, Sources};
 use api_monitor::ledger::{Ledger, SharedLedger};
 use api_monitor::mailer::{LogMailer, Mailer, SmtpMailer, SMTP_TIMEOUT};
+use api_monitor::metrics::Registry;
 use api_monitor::monitor::{self, Board, Parts};
 use api_monitor::probe::{HttpProber, Outcome, Prober};
 use api_monitor::schedule::Shutdown;
+use api_monitor::status_page::{self, StatusRow};
+use api_monitor::store::StateRow;
 use api_monitor::timestamp::{Clock, SystemClock};
 use api_monitor::{duration, redact, report, store};
 
@@ -194,6 +198,7 @@ fn watch(config: Config) -> Result<(), Fatal> {
         }
     };
 
+    let metrics = Arc::new(Registry::new());
     let parts = Arc::new(Parts {
         prober: Box::new(|timeout| Box::new(HttpProber::new(timeout))),
         ledger: SharedLedger::new(ledger),
@@ -202,11 +207,61 @@ fn watch(config: Config) -> Result<(), Fatal> {
         clock: Box::new(SystemClock),
         shutdown,
         board: Board::default(),
+        metrics: Arc::clone(&metrics),
     });
+    let server = match config.listen {
+        Some(addr) => {
+            let sources = Sources { registry: metrics, status: status_page(&config, &parts) };
+            let server = http_server::serve(&addr.to_string(), sources)
+                .map_err(|e| Fatal::Usage(format!("--listen: {e}")))?;
+            log::info!(
+                "serving http://{0}/metrics, http://{0}/healthz and the status page http://{0}/",
+                server.local_addr()
+            );
+            Some(server)
+        }
+        None => None,
+    };
     monitor::run(&config.targets, &config.regions, parts, mailer)
         .map_err(|e| Fatal::Runtime(format!("cannot start a thread: {e}")))?;
+    if let Some(server) = server {
+        server.stop();
+    }
     log::info!("stopped");
     Ok(())
+}
+
+/// The status page's source: every (target, region) with its 90 days of history, read through
+/// the ledger (so a database outage shows as a 503 instead of a page of "unknown" rows).
+fn status_page(config: &Config, parts: &Arc<Parts>) -> http_server::StatusSource {
+    let pairs: Vec<(String, String)> = config
+        .targets
+        .iter()
+        .flat_map(|t| t.regions.iter().map(move |r| (t.name.clone(), r.clone())))
+        .collect();
+    let parts = Arc::clone(parts);
+    Arc::new(move || {
+        let now = parts.clock.now();
+        let from = now.minus(status_page::HISTORY_SPAN);
+        let mut ledger = parts.ledger.lock();
+        if !ledger.is_up() {
+            return Err("database unavailable".into());
+        }
+        let rows = pairs
+            .iter()
+            .map(|(target, region)| StatusRow {
+                target: target.clone(),
+                region: region.clone(),
+                changes: ledger
+                    .since(target, region, from, Instant::now())
+                    .iter()
+                    .map(StateRow::change)
+                    .collect(),
+            })
+            .collect::<Vec<_>>();
+        drop(ledger);
+        Ok(status_page::render(&rows, now))
+    })
 }
 
 /// The HTTP client would silently route probes through `http_proxy`/`https_proxy`/`all_proxy`

@@ -28,6 +28,7 @@ use crate::history::{self, History};
 use crate::ledger::{Recorded, SharedLedger, Unavailable};
 use crate::mailer::Mailer;
 use crate::message::{self, Blindness, Email, Notice, Reminder};
+use crate::metrics::{Registry, WatchMetrics};
 use crate::probe::{Outcome, Prober};
 use crate::schedule::{Shutdown, Ticker};
 use crate::store::{NewNotification, NewState, StateRow};
@@ -54,6 +55,8 @@ pub struct Parts {
     pub shutdown: Arc<Shutdown>,
     /// The settled state of every target/region, to tell "down from all regions".
     pub board: Board,
+    /// Counters and gauges for `/metrics`, and the loops' liveness for `/healthz`.
+    pub metrics: Arc<Registry>,
 }
 
 /// Builds a [`Prober`] with a given whole-request timeout.
@@ -88,10 +91,16 @@ pub fn run(
 ) -> std::io::Result<()> {
     let courier = {
         let shared = Arc::clone(&parts);
-        std::thread::Builder::new()
-            .name("courier".into())
-            .stack_size(STACK_SIZE)
-            .spawn(move || crate::courier::run(&shared.ledger, mailer.as_mut(), &*shared.clock))?
+        std::thread::Builder::new().name("courier".into()).stack_size(STACK_SIZE).spawn(
+            move || {
+                crate::courier::run(
+                    &shared.ledger,
+                    mailer.as_mut(),
+                    &*shared.clock,
+                    &shared.metrics,
+                )
+            },
+        )?
     };
     let result = run_probes(targets, regions, &parts);
     parts.ledger.lock().close();
@@ -136,6 +145,7 @@ struct Watch {
     target: Target,
     region: Region,
     prober: Box<dyn Prober>,
+    metrics: WatchMetrics,
     detector: Detector,
     /// Start of the current settled state as far as this process knows: from the last row at
     /// start, then from each transition. Used when the database cannot say.
@@ -154,6 +164,14 @@ impl Watch {
     /// of starting a new one.
     fn resume(target: Target, region: Region, parts: &Parts) -> Self {
         let name = &region.name;
+        // Registered first: a database that hangs at start shows as a stuck loop on /healthz.
+        let metrics = parts.metrics.register(
+            &target.name,
+            name,
+            target.interval,
+            target.timeout,
+            Instant::now(),
+        );
         let last = match parts.ledger.lock().last(&target.name, name, Instant::now()) {
             Ok(last) => last,
             Err(Unavailable) => {
@@ -175,11 +193,13 @@ impl Watch {
             None => log::info!("watching target={} region={name} (no history yet)", target.name),
         }
         let health = last.as_ref().map(StateRow::health);
-        if let Some(health) = health {
-            parts.board.set(&target.name, name, health, &target.regions);
+        if let Some(row) = &last {
+            parts.board.set(&target.name, name, row.health(), &target.regions);
+            metrics.resume(row.health(), row.timestamp);
         }
         let mut watch = Watch {
             prober: (parts.prober)(target.timeout),
+            metrics,
             detector: Detector::resume(target.thresholds, health),
             since: last.map(|row| row.timestamp),
             blind_since: None,
@@ -208,6 +228,7 @@ impl Watch {
             }
             let at = parts.clock.now();
             let outcome = self.prober.probe(&self.target.url, proxy.as_deref());
+            self.metrics.probe(&outcome, Instant::now());
             self.watch_blindness(&outcome, at, parts);
             let transition = self.detector.observe(&outcome, at);
             self.log_probe(&outcome);
@@ -312,6 +333,8 @@ impl Watch {
 
     /// Record, then notify (see the module doc).
     fn handle(&mut self, transition: Transition, parts: &Parts) {
+        // First, so the metric follows the detector even while the database is down.
+        self.metrics.transition(&transition);
         let now = parts.clock.now();
         let instant = Instant::now();
         let remembered = self.since.map(|start| transition.since.since(start));
@@ -381,7 +404,10 @@ impl Watch {
             html: email.html,
             created_at: parts.clock.now(),
         };
-        parts.ledger.lock().post(recorded, letter, Instant::now());
+        let mut ledger = parts.ledger.lock();
+        ledger.post(recorded, letter, Instant::now());
+        parts.metrics.set_pending_notifications(ledger.outbox().count());
+        drop(ledger);
         parts.ledger.notify();
     }
 

@@ -682,3 +682,69 @@ fn binding_failures_are_errors_for_the_caller() {
     assert!(err.to_string().starts_with("cannot bind not an address: "), "{err}");
     first.stop();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Through the real binary: `--listen` while a scripted outage runs.
+// ---------------------------------------------------------------------------------------------
+
+mod support;
+
+#[test]
+fn the_monitor_serves_metrics_that_follow_a_scripted_outage() {
+    let api = support::FakeApi::start(&[]);
+    let url = api.health_url();
+    let dir = support::temp_dir("listen");
+    let db = format!("sqlite://{}", dir.join("monitor.db").display());
+    let mon = support::monitor(&[
+        "--url",
+        &url,
+        "--db",
+        &db,
+        "--interval",
+        "200ms",
+        "--timeout",
+        "2s",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let line = mon.wait_for_line("serving http://");
+    let addr: SocketAddr = line
+        .split("serving http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let labels = [("target", url.as_str()), ("region", "direct")];
+    let scrape = || {
+        let response = get(addr, "/metrics");
+        assert_eq!(response.status, 200);
+        parse_exposition(&response.body).unwrap_or_else(|e| panic!("{e}\n{}", response.body))
+    };
+
+    mon.wait_for_line("UP target=");
+    let m = scrape();
+    assert_eq!(m.value("api_monitor_up", &labels), Some(1.0), "up after the first settled state");
+    assert_eq!(m.value("api_monitor_outages_total", &labels), Some(0.0));
+    assert_eq!(get(addr, "/healthz").status, 200);
+
+    api.set_mode("down");
+    mon.wait_for_line("OUTAGE target=");
+    let m = scrape();
+    assert_eq!(m.value("api_monitor_up", &labels), Some(0.0));
+    assert_eq!(m.value("api_monitor_outages_total", &labels), Some(1.0));
+    assert!(m.value("api_monitor_consecutive_failures", &labels).unwrap() >= 2.0);
+    let failed = [("target", url.as_str()), ("region", "direct"), ("result", "failed")];
+    assert!(m.value("api_monitor_probes_total", &failed).unwrap() >= 2.0);
+
+    api.set_mode("ok");
+    mon.wait_for_line("RECOVERED target=");
+    let m = scrape();
+    assert_eq!(m.value("api_monitor_up", &labels), Some(1.0));
+    assert_eq!(m.value("api_monitor_outages_total", &labels), Some(1.0), "counted once");
+    assert_eq!(m.value("api_monitor_consecutive_failures", &labels), Some(0.0));
+
+    let page = get(addr, "/");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(&url), "the status page lists the target");
+    assert!(page.body.contains("<svg"), "with its 90-day bar");
+}
