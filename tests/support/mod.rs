@@ -604,7 +604,11 @@ impl ConnectProxy {
         ConnectProxy { url, blocked, tunnels }
     }
 
-    fn serve(mut client: TcpStream, blocked: &AtomicBool, tunnels: &AtomicUsize) -> std::io::Result<()> {
+    fn serve(
+        mut client: TcpStream,
+        blocked: &AtomicBool,
+        tunnels: &AtomicUsize,
+    ) -> std::io::Result<()> {
         let mut reader = BufReader::new(client.try_clone()?);
         let mut request = String::new();
         reader.read_line(&mut request)?;
