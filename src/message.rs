@@ -317,7 +317,7 @@ fn history_rows(history: &History) -> Vec<(String, String)> {
 
 /// An uptime with two decimals, `99.93%`. Rounding never reaches a bound the data did not: any
 /// downtime shows at most `99.99%`, any uptime at least `0.01%`, so "100.00%" means no outage.
-fn percent(p: f64) -> String {
+pub(crate) fn percent(p: f64) -> String {
     let shown = format!("{p:.2}");
     if shown == "100.00" && p < 100.0 {
         "99.99%".to_owned()
@@ -342,7 +342,7 @@ fn one_line(text: &str) -> String {
 }
 
 /// `text` safe inside HTML element content and attribute values.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::detector::Health;
 use crate::duration::human;
 use crate::history::{self, Change, Period};
+use crate::message::escape;
 use crate::timestamp::Timestamp;
 
 /// Cells in the bar: one per UTC day, today included.
@@ -222,35 +223,9 @@ fn clock(t: Timestamp) -> String {
 
 /// An uptime as the emails show it (`99.93%`), or `n/a` when nothing was observed.
 ///
-/// Two decimals; rounding never reaches a bound the data did not: any downtime shows at most
-/// `99.99%`, any uptime at least `0.01%`. (The same rule as the private `percent` of
-/// [`crate::message`], which this mirrors until the two share one function.)
+/// The uptime as every other view shows it ([`crate::message::percent`]), `n/a` when unknown.
 fn uptime_text(uptime: Option<f64>) -> String {
-    let Some(p) = uptime else { return "n/a".to_owned() };
-    let shown = format!("{p:.2}");
-    if shown == "100.00" && p < 100.0 {
-        "99.99%".to_owned()
-    } else if shown == "0.00" && p > 0.0 {
-        "0.01%".to_owned()
-    } else {
-        format!("{shown}%")
-    }
-}
-
-/// `text` safe inside HTML element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    uptime.map_or_else(|| "n/a".to_owned(), crate::message::percent)
 }
 
 #[cfg(test)]
