@@ -2,7 +2,7 @@
 //! that misbehaves in one precise way (a `fake-api` mode, a port with nothing behind it, an
 //! unresolvable host), and each test checks two things the issue asks for:
 //!
-//! - the WARN line `probe failed target=… reason="…"` carries the exact reason, and the outage
+//! - the WARN line `probe failed target=… region=direct reason="…"` carries the exact reason, and the outage
 //!   it leads to carries it too (it goes into the email);
 //! - the monitor keeps going: more probes follow the outage, the process is still running, and
 //!   where the endpoint can be healed, the monitor sees the recovery.
@@ -29,7 +29,7 @@ fn watch(url: &str, interval: &str) -> Process {
 /// declared an outage with that reason, and probing has gone on after the outage; then checks
 /// that the process is still running.
 fn assert_fails_and_keeps_going(mon: &mut Process, url: &str, reason: &str) {
-    let failed = format!("probe failed target={url} reason={reason:?}");
+    let failed = format!("probe failed target={url} region=direct reason={reason:?}");
     mon.wait_for_line(&failed);
     let outage = mon.wait_for_line(&format!("OUTAGE target={url}"));
     assert!(outage.contains(&format!("reason={reason:?}")), "the outage carries it: {outage}");
