@@ -75,3 +75,20 @@ static: ## fully static glibc build, proven to run alone in an empty root (scrip
 
 lint-deploy: ## lint Dockerfile, compose file, workflow, .yamllint and scripts (tools from PyPI)
 	bash scripts/lint-deploy.sh
+
+# --- Benchmark (bench/): the release binaries on loopback against monit and blackbox_exporter ----
+# `make bench` takes about 5 minutes and rewrites bench/RESULTS.md; knobs: `target/release/bench
+# --help` (flags, or BENCH_* variables, e.g. `BENCH_PROBES=500 make bench`). `make bench-smoke`
+# runs every step with tiny sizes on the debug binaries `make test` builds (about 20 s), writes
+# to a temporary file and fails only when a measurement could not be taken, never on a timing.
+.PHONY: bench bench-smoke
+
+bench: ## benchmark: CPU/probe, RSS, alert latency, shutdown, scale; writes bench/RESULTS.md
+	$(CARGO) build --release --workspace --bins
+	target/release/bench --out bench/RESULTS.md
+
+bench-smoke: ## the benchmark with tiny sizes, so it cannot rot (no timing is asserted)
+	$(CARGO) build --workspace --bins
+	@out=$$(mktemp "$${TMPDIR:-/tmp}/api-monitor-bench-smoke.XXXXXX.md") && \
+	  target/debug/bench --smoke --out "$$out" >/dev/null && \
+	  echo "bench-smoke: every measurement taken; report in $$out"
