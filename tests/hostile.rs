@@ -14,12 +14,10 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use mysql::prelude::Queryable;
-use support::{run_monitor, scratch_db, temp_dir, FakeApi, SmtpServer, DEADLINE, SUPPORT};
+use support::{monitor_env, run_monitor, scratch_db, temp_dir, FakeApi, Log, SmtpServer, SUPPORT};
 
 /// The password every test hides.
 const SECRET: &str = "s3cret";
@@ -28,119 +26,21 @@ const SECRET: &str = "s3cret";
 // Helpers: a monitor started with environment variables, a list to wait on, an SMTP server with
 // AUTH, and MariaDB users that are dropped at the end.
 
-/// Items that arrive from another thread, and a way to wait for them.
-struct Waitable<T> {
-    items: Mutex<Vec<T>>,
-    grew: Condvar,
-}
-
-impl<T: Clone> Waitable<T> {
-    fn new() -> Arc<Self> {
-        Arc::new(Waitable { items: Mutex::new(Vec::new()), grew: Condvar::new() })
-    }
-
-    fn push(&self, item: T) {
-        self.items.lock().unwrap().push(item);
-        self.grew.notify_all();
-    }
-
-    fn snapshot(&self) -> Vec<T> {
-        self.items.lock().unwrap().clone()
-    }
-
-    /// Waits until `ready` holds, or panics after [`DEADLINE`] naming `what`.
-    fn wait_until(&self, what: &str, ready: impl Fn(&[T]) -> bool) -> Vec<T> {
-        let deadline = Instant::now() + DEADLINE;
-        let mut items = self.items.lock().unwrap();
-        while !ready(&items) {
-            let now = Instant::now();
-            assert!(now < deadline, "timed out after {DEADLINE:?} waiting for {what}");
-            items = self.grew.wait_timeout(items, deadline - now).unwrap().0;
-        }
-        items.clone()
-    }
-}
-
-/// `api-monitor run` with arguments and environment, its stderr collected line by line; killed
-/// when dropped.
-struct Monitor {
-    child: Child,
-    stderr: Arc<Waitable<String>>,
-    /// The thread copying stderr; it ends when the process has exited and the pipe is drained.
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Monitor {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_api-monitor"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("api-monitor starts");
-        let stderr = Waitable::new();
-        let (pipe, sink) = (child.stderr.take().unwrap(), Arc::clone(&stderr));
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                eprintln!("  | {line}");
-                sink.push(line);
-            }
-        });
-        Monitor { child, stderr, reader: Some(reader) }
-    }
-
-    fn wait_for_line(&self, needle: &str) -> String {
-        let lines = self.stderr.wait_until(&format!("a log line with {needle:?}"), |lines| {
-            lines.iter().any(|l| l.contains(needle))
-        });
-        lines.into_iter().find(|l| l.contains(needle)).unwrap()
-    }
-
-    /// SIGTERM, then the exit status (within [`DEADLINE`]) and everything written to stderr.
-    fn stop(mut self) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + DEADLINE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "the monitor did not stop within {DEADLINE:?}");
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        if let Some(reader) = self.reader.take() {
-            reader.join().expect("the stderr reader ends with the process");
-        }
-        (status, self.stderr.snapshot().join("\n"))
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A plain-text SMTP server that offers `AUTH PLAIN LOGIN` (as many internal relays do) and
 /// records the credentials it is given and the raw messages it accepts.
 struct AuthSmtp {
     addr: String,
     /// `(user, password)` of every successful `AUTH`.
-    logins: Arc<Waitable<(String, String)>>,
+    logins: Arc<Log<(String, String)>>,
     /// Raw `DATA` of every accepted message, dot-unstuffed.
-    mails: Arc<Waitable<String>>,
+    mails: Arc<Log<String>>,
 }
 
 impl AuthSmtp {
     fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let (logins, mails) = (Waitable::new(), Waitable::new());
+        let (logins, mails) = (Log::new(), Log::new());
         let (l, m) = (Arc::clone(&logins), Arc::clone(&mails));
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
@@ -158,8 +58,8 @@ impl AuthSmtp {
     /// One SMTP session, just enough of RFC 5321 and RFC 4954 for `lettre`.
     fn converse(
         stream: TcpStream,
-        logins: &Waitable<(String, String)>,
-        mails: &Waitable<String>,
+        logins: &Log<(String, String)>,
+        mails: &Log<String>,
     ) -> std::io::Result<()> {
         let mut out = stream.try_clone()?;
         let mut lines = BufReader::new(stream).lines();
@@ -365,7 +265,7 @@ fn passwords_in_urls_never_reach_logs_or_emails() {
     let mut args = fast(&url);
     args.extend(["--db", &db_url, "--smtp", &smtp_url, "--log-file", &log_file]);
 
-    let mon = Monitor::start(&args, &[]);
+    let mon = monitor_env(&args, &[]);
     mon.wait_for_line("UP target=");
     api.set_mode("down");
     let mails = smtp.mails.wait_until("the outage email", |m| !m.is_empty());
@@ -418,7 +318,7 @@ fn passwords_from_secret_files_never_reach_logs() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let url = api.health_url();
 
-    let mon = Monitor::start(&fast(&url), &env);
+    let mon = monitor_env(&fast(&url), &env);
     mon.wait_for_line("UP target=");
     api.set_mode("down");
     mon.wait_for_line("OUTAGE target=");
@@ -487,7 +387,7 @@ fn a_hostile_target_url_cannot_inject_headers_or_markup() {
     let mut args = fast(&url);
     args.extend(["--db", &db, "--smtp", &smtp.url]);
 
-    let mon = Monitor::start(&args, &[]);
+    let mon = monitor_env(&args, &[]);
     let mail = smtp.wait_for(1).remove(0);
     let (_, stderr) = mon.stop();
 
@@ -530,7 +430,7 @@ fn a_target_password_is_shown_masked() {
     let mut args = fast(&url);
     args.extend(["--db", &db, "--smtp", &smtp.url]);
 
-    let mon = Monitor::start(&args, &[]);
+    let mon = monitor_env(&args, &[]);
     let masked = api.health_url().replace("http://", "http://probe:***@");
     mon.wait_for_line(&format!("target={masked}"));
     // Settle a state (either one: what matters is what is printed), and with it an email or

@@ -7,13 +7,9 @@ mod support;
 use api_monitor::duration::human;
 use api_monitor::store;
 use support::{
-    args, monitor, reserve_port, rows, scratch_db, temp_dir, FakeApi, Forwarder, Process,
+    args, forwarded_mysql, monitor, reserve_port, rows, scratch_db, sqlite, FakeApi, Process,
     SmtpServer,
 };
-
-fn sqlite(tag: &str) -> String {
-    format!("sqlite://{}", temp_dir(tag).join("monitor.db").display())
-}
 
 /// Runs an outage and a recovery against `smtp`; returns the monitor for more checks.
 fn outage_then_recovery(api: &FakeApi, mon: &Process, smtp: &SmtpServer) -> Vec<support::Mail> {
@@ -111,19 +107,12 @@ fn a_crash_before_the_server_accepted_is_delivered_once_after_restart() {
 #[test]
 fn a_database_outage_during_an_outage_loses_nothing() {
     let Some(db) = scratch_db::mysql("cut") else { return };
-    let mut db_url = url::Url::parse(&db.url).unwrap();
-    let target = (db_url.host_str().unwrap(), db_url.port().unwrap_or(3306));
-    let target = std::net::ToSocketAddrs::to_socket_addrs(&target).unwrap().next().unwrap();
-    let forwarder = Forwarder::start(target);
-    db_url.set_port(Some(forwarder.port)).unwrap();
-    // On loopback the mysql driver would otherwise switch to the server's Unix socket and
-    // bypass the forwarder.
-    db_url.query_pairs_mut().append_pair("prefer_socket", "false");
+    let (forwarder, db_url) = forwarded_mysql(&db);
 
     let api = FakeApi::start(&[]);
     let smtp = SmtpServer::start();
     let url = api.health_url();
-    let mut mon = monitor(&args(&url, db_url.as_str(), &smtp.url));
+    let mut mon = monitor(&args(&url, &db_url, &smtp.url));
     mon.wait_for_line("UP target=");
 
     forwarder.cut();

@@ -3,30 +3,15 @@
 
 mod support;
 
-use support::{monitor, reserve_port, rows, temp_dir, ConnectProxy, FakeApi, SmtpServer, SUPPORT};
+use support::{
+    args, monitor, reserve_port, rows, sqlite, temp_dir, ConnectProxy, FakeApi, SmtpServer, SUPPORT,
+};
 
-fn sqlite(tag: &str) -> String {
-    format!("sqlite://{}", temp_dir(tag).join("monitor.db").display())
-}
-
-/// Fast loop on loopback, mail to [`SUPPORT`], plus `extra` arguments.
-fn monitor_with(db: &str, smtp: &str, extra: &[&str]) -> support::Process {
-    let mut args = vec![
-        "--db",
-        db,
-        "--smtp",
-        smtp,
-        "--support",
-        SUPPORT,
-        "--interval",
-        "200ms",
-        "--timeout",
-        "2s",
-        "--from",
-        "monitor@example.com",
-    ];
-    args.extend_from_slice(extra);
-    monitor(&args)
+/// The standard fast loop on loopback for `url` ([`support::args`]), plus `extra` arguments.
+fn monitor_with(url: &str, db: &str, smtp: &str, extra: &[&str]) -> support::Process {
+    let mut all = args(url, db, smtp);
+    all.extend_from_slice(extra);
+    monitor(&all)
 }
 
 #[test]
@@ -101,7 +86,7 @@ fn a_dead_proxy_makes_its_region_blind_once_without_an_outage() {
     let smtp = SmtpServer::start();
     let dead = format!("eu=http://127.0.0.1:{}", reserve_port());
     let url = api.health_url();
-    let mon = monitor_with(&sqlite("blind"), &smtp.url, &["--url", &url, "--region", &dead]);
+    let mon = monitor_with(&url, &sqlite("blind"), &smtp.url, &["--region", &dead]);
     let blind = mon.wait_for_line("BLIND target=");
     assert!(blind.contains("connection refused"), "{blind}");
     let mails = smtp.wait_for(1);
@@ -120,7 +105,7 @@ fn two_targets_one_failing_only_its_emails_and_rows() {
     let smtp = SmtpServer::start();
     let db = sqlite("two");
     let (good_url, bad_url) = (good.health_url(), bad.health_url());
-    let mon = monitor_with(&db, &smtp.url, &["--url", &good_url, "--url", &bad_url]);
+    let mon = monitor_with(&good_url, &db, &smtp.url, &["--url", &bad_url]);
     mon.wait_for_count("UP target=", 2);
     bad.set_mode("error");
     let mails = smtp.wait_for(1);
@@ -140,7 +125,7 @@ fn reminders_come_at_the_configured_spacing_and_stop_at_recovery() {
     let api = FakeApi::start(&[]);
     let smtp = SmtpServer::start();
     let url = api.health_url();
-    let mon = monitor_with(&sqlite("remind"), &smtp.url, &["--url", &url, "--remind", "1s"]);
+    let mon = monitor_with(&url, &sqlite("remind"), &smtp.url, &["--remind", "1s"]);
     mon.wait_for_line("UP target=");
     api.set_mode("down");
     let mails = smtp.wait_for(3); // the outage and two reminders
@@ -176,11 +161,8 @@ fn an_api_down_from_every_region_says_so() {
     let smtp = SmtpServer::start();
     let url = api.health_url();
     let eu = format!("eu={}", proxy.url);
-    let mon = monitor_with(
-        &sqlite("allregions"),
-        &smtp.url,
-        &["--url", &url, "--region", "direct", "--region", &eu],
-    );
+    let regions = ["--region", "direct", "--region", &eu];
+    let mon = monitor_with(&url, &sqlite("allregions"), &smtp.url, &regions);
     mon.wait_for_count("UP target=", 2);
     api.set_mode("down");
     let mails = smtp.wait_for(2);

@@ -8,11 +8,7 @@ use std::io::Read;
 use std::net::TcpListener;
 
 use api_monitor::store;
-use support::{args, monitor, scratch_db, temp_dir, FakeApi, Forwarder, SmtpServer};
-
-fn sqlite(tag: &str) -> String {
-    format!("sqlite://{}", temp_dir(tag).join("monitor.db").display())
-}
+use support::{args, forwarded_mysql, monitor, scratch_db, sqlite, FakeApi, SmtpServer};
 
 #[test]
 fn sigterm_during_a_probe_exits_0_when_the_probe_returns() {
@@ -60,17 +56,12 @@ fn sigterm_during_an_smtp_conversation_keeps_the_email_in_the_outbox() {
 #[test]
 fn sigterm_while_the_database_is_down_logs_everything_unwritten_in_full() {
     let Some(db) = scratch_db::mysql("sigdb") else { return };
-    let mut db_url = url::Url::parse(&db.url).unwrap();
-    let target = (db_url.host_str().unwrap(), db_url.port().unwrap_or(3306));
-    let target = std::net::ToSocketAddrs::to_socket_addrs(&target).unwrap().next().unwrap();
-    let forwarder = Forwarder::start(target);
-    db_url.set_port(Some(forwarder.port)).unwrap();
-    db_url.query_pairs_mut().append_pair("prefer_socket", "false");
+    let (forwarder, db_url) = forwarded_mysql(&db);
 
     let api = FakeApi::start(&[]);
     let smtp = SmtpServer::start();
     smtp.set_accepting(false);
-    let mut mon = monitor(&args(&api.health_url(), db_url.as_str(), &smtp.url));
+    let mut mon = monitor(&args(&api.health_url(), &db_url, &smtp.url));
     mon.wait_for_line("UP target=");
     forwarder.cut();
     api.set_mode("down");

@@ -27,11 +27,11 @@ pub struct Log<T> {
 }
 
 impl<T: Clone> Log<T> {
-    fn new() -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         Arc::new(Log { items: Mutex::new(Vec::new()), grew: Condvar::new() })
     }
 
-    fn push(&self, item: T) {
+    pub fn push(&self, item: T) {
         self.items.lock().unwrap().push(item);
         self.grew.notify_all();
     }
@@ -332,6 +332,8 @@ impl Forwarder {
 pub struct Process {
     pub child: Child,
     pub stderr: Arc<Log<String>>,
+    /// The thread copying stderr; it ends when the process has exited and the pipe is drained.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Process {
@@ -346,13 +348,13 @@ impl Process {
         let stderr = child.stderr.take().unwrap();
         let lines = Log::new();
         let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("  | {line}");
                 sink.push(line);
             }
         });
-        (Process { child, stderr: lines }, stdout)
+        (Process { child, stderr: lines, reader: Some(reader) }, stdout)
     }
 
     /// Waits for a stderr line containing `needle`; returns it.
@@ -372,6 +374,16 @@ impl Process {
 
     pub fn count(&self, needle: &str) -> usize {
         self.stderr.snapshot().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// SIGTERM, then the exit status (within [`DEADLINE`]) and everything written to stderr.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        self.signal("TERM");
+        let status = self.wait_exit();
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the stderr reader ends with the process");
+        }
+        (status, self.stderr.snapshot().join("\n"))
     }
 
     /// Sends a signal by name (`INT`, `TERM`, `KILL`).
@@ -462,9 +474,34 @@ impl FakeApi {
 
 /// Starts `api-monitor` with `args`, logging at debug level so tests can follow every probe.
 pub fn monitor(args: &[&str]) -> Process {
+    let mut verbose = args.to_vec();
+    verbose.push("-v");
+    monitor_env(&verbose, &[])
+}
+
+/// Starts `api-monitor` with `args` and only `env` (plus `PATH`) in its environment.
+pub fn monitor_env(args: &[&str], env: &[(&str, &str)]) -> Process {
     let mut command = Command::new(env!("CARGO_BIN_EXE_api-monitor"));
-    command.args(args).arg("-v").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied());
     Process::spawn(command).0
+}
+
+/// A scratch MariaDB database reached through a [`Forwarder`] that the test can cut: returns
+/// the forwarder and the database URL that goes through it.
+pub fn forwarded_mysql(db: &scratch_db::ScratchDb) -> (Forwarder, String) {
+    let mut db_url = url::Url::parse(&db.url).unwrap();
+    let target = (db_url.host_str().unwrap(), db_url.port().unwrap_or(3306));
+    let target = std::net::ToSocketAddrs::to_socket_addrs(&target).unwrap().next().unwrap();
+    let forwarder = Forwarder::start(target);
+    db_url.set_port(Some(forwarder.port)).unwrap();
+    // On loopback the mysql driver would otherwise switch to the server's Unix socket and
+    // bypass the forwarder.
+    db_url.query_pairs_mut().append_pair("prefer_socket", "false");
+    (forwarder, db_url.to_string())
 }
 
 /// Runs `api-monitor` to completion; returns (status, stdout, stderr).
@@ -481,6 +518,11 @@ pub fn run_monitor(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, 
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// A `sqlite://` URL for a database in a fresh temp directory.
+pub fn sqlite(tag: &str) -> String {
+    format!("sqlite://{}", temp_dir(tag).join("monitor.db").display())
 }
 
 /// A fresh directory under the system temp dir, unique to this test.
