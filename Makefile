@@ -16,9 +16,10 @@ demo: ## scripted outage against fake-api, emails printed by a local SMTP sink; 
 	$(CARGO) build --workspace --bins
 	@bash scripts/demo.sh
 
-test: ## the test suite (unit, CLI, end-to-end with fake-api, SMTP, SQLite and MariaDB)
+test: ## the test suite (unit, CLI, end-to-end with fake-api, SMTP, SQLite and MariaDB) + bench smoke run
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+	$(MAKE) --no-print-directory bench-smoke
 
 lint: ## formatting, clippy (warnings are errors), and no async runtime in the shipped binaries
 	$(CARGO) fmt --all -- --check
