@@ -112,22 +112,31 @@ pub fn run(
 }
 
 fn run_probes(targets: &[Target], regions: &[Region], parts: &Arc<Parts>) -> std::io::Result<()> {
+    let pairs: Vec<(usize, &Target, &Region)> = targets
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            regions.iter().filter(|r| t.regions.contains(&r.name)).map(move |r| (i, t, r))
+        })
+        .collect();
+    let count = u32::try_from(pairs.len()).unwrap_or(u32::MAX).max(1);
+    let start = Instant::now();
     let mut threads = Vec::new();
-    for (i, target) in targets.iter().enumerate() {
-        for region in regions.iter().filter(|r| target.regions.contains(&r.name)) {
-            let (target, region) = (target.clone(), region.clone());
-            let shared = Arc::clone(parts);
-            let thread = std::thread::Builder::new()
-                .name(format!("probe-{i}-{}", region.name))
-                .stack_size(STACK_SIZE)
-                .spawn(move || Watch::resume(target, region, &shared).run(&shared));
-            match thread {
-                Ok(handle) => threads.push(handle),
-                Err(e) => {
-                    parts.shutdown.trigger();
-                    threads.into_iter().for_each(|t| drop(t.join()));
-                    return Err(e);
-                }
+    for (n, (i, target, region)) in pairs.into_iter().enumerate() {
+        // Loops start spread over one interval, so many targets never probe in one burst.
+        let phase = target.interval / count * u32::try_from(n).unwrap_or(0);
+        let (target, region) = (target.clone(), region.clone());
+        let shared = Arc::clone(parts);
+        let thread = std::thread::Builder::new()
+            .name(format!("probe-{i}-{}", region.name))
+            .stack_size(STACK_SIZE)
+            .spawn(move || Watch::resume(target, region, &shared).run(&shared, start + phase));
+        match thread {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                parts.shutdown.trigger();
+                threads.into_iter().for_each(|t| drop(t.join()));
+                return Err(e);
             }
         }
     }
@@ -219,8 +228,9 @@ impl Watch {
             .then_some(self.region.name.as_str())
     }
 
-    fn run(mut self, parts: &Parts) {
-        let mut ticker = Ticker::new(Instant::now(), self.target.interval);
+    /// Probes at a fixed rate from `first` on, until shutdown.
+    fn run(mut self, parts: &Parts, first: Instant) {
+        let mut ticker = Ticker::new(first, self.target.interval);
         let proxy = self.region.proxy_address();
         loop {
             if parts.shutdown.sleep_until(ticker.due()) {
