@@ -69,6 +69,33 @@ pub struct Notification {
     pub last_error: Option<String>,
 }
 
+/// An outbox row as both stores read it, before its timestamp is parsed: the columns of
+/// `SELECT id, state_id, target, region, recipients, subject, text, html, created_at,
+/// attempts, last_error` in that order.
+pub(crate) type RawNotification =
+    (i64, Option<i64>, String, String, String, String, String, String, String, u32, Option<String>);
+
+/// The [`Notification`] a [`RawNotification`] stands for.
+pub(crate) fn notification(raw: RawNotification) -> Result<Notification, StoreError> {
+    let (id, state_id, target, region, recipients, subject, text, html, at, attempts, last_error) =
+        raw;
+    Ok(Notification {
+        id,
+        content: NewNotification {
+            state_id,
+            target,
+            region,
+            recipients,
+            subject,
+            text,
+            html,
+            created_at: Timestamp::parse_sql(&at)?,
+        },
+        attempts,
+        last_error,
+    })
+}
+
 /// A fault of the database itself (never of the monitored API).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -25,7 +25,10 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, FromRowError, Opts, OptsBuilder};
 
 use super::clip_reason;
-use super::{NewNotification, NewState, Notification, StateRow, Store, StoreError};
+use super::{
+    notification, NewNotification, NewState, Notification, RawNotification, StateRow, Store,
+    StoreError,
+};
 use crate::timestamp::Timestamp;
 
 /// The schema, applied on every new connection; plain SQL that the `mysql` client also runs.
@@ -252,19 +255,6 @@ impl Store for MysqlStore {
     }
 
     fn unsent(&mut self) -> Result<Vec<Notification>, StoreError> {
-        type Raw = (
-            i64,
-            Option<i64>,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            u32,
-            Option<String>,
-        );
         let rows: Vec<mysql::Row> = self.run("unsent notifications", |c| {
             c.query(
                 "SELECT id, state_id, target, region, recipients, subject, `text`, html, \
@@ -274,36 +264,10 @@ impl Store for MysqlStore {
         })?;
         rows.into_iter()
             .map(|row| {
-                let (
-                    id,
-                    state_id,
-                    target,
-                    region,
-                    recipients,
-                    subject,
-                    text,
-                    html,
-                    at,
-                    attempts,
-                    last_error,
-                ): Raw = mysql::from_row_opt(row).map_err(|e| {
+                let raw: RawNotification = mysql::from_row_opt(row).map_err(|e| {
                     StoreError::Query(format!("mysql unsent notifications: {e}").into())
                 })?;
-                Ok(Notification {
-                    id,
-                    content: NewNotification {
-                        state_id,
-                        target,
-                        region,
-                        recipients,
-                        subject,
-                        text,
-                        html,
-                        created_at: Timestamp::parse_sql(&at)?,
-                    },
-                    attempts,
-                    last_error,
-                })
+                notification(raw)
             })
             .collect()
     }

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
-use super::{clip_reason, NewNotification, NewState, Notification, StateRow, Store, StoreError};
+use super::{
+    clip_reason, notification, NewNotification, NewState, Notification, RawNotification, StateRow,
+    Store, StoreError,
+};
 use crate::timestamp::Timestamp;
 
 /// The schema, applied at every open; every statement is idempotent.
@@ -209,44 +212,22 @@ impl Store for SqliteStore {
         let rows = stmt
             .query_map([], |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    [r.get::<_, String>(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
-                    r.get::<_, String>(8)?,
-                    r.get::<_, u32>(9)?,
-                    r.get::<_, Option<String>>(10)?,
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
                 ))
             })
-            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .and_then(Iterator::collect::<Result<Vec<RawNotification>, _>>)
             .map_err(|e| query_error("unsent notifications", e))?;
-        rows.into_iter()
-            .map(
-                |(
-                    id,
-                    state_id,
-                    [target, region, recipients, subject, text, html],
-                    at,
-                    attempts,
-                    last_error,
-                )| {
-                    Ok(Notification {
-                        id,
-                        content: NewNotification {
-                            state_id,
-                            target,
-                            region,
-                            recipients,
-                            subject,
-                            text,
-                            html,
-                            created_at: Timestamp::parse_sql(&at)?,
-                        },
-                        attempts,
-                        last_error,
-                    })
-                },
-            )
-            .collect()
+        rows.into_iter().map(notification).collect()
     }
 
     fn note_attempt(&mut self, id: i64, attempts: u32, error: &str) -> Result<(), StoreError> {
