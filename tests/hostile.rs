@@ -80,9 +80,9 @@ impl AuthSmtp {
                         }
                         (Some(m), _) if m == "LOGIN" => {
                             out.write_all(b"334 VXNlcm5hbWU6\r\n")?;
-                            let user = base64_decode(&next()?);
+                            let user = support::decode_base64(&next()?);
                             out.write_all(b"334 UGFzc3dvcmQ6\r\n")?;
-                            (user, base64_decode(&next()?))
+                            (user, support::decode_base64(&next()?))
                         }
                         _ => (String::new(), String::new()),
                     };
@@ -118,25 +118,9 @@ impl AuthSmtp {
 
 /// `(user, password)` from an `AUTH PLAIN` response: base64 of `authzid NUL user NUL password`.
 fn plain(encoded: &str) -> (String, String) {
-    let decoded = base64_decode(encoded);
+    let decoded = support::decode_base64(encoded);
     let mut parts = decoded.split('\0').skip(1);
     (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned())
-}
-
-fn base64_decode(text: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
-    for c in text.trim().bytes() {
-        let Some(v) = ALPHABET.iter().position(|&a| a == c) else { continue };
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// MariaDB users that own the scratch database, dropped with this guard (before the database:
