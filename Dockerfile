@@ -8,7 +8,8 @@
 # The build stage compiles the dependencies from the manifests alone first (stub sources), so
 # editing the code recompiles only the two workspace crates; the cargo registry is a BuildKit
 # cache mount. The release profile of Cargo.toml (opt-level z, LTO, one codegen unit, panic
-# abort, strip) applies as is.
+# unwind so the probe can catch a panicking HTTP client, strip) applies as is. The `bench`
+# workspace member is never built here; only its manifest (and a stub) must exist.
 
 # Keep in step with RUST_TOOLCHAIN in .github/workflows/ci.yml. (The locked dependencies need
 # at least Rust 1.89.)
@@ -28,8 +29,9 @@ ENV CARGO_TERM_COLOR=never
 # 1. Dependencies only: this layer is rebuilt when a manifest or the lock file changes.
 COPY Cargo.toml Cargo.lock ./
 COPY fake_api/Cargo.toml fake_api/
-RUN mkdir -p src fake_api/src/bin \
- && for f in src/main.rs fake_api/src/main.rs fake_api/src/bin/mail-sink.rs; do \
+COPY bench/Cargo.toml bench/
+RUN mkdir -p src fake_api/src/bin bench/src \
+ && for f in src/main.rs fake_api/src/main.rs fake_api/src/bin/mail-sink.rs bench/src/main.rs; do \
       echo 'fn main() {}' > "$f"; done \
  && touch src/lib.rs fake_api/src/lib.rs
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
