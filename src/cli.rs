@@ -5,7 +5,7 @@
 //! Every option also reads an environment variable; a flag wins over its variable. Repeatable
 //! options (`--url`, `--support`, `--region`) take their variable as a comma-separated list.
 //! `--config FILE` only names a TOML file here; the config step reads it and lets these
-//! options win over its values (see [`crate::config_file`]). Secrets can
+//! options win over its values (see [`crate::config::file`]). Secrets can
 //! also come from files (the Docker secrets convention): `DATABASE_URL_FILE`, `SMTP_URL_FILE`,
 //! `DATABASE_PASSWORD_FILE` and `SMTP_PASSWORD_FILE` only carry a path here; the config step
 //! reads them, and only when neither the flag nor the plain variable is set.

@@ -1,28 +1,29 @@
-//! api-monitor: watches an HTTP health API and emails support when it goes down and when it
+//! api-monitor: watches HTTP health APIs and emails support when one goes down and when it
 //! comes back. The binary (`src/main.rs`) is a thin shell around this library so tests can
 //! drive every part.
 //!
-//! Pure core: [`detector`], [`history`], [`message`], [`timestamp`], [`duration`].
-//! I/O at the edges: [`probe`], [`store`].
+//! Folders by role:
+//! - [`config`]: command line, environment and TOML file into one validated [`config::Config`];
+//! - [`probe`]: one HTTP `GET` into an [`probe::Outcome`];
+//! - [`runtime`]: the threads — scheduler, probe pool, the state owner, the courier;
+//! - [`store`]: the `state` and `notification` tables in SQLite or MySQL;
+//! - [`notify`]: email text and the mailer;
+//! - [`web`]: the `--listen` server, metrics and the status page;
+//! - [`report`]: `api-monitor report`.
+//!
+//! Pure core: [`detector`], [`history`], [`notify::message`], [`timestamp`], [`duration`].
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
-pub mod config_file;
-pub mod courier;
 pub mod detector;
 pub mod duration;
 pub mod history;
-pub mod http_server;
-pub mod ledger;
-pub mod mailer;
-pub mod message;
-pub mod metrics;
-pub mod monitor;
+pub mod notify;
 pub mod probe;
 pub mod redact;
 pub mod report;
-pub mod schedule;
-pub mod status_page;
+pub mod runtime;
 pub mod store;
 pub mod timestamp;
+pub mod web;

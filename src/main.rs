@@ -11,16 +11,16 @@ use std::time::{Duration, Instant};
 
 use api_monitor::cli::{self, Command, Parsed};
 use api_monitor::config::{self, Config, Delivery, ReportOptions, Surroundings};
-use api_monitor::http_server::{self, Sources};
-use api_monitor::ledger::{Ledger, SharedLedger};
-use api_monitor::mailer::{LogMailer, Mailer, SmtpMailer, SMTP_TIMEOUT};
-use api_monitor::metrics::Registry;
-use api_monitor::monitor::{self, Board, Parts};
+use api_monitor::notify::mailer::{LogMailer, Mailer, SmtpMailer, SMTP_TIMEOUT};
 use api_monitor::probe::{HttpProber, Outcome, Prober};
-use api_monitor::schedule::Shutdown;
-use api_monitor::status_page::{self, StatusRow};
+use api_monitor::runtime::ledger::{Ledger, SharedLedger};
+use api_monitor::runtime::schedule::Shutdown;
+use api_monitor::runtime::{self, Board, Parts};
 use api_monitor::store::StateRow;
 use api_monitor::timestamp::{Clock, SystemClock};
+use api_monitor::web::metrics::Registry;
+use api_monitor::web::server::{self, Sources};
+use api_monitor::web::status_page::{self, StatusRow};
 use api_monitor::{duration, redact, report, store};
 
 /// Why the program stops early.
@@ -212,7 +212,7 @@ fn watch(config: Config) -> Result<(), Fatal> {
     let server = match config.listen {
         Some(addr) => {
             let sources = Sources { registry: metrics, status: status_page(&config, &parts) };
-            let server = http_server::serve(&addr.to_string(), sources)
+            let server = server::serve(&addr.to_string(), sources)
                 .map_err(|e| Fatal::Usage(format!("--listen: {e}")))?;
             log::info!(
                 "serving http://{0}/metrics, http://{0}/healthz and the status page http://{0}/",
@@ -222,7 +222,7 @@ fn watch(config: Config) -> Result<(), Fatal> {
         }
         None => None,
     };
-    monitor::run(&config.targets, &config.regions, parts, mailer)
+    runtime::run(&config.targets, &config.regions, parts, mailer)
         .map_err(|e| Fatal::Runtime(format!("cannot start a thread: {e}")))?;
     if let Some(server) = server {
         server.stop();
@@ -233,7 +233,7 @@ fn watch(config: Config) -> Result<(), Fatal> {
 
 /// The status page's source: every (target, region) with its 90 days of history, read through
 /// the ledger (so a database outage shows as a 503 instead of a page of "unknown" rows).
-fn status_page(config: &Config, parts: &Arc<Parts>) -> http_server::StatusSource {
+fn status_page(config: &Config, parts: &Arc<Parts>) -> server::StatusSource {
     let pairs: Vec<(String, String)> = config
         .targets
         .iter()

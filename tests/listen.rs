@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use api_monitor::detector::{Health, Transition};
 use api_monitor::history::Change;
-use api_monitor::http_server::{self, ServeError, Sources};
-use api_monitor::metrics::Registry;
 use api_monitor::probe::Outcome;
-use api_monitor::status_page::{self, StatusRow};
 use api_monitor::timestamp::Timestamp;
+use api_monitor::web::metrics::Registry;
+use api_monitor::web::server::{self, ServeError, Sources};
+use api_monitor::web::status_page::{self, StatusRow};
 
 // ---------------------------------------------------------------------------------------------
 // A strict parser of the text exposition format 0.0.4.
@@ -504,7 +504,7 @@ fn get(addr: SocketAddr, path: &str) -> Response {
 const DAY_MS: i64 = 86_400_000;
 
 /// A status source over a fixed history: one target up, one down since an hour ago.
-fn status_source(now: Timestamp) -> http_server::StatusSource {
+fn status_source(now: Timestamp) -> server::StatusSource {
     let rows = vec![
         StatusRow {
             target: URL.into(),
@@ -541,7 +541,7 @@ fn the_server_answers_metrics_health_status_and_refuses_the_rest() {
     watch.transition(&transition(None, Health::Up, 1_000));
     let now = Timestamp::from_millis(20_000 * DAY_MS);
     let sources = Sources { registry: Arc::clone(&registry), status: status_source(now) };
-    let server = http_server::serve("127.0.0.1:0", sources).expect("bind a free loopback port");
+    let server = server::serve("127.0.0.1:0", sources).expect("bind a free loopback port");
     let addr = server.local_addr();
     assert!(addr.ip().is_loopback() && addr.port() != 0, "the bound address: {addr}");
 
@@ -585,7 +585,7 @@ fn healthz_turns_503_when_a_loop_stalls() {
     registry.register("steady", DIRECT, Duration::from_secs(3_600), ms(1_000), Instant::now());
     let sources =
         Sources { registry: Arc::clone(&registry), status: Arc::new(|| Ok(String::new())) };
-    let server = http_server::serve("127.0.0.1:0", sources).expect("bind");
+    let server = server::serve("127.0.0.1:0", sources).expect("bind");
     let addr = server.local_addr();
     assert_eq!(get(addr, "/healthz").status, 200, "an hourly loop is not due yet");
 
@@ -634,7 +634,7 @@ fn slow_status_pages_do_not_hold_up_metrics() {
     let gate = Arc::new(Gate::default());
     let (entered, renders) = mpsc::channel::<()>();
     let entered = Mutex::new(entered);
-    let status: http_server::StatusSource = {
+    let status: server::StatusSource = {
         let gate = Arc::clone(&gate);
         Arc::new(move || {
             entered.lock().expect("sender").send(()).expect("test listens");
@@ -643,13 +643,12 @@ fn slow_status_pages_do_not_hold_up_metrics() {
         })
     };
     let registry = Arc::new(Registry::new());
-    let server = http_server::serve("127.0.0.1:0", Sources { registry, status }).expect("bind");
+    let server = server::serve("127.0.0.1:0", Sources { registry, status }).expect("bind");
     let addr = server.local_addr();
 
-    let slow: Vec<_> = (0..http_server::STATUS_RENDERS)
-        .map(|_| std::thread::spawn(move || get(addr, "/")))
-        .collect();
-    for _ in 0..http_server::STATUS_RENDERS {
+    let slow: Vec<_> =
+        (0..server::STATUS_RENDERS).map(|_| std::thread::spawn(move || get(addr, "/"))).collect();
+    for _ in 0..server::STATUS_RENDERS {
         renders.recv_timeout(Duration::from_secs(30)).expect("a render started");
     }
     // Every render place is taken and stuck: metrics and health still answer.
@@ -671,14 +670,14 @@ fn slow_status_pages_do_not_hold_up_metrics() {
 fn binding_failures_are_errors_for_the_caller() {
     let sources =
         || Sources { registry: Arc::new(Registry::new()), status: Arc::new(|| Ok(String::new())) };
-    let first = http_server::serve("127.0.0.1:0", sources()).expect("bind");
+    let first = server::serve("127.0.0.1:0", sources()).expect("bind");
     let taken = first.local_addr().to_string();
-    match http_server::serve(&taken, sources()) {
+    match server::serve(&taken, sources()) {
         Err(ServeError::Bind { addr, .. }) => assert_eq!(addr, taken),
         Err(e) => panic!("expected a bind error, got {e}"),
         Ok(_) => panic!("bound {taken} twice"),
     }
-    let err = http_server::serve("not an address", sources()).err().expect("malformed address");
+    let err = server::serve("not an address", sources()).err().expect("malformed address");
     assert!(err.to_string().starts_with("cannot bind not an address: "), "{err}");
     first.stop();
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::detector::Health;
 use crate::duration::human;
 use crate::history::{self, Change, Period};
-use crate::message::escape;
+use crate::notify::message::escape;
 use crate::timestamp::Timestamp;
 
 /// Cells in the bar: one per UTC day, today included.
@@ -223,9 +223,9 @@ fn clock(t: Timestamp) -> String {
 
 /// An uptime as the emails show it (`99.93%`), or `n/a` when nothing was observed.
 ///
-/// The uptime as every other view shows it ([`crate::message::percent`]), `n/a` when unknown.
+/// The uptime as every other view shows it ([`crate::notify::message::percent`]), `n/a` when unknown.
 fn uptime_text(uptime: Option<f64>) -> String {
-    uptime.map_or_else(|| "n/a".to_owned(), crate::message::percent)
+    uptime.map_or_else(|| "n/a".to_owned(), crate::notify::message::percent)
 }
 
 #[cfg(test)]

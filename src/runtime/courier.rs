@@ -13,12 +13,12 @@
 use std::time::Instant;
 
 use crate::duration::human;
-use crate::ledger::SharedLedger;
-use crate::mailer::Mailer;
-use crate::metrics::Registry;
+use crate::notify::mailer::Mailer;
+use crate::runtime::ledger::SharedLedger;
 use crate::timestamp::Clock;
+use crate::web::metrics::Registry;
 
-/// Runs until the ledger is closed (see [`crate::ledger::Ledger::close`]).
+/// Runs until the ledger is closed (see [`crate::runtime::ledger::Ledger::close`]).
 pub fn run(ledger: &SharedLedger, mailer: &mut dyn Mailer, clock: &dyn Clock, metrics: &Registry) {
     let mut guard = ledger.lock();
     metrics.set_pending_notifications(guard.outbox().count());

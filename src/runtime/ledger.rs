@@ -11,7 +11,7 @@
 //! or repeats it (a crash in the instant between the server's acceptance and the mark can
 //! repeat one; that is the one window left).
 //!
-//! The ledger does no waiting of its own: the courier thread ([`crate::courier`]) asks it what
+//! The ledger does no waiting of its own: the courier thread ([`crate::runtime::courier`]) asks it what
 //! is due and when to wake. Probe threads only append, so a slow database never delays a probe
 //! beyond the database's own timeouts, and not at all while it is known to be down.
 
@@ -20,7 +20,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::duration::human;
-use crate::message::Email;
+use crate::notify::message::Email;
 use crate::redact;
 use crate::store::{self, NewNotification, NewState, StateRow, Store, StoreError};
 use crate::timestamp::Timestamp;

@@ -8,14 +8,18 @@
 //! resumes the detector from the last row, so it does not announce that outage again.
 //!
 //! The email is not sent from here: it is posted to the [`Ledger`]'s outbox and the courier
-//! thread ([`crate::courier`]) delivers it, so a slow mail server never delays a probe.
+//! thread ([`crate::runtime::courier`]) delivers it, so a slow mail server never delays a probe.
 //! Operational faults (database, SMTP) are logged and the loop goes on; while the database is
 //! down, durations come from the last transition this process remembers. Nothing here is fatal.
 //!
 //! A region whose proxy fails is *blind*: its probes say nothing about the API, so they do not
 //! reach the detector; the blindness is logged and mailed once per blind period.
 //!
-//! [`Ledger`]: crate::ledger::Ledger
+//! [`Ledger`]: crate::runtime::ledger::Ledger
+
+pub mod courier;
+pub mod ledger;
+pub mod schedule;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,14 +29,14 @@ use crate::config::{Region, Target, DIRECT};
 use crate::detector::{Detector, Health, Transition};
 use crate::duration::human;
 use crate::history::{self, History};
-use crate::ledger::{Recorded, SharedLedger, Unavailable};
-use crate::mailer::Mailer;
-use crate::message::{self, Blindness, Email, Notice, Reminder};
-use crate::metrics::{Registry, WatchMetrics};
+use crate::notify::mailer::Mailer;
+use crate::notify::message::{self, Blindness, Email, Notice, Reminder};
 use crate::probe::{Outcome, Prober};
-use crate::schedule::{Shutdown, Ticker};
+use crate::runtime::ledger::{Recorded, SharedLedger, Unavailable};
+use crate::runtime::schedule::{Shutdown, Ticker};
 use crate::store::{NewNotification, NewState, StateRow};
 use crate::timestamp::{Clock, Timestamp};
+use crate::web::metrics::{Registry, WatchMetrics};
 
 /// How far back the history in an email looks (its longest window).
 const HISTORY_SPAN: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -93,7 +97,7 @@ pub fn run(
         let shared = Arc::clone(&parts);
         std::thread::Builder::new().name("courier".into()).stack_size(STACK_SIZE).spawn(
             move || {
-                crate::courier::run(
+                crate::runtime::courier::run(
                     &shared.ledger,
                     mailer.as_mut(),
                     &*shared.clock,

@@ -12,7 +12,7 @@ use lettre::transport::smtp::SmtpTransport;
 use lettre::Transport;
 
 use crate::config::SmtpSettings;
-use crate::message::Email;
+use crate::notify::message::Email;
 use crate::redact;
 
 /// The longest one SMTP conversation may take (connect, TLS, auth, data).

@@ -21,13 +21,15 @@
 //! URL that may hold a password is kept as a [`SecretUrl`], so `{:?}` of a [`Config`] never
 //! shows one, and every error shows URLs through [`redact`].
 
+pub mod file;
+
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{Args, Command, Verbosity};
-use crate::config_file::{self, ConfigFile, Count, DurationText};
+use crate::config::file::{self as config_file, ConfigFile, Count, DurationText};
 use crate::detector::Thresholds;
 use crate::redact::{self, SecretUrl};
 
@@ -1304,7 +1306,7 @@ mod tests {
 
     // ---- regions, reminders and the --config file ----------------------------------------
 
-    const EXAMPLE: &str = include_str!("../examples/monitor.toml");
+    const EXAMPLE: &str = include_str!("../../examples/monitor.toml");
 
     /// [`Fake`], plus one config file (at any path) with the contents `text`, or none.
     struct WithFile(Option<&'static str>);

@@ -20,7 +20,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::metrics::Registry;
+use crate::web::metrics::Registry;
 
 /// Threads answering requests.
 pub const WORKERS: usize = 4;
@@ -37,7 +37,7 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 const STACK_SIZE: usize = 256 * 1024;
 
 /// Renders the status page on request: the caller's function, typically reading the history
-/// from the database and calling [`crate::status_page::render`]. An `Err` (the database is
+/// from the database and calling [`crate::web::status_page::render`]. An `Err` (the database is
 /// unreachable, say) is answered with 503 and its text.
 pub type StatusSource = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 

@@ -1,0 +1,6 @@
+//! What `--listen` serves: the bounded HTTP server, Prometheus metrics and liveness, and the
+//! status page.
+
+pub mod metrics;
+pub mod server;
+pub mod status_page;
