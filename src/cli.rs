@@ -74,6 +74,8 @@ pub struct Args {
     pub remind: Option<String>,
     /// `--listen ADDR` / `LISTEN`: where to serve /metrics, /healthz and the status page.
     pub listen: Option<String>,
+    /// `--concurrency N` / `CONCURRENCY`: the most probes in flight at once.
+    pub concurrency: Option<String>,
     /// `report --since DUR`.
     pub since: Option<String>,
     /// `report --target URL`.
@@ -111,6 +113,7 @@ impl fmt::Debug for Args {
             .field("regions", &self.regions.iter().map(|r| redact::text(r)).collect::<Vec<_>>())
             .field("remind", &self.remind)
             .field("listen", &self.listen)
+            .field("concurrency", &self.concurrency)
             .field("since", &self.since)
             .field("target", &self.target.as_deref().map(redact::url))
             .field("json", &self.json)
@@ -182,6 +185,9 @@ OPTIONS (each also read from the environment variable shown; the flag wins):
     --listen ADDR      serve /metrics (Prometheus),       LISTEN    [default: off]
                        /healthz and a status page at / (e.g. 127.0.0.1:9898;
                        beyond loopback only if you mean it: the data is read-only)
+    --concurrency N    most probes in flight at once      CONCURRENCY
+                       (workers start on demand) [default: enough for every
+                       target to hang for its whole timeout, at most 1024]
     --log-file PATH    also append the log to PATH        LOG_FILE
     -v, --verbose      more log (-v debug: every probe, -vv trace)
     -q, --quiet        less log (-q warnings, -qq errors) LOG_LEVEL=error|warn|info|debug|trace
@@ -232,6 +238,7 @@ where
         regions: Vec::new(),
         remind: None,
         listen: None,
+        concurrency: None,
         since: None,
         target: None,
         json: false,
@@ -259,6 +266,7 @@ where
             Long("region") => a.regions.push(text(&mut parser, "--region")?),
             Long("remind") => a.remind = Some(text(&mut parser, "--remind")?),
             Long("listen") => a.listen = Some(text(&mut parser, "--listen")?),
+            Long("concurrency") => a.concurrency = Some(text(&mut parser, "--concurrency")?),
             Long("since") => a.since = Some(text(&mut parser, "--since")?),
             Long("target") => a.target = Some(text(&mut parser, "--target")?),
             Long("json") => a.json = true,
@@ -324,6 +332,7 @@ where
     fallback(&mut a.from, "MAIL_FROM");
     fallback(&mut a.remind, "REMIND");
     fallback(&mut a.listen, "LISTEN");
+    fallback(&mut a.concurrency, "CONCURRENCY");
     fallback(&mut a.log_file, "LOG_FILE");
 
     a.verbosity = match (loudness, env("LOG_LEVEL").filter(|v| !v.trim().is_empty())) {

@@ -13,14 +13,14 @@ use api_monitor::cli::{self, Command, Parsed};
 use api_monitor::config::{self, Config, Delivery, ReportOptions, Surroundings};
 use api_monitor::notify::mailer::{LogMailer, Mailer, SmtpMailer, SMTP_TIMEOUT};
 use api_monitor::probe::{HttpProber, Outcome, Prober};
-use api_monitor::runtime::ledger::{Ledger, SharedLedger};
+use api_monitor::runtime::ledger::Ledger;
 use api_monitor::runtime::schedule::Shutdown;
-use api_monitor::runtime::{self, Board, Parts};
-use api_monitor::store::StateRow;
+use api_monitor::runtime::state::{Recipients, Snapshot};
+use api_monitor::runtime::{self, pool, Parts, ProberFactory};
 use api_monitor::timestamp::{Clock, SystemClock};
 use api_monitor::web::metrics::Registry;
 use api_monitor::web::server::{self, Sources};
-use api_monitor::web::status_page::{self, StatusRow};
+use api_monitor::web::status_page;
 use api_monitor::{duration, redact, report, store};
 
 /// Why the program stops early.
@@ -158,10 +158,19 @@ fn watch(config: Config) -> Result<(), Fatal> {
         .map_err(|e| Fatal::Runtime(format!("cannot install the signal handler: {e}")))?;
     }
 
+    let pairs: usize = config.targets.iter().map(|t| t.regions.len()).sum();
+    let regions: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
+    // One line whatever the scale: the URLs are listed only while they fit on it.
+    let listed = if config.targets.len() <= 10 {
+        config.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(",")
+    } else {
+        config.targets.len().to_string()
+    };
     log::info!(
-        "api-monitor {} starting targets={} interval={} timeout={} failures={} successes={} db={}",
+        "api-monitor {} starting targets={listed} regions={} pairs={pairs} interval={} \
+         timeout={} failures={} successes={} db={}",
         env!("CARGO_PKG_VERSION"),
-        config.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(","),
+        regions.join(","),
         duration::human(config.interval),
         duration::human(config.timeout),
         config.thresholds.failures,
@@ -199,19 +208,35 @@ fn watch(config: Config) -> Result<(), Fatal> {
     };
 
     let metrics = Arc::new(Registry::new());
-    let parts = Arc::new(Parts {
-        prober: Box::new(|timeout| Box::new(HttpProber::new(timeout))),
-        ledger: SharedLedger::new(ledger),
-        recipients,
-        mail,
-        clock: Box::new(SystemClock),
-        shutdown,
-        board: Board::default(),
-        metrics: Arc::clone(&metrics),
+    let probers: ProberFactory = Box::new(|timeout| Box::new(HttpProber::new(timeout)));
+    let slots = runtime::slots(&config.targets, &config.regions, &metrics, &probers);
+    let concurrency = config.concurrency.unwrap_or_else(|| {
+        pool::default_size(slots.iter().map(|s| (s.target.interval, s.target.timeout)))
     });
+    log::info!(
+        "probe pool: at most {concurrency} workers{}",
+        if config.concurrency.is_some() {
+            ""
+        } else {
+            " (default from targets, intervals and timeouts)"
+        }
+    );
+    metrics.set_workers(concurrency);
+    let parts = Parts {
+        ledger,
+        mailer,
+        recipients: Recipients { global: recipients, mail },
+        clock: Arc::new(SystemClock),
+        metrics: Arc::clone(&metrics),
+        concurrency,
+        shutdown,
+    };
+    let running = runtime::start(slots, parts)
+        .map_err(|e| Fatal::Runtime(format!("cannot start a thread: {e}")))?;
     let server = match config.listen {
         Some(addr) => {
-            let sources = Sources { registry: metrics, status: status_page(&config, &parts) };
+            let sources =
+                Sources { registry: metrics, status: status_page(Arc::clone(&running.snapshot)) };
             let server = server::serve(&addr.to_string(), sources)
                 .map_err(|e| Fatal::Usage(format!("--listen: {e}")))?;
             log::info!(
@@ -222,8 +247,7 @@ fn watch(config: Config) -> Result<(), Fatal> {
         }
         None => None,
     };
-    runtime::run(&config.targets, &config.regions, parts, mailer)
-        .map_err(|e| Fatal::Runtime(format!("cannot start a thread: {e}")))?;
+    running.wait();
     if let Some(server) = server {
         server.stop();
     }
@@ -231,37 +255,10 @@ fn watch(config: Config) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// The status page's source: every (target, region) with its 90 days of history, read through
-/// the ledger (so a database outage shows as a 503 instead of a page of "unknown" rows).
-fn status_page(config: &Config, parts: &Arc<Parts>) -> server::StatusSource {
-    let pairs: Vec<(String, String)> = config
-        .targets
-        .iter()
-        .flat_map(|t| t.regions.iter().map(move |r| (t.name.clone(), r.clone())))
-        .collect();
-    let parts = Arc::clone(parts);
-    Arc::new(move || {
-        let now = parts.clock.now();
-        let from = now.minus(status_page::HISTORY_SPAN);
-        let mut ledger = parts.ledger.lock();
-        if !ledger.is_up() {
-            return Err("database unavailable".into());
-        }
-        let rows = pairs
-            .iter()
-            .map(|(target, region)| StatusRow {
-                target: target.clone(),
-                region: region.clone(),
-                changes: ledger
-                    .since(target, region, from, Instant::now())
-                    .iter()
-                    .map(StateRow::change)
-                    .collect(),
-            })
-            .collect::<Vec<_>>();
-        drop(ledger);
-        Ok(status_page::render(&rows, now))
-    })
+/// The status page's source: the history the state owner publishes in memory, so a page view
+/// never waits on the database or on the state owner.
+fn status_page(snapshot: Arc<Snapshot>) -> server::StatusSource {
+    Arc::new(move || Ok(status_page::render(&snapshot.rows(), SystemClock.now())))
 }
 
 /// The HTTP client would silently route probes through `http_proxy`/`https_proxy`/`all_proxy`

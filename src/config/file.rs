@@ -50,6 +50,8 @@ pub struct FileSettings {
     pub successes: Option<Count>,
     /// A duration or `"off"`.
     pub remind: Option<DurationText>,
+    /// The most probes in flight at once.
+    pub concurrency: Option<Count>,
     pub support: Option<Vec<String>>,
     #[serde(default, deserialize_with = "optional_secret")]
     pub db: Option<SecretUrl>,

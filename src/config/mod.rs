@@ -150,6 +150,9 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// Where to serve `/metrics`, `/healthz` and the status page; `None`: not served.
     pub listen: Option<std::net::SocketAddr>,
+    /// The most probes in flight at once (1 to [`MAX_CONCURRENCY`]); `None`: the runtime
+    /// derives it from the targets.
+    pub concurrency: Option<usize>,
     /// What `api-monitor report` shows (set for that command only).
     pub report: Option<ReportOptions>,
 }
@@ -330,6 +333,18 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
             ))
         })?),
     };
+    let concurrency =
+        match pick(args.concurrency, "--concurrency", count(f.concurrency, "concurrency")) {
+            None => None,
+            Some(Setting { value, source }) => match value.trim().parse::<usize>() {
+                Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Some(n),
+                _ => {
+                    return Err(ConfigError(format!(
+                    "{source}: expected a whole number from 1 to {MAX_CONCURRENCY}, got {value:?}"
+                )))
+                }
+            },
+        };
     let report = match args.command {
         Command::Report => Some(ReportOptions {
             since: duration(
@@ -354,9 +369,13 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
         log_level,
         log_file: log_file.map(PathBuf::from),
         listen,
+        concurrency,
         report,
     })
 }
+
+/// The most probe workers one may ask for: each is a thread.
+pub const MAX_CONCURRENCY: usize = 10_000;
 
 /// `-v`/`-q`, else `LOG_LEVEL`, else the file's `log_level`, else info.
 fn log_level(verbosity: Verbosity, file: &ConfigFile) -> Result<log::LevelFilter, ConfigError> {
@@ -1409,6 +1428,7 @@ mod tests {
             log_level: log::LevelFilter::Info,
             log_file: Some(PathBuf::from("api-monitor.log")),
             listen: None,
+            concurrency: Some(64),
             report: None,
         };
         assert_eq!(c, expected);

@@ -1,64 +1,36 @@
-//! The courier: the one thread that delivers the outbox and brings the database back.
+//! The courier: the one thread that talks to the mail server.
 //!
-//! Probe threads never talk to the mail server: they put letters into the [`Ledger`] and wake
-//! the courier, so a slow or dead SMTP server can never delay a probe. The courier sends the
-//! oldest due letter, and only that one (letters go out in order, so a recovery email never
-//! overtakes its outage email); a failure is retried with exponential backoff (from
-//! `min(interval, 5s)` up to 5 minutes), forever — a notification is never given up. While the
-//! database is down, the courier is also what retries it, on its own backoff.
-//!
-//! When the monitor stops, the courier finishes the delivery in flight (bounded by the SMTP
-//! timeout), then has the ledger report whatever is still undelivered or unwritten.
+//! Why a thread of its own: an SMTP conversation can take its whole timeout, and nothing else
+//! may wait for it — not a probe, not the state owner. The state owner
+//! ([`crate::runtime::state`]) decides *which* notification goes out and when (in order, with
+//! backoff); the courier only carries one at a time and reports the result back as an
+//! [`Event`]. It owns no state: when the state owner drops its sender, the courier ends.
 
-use std::time::Instant;
+use std::sync::mpsc::{Receiver, Sender};
 
-use crate::duration::human;
 use crate::notify::mailer::Mailer;
-use crate::runtime::ledger::SharedLedger;
+use crate::runtime::ledger::Letter;
+use crate::runtime::state::Event;
 use crate::timestamp::Clock;
-use crate::web::metrics::Registry;
 
-/// Runs until the ledger is closed (see [`crate::runtime::ledger::Ledger::close`]).
-pub fn run(ledger: &SharedLedger, mailer: &mut dyn Mailer, clock: &dyn Clock, metrics: &Registry) {
-    let mut guard = ledger.lock();
-    metrics.set_pending_notifications(guard.outbox().count());
-    while !guard.is_closing() {
-        let now = Instant::now();
-        guard.maintain(now);
-        let Some(letter) = guard.due_letter(now) else {
-            let wake = guard.next_wakeup();
-            guard = ledger.wait(guard, wake);
-            continue;
-        };
-        drop(guard);
+/// Delivers each letter (an outbox entry) received on `letters` with `mailer`, reporting to `events`,
+/// until the sender is dropped.
+pub fn run(
+    letters: &Receiver<Letter>,
+    events: &Sender<Event>,
+    mailer: &mut dyn Mailer,
+    clock: &dyn Clock,
+) {
+    for letter in letters {
+        let content = &letter.content;
         let to: Vec<&str> =
-            letter.content.recipients.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
-        let result = mailer.send(&letter.email(), &to);
-        guard = ledger.lock();
-        let subject = &letter.content.subject;
-        match result {
-            Ok(()) => {
-                // Marked sent first, so the log line means "recorded as sent" too.
-                guard.delivered(letter.key, clock.now(), Instant::now());
-                metrics.set_pending_notifications(guard.outbox().count());
-                log::info!(
-                    "notification sent via={} target={} subject={subject:?} attempts={}",
-                    mailer.channel(),
-                    letter.content.target,
-                    letter.attempts + 1
-                );
-            }
-            Err(e) => {
-                let retry = guard.failed(letter.key, &e.to_string(), Instant::now());
-                log::error!(
-                    "notification NOT delivered target={} subject={subject:?} attempt={} \
-                     error=\"{e}\" retry_in={}",
-                    letter.content.target,
-                    letter.attempts + 1,
-                    retry.map_or_else(|| "-".into(), human)
-                );
-            }
+            content.recipients.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+        let event = match mailer.send(&letter.email(), &to) {
+            Ok(()) => Event::Delivered { key: letter.key, at: clock.now(), via: mailer.channel() },
+            Err(e) => Event::DeliveryFailed { key: letter.key, error: e.to_string() },
+        };
+        if events.send(event).is_err() {
+            break;
         }
     }
-    guard.report_leftovers(Instant::now());
 }

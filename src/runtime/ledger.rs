@@ -11,12 +11,12 @@
 //! or repeats it (a crash in the instant between the server's acceptance and the mark can
 //! repeat one; that is the one window left).
 //!
-//! The ledger does no waiting of its own: the courier thread ([`crate::runtime::courier`]) asks it what
-//! is due and when to wake. Probe threads only append, so a slow database never delays a probe
-//! beyond the database's own timeouts, and not at all while it is known to be down.
+//! The ledger does no waiting of its own and has one owner, the state thread
+//! ([`crate::runtime::state`]): it asks the ledger what is due and when to wake, and hands due
+//! letters to the courier thread. Probes never touch it, so a slow or reconnecting database
+//! never delays a probe.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::duration::human;
@@ -97,7 +97,7 @@ struct Unreachable {
     delay: Duration,
 }
 
-/// See the module doc. Used through [`SharedLedger`].
+/// See the module doc. Owned by the state thread ([`crate::runtime::state`]).
 pub struct Ledger {
     url: String,
     opener: Opener,
@@ -112,8 +112,6 @@ pub struct Ledger {
     outbox: VecDeque<Letter>,
     next_key: u64,
     retry_base: Duration,
-    /// Set when the monitor stops: the courier finishes and reports what is left.
-    closing: bool,
 }
 
 impl Ledger {
@@ -138,7 +136,6 @@ impl Ledger {
             outbox: VecDeque::new(),
             next_key: 0,
             retry_base,
-            closing: false,
         };
         match (ledger.opener)(url) {
             Ok(store) => {
@@ -390,23 +387,31 @@ impl Ledger {
         Some(wait)
     }
 
-    /// When the courier must next act: the head letter's due time or the next database retry.
-    pub fn next_wakeup(&self) -> Option<Instant> {
-        let letter = self.outbox.front().map(|l| l.due);
-        let database = match &self.unreachable {
+    /// When the head letter is due (the next delivery to start), if there is one.
+    pub fn next_letter_due(&self) -> Option<Instant> {
+        self.outbox.front().map(|l| l.due)
+    }
+
+    /// When [`Ledger::maintain`] must next run: the next database retry, or now while writes
+    /// wait with the database up.
+    pub fn next_maintenance(&self, now: Instant) -> Option<Instant> {
+        match &self.unreachable {
             Some(u) => Some(u.next_try),
-            None if !self.backlog.is_empty() => Some(Instant::now()),
+            None if !self.backlog.is_empty() => Some(now),
             None => None,
-        };
-        letter.into_iter().chain(database).min()
+        }
     }
 
-    pub fn close(&mut self) {
-        self.closing = true;
-    }
-
-    pub fn is_closing(&self) -> bool {
-        self.closing
+    /// The rows of a target/region since `from` (with the one before), oldest first; `Err`
+    /// when the database cannot say.
+    pub fn history(
+        &mut self,
+        target: &str,
+        region: &str,
+        from: Timestamp,
+        now: Instant,
+    ) -> Result<Vec<StateRow>, Unavailable> {
+        self.read(now, |s| s.since(target, region, from)).ok_or(Unavailable)
     }
 
     /// Undelivered letters, oldest first.
@@ -509,47 +514,6 @@ fn apply(
         }
     }
     Ok(None)
-}
-
-/// The ledger shared by the probe threads and the courier, with the courier's wake-up.
-pub struct SharedLedger {
-    ledger: Mutex<Ledger>,
-    wake: Condvar,
-}
-
-impl SharedLedger {
-    pub fn new(ledger: Ledger) -> Self {
-        SharedLedger { ledger: Mutex::new(ledger), wake: Condvar::new() }
-    }
-
-    pub fn lock(&self) -> MutexGuard<'_, Ledger> {
-        // The ledger holds no invariant a panicking holder could break halfway: every change is
-        // a push or pop, so a poisoned lock is still usable.
-        self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Wakes the courier (new letter, or closing).
-    pub fn notify(&self) {
-        self.wake.notify_all();
-    }
-
-    /// Sleeps until `deadline` (or forever when `None`) or a [`SharedLedger::notify`].
-    pub fn wait<'a>(
-        &self,
-        guard: MutexGuard<'a, Ledger>,
-        deadline: Option<Instant>,
-    ) -> MutexGuard<'a, Ledger> {
-        match deadline {
-            None => self.wake.wait(guard).unwrap_or_else(|poisoned| poisoned.into_inner()),
-            Some(deadline) => {
-                let timeout = deadline.saturating_duration_since(Instant::now());
-                match self.wake.wait_timeout(guard, timeout) {
-                    Ok((guard, _)) => guard,
-                    Err(poisoned) => poisoned.into_inner().0,
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -722,7 +686,7 @@ mod tests {
         );
 
         // Retries wait for the backoff, then succeed once the database is back.
-        assert_eq!(l.next_wakeup(), Some(t0), "the recovery letter is due now");
+        assert_eq!(l.next_letter_due(), Some(t0), "the recovery letter is due now");
         let wake = t0 + BASE;
         l.maintain(t0);
         assert!(!l.is_up(), "not retried before the backoff");
@@ -763,7 +727,7 @@ mod tests {
         let mut gaps = Vec::new();
         let mut now = t0;
         for _ in 0..4 {
-            let next = l.next_wakeup().unwrap();
+            let next = l.next_maintenance(now).unwrap();
             gaps.push(next.duration_since(now).as_secs());
             now = next;
             l.maintain(now);
@@ -783,7 +747,7 @@ mod tests {
 
         assert_eq!(l.failed(k1, "451 try later", t0), Some(BASE));
         assert!(l.due_letter(t0).is_none(), "the recovery does not overtake the failed outage");
-        assert_eq!(l.next_wakeup(), Some(t0 + BASE));
+        assert_eq!(l.next_letter_due(), Some(t0 + BASE));
         assert_eq!(l.failed(k1, "451 try later", t0 + BASE), Some(2 * BASE), "backoff doubles");
         assert_eq!(db.lock().unwrap().notes[0].0.attempts, 2, "attempts are recorded");
         let t3 = t0 + 3 * BASE;

@@ -1,10 +1,16 @@
-//! When probes start, and how the loop sleeps so that a shutdown wakes it at once.
+//! When probes start, and the stop request that wakes every sleeper.
 //!
-//! Probes run at a fixed rate on the monotonic clock: tick *k* is due at `start + k × interval`,
-//! so latency does not make the schedule drift. A probe that overruns its slot makes the next
-//! one start immediately (once), never a burst of catch-up probes. Between probes the thread
-//! sleeps on a condition variable: zero CPU, and [`Shutdown::trigger`] wakes every sleeper.
+//! Probes run at a fixed rate on the monotonic clock: tick *k* of a target × region is due at
+//! `start + k × interval`, so latency does not make the schedule drift. A probe that overruns
+//! its slot makes the next one start as soon as it ends (once), never a burst of catch-up probes.
+//!
+//! [`Scheduler`] is the pure part: a min-heap of due times over every target × region ("slot"),
+//! fed the instants it is given, so it is tested with a fake clock. A slot is in the heap only
+//! while it has no probe in flight, which is what guarantees a target never has two probes in
+//! flight at once: [`Scheduler::pop_due`] takes it out, [`Scheduler::done`] puts it back.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -35,14 +41,77 @@ impl Ticker {
     }
 }
 
+/// Due times of every slot (one target × region), in a min-heap. Pure: no clock, no threads.
+#[derive(Debug)]
+pub struct Scheduler {
+    tickers: Vec<Ticker>,
+    /// `(due, slot)` of every slot without a probe in flight.
+    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+}
+
+impl Scheduler {
+    /// One slot per interval, in slot order. First probes are spread over one interval (slot
+    /// *n* of *N* starts `n / N` of its interval after `start`), so many targets never probe in
+    /// one burst.
+    pub fn new(intervals: &[Duration], start: Instant) -> Self {
+        let count = u32::try_from(intervals.len()).unwrap_or(u32::MAX).max(1);
+        let tickers: Vec<Ticker> = intervals
+            .iter()
+            .enumerate()
+            .map(|(n, &interval)| {
+                let n = u32::try_from(n).unwrap_or(u32::MAX);
+                // interval × n / count without overflow: at most one interval late.
+                let phase = (interval / count).saturating_mul(n);
+                Ticker::new(start + phase, interval)
+            })
+            .collect();
+        let heap = tickers.iter().enumerate().map(|(slot, t)| Reverse((t.due(), slot))).collect();
+        Scheduler { tickers, heap }
+    }
+
+    /// The earliest due time of a slot that is not in flight; `None` when every slot is.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((due, _))| *due)
+    }
+
+    /// The slot due first, if it is due at `now`, with its due time; it is then in flight
+    /// until [`Scheduler::done`].
+    pub fn pop_due(&mut self, now: Instant) -> Option<(usize, Instant)> {
+        match self.heap.peek() {
+            Some(Reverse((due, _))) if *due <= now => {
+                self.heap.pop().map(|Reverse((due, slot))| (slot, due))
+            }
+            _ => None,
+        }
+    }
+
+    /// The probe of `slot` ended at `now`: its next tick is scheduled (fixed rate; an overrun
+    /// makes it due at once).
+    pub fn done(&mut self, slot: usize, now: Instant) {
+        if let Some(ticker) = self.tickers.get_mut(slot) {
+            let due = ticker.advance(now);
+            self.heap.push(Reverse((due, slot)));
+        }
+    }
+}
+
 /// The process-wide stop request, set by Ctrl-C/SIGTERM and by tests.
 ///
 /// The flag lives inside the mutex the sleepers wait on, and [`Shutdown::trigger`] sets it
 /// while holding that mutex, so a wake-up can never fall between a sleeper's check and its wait.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Shutdown {
     stopped: Mutex<bool>,
     wake: Condvar,
+    /// Called once by [`Shutdown::trigger`]: threads that sleep on a channel rather than on
+    /// this condition variable register how to wake them.
+    hooks: Mutex<Vec<Box<dyn Fn() + Send>>>,
+}
+
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shutdown").field("stopped", &self.is_triggered()).finish_non_exhaustive()
+    }
 }
 
 impl Shutdown {
@@ -50,10 +119,26 @@ impl Shutdown {
         Self::default()
     }
 
-    /// Asks every loop to stop and wakes the sleeping ones.
+    /// Asks every thread to stop and wakes the sleeping ones.
     pub fn trigger(&self) {
         *self.lock() = true;
         self.wake.notify_all();
+        let hooks = std::mem::take(&mut *self.hooks.lock().unwrap_or_else(|p| p.into_inner()));
+        hooks.iter().for_each(|wake| wake());
+    }
+
+    /// Runs `wake` when the stop is requested (at once if it already was).
+    pub fn on_trigger(&self, wake: impl Fn() + Send + 'static) {
+        if self.is_triggered() {
+            wake();
+            return;
+        }
+        self.hooks.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(wake));
+        // A trigger between the check and the push has already taken the hooks.
+        if self.is_triggered() {
+            let hooks = std::mem::take(&mut *self.hooks.lock().unwrap_or_else(|p| p.into_inner()));
+            hooks.iter().for_each(|wake| wake());
+        }
     }
 
     pub fn is_triggered(&self) -> bool {
@@ -108,6 +193,78 @@ mod tests {
         assert_eq!(ticker.advance(late), late);
         // And the rate resumes from there.
         assert_eq!(ticker.advance(late + Duration::from_millis(10)), late + S);
+    }
+
+    #[test]
+    fn first_probes_are_spread_over_one_interval() {
+        let t0 = Instant::now();
+        let scheduler = Scheduler::new(&[S * 4; 4], t0);
+        let mut s = scheduler;
+        let mut dues = Vec::new();
+        while let Some((slot, due)) = s.pop_due(t0 + S * 10) {
+            dues.push((slot, due - t0));
+        }
+        assert_eq!(
+            dues,
+            vec![(0, Duration::ZERO), (1, S), (2, S * 2), (3, S * 3)],
+            "one per second"
+        );
+    }
+
+    #[test]
+    fn a_slot_in_flight_is_never_due_again_until_done() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&[S], t0);
+        assert_eq!(s.pop_due(t0), Some((0, t0)));
+        assert_eq!(s.next_due(), None, "in flight: not in the heap");
+        // Even far past its next tick, nothing is due while the probe runs.
+        assert_eq!(s.pop_due(t0 + S * 30), None);
+        s.done(0, t0 + Duration::from_millis(200));
+        assert_eq!(s.next_due(), Some(t0 + S), "fixed rate: tick 1 at t0 + 1 s");
+    }
+
+    #[test]
+    fn an_overrunning_probe_is_followed_at_once_then_at_the_rate() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&[S], t0);
+        s.pop_due(t0);
+        let late = t0 + Duration::from_millis(3500);
+        s.done(0, late);
+        assert_eq!(s.pop_due(late), Some((0, late)), "due at once, once");
+        s.done(0, late + Duration::from_millis(5));
+        assert_eq!(s.next_due(), Some(late + S));
+    }
+
+    #[test]
+    fn slots_come_out_in_due_order_whatever_their_intervals() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&[S * 3, S], t0);
+        // Slot 0 at t0, slot 1 at t0 + 0.5 s.
+        let (a, _) = s.pop_due(t0 + S).unwrap();
+        let (b, _) = s.pop_due(t0 + S).unwrap();
+        assert_eq!((a, b), (0, 1));
+        s.done(0, t0 + Duration::from_millis(10)); // next at t0 + 3 s
+        s.done(1, t0 + Duration::from_millis(510)); // next at t0 + 1.5 s
+        assert_eq!(s.pop_due(t0 + S * 2).map(|(slot, _)| slot), Some(1));
+        assert_eq!(s.pop_due(t0 + S * 2), None, "slot 0 is not due before 3 s");
+    }
+
+    #[test]
+    fn on_trigger_runs_hooks_once_even_when_registered_late() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let shutdown = Shutdown::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&calls);
+        shutdown.on_trigger(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        shutdown.trigger();
+        shutdown.trigger();
+        let c = Arc::clone(&calls);
+        shutdown.on_trigger(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "once before the trigger, once after");
     }
 
     #[test]

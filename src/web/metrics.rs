@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::detector::{Health, Transition};
 use crate::probe::Outcome;
+use crate::runtime::pool::Lateness;
 use crate::timestamp::Timestamp;
 
 /// Upper bounds of the probe duration histogram, as rendered in `le` and as durations. From
@@ -61,6 +62,9 @@ pub struct Registry {
     series: Mutex<Vec<Arc<Series>>>,
     /// Unsent notifications, as last reported by [`Registry::set_pending_notifications`].
     pending: AtomicU64,
+    /// The probe pool's cap on workers, and its count of late starts.
+    workers: AtomicU64,
+    lateness: Arc<Lateness>,
 }
 
 /// One loop's series. The labels and limits are fixed at registration; the counts change.
@@ -245,6 +249,16 @@ impl Registry {
         self.pending.store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    /// Sets `api_monitor_probe_workers_max`: the probe pool's cap.
+    pub fn set_workers(&self, n: usize) {
+        self.workers.store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Where the probe pool counts late starts (`api_monitor_probes_late_total`).
+    pub fn lateness(&self) -> Arc<Lateness> {
+        Arc::clone(&self.lateness)
+    }
+
     /// Whether every registered loop probed within `3 × interval + timeout` of `now`; the
     /// error names each stuck loop. With no loop registered there is nothing stuck.
     pub fn healthz(&self, now: Instant) -> Result<(), Stalled> {
@@ -274,8 +288,12 @@ impl Registry {
         // text is formatted.
         let snapshot: Vec<(Arc<Series>, Counts)> =
             self.lock().iter().map(|s| (Arc::clone(s), *s.lock())).collect();
-        let exposition =
-            Exposition { series: &snapshot, pending: self.pending.load(Ordering::Relaxed) };
+        let exposition = Exposition {
+            series: &snapshot,
+            pending: self.pending.load(Ordering::Relaxed),
+            workers: self.workers.load(Ordering::Relaxed),
+            late: self.lateness.late.load(Ordering::Relaxed),
+        };
         let mut out = String::with_capacity(1024 + snapshot.len() * 2048);
         // Writing into a `String` cannot fail; a formatting error would only truncate it.
         let _ = write!(out, "{exposition}");
@@ -291,6 +309,8 @@ impl Registry {
 struct Exposition<'a> {
     series: &'a [(Arc<Series>, Counts)],
     pending: u64,
+    workers: u64,
+    late: u64,
 }
 
 /// The labels every per-loop sample carries, escaped: `target="…",region="…"`.
@@ -425,7 +445,21 @@ impl fmt::Display for Exposition<'_> {
 
         let name = "api_monitor_notifications_pending";
         header(f, name, "gauge", "Emails in the outbox not yet accepted by the SMTP server.")?;
-        writeln!(f, "{name} {}", self.pending)
+        writeln!(f, "{name} {}", self.pending)?;
+
+        let name = "api_monitor_probe_workers_max";
+        header(f, name, "gauge", "The probe pool's cap on concurrent probes (--concurrency).")?;
+        writeln!(f, "{name} {}", self.workers)?;
+
+        let name = "api_monitor_probes_late_total";
+        header(
+            f,
+            name,
+            "counter",
+            "Probes that started more than 100 ms after they were due (every worker busy, or \
+             the machine overloaded).",
+        )?;
+        writeln!(f, "{name} {}", self.late)
     }
 }
 
@@ -474,7 +508,7 @@ mod tests {
     const LABELS: &str = "target=\"http://api.example/health\",region=\"direct\"";
 
     #[test]
-    fn an_empty_registry_renders_only_the_outbox_gauge() {
+    fn an_empty_registry_renders_only_the_process_wide_families() {
         let registry = Registry::new();
         registry.set_pending_notifications(2);
         assert_eq!(
@@ -482,7 +516,15 @@ mod tests {
             "# HELP api_monitor_notifications_pending Emails in the outbox not yet accepted by \
              the SMTP server.\n\
              # TYPE api_monitor_notifications_pending gauge\n\
-             api_monitor_notifications_pending 2\n",
+             api_monitor_notifications_pending 2\n\
+             # HELP api_monitor_probe_workers_max The probe pool's cap on concurrent probes \
+             (--concurrency).\n\
+             # TYPE api_monitor_probe_workers_max gauge\n\
+             api_monitor_probe_workers_max 0\n\
+             # HELP api_monitor_probes_late_total Probes that started more than 100 ms after \
+             they were due (every worker busy, or the machine overloaded).\n\
+             # TYPE api_monitor_probes_late_total counter\n\
+             api_monitor_probes_late_total 0\n",
             "families without samples are left out"
         );
         assert_eq!(registry.healthz(Instant::now()), Ok(()), "no loop, nothing stuck");
