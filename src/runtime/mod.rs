@@ -247,7 +247,7 @@ impl Watch {
             let transition = self.detector.observe(&outcome, at);
             self.log_probe(&outcome);
             if let Some(reason) = outcome.reason().filter(|_| !outcome.is_blind()) {
-                self.last_reason = Some(reason.to_owned());
+                self.last_reason = Some(reason.to_string());
             }
             if let Some(transition) = transition {
                 self.handle(transition, parts);
@@ -268,11 +268,13 @@ impl Watch {
             Outcome::Failed { reason, .. } => log::warn!(
                 "probe failed target={name} region={region} reason={reason:?} latency_ms={ms} \
                  streak={}",
-                self.detector.streak()
+                self.detector.streak(),
+                reason = reason.to_string(),
             ),
-            Outcome::Blind { reason, .. } => {
-                log::debug!("probe blind target={name} region={region} reason={reason:?}")
-            }
+            Outcome::Blind { reason, .. } => log::debug!(
+                "probe blind target={name} region={region} reason={reason:?}",
+                reason = reason.to_string()
+            ),
         }
     }
 
@@ -281,6 +283,7 @@ impl Watch {
         let (name, region) = (&self.target.name, &self.region.name);
         match (outcome, self.blind_since) {
             (Outcome::Blind { reason, .. }, None) => {
+                let reason = &reason.to_string();
                 self.blind_since = Some(at);
                 log::warn!(
                     "BLIND target={name} region={region} reason={reason:?}: the region's proxy \

@@ -432,6 +432,7 @@ impl fmt::Display for Exposition<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::Reason;
 
     const DIRECT: &str = "direct";
     const URL: &str = "http://api.example/health";
@@ -445,11 +446,12 @@ mod tests {
     }
 
     fn failed(latency_ms: u64) -> Outcome {
-        Outcome::Failed { reason: "HTTP 503".into(), latency: ms(latency_ms) }
+        Outcome::Failed { reason: Reason::HttpStatus(503), latency: ms(latency_ms) }
     }
 
     fn blind(latency_ms: u64) -> Outcome {
-        Outcome::Blind { reason: "proxy refused".into(), latency: ms(latency_ms) }
+        let proxy = "proxy.example".to_string();
+        Outcome::Blind { reason: Reason::ProxyRefused { proxy }, latency: ms(latency_ms) }
     }
 
     fn transition(to: Health, since_ms: i64) -> Transition {
