@@ -247,10 +247,21 @@ mod tests {
     #[test]
     fn outage_carries_the_reasons_of_its_streak_only() {
         let mut detector = Detector::resume(thresholds(2, 2), UP);
-        assert_eq!(detector.observe(&fail(Reason::Timeout { after: Duration::from_secs(5), phase: Phase::Head }), Timestamp::from_millis(0)), None);
+        assert_eq!(
+            detector.observe(
+                &fail(Reason::Timeout { after: Duration::from_secs(5), phase: Phase::Head }),
+                Timestamp::from_millis(0)
+            ),
+            None
+        );
         assert_eq!(detector.observe(&ok(), Timestamp::from_millis(1000)), None, "ok resets");
-        assert_eq!(detector.observe(&fail(Reason::HttpStatus(503)), Timestamp::from_millis(2000)), None);
-        let t = detector.observe(&fail(Reason::Status("DOWN".into())), Timestamp::from_millis(3000)).unwrap();
+        assert_eq!(
+            detector.observe(&fail(Reason::HttpStatus(503)), Timestamp::from_millis(2000)),
+            None
+        );
+        let t = detector
+            .observe(&fail(Reason::Status("DOWN".into())), Timestamp::from_millis(3000))
+            .unwrap();
         assert_eq!(t.reasons, vec!["HTTP 503".to_string(), "status \"DOWN\"".to_string()]);
         assert_eq!(t.since, Timestamp::from_millis(2000), "dated at the streak's first probe");
     }
@@ -259,7 +270,9 @@ mod tests {
     fn reasons_are_bounded() {
         let mut detector = Detector::resume(thresholds(50, 2), UP);
         let t = (0..50)
-            .find_map(|i| detector.observe(&fail(Reason::HttpStatus(500)), Timestamp::from_millis(i)))
+            .find_map(|i| {
+                detector.observe(&fail(Reason::HttpStatus(500)), Timestamp::from_millis(i))
+            })
             .expect("50 failures settle down");
         assert_eq!(t.reasons.len(), MAX_REASONS);
     }
@@ -277,7 +290,8 @@ mod tests {
     #[test]
     fn blind_outcomes_neither_count_nor_break_a_streak() {
         let proxy = "proxy.example".to_string();
-        let blind = Outcome::Blind { reason: Reason::ProxyRefused { proxy }, latency: Duration::ZERO };
+        let blind =
+            Outcome::Blind { reason: Reason::ProxyRefused { proxy }, latency: Duration::ZERO };
         let mut detector = Detector::resume(thresholds(2, 2), UP);
         let at = Timestamp::from_millis;
         assert_eq!(detector.observe(&fail(Reason::HttpStatus(503)), at(0)), None);
@@ -285,7 +299,9 @@ mod tests {
             assert_eq!(detector.observe(&blind, at(i * 1000)), None, "blind never transitions");
         }
         assert_eq!(detector.streak(), 1, "the failure streak is neither grown nor reset");
-        let t = detector.observe(&fail(Reason::HttpStatus(503)), at(10_000)).expect("second failure settles");
+        let t = detector
+            .observe(&fail(Reason::HttpStatus(503)), at(10_000))
+            .expect("second failure settles");
         assert_eq!(t.since, at(0), "dated at the first failure, across the blind probes");
     }
 

@@ -434,10 +434,13 @@ fn promtool_accepts_the_exposition_when_it_is_installed() {
     let registry = Registry::new();
     let start = Instant::now();
     let watch = registry.register(URL, DIRECT, ms(1_000), ms(1_000), start);
-    watch.probe(&Outcome::Failed {
-        reason: Reason::Timeout { after: ms(1_000), phase: Phase::Head },
-        latency: ms(1_000),
-    }, start);
+    watch.probe(
+        &Outcome::Failed {
+            reason: Reason::Timeout { after: ms(1_000), phase: Phase::Head },
+            latency: ms(1_000),
+        },
+        start,
+    );
     watch.transition(&transition(None, Health::Down, 1_795_000_000_123));
     registry.register("b\"\\\n", "eu", ms(1_000), ms(1_000), start);
     let text = registry.render();

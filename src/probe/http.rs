@@ -253,7 +253,9 @@ impl HttpProber {
             Error::Rustls(tls) => Reason::Tls { detail: tls.to_string(), phase },
             Error::Tls(text) => Reason::Tls { detail: text.to_owned(), phase },
             Error::LargeResponseHeader(..)
-            | Error::Protocol(ureq_proto::Error::HttpParseTooManyHeaders) => Reason::HeadersTooLarge,
+            | Error::Protocol(ureq_proto::Error::HttpParseTooManyHeaders) => {
+                Reason::HeadersTooLarge
+            }
             Error::Protocol(protocol) => {
                 Reason::InvalidResponse { detail: protocol.to_string(), phase }
             }
@@ -275,9 +277,10 @@ impl HttpProber {
                 Reason::Timeout { after: self.timeout, phase }
             }
             (ErrorKind::ConnectionRefused, _) => Reason::Refused,
-            (ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe, _) => {
-                Reason::Reset { phase }
-            }
+            (
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe,
+                _,
+            ) => Reason::Reset { phase },
             (ErrorKind::UnexpectedEof, Phase::Head) => Reason::ClosedWithoutResponse,
             (ErrorKind::UnexpectedEof, Phase::Body) => Reason::ClosedMidBody,
             // std's resolver error has no stable kind; its message is fixed.
@@ -335,8 +338,7 @@ fn is_lookup_failure(io: &io::Error) -> bool {
 /// The connector chain: `ureq`'s default pieces (CONNECT proxy, TCP, rustls) with the proxy
 /// leg marked and resets witnessed. No SOCKS: region proxies are HTTP CONNECT proxies.
 fn connector() -> impl Connector {
-    ()
-        .chain(ProxyLeg(ConnectProxyConnector::default()))
+    ().chain(ProxyLeg(ConnectProxyConnector::default()))
         .chain(TcpConnector::default())
         .chain(RustlsConnector::default())
         .chain(Witness)
@@ -511,12 +513,10 @@ impl OneLookup {
         }
         let (send, answer) = mpsc::sync_channel(1);
         let thread_name = name.clone();
-        let spawned = std::thread::Builder::new()
-            .name("dns".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let found = std::net::ToSocketAddrs::to_socket_addrs(&thread_name)
-                    .map(Iterator::collect);
+        let spawned =
+            std::thread::Builder::new().name("dns".into()).stack_size(64 * 1024).spawn(move || {
+                let found =
+                    std::net::ToSocketAddrs::to_socket_addrs(&thread_name).map(Iterator::collect);
                 let _ = send.send(found);
             });
         if let Err(e) = spawned {
@@ -660,7 +660,10 @@ mod tests {
     #[test]
     fn other_content_types_fail_even_with_a_json_body() {
         let outcome = probe_mock(200, Some("text/html; charset=utf-8"), r#"{"status":"OK"}"#);
-        assert_eq!(reason_of(&outcome).as_deref(), Some("content type \"text/html\", expected application/json"));
+        assert_eq!(
+            reason_of(&outcome).as_deref(),
+            Some("content type \"text/html\", expected application/json")
+        );
         let outcome = probe_mock(200, Some("text/plain"), r#"{"status":"OK"}"#);
         assert_eq!(
             reason_of(&outcome).as_deref(),
@@ -710,7 +713,10 @@ mod tests {
             )
         });
         let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
-        assert_eq!(reason_of(&outcome).as_deref(), Some("connection closed before the body was complete"));
+        assert_eq!(
+            reason_of(&outcome).as_deref(),
+            Some("connection closed before the body was complete")
+        );
         server.join().unwrap().unwrap();
     }
 
@@ -718,7 +724,10 @@ mod tests {
     fn connection_closed_without_a_response_is_a_failure() {
         let (url, server) = raw_server(|_| Ok(()));
         let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
-        assert_eq!(reason_of(&outcome).as_deref(), Some("connection closed without an HTTP response"));
+        assert_eq!(
+            reason_of(&outcome).as_deref(),
+            Some("connection closed without an HTTP response")
+        );
         server.join().unwrap().unwrap();
     }
 
@@ -799,7 +808,10 @@ mod tests {
         // `.invalid` is reserved (RFC 2606): no resolver may answer it.
         let outcome = HttpProber::new(Duration::from_secs(5))
             .probe("http://nonexistent.invalid/health", None);
-        assert_eq!(reason_of(&outcome).as_deref(), Some("DNS lookup failed for nonexistent.invalid"));
+        assert_eq!(
+            reason_of(&outcome).as_deref(),
+            Some("DNS lookup failed for nonexistent.invalid")
+        );
     }
 
     #[test]
@@ -824,5 +836,192 @@ mod tests {
         let outcome = HttpProber::new(Duration::from_secs(5)).probe(&format!("{url}/health"), None);
         assert!(outcome.is_healthy(), "{outcome:?}");
         mock.assert();
+    }
+
+    /// A loopback listener that accepts every connection and keeps it open without a word
+    /// (nor reading one): a silent TLS server, or a proxy that never answers CONNECT.
+    fn silent_listener() -> (std::net::SocketAddr, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let handle = thread::spawn(move || {
+            let mut held = Vec::new();
+            // Two connections at most per test; then hold them until the test process ends.
+            for stream in listener.incoming().take(2).map_while(Result::ok) {
+                held.push(stream);
+            }
+            thread::sleep(Duration::from_secs(30));
+        });
+        (address, handle)
+    }
+
+    /// How long a probe with `deadline` may take at most: the deadline plus scheduling slack.
+    fn by_deadline(outcome: &Outcome, deadline: Duration) {
+        let limit = deadline + Duration::from_millis(900);
+        assert!(outcome.latency() < limit, "ended by the deadline: {outcome:?}");
+    }
+
+    #[test]
+    fn a_silent_tls_server_times_out_at_the_deadline() {
+        let (address, _server) = silent_listener();
+        let outcome = HttpProber::new(Duration::from_secs(1))
+            .probe(&format!("https://{address}/health"), None);
+        assert_eq!(reason_of(&outcome).as_deref(), Some("timeout after 1s"));
+        assert!(!outcome.is_blind());
+        by_deadline(&outcome, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_proxy_that_never_answers_connect_blinds_the_region() {
+        let (proxy, _server) = silent_listener();
+        let proxy = format!("http://{proxy}");
+        for target in ["http://127.0.0.1:9/health", "https://127.0.0.1:9/health"] {
+            let outcome = HttpProber::new(Duration::from_secs(1)).probe(target, Some(&proxy));
+            assert!(outcome.is_blind(), "{target}: {outcome:?}");
+            assert_eq!(
+                reason_of(&outcome).as_deref(),
+                Some("proxy 127.0.0.1 did not answer CONNECT within 1s"),
+                "{target}"
+            );
+            assert_eq!(outcome.reason().map(Reason::kind), Some("proxy"));
+            by_deadline(&outcome, Duration::from_secs(1));
+        }
+    }
+
+    #[test]
+    fn a_proxy_that_refuses_connect_is_a_failure_of_the_api() {
+        let (url, _server) = raw_server(|stream| {
+            stream.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+        });
+        let proxy = url.trim_end_matches("/health");
+        let outcome =
+            HttpProber::new(Duration::from_secs(5)).probe("http://127.0.0.1:9/health", Some(proxy));
+        assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
+        assert_eq!(
+            reason_of(&outcome).as_deref(),
+            Some("proxy could not reach the API (CONNECT refused)")
+        );
+    }
+
+    #[test]
+    fn a_proxy_asking_for_credentials_blinds_the_region() {
+        let (url, _server) = raw_server(|stream| {
+            stream.write_all(
+                b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n",
+            )
+        });
+        let proxy = url.trim_end_matches("/health");
+        let outcome =
+            HttpProber::new(Duration::from_secs(5)).probe("http://127.0.0.1:9/health", Some(proxy));
+        assert!(outcome.is_blind(), "{outcome:?}");
+        assert_eq!(
+            reason_of(&outcome).as_deref(),
+            Some("proxy 127.0.0.1 rejected the credentials (HTTP 407)")
+        );
+    }
+
+    #[test]
+    fn a_dead_proxy_blinds_the_region() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let proxy = format!("http://127.0.0.1:{port}");
+        let outcome = HttpProber::new(Duration::from_secs(5))
+            .probe("http://127.0.0.1:9/health", Some(&proxy));
+        assert!(outcome.is_blind(), "{outcome:?}");
+        assert_eq!(
+            reason_of(&outcome).as_deref(),
+            Some("proxy 127.0.0.1 unreachable: connection refused")
+        );
+    }
+
+    #[test]
+    fn headers_trickled_line_by_line_end_at_the_deadline() {
+        let (url, server) = raw_server(|stream| {
+            stream.write_all(b"HTTP/1.1 200 OK\r\n")?;
+            for _ in 0..100 {
+                thread::sleep(Duration::from_millis(200));
+                stream.write_all(b"X-Wait: a\r\n")?;
+            }
+            Ok(())
+        });
+        let outcome = HttpProber::new(Duration::from_secs(1)).probe(&url, None);
+        assert_eq!(reason_of(&outcome).as_deref(), Some("timeout after 1s"));
+        by_deadline(&outcome, Duration::from_secs(1));
+        assert!(server.join().unwrap().is_err(), "the probe hung up");
+    }
+
+    #[test]
+    fn a_stalled_body_ends_at_the_deadline() {
+        let (url, _server) = raw_server(|stream| {
+            stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{",
+            )?;
+            thread::sleep(Duration::from_secs(10));
+            Ok(())
+        });
+        let outcome = HttpProber::new(Duration::from_secs(1)).probe(&url, None);
+        assert_eq!(reason_of(&outcome).as_deref(), Some("timeout after 1s while reading the body"));
+        by_deadline(&outcome, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_huge_header_line_ending_in_a_bare_lf_fails_fast() {
+        let (url, _server) = raw_server(|stream| {
+            let mut head = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+            head.resize(head.len() + 16_383 - "X-Big: ".len() - 1, b'a');
+            head.extend_from_slice(b"\n\r\n{\"status\":\"OK\"}");
+            stream.write_all(&head)
+        });
+        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
+        assert_eq!(reason_of(&outcome).as_deref(), Some("response headers too large"));
+        assert!(outcome.latency() < Duration::from_secs(2), "fast: {outcome:?}");
+    }
+
+    #[test]
+    fn endless_header_lines_are_cut_at_the_head_cap() {
+        let (url, server) = raw_server(|stream| {
+            stream.write_all(b"HTTP/1.1 200 OK\r\n")?;
+            // 64 MiB of header lines if nobody stopped reading them.
+            let lines =
+                b"X-More: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(1024);
+            for _ in 0..1024 {
+                stream.write_all(&lines)?;
+            }
+            Ok(())
+        });
+        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
+        assert_eq!(reason_of(&outcome).as_deref(), Some("response headers too large"));
+        assert!(server.join().unwrap().is_err(), "the probe hung up instead of reading on");
+    }
+
+    #[test]
+    fn an_ipv6_literal_target_is_probed() {
+        let Ok(listener) = TcpListener::bind("[::1]:0") else {
+            eprintln!("SKIPPED: no IPv6 loopback on this machine");
+            return;
+        };
+        let url = format!("http://[::1]:{}/health", listener.local_addr().unwrap().port());
+        let server = thread::spawn(move || -> std::io::Result<()> {
+            let (mut stream, _) = listener.accept()?;
+            let mut reader = BufReader::new(stream.try_clone()?);
+            let mut line = String::new();
+            while reader.read_line(&mut line)? > 2 {
+                line.clear();
+            }
+            stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n\
+                  {\"status\":\"OK\"}",
+            )
+        });
+        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
+        assert!(outcome.is_healthy(), "{outcome:?}");
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_sub_second_timeout_reads_in_milliseconds() {
+        let (address, _server) = silent_listener();
+        let deadline = Duration::from_millis(300);
+        let outcome = HttpProber::new(deadline).probe(&format!("http://{address}/health"), None);
+        assert_eq!(reason_of(&outcome).as_deref(), Some("timeout after 300ms"));
+        by_deadline(&outcome, deadline);
     }
 }

@@ -185,7 +185,9 @@ impl fmt::Display for Reason {
                 write!(f, "network error: {detail}{}", phase.suffix())
             }
             Reason::ClientFailed => f.write_str("the HTTP client failed unexpectedly"),
-            Reason::ConnectRefused => f.write_str("proxy could not reach the API (CONNECT refused)"),
+            Reason::ConnectRefused => {
+                f.write_str("proxy could not reach the API (CONNECT refused)")
+            }
             Reason::ProxyCredentials { proxy } => {
                 write!(f, "proxy {proxy} rejected the credentials (HTTP 407)")
             }
@@ -230,7 +232,10 @@ mod tests {
             (Reason::ClosedMidBody, "connection closed before the body was complete", "closed"),
             (Reason::Dns { host: "a.invalid".into() }, "DNS lookup failed for a.invalid", "dns"),
             (
-                Reason::Tls { detail: "invalid peer certificate: UnknownIssuer".into(), phase: Phase::Head },
+                Reason::Tls {
+                    detail: "invalid peer certificate: UnknownIssuer".into(),
+                    phase: Phase::Head,
+                },
                 "TLS error: invalid peer certificate: UnknownIssuer",
                 "tls",
             ),
@@ -273,7 +278,11 @@ mod tests {
                 "proxy proxy.example unreachable: connection refused",
                 "proxy",
             ),
-            (Reason::ProxyDns { proxy: proxy() }, "proxy proxy.example: DNS lookup failed", "proxy"),
+            (
+                Reason::ProxyDns { proxy: proxy() },
+                "proxy proxy.example: DNS lookup failed",
+                "proxy",
+            ),
             (
                 Reason::ProxyClosed { proxy: proxy() },
                 "proxy proxy.example closed the connection without answering CONNECT",

@@ -52,9 +52,8 @@ mod tests {
 
     #[test]
     fn content_type_rules() {
-        let expected = |shown: &str| {
-            Err(format!("content type {shown:?}, expected application/json"))
-        };
+        let expected =
+            |shown: &str| Err(format!("content type {shown:?}, expected application/json"));
         let judge = |value| content_type_verdict(value).map_err(|r| r.to_string());
         assert_eq!(judge(None), Ok(()), "missing: the body is judged");
         assert_eq!(judge(Some(" application/json ;charset=UTF-8")), Ok(()));
