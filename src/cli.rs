@@ -166,7 +166,7 @@ OPTIONS (each also read from the environment variable shown; the flag wins):
     --interval DUR     time between probe starts          INTERVAL  [default: 5s]
                        (at least 1s unless every target is on loopback)
     --timeout DUR      whole-request deadline per probe   TIMEOUT   [default: 5s]
-                       (whole seconds; rounded up)
+                       (at least 100ms)
     --failures N       failed probes in a row = outage    FAILURE_THRESHOLD  [default: 2]
     --successes N      good probes in a row = recovery    SUCCESS_THRESHOLD  [default: 2]
     --region NAME=URL  probe from region NAME through     REGIONS (comma-separated)

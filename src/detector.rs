@@ -119,7 +119,7 @@ impl Detector {
         };
         if let Some(reason) = outcome.reason() {
             if streak.reasons.len() < MAX_REASONS {
-                streak.reasons.push(reason.to_owned());
+                streak.reasons.push(reason.to_string());
             }
         }
 
@@ -145,6 +145,7 @@ impl Detector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::{Phase, Reason};
     use std::time::Duration;
 
     fn thresholds(failures: u32, successes: u32) -> Thresholds {
@@ -158,8 +159,8 @@ mod tests {
         Outcome::Healthy { latency: Duration::from_millis(3) }
     }
 
-    fn fail(reason: &str) -> Outcome {
-        Outcome::Failed { reason: reason.into(), latency: Duration::from_millis(3) }
+    fn fail(reason: Reason) -> Outcome {
+        Outcome::Failed { reason, latency: Duration::from_millis(3) }
     }
 
     /// Feeds a script like "ffo" (f = fail, o = ok), one probe per second starting at t=0s,
@@ -171,7 +172,7 @@ mod tests {
             .filter_map(|(i, c)| {
                 let outcome = match c {
                     'o' => ok(),
-                    'f' => fail(&format!("HTTP 503 #{i}")),
+                    'f' => fail(Reason::Status(format!("DOWN #{i}"))),
                     other => panic!("bad script char {other:?}"),
                 };
                 let at = Timestamp::from_millis(i as i64 * 1000);
@@ -246,10 +247,21 @@ mod tests {
     #[test]
     fn outage_carries_the_reasons_of_its_streak_only() {
         let mut detector = Detector::resume(thresholds(2, 2), UP);
-        assert_eq!(detector.observe(&fail("timeout after 5s"), Timestamp::from_millis(0)), None);
+        assert_eq!(
+            detector.observe(
+                &fail(Reason::Timeout { after: Duration::from_secs(5), phase: Phase::Head }),
+                Timestamp::from_millis(0)
+            ),
+            None
+        );
         assert_eq!(detector.observe(&ok(), Timestamp::from_millis(1000)), None, "ok resets");
-        assert_eq!(detector.observe(&fail("HTTP 503"), Timestamp::from_millis(2000)), None);
-        let t = detector.observe(&fail("status \"DOWN\""), Timestamp::from_millis(3000)).unwrap();
+        assert_eq!(
+            detector.observe(&fail(Reason::HttpStatus(503)), Timestamp::from_millis(2000)),
+            None
+        );
+        let t = detector
+            .observe(&fail(Reason::Status("DOWN".into())), Timestamp::from_millis(3000))
+            .unwrap();
         assert_eq!(t.reasons, vec!["HTTP 503".to_string(), "status \"DOWN\"".to_string()]);
         assert_eq!(t.since, Timestamp::from_millis(2000), "dated at the streak's first probe");
     }
@@ -258,7 +270,9 @@ mod tests {
     fn reasons_are_bounded() {
         let mut detector = Detector::resume(thresholds(50, 2), UP);
         let t = (0..50)
-            .find_map(|i| detector.observe(&fail("x"), Timestamp::from_millis(i)))
+            .find_map(|i| {
+                detector.observe(&fail(Reason::HttpStatus(500)), Timestamp::from_millis(i))
+            })
             .expect("50 failures settle down");
         assert_eq!(t.reasons.len(), MAX_REASONS);
     }
@@ -275,15 +289,19 @@ mod tests {
 
     #[test]
     fn blind_outcomes_neither_count_nor_break_a_streak() {
-        let blind = Outcome::Blind { reason: "proxy down".into(), latency: Duration::ZERO };
+        let proxy = "proxy.example".to_string();
+        let blind =
+            Outcome::Blind { reason: Reason::ProxyRefused { proxy }, latency: Duration::ZERO };
         let mut detector = Detector::resume(thresholds(2, 2), UP);
         let at = Timestamp::from_millis;
-        assert_eq!(detector.observe(&fail("HTTP 503"), at(0)), None);
+        assert_eq!(detector.observe(&fail(Reason::HttpStatus(503)), at(0)), None);
         for i in 1..10 {
             assert_eq!(detector.observe(&blind, at(i * 1000)), None, "blind never transitions");
         }
         assert_eq!(detector.streak(), 1, "the failure streak is neither grown nor reset");
-        let t = detector.observe(&fail("HTTP 503"), at(10_000)).expect("second failure settles");
+        let t = detector
+            .observe(&fail(Reason::HttpStatus(503)), at(10_000))
+            .expect("second failure settles");
         assert_eq!(t.since, at(0), "dated at the first failure, across the blind probes");
     }
 

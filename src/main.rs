@@ -261,10 +261,10 @@ fn status_page(snapshot: Arc<Snapshot>) -> server::StatusSource {
     Arc::new(move || Ok(status_page::render(&snapshot.rows(), SystemClock.now())))
 }
 
-/// The HTTP client would silently route probes through `http_proxy`/`https_proxy`/`all_proxy`
-/// from the environment (and ignore `no_proxy`). Probes must go exactly where the configuration
-/// says — directly, or through a region's proxy — so those variables are dropped, loudly.
-/// Called before any thread starts.
+/// Probes must go exactly where the configuration says — directly, or through a region's
+/// proxy. The probe sets its proxy explicitly (ureq's default would read `ALL_PROXY`,
+/// `HTTPS_PROXY`, `HTTP_PROXY`), so these variables have no effect; they are still dropped,
+/// loudly, so an operator who set them learns that. Called before any thread starts.
 fn ignore_environment_proxies() {
     for name in ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "HTTP_PROXY"]
     {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use api_monitor::detector::{Health, Transition};
 use api_monitor::history::Change;
-use api_monitor::probe::Outcome;
+use api_monitor::probe::{Outcome, Phase, Reason};
 use api_monitor::timestamp::Timestamp;
 use api_monitor::web::metrics::Registry;
 use api_monitor::web::server::{self, ServeError, Sources};
@@ -381,7 +381,7 @@ fn a_scripted_outage_renders_valid_exposition_with_the_right_values_at_every_ste
     watch.probe(&Outcome::Healthy { latency: ms(4) }, start);
     watch.transition(&transition(None, Health::Up, 1_000_000));
     other.probe(&Outcome::Healthy { latency: ms(30) }, start);
-    let fail = Outcome::Failed { reason: "HTTP 503".into(), latency: ms(120) };
+    let fail = Outcome::Failed { reason: Reason::HttpStatus(503), latency: ms(120) };
     watch.probe(&fail, start + ms(1_000));
     let m = parsed(&registry);
     assert_eq!(m.value("api_monitor_up", &labels), Some(1.0), "one failure is not an outage");
@@ -434,7 +434,13 @@ fn promtool_accepts_the_exposition_when_it_is_installed() {
     let registry = Registry::new();
     let start = Instant::now();
     let watch = registry.register(URL, DIRECT, ms(1_000), ms(1_000), start);
-    watch.probe(&Outcome::Failed { reason: "timeout".into(), latency: ms(1_000) }, start);
+    watch.probe(
+        &Outcome::Failed {
+            reason: Reason::Timeout { after: ms(1_000), phase: Phase::Head },
+            latency: ms(1_000),
+        },
+        start,
+    );
     watch.transition(&transition(None, Health::Down, 1_795_000_000_123));
     registry.register("b\"\\\n", "eu", ms(1_000), ms(1_000), start);
     let text = registry.render();

@@ -6,7 +6,7 @@
 //!
 //! 1. **cpu** — `api-monitor run` with one target at a fast interval: CPU time per probe over
 //!    slices of the run, read from the child's process CPU clock (`clock_getcpuclockid`: ns,
-//!    every thread, including the ones that have exited — minreq starts one per request), with
+//!    every thread, including the ones that have exited, such as a name lookup's), with
 //!    `/proc/PID/stat` ticks as a cross-check; peak (`VmHWM`) and steady (`VmRSS`) RSS and the
 //!    `/proc/PID/smaps` breakdown. Probes are counted at the fake API.
 //! 2. **baseline** — the same for `bench baseline`: a bare `TcpStream` connect + `GET` + read
@@ -1279,9 +1279,7 @@ fn mapping_kind(name: &str, perms: &str, size_kib: u64) -> String {
             "anonymous ≤ 256 KiB (e.g. the 256 KiB probe-thread stacks, signal stacks)".into()
         }
         "" if (2040..=2056).contains(&size_kib) => {
-            "anonymous 2 MiB (e.g. default thread stacks: minreq's helper thread per request, \
-             kept in glibc's stack cache)"
-                .into()
+            "anonymous 2 MiB (e.g. default thread stacks, kept in glibc's stack cache)".into()
         }
         "" => "anonymous, other sizes (e.g. glibc malloc arena heaps, large allocations)".into(),
         "[heap]" => "[heap] (brk)".into(),

@@ -62,7 +62,7 @@ pub struct Target {
     pub name: String,
     /// Time between probe starts (the target's `interval`, else the global one).
     pub interval: Duration,
-    /// Whole seconds: the HTTP client's deadline has one-second resolution.
+    /// The deadline of each probe, whole request (at least [`MIN_TIMEOUT`]).
     pub timeout: Duration,
     pub thresholds: Thresholds,
     /// Who gets this target's emails besides the global `--support` recipients.
@@ -91,20 +91,11 @@ pub struct Region {
 }
 
 impl Region {
-    /// The proxy as `minreq::Proxy::new` reads it: [`Region::proxy`] with the credentials
-    /// percent-decoded, because minreq sends them as they are written (so `p%40ss` must reach
-    /// it as `p@ss`). For connecting only, never for printing: a decoded password is not
-    /// reliably masked. `None` probes directly.
+    /// The proxy URL to hand the HTTP client: [`Region::proxy`] as validated, credentials still
+    /// percent-encoded, because `ureq` decodes them exactly once (so `p%40ss` is sent as
+    /// `p@ss`). For connecting only, never for printing. `None` probes directly.
     pub fn proxy_address(&self) -> Option<String> {
-        let raw = self.proxy.as_ref()?.expose();
-        let rest = raw.strip_prefix("http://").unwrap_or(raw);
-        Some(match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let userinfo = percent_encoding::percent_decode_str(userinfo).decode_utf8_lossy();
-                format!("http://{userinfo}@{host}")
-            }
-            None => raw.to_owned(),
-        })
+        self.proxy.as_ref().map(|p| p.expose().to_owned())
     }
 }
 
@@ -138,8 +129,8 @@ pub struct Config {
     pub regions: Vec<Region>,
     /// The global default interval; targets carry their own in [`Target::interval`].
     pub interval: Duration,
-    /// The global default timeout. Whole seconds: the HTTP client's deadline has one-second
-    /// resolution.
+    /// The global default timeout (at least [`MIN_TIMEOUT`]); targets carry their own in
+    /// [`Target::timeout`].
     pub timeout: Duration,
     /// The global default thresholds.
     pub thresholds: Thresholds,
@@ -207,10 +198,10 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
     let defaults = Defaults {
         interval: duration(interval.as_ref(), DEFAULT_INTERVAL)?,
         interval_source: interval.map_or_else(|| "--interval".to_owned(), |s| s.source),
-        timeout: whole_seconds(duration(
+        timeout: timeout(
             pick(args.timeout, "--timeout", text(&f.timeout, "timeout")).as_ref(),
             DEFAULT_TIMEOUT,
-        )?),
+        )?,
         thresholds: Thresholds {
             failures: threshold(
                 pick(args.failures, "--failures", count(f.failures, "failures")).as_ref(),
@@ -502,7 +493,7 @@ fn target(
             crate::duration::human(interval),
         )));
     }
-    let timeout = whole_seconds(duration(spec.timeout.as_ref(), defaults.timeout)?);
+    let timeout = timeout(spec.timeout.as_ref(), defaults.timeout)?;
     let thresholds = Thresholds {
         failures: threshold(spec.failures.as_ref(), defaults.thresholds.failures)?,
         successes: threshold(spec.successes.as_ref(), defaults.thresholds.successes)?,
@@ -654,11 +645,12 @@ fn region_name(option: &str, name: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Validates a proxy URL into the one form both the URL parser and minreq read alike:
-/// `http://[user[:pass]@]host:port`, nothing after the port. minreq only speaks HTTP to its
-/// proxy (it tunnels HTTPS with CONNECT), assumes port 1080 when none is given, cannot take an
-/// IPv6 literal, and splits the user-info at its first `:`; each of those is refused here with
-/// the reason rather than met as a mysteriously blind region.
+/// Validates a proxy URL into one plain form: `http://[user[:pass]@]host:port`, nothing after
+/// the port. The probe speaks plain HTTP to its proxy and tunnels every target (http and
+/// https) with CONNECT. A missing port (the client would guess one), an IPv6 literal (not
+/// supported by this monitor: never tested against a proxy), and a `:` in the user name
+/// (Basic authentication splits the user-info at its first `:`) are refused here with the
+/// reason rather than met as a mysteriously blind region.
 fn proxy_url(option: &str, raw: &str) -> Result<SecretUrl, ConfigError> {
     let shown = redact::url(raw);
     // Not written as a URL with user-info: error text goes through `redact::text`.
@@ -686,13 +678,13 @@ fn proxy_url(option: &str, raw: &str) -> Result<SecretUrl, ConfigError> {
     }
     let host = match url.host() {
         Some(url::Host::Ipv6(_)) => {
-            return Err(bad("an IPv6 address cannot name a proxy; use a host name"))
+            return Err(bad("an IPv6 address as the proxy is not supported; use a host name"))
         }
         Some(host) => host.to_string(),
         None => return Err(bad("no host")),
     };
     let Some(port) = url.port_or_known_default().filter(|_| has_explicit_port(raw)) else {
-        return Err(bad("no port (without one the HTTP client would assume 1080)"));
+        return Err(bad("no port (proxies have no standard one)"));
     };
     if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
         return Err(bad("a proxy URL ends with its port"));
@@ -701,7 +693,7 @@ fn proxy_url(option: &str, raw: &str) -> Result<SecretUrl, ConfigError> {
     let password = url.password().map(|p| percent_encoding::percent_decode_str(p).decode_utf8());
     match (user, password) {
         (Ok(user), _) if user.contains(':') => {
-            return Err(bad("the user name cannot contain ':' (the HTTP client splits at it)"))
+            return Err(bad("the user name cannot contain ':' (Basic authentication splits at it)"))
         }
         (Err(_), _) | (_, Some(Err(_))) => {
             return Err(bad("the credentials are not UTF-8 once percent-decoded"))
@@ -755,9 +747,22 @@ fn target_url(url: &Setting) -> Result<(SecretUrl, String), ConfigError> {
     Ok((SecretUrl::new(raw), shown))
 }
 
-/// `d` rounded up to whole seconds, the HTTP client's deadline resolution.
-fn whole_seconds(d: Duration) -> Duration {
-    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+/// The shortest probe timeout accepted: below it the deadline is mostly scheduling and
+/// handshake noise, and a healthy API would read as down.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The probe timeout `setting` holds (at least [`MIN_TIMEOUT`]), or `default` when unset.
+fn timeout(setting: Option<&Setting>, default: Duration) -> Result<Duration, ConfigError> {
+    let d = duration(setting, default)?;
+    match setting {
+        Some(Setting { value: raw, source: option }) if d < MIN_TIMEOUT => {
+            Err(ConfigError(format!(
+                "{option}: {raw:?} is below the {} floor of a probe timeout",
+                crate::duration::human(MIN_TIMEOUT)
+            )))
+        }
+        _ => Ok(d),
+    }
 }
 
 /// A reminder spacing: a duration, or `off` (also the default).
@@ -1298,9 +1303,15 @@ mod tests {
     }
 
     #[test]
-    fn timeout_rounds_up_to_whole_seconds() {
-        assert_eq!(config(&["--timeout", "1500ms"], &[]).unwrap().timeout, Duration::from_secs(2));
-        assert_eq!(config(&["--timeout", "300ms"], &[]).unwrap().timeout, Duration::from_secs(1));
+    fn timeout_is_taken_as_written_down_to_100ms() {
+        let ms = Duration::from_millis;
+        assert_eq!(config(&["--timeout", "1500ms"], &[]).unwrap().timeout, ms(1500));
+        assert_eq!(config(&["--timeout", "300ms"], &[]).unwrap().timeout, ms(300));
+        assert_eq!(config(&["--timeout", "100ms"], &[]).unwrap().timeout, ms(100));
+        let e = config(&["--timeout", "99ms"], &[]).unwrap_err().0;
+        assert_eq!(e, "--timeout: \"99ms\" is below the 100ms floor of a probe timeout");
+        let e = config(&[], &[("TIMEOUT", "50ms")]).unwrap_err().0;
+        assert!(e.contains("\"50ms\" is below the 100ms floor"), "{e}");
     }
 
     #[test]
@@ -1709,7 +1720,11 @@ mod tests {
             Some("http://u:p%40ss@q:80"),
             "port kept, / dropped"
         );
-        assert_eq!(c.regions[1].proxy_address().as_deref(), Some("http://u:p@ss@q:80"), "decoded");
+        assert_eq!(
+            c.regions[1].proxy_address().as_deref(),
+            Some("http://u:p%40ss@q:80"),
+            "still encoded: the HTTP client decodes it once"
+        );
         assert_eq!(c.regions[0].proxy_address(), None);
         assert_eq!(c.targets[0].regions, ["direct", "us"]);
 

@@ -147,6 +147,7 @@ pub fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::Reason;
     use std::num::NonZeroU32;
 
     const ALONE: Scope = Scope { regions: 1, others_down: 0 };
@@ -168,12 +169,12 @@ mod tests {
     }
 
     fn fail() -> Outcome {
-        Outcome::Failed { reason: "HTTP 503".into(), latency: Duration::from_millis(3) }
+        Outcome::Failed { reason: Reason::HttpStatus(503), latency: Duration::from_millis(3) }
     }
 
     fn blind() -> Outcome {
         Outcome::Blind {
-            reason: "proxy p:3128 unreachable: connection refused".into(),
+            reason: Reason::ProxyRefused { proxy: "p:3128".into() },
             latency: Duration::from_millis(3),
         }
     }

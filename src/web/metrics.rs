@@ -93,7 +93,27 @@ struct Counts {
     duration_sum: Duration,
     outages: u64,
     consecutive_failures: u32,
+    /// Failed and blind probes by [`crate::probe::Reason::kind`], in [`KINDS`] order.
+    failures: [u64; KINDS.len()],
 }
+
+/// The `reason` label of `api_monitor_probe_failures_total`: every
+/// [`crate::probe::Reason::kind`], in rendering order.
+const KINDS: [&str; 13] = [
+    "timeout",
+    "refused",
+    "reset",
+    "closed",
+    "dns",
+    "tls",
+    "http_status",
+    "content_type",
+    "body",
+    "status",
+    "redirect",
+    "proxy",
+    "other",
+];
 
 impl Series {
     fn lock(&self) -> MutexGuard<'_, Counts> {
@@ -134,6 +154,10 @@ impl WatchMetrics {
             Outcome::Blind { .. } => 2,
         };
         counts.probes[result] += 1;
+        if let Some(reason) = outcome.reason() {
+            let kind = KINDS.iter().position(|&k| k == reason.kind());
+            counts.failures[kind.unwrap_or(KINDS.len() - 1)] += 1;
+        }
         counts.buckets[bucket.unwrap_or(BUCKETS.len())] += 1;
         counts.duration_sum = counts.duration_sum.saturating_add(latency);
     }
@@ -236,6 +260,7 @@ impl Registry {
                 duration_sum: Duration::ZERO,
                 outages: 0,
                 consecutive_failures: 0,
+                failures: [0; KINDS.len()],
             }),
         });
         all.insert(index, Arc::clone(&series));
@@ -405,6 +430,23 @@ impl fmt::Display for Exposition<'_> {
                 }
             }
 
+            if series.iter().any(|(_, c)| c.failures.iter().any(|&n| n > 0)) {
+                let name = "api_monitor_probe_failures_total";
+                header(
+                    f,
+                    name,
+                    "counter",
+                    "Failed and blind probes since start by kind of reason (timeout, refused, \
+                     reset, closed, dns, tls, http_status, content_type, body, status, \
+                     redirect, proxy, other); a kind appears once it has happened.",
+                )?;
+                for (s, c) in series {
+                    for (kind, count) in KINDS.iter().zip(c.failures).filter(|(_, n)| *n > 0) {
+                        writeln!(f, "{name}{{{},reason=\"{kind}\"}} {count}", Labels(s))?;
+                    }
+                }
+            }
+
             let name = "api_monitor_outages_total";
             header(
                 f,
@@ -466,6 +508,7 @@ impl fmt::Display for Exposition<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::Reason;
 
     const DIRECT: &str = "direct";
     const URL: &str = "http://api.example/health";
@@ -479,11 +522,12 @@ mod tests {
     }
 
     fn failed(latency_ms: u64) -> Outcome {
-        Outcome::Failed { reason: "HTTP 503".into(), latency: ms(latency_ms) }
+        Outcome::Failed { reason: Reason::HttpStatus(503), latency: ms(latency_ms) }
     }
 
     fn blind(latency_ms: u64) -> Outcome {
-        Outcome::Blind { reason: "proxy refused".into(), latency: ms(latency_ms) }
+        let proxy = "proxy.example".to_string();
+        Outcome::Blind { reason: Reason::ProxyRefused { proxy }, latency: ms(latency_ms) }
     }
 
     fn transition(to: Health, since_ms: i64) -> Transition {
@@ -596,6 +640,33 @@ mod tests {
         let prefix = "api_monitor_probe_duration_seconds";
         assert_eq!(sample(&text, &format!("{prefix}_count{{{LABELS}}}")), "5");
         assert_eq!(sample(&text, &format!("{prefix}_sum{{{LABELS}}}")), "22.05");
+    }
+
+    #[test]
+    fn failures_are_counted_by_kind_of_reason_and_absent_until_one_happens() {
+        let registry = Registry::new();
+        let watch = registry.register(URL, DIRECT, ms(1_000), ms(500), Instant::now());
+        watch.probe(&ok(1), Instant::now());
+        assert!(
+            !registry.render().contains("api_monitor_probe_failures_total"),
+            "no failure yet: no family"
+        );
+        watch.probe(&failed(1), Instant::now());
+        watch.probe(&failed(1), Instant::now());
+        let timeout = Outcome::Failed {
+            reason: Reason::Timeout { after: ms(500), phase: crate::probe::Phase::Head },
+            latency: ms(500),
+        };
+        watch.probe(&timeout, Instant::now());
+        watch.probe(&blind(1), Instant::now());
+        let text = registry.render();
+        let kind = |k: &str| {
+            sample(&text, &format!("api_monitor_probe_failures_total{{{LABELS},reason=\"{k}\"}}"))
+        };
+        assert_eq!(kind("http_status"), "2");
+        assert_eq!(kind("timeout"), "1");
+        assert_eq!(kind("proxy"), "1", "a blind probe counts under its proxy reason");
+        assert!(!text.contains("reason=\"dns\""), "kinds that never happened are left out");
     }
 
     #[test]
