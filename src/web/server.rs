@@ -20,10 +20,10 @@
 //!   `Retry-After` itself, without blocking (the socket is non-blocking for that one write),
 //!   and closes. At most `workers + queue` connections are open at once, so the descriptors
 //!   the server holds are bounded too.
-//! - **Time**: a worker gives a connection [`Limits::head_deadline`] for its whole request
-//!   head (a client trickling one byte a second is answered `408` and closed at that deadline,
-//!   not at a per-read timeout it can keep resetting), and [`Limits::write_timeout`] for each
-//!   write of the answer.
+//! - **Time**: a connection has [`Limits::head_deadline`] from its accept for its whole request
+//!   head, time in the queue included (a client trickling one byte a second is answered `408`
+//!   and closed at that deadline, not at a per-read timeout it can keep resetting), and
+//!   [`Limits::write_timeout`] for each write of the answer.
 //! - **Memory**: the request line and headers together are capped at [`Limits::max_head`]
 //!   bytes, read into one buffer per worker; beyond that `431` and close. No request body is
 //!   read (`GET` and `HEAD` with a body get `413`), and there is no keep-alive: every answer
@@ -35,8 +35,8 @@
 //! The status page may be slow (its source may read the database), so at most
 //! [`STATUS_RENDERS`] workers render it at a time and further page requests get a quick 503:
 //! at least one worker always remains for `/metrics` and `/healthz`, which only read memory.
-//! Idle or slow clients can still fill the queue for up to the head deadline; while they do,
-//! new connections, health checks included, get the 503 rather than waiting.
+//! Idle or slow clients can still fill the workers and the queue for up to one head deadline;
+//! while they do, new connections, health checks included, get the 503 rather than waiting.
 //!
 //! [`Server::stop`] sets a flag and wakes the accept thread by connecting to the listening
 //! address (repeated until it has exited, in case descriptors are short); workers read in
@@ -92,7 +92,7 @@ pub struct Limits {
     pub workers: usize,
     /// Accepted connections waiting for a worker (at least 1); beyond that, 503.
     pub queue: usize,
-    /// Time for the whole request head, from when a worker takes the connection.
+    /// Time for the whole request head, from the accept (time in the queue counts).
     pub head_deadline: Duration,
     /// Time for each write of the answer.
     pub write_timeout: Duration,
@@ -164,7 +164,7 @@ pub fn serve_with(addr: &str, sources: Sources, limits: Limits) -> Result<Server
     let listener = TcpListener::bind(addr).map_err(bind_error)?;
     let local = listener.local_addr().map_err(bind_error)?;
     let (exit_sender, exited) = mpsc::channel();
-    let (queue, connections) = mpsc::sync_channel::<TcpStream>(limits.queue);
+    let (queue, connections) = mpsc::sync_channel::<Accepted>(limits.queue);
     let connections = Arc::new(Mutex::new(connections));
     let mut server = Server {
         addr: local,
@@ -270,7 +270,7 @@ impl Drop for Server {
 /// The accept thread: takes connections and queues them for the workers, or answers 503.
 struct Acceptor {
     listener: TcpListener,
-    queue: SyncSender<TcpStream>,
+    queue: SyncSender<Accepted>,
     stopping: Arc<AtomicBool>,
     /// The 503 answered when the queue is full, encoded once: answering it costs no
     /// allocation and no worker.
@@ -295,10 +295,10 @@ impl Acceptor {
                         log::info!("HTTP server: accepting connections again");
                         failing = false;
                     }
-                    match self.queue.try_send(stream) {
+                    match self.queue.try_send(Accepted { stream, at: Instant::now() }) {
                         Ok(()) => refusing = false,
                         // Disconnected only while stopping: answered the same way.
-                        Err(TrySendError::Full(stream) | TrySendError::Disconnected(stream)) => {
+                        Err(TrySendError::Full(full) | TrySendError::Disconnected(full)) => {
                             if !refusing {
                                 log::warn!(
                                     "HTTP server: every worker busy and the queue full; \
@@ -306,7 +306,7 @@ impl Acceptor {
                                 );
                                 refusing = true;
                             }
-                            refuse_busy(stream, &self.busy);
+                            refuse_busy(full.stream, &self.busy);
                         }
                     }
                 }
@@ -344,7 +344,7 @@ fn refuse_busy(stream: TcpStream, busy: &[u8]) {
 
 /// One request-answering thread.
 struct Worker {
-    connections: Arc<Mutex<Receiver<TcpStream>>>,
+    connections: Arc<Mutex<Receiver<Accepted>>>,
     sources: Sources,
     stopping: Arc<AtomicBool>,
     /// Status pages being rendered right now, by all workers.
@@ -352,6 +352,14 @@ struct Worker {
     limits: Limits,
     /// Dropped when the worker exits: how [`Server::stop`] learns it is done.
     _exit: mpsc::Sender<()>,
+}
+
+/// A connection waiting for a worker, with when it was accepted: its head deadline runs from
+/// then, so time spent in the queue counts and a queue full of idle clients empties within one
+/// deadline rather than one deadline per worker round.
+struct Accepted {
+    stream: TcpStream,
+    at: Instant,
 }
 
 /// How reading a request head ended, short of a complete head.
@@ -368,13 +376,13 @@ impl Worker {
         loop {
             // The lock is held only while waiting; whoever holds it takes the next connection.
             let next = self.connections.lock().unwrap_or_else(PoisonError::into_inner).recv();
-            let Ok(stream) = next else { break }; // the accept thread has exited
+            let Ok(accepted) = next else { break }; // the accept thread has exited
             if self.stopping.load(Ordering::SeqCst) {
                 continue; // drop it; the queue disconnects once the accept thread is gone
             }
             // A panic in a status source must not cost a worker: the pool would shrink.
             let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.handle(stream, &mut buffer)
+                self.handle(accepted, &mut buffer)
             }));
             if answered.is_err() {
                 log::error!("HTTP server: a request handler panicked; connection dropped");
@@ -382,11 +390,12 @@ impl Worker {
         }
     }
 
-    fn handle(&self, mut stream: TcpStream, buffer: &mut [u8]) {
+    fn handle(&self, accepted: Accepted, buffer: &mut [u8]) {
+        let Accepted { mut stream, at } = accepted;
         if stream.set_write_timeout(Some(self.limits.write_timeout)).is_err() {
             return;
         }
-        let deadline = Instant::now() + self.limits.head_deadline;
+        let deadline = at + self.limits.head_deadline;
         let (reply, method) = match self.read_head(&mut stream, buffer, deadline) {
             Ok(received) => match wire::parse_head(&buffer[..received], self.limits.max_head) {
                 Head::Complete(request) => (self.answer(&request), request.method),
@@ -407,7 +416,9 @@ impl Worker {
     }
 
     /// Reads until `buffer` holds a complete head; returns its length (bytes of a body or of a
-    /// next request may follow it in the buffer). Blocks at most [`POLL`] at a time.
+    /// next request may follow it in the buffer). Blocks at most [`POLL`] at a time. Past the
+    /// deadline it still reads once what has already arrived: a request that waited its turn in
+    /// the queue was usually sent whole long ago.
     fn read_head(
         &self,
         stream: &mut TcpStream,
@@ -415,18 +426,19 @@ impl Worker {
         deadline: Instant,
     ) -> Result<usize, Cut> {
         let mut received = 0;
+        let mut late = false;
         loop {
             match wire::parse_head(&buffer[..received], buffer.len()) {
                 Head::Complete(_) => return Ok(received),
                 Head::Refused(refusal) => return Err(Cut::Refused(refusal)),
+                Head::Partial if late => return Err(Cut::Refused(Refusal::TooSlow)),
                 Head::Partial => {}
             }
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return Err(Cut::Refused(Refusal::TooSlow));
-            };
             if self.stopping.load(Ordering::SeqCst) {
                 return Err(Cut::Gone);
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            late = left.is_zero();
             // A zero timeout would mean "block forever".
             let slice = left.min(POLL).max(Duration::from_millis(1));
             stream.set_read_timeout(Some(slice)).map_err(|_| Cut::Gone)?;
