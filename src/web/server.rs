@@ -30,7 +30,9 @@
 //!   carries `Connection: close`.
 //! - **Accept errors** (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, …) are an episode, not an
 //!   end: one warning when it starts, a pause of [`ACCEPT_BACKOFF`] between attempts, one info
-//!   line when accepting works again. The listener is never given up while the server runs.
+//!   line when accepting has worked again for [`ACCEPT_QUIET`]. The listener is never given
+//!   up while the server runs. (`ECONNABORTED`, a client that left before its accept, is not
+//!   even an error.)
 //!
 //! The status page may be slow (its source may read the database), so at most
 //! [`STATUS_RENDERS`] workers render it at a time and further page requests get a quick 503:
@@ -282,7 +284,7 @@ struct Acceptor {
 impl Acceptor {
     fn run(self) {
         // Episodes, so that a flood or a descriptor shortage is one log line, not thousands.
-        let mut failing = false;
+        let mut failing = Failing::default();
         let mut refusing = false;
         loop {
             let accepted = self.listener.accept();
@@ -291,9 +293,10 @@ impl Acceptor {
             }
             match accepted {
                 Ok((stream, peer)) => {
-                    if failing {
-                        log::info!("HTTP server: accepting connections again");
-                        failing = false;
+                    if let Some(failed) = failing.accepted(Instant::now()) {
+                        log::info!(
+                            "HTTP server: accepting connections again failed_accepts={failed}"
+                        );
                     }
                     match self.queue.try_send(Accepted { stream, at: Instant::now() }) {
                         Ok(()) => refusing = false,
@@ -313,18 +316,53 @@ impl Acceptor {
                 // The client gave up before we took it: nothing to do.
                 Err(e) if e.kind() == ErrorKind::ConnectionAborted => {}
                 Err(e) => {
-                    if !failing {
+                    if failing.failed(Instant::now()) {
                         log::warn!(
                             "HTTP server: cannot accept a connection: {e}; retrying every {:?}",
                             ACCEPT_BACKOFF
                         );
-                        failing = true;
                     }
                     std::thread::sleep(ACCEPT_BACKOFF);
                 }
             }
         }
         // Dropping the queue's sender lets the workers finish once they have seen the flag.
+    }
+}
+
+/// How long accepting must work without a failure before an episode of accept failures is
+/// over: while descriptors are short, accepts alternate between failing and succeeding (each
+/// close frees one), and that is still one episode.
+pub const ACCEPT_QUIET: Duration = Duration::from_secs(5);
+
+/// An episode of accept failures, kept apart from the socket so that its rule is tested
+/// without one: it starts at a failure and ends at the first accept [`ACCEPT_QUIET`] after the
+/// last failure.
+#[derive(Debug, Default)]
+struct Failing {
+    /// The last failure and the failures so far, while an episode lasts.
+    episode: Option<(Instant, u64)>,
+}
+
+impl Failing {
+    /// Records a failed accept at `now`; true when it starts an episode (warn then).
+    fn failed(&mut self, now: Instant) -> bool {
+        let (starts, count) = match self.episode {
+            Some((_, count)) => (false, count + 1),
+            None => (true, 1),
+        };
+        self.episode = Some((now, count));
+        starts
+    }
+
+    /// Records an accept at `now`; the number of failed accepts when it ends an episode.
+    fn accepted(&mut self, now: Instant) -> Option<u64> {
+        let (last, count) = self.episode?;
+        if now.duration_since(last) < ACCEPT_QUIET {
+            return None;
+        }
+        self.episode = None;
+        Some(count)
     }
 }
 
@@ -692,6 +730,23 @@ mod tests {
                 assert!(value.chars().all(|c| c == ' ' || c.is_ascii_graphic()), "{value:?}");
             }
         }
+    }
+
+    #[test]
+    fn accept_failures_are_one_episode_until_accepting_works_for_a_while() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut failing = Failing::default();
+        assert_eq!(failing.accepted(at(0)), None, "no episode, nothing to end");
+        assert!(failing.failed(at(0)), "the first failure starts an episode: warn");
+        assert!(!failing.failed(at(50)), "the next ones do not");
+        assert_eq!(failing.accepted(at(100)), None, "one accept between failures ends nothing");
+        assert!(!failing.failed(at(150)), "still the same episode");
+        let quiet = 150 + ACCEPT_QUIET.as_millis() as u64;
+        assert_eq!(failing.accepted(at(quiet - 1)), None, "not quiet long enough");
+        assert_eq!(failing.accepted(at(quiet)), Some(3), "quiet: over, after 3 failures");
+        assert_eq!(failing.accepted(at(quiet + 1)), None, "and ended once");
+        assert!(failing.failed(at(quiet + 2)), "a new failure is a new episode");
     }
 
     fn request(method: Method, target: &str, has_body: bool) -> wire::Request<'_> {
