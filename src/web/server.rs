@@ -43,7 +43,7 @@
 //! [`Server::stop`] sets a flag and wakes the accept thread by connecting to the listening
 //! address (repeated until it has exited, in case descriptors are short); workers read in
 //! slices of [`POLL`] and see the flag between them. A status page stuck on its source is
-//! given [`STOP_GRACE`], then left to end with the process.
+//! given 2 s, then left to end with the process.
 //!
 //! Binding beyond loopback is the operator's explicit choice (`--listen 0.0.0.0:9898`); the
 //! data served is what the monitor already logs, and nothing accepts input.
