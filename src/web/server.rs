@@ -443,7 +443,7 @@ impl Worker {
             },
             Err(Cut::Gone) => return,
             Err(Cut::Refused(refusal)) => {
-                log::debug!("HTTP server: request refused: {refusal:?}");
+                log::debug!("HTTP server: request refused reason={refusal:?}");
                 (refusal.reply(), Method::Get)
             }
         };
