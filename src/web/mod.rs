@@ -4,3 +4,4 @@
 pub mod metrics;
 pub mod server;
 pub mod status_page;
+pub mod wire;
