@@ -63,7 +63,8 @@ fn main() -> ExitCode {
             print!("{HELP}");
             ExitCode::SUCCESS
         }
-        Ok(Cli::Baseline { addr, interval, count }) => match baseline_child(&addr, interval, count) {
+        Ok(Cli::Baseline { addr, interval, count }) => match baseline_child(&addr, interval, count)
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("bench baseline: {e}");
@@ -143,7 +144,13 @@ fn run(o: &Options) -> Result<()> {
     Ok(())
 }
 
-fn steps(o: &Options, bins: &Bins, work: &Path, machine: &Machine, fd_limit: u64) -> Result<String> {
+fn steps(
+    o: &Options,
+    bins: &Bins,
+    work: &Path,
+    machine: &Machine,
+    fd_limit: u64,
+) -> Result<String> {
     let fake = FakeApi::launch(&bins.fake_api, &[], Capture::default())?;
     let sink = SmtpServer::start();
     let ctx = Ctx { o, bins, fake: &fake, sink: &sink, work };
@@ -290,8 +297,9 @@ fn measure_window(
     };
     let (first, last) = (snaps[0], snaps[snaps.len() - 1]);
     let probes = last.probes - first.probes;
-    let ticks_us =
-        |ticks: u64| ticks as f64 * 1e6 / procfs::clock_ticks_per_second() as f64 / probes.max(1) as f64;
+    let ticks_us = |ticks: u64| {
+        ticks as f64 * 1e6 / procfs::clock_ticks_per_second() as f64 / probes.max(1) as f64
+    };
     Ok(Window {
         probes,
         wall: last.at - first.at,
@@ -512,8 +520,7 @@ fn step_shutdown(ctx: &Ctx<'_>) -> Result<ShutdownStep> {
     let mut step = ShutdownStep { stops: Vec::new(), first_probe: Vec::new() };
     for i in 0..o.shutdowns {
         let since = Instant::now();
-        let args =
-            monitor_args(ctx, &[ctx.fake.health_url()], o.interval, &format!("shutdown{i}"));
+        let args = monitor_args(ctx, &[ctx.fake.health_url()], o.interval, &format!("shutdown{i}"));
         let mut monitor = spawn_monitor(ctx, &args, &format!("shutdown{i}"))?;
         let deadline = Instant::now() + o.interval * 4 + secs(30);
         let first = wait_hits(ctx.fake, since, 1, deadline, &mut monitor)?;
@@ -567,12 +574,7 @@ fn baseline_child(addr: &str, interval: Duration, count: usize) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Child processes
 
-fn monitor_args(
-    ctx: &Ctx<'_>,
-    urls: &[String],
-    interval: Duration,
-    name: &str,
-) -> Vec<String> {
+fn monitor_args(ctx: &Ctx<'_>, urls: &[String], interval: Duration, name: &str) -> Vec<String> {
     let o = ctx.o;
     let mut args = vec!["run".to_owned()];
     for url in urls {
@@ -1039,7 +1041,12 @@ fn shutdown_section(w: &mut String, r: &Results<'_>) {
 fn sizes(o: &Options) -> String {
     let mut parts = Vec::new();
     if o.runs("cpu") || o.runs("baseline") {
-        parts.push(format!("{} probes at {} in {} slices", o.probes, flag_duration(o.fast_interval), o.slices));
+        parts.push(format!(
+            "{} probes at {} in {} slices",
+            o.probes,
+            flag_duration(o.fast_interval),
+            o.slices
+        ));
     }
     if o.runs("latency") {
         parts.push(format!(
@@ -1053,13 +1060,19 @@ fn sizes(o: &Options) -> String {
     if o.runs("scale") || o.runs("holes") {
         parts.push(format!(
             "{} targets at {} (timeout {}) for {} rounds, {} of them black holes in the holes step",
-            o.scale_targets, flag_duration(o.scale_interval), flag_duration(o.scale_timeout), o.scale_rounds, o.holes
+            o.scale_targets,
+            flag_duration(o.scale_interval),
+            flag_duration(o.scale_timeout),
+            o.scale_rounds,
+            o.holes
         ));
     }
     if o.runs("monit") {
         parts.push(format!(
             "{} monit hosts at {} for {} rounds",
-            o.monit_targets, flag_duration(o.monit_interval), o.monit_rounds
+            o.monit_targets,
+            flag_duration(o.monit_interval),
+            o.monit_rounds
         ));
     }
     parts.join("; ")

@@ -51,7 +51,11 @@ pub enum Command {
     Run(Options),
     Help,
     /// The baseline child: a bare exchange with `addr` every `interval`, `count` times.
-    Baseline { addr: String, interval: Duration, count: usize },
+    Baseline {
+        addr: String,
+        interval: Duration,
+        count: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -174,7 +178,10 @@ impl Options {
             "scale-interval" => self.scale_interval = duration()?,
             "scale-rounds" => self.scale_rounds = count()?,
             "scale-timeout" => self.scale_timeout = duration()?,
-            "holes" => self.holes = value.parse().map_err(|_| format!("{value:?} is not a whole number"))?,
+            "holes" => {
+                self.holes =
+                    value.parse().map_err(|_| format!("{value:?} is not a whole number"))?
+            }
             "monit-targets" => self.monit_targets = count()?,
             "monit-interval" => self.monit_interval = duration()?,
             "monit-rounds" => self.monit_rounds = count()?,

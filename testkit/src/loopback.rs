@@ -193,6 +193,9 @@ mod tests {
         s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let mut buf = [0u8; 16];
         let err = s.read(&mut buf).expect_err("no answer, no close");
-        assert!(matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+        assert!(matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ));
     }
 }

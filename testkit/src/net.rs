@@ -65,7 +65,6 @@ impl Forwarder {
     }
 }
 
-
 /// A forward proxy on loopback that tunnels `CONNECT host:port` — or, while
 /// [`ConnectProxy::block`]ed, answers `502 Bad Gateway` as a proxy does when it cannot reach
 /// the target from its side of the world.

@@ -48,7 +48,13 @@ pub struct Process {
 impl Process {
     /// Starts `command` with stdin from /dev/null and stdout and stderr piped.
     pub fn spawn(mut command: Command, capture: Capture) -> Result<(Process, ChildStdout)> {
-        let name = command.get_program().to_string_lossy().rsplit('/').next().unwrap_or_default().to_owned();
+        let name = command
+            .get_program()
+            .to_string_lossy()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         let tee = match &capture.tee {
             Some(path) => Some(
                 File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?,
@@ -133,9 +139,8 @@ impl Process {
 
     /// Sends a signal by name (`INT`, `TERM`, `KILL`, `STOP`, …); panics if it cannot.
     pub fn signal(&self, name: &str) {
-        let signal: Signal = format!("SIG{name}")
-            .parse()
-            .unwrap_or_else(|_| panic!("no signal named {name}"));
+        let signal: Signal =
+            format!("SIG{name}").parse().unwrap_or_else(|_| panic!("no signal named {name}"));
         self.send(signal).unwrap_or_else(|e| panic!("{e}"));
     }
 
@@ -185,7 +190,11 @@ impl Process {
         let status = self.exit_within(limit)?;
         let took = started.elapsed();
         if !status.success() {
-            return Err(format!("{} exited with {status} after SIGTERM{}", self.name, self.tail(8)));
+            return Err(format!(
+                "{} exited with {status} after SIGTERM{}",
+                self.name,
+                self.tail(8)
+            ));
         }
         Ok(took)
     }

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-
 /// One message as the SMTP server received it.
 #[derive(Clone, Debug)]
 pub struct Mail {
