@@ -148,6 +148,8 @@ pub struct ScaleStep {
     /// Probes expected at the server when the run ended, and how many arrived.
     pub wanted: usize,
     pub arrived: usize,
+    /// Healthy targets that had all their rounds before the deadline.
+    pub complete: usize,
     /// Connections the black hole accepted.
     pub hole_probes: usize,
     pub usage: Usage,
@@ -221,12 +223,19 @@ pub fn step_scale(ctx: &Ctx<'_>, holes: usize) -> Result<ScaleStep> {
     let wanted = healthy.len() * (o.scale_rounds + 1);
     let deadline = started + interval * (o.scale_rounds as u32 + 2) * 2 + Duration::from_secs(60);
     let mut usage = Usage::default();
-    // The first round (tick 0 of every healthy target), then the measured rounds.
-    let first = watch(&mut monitor, &server, healthy.len(), deadline, &mut usage, false)?;
+    // The first round (tick 0 of every healthy target), then until every healthy target has
+    // had its measured rounds, or the deadline.
+    let first = watch(&mut monitor, &server, &healthy, 1, deadline, &mut usage, false)?;
     let (cpu_first, hits_first) = (procfs::cpu_ns(pid)?, server.hits.len());
-    let arrived = watch(&mut monitor, &server, wanted, deadline, &mut usage, true)?;
-    if arrived < wanted {
-        progress(&format!("  only {arrived} of {wanted} probes arrived within the deadline"));
+    let complete =
+        watch(&mut monitor, &server, &healthy, o.scale_rounds + 1, deadline, &mut usage, true)?;
+    let arrived = server.hits.len();
+    if complete < healthy.len() {
+        progress(&format!(
+            "  only {complete} of {} targets had {} probes by the deadline",
+            healthy.len(),
+            o.scale_rounds + 1
+        ));
     }
     let cpu_end = procfs::cpu_ns(pid)?;
     usage.hwm_kib = procfs::status(pid, "VmHWM")?;
@@ -238,7 +247,7 @@ pub fn step_scale(ctx: &Ctx<'_>, holes: usize) -> Result<ScaleStep> {
     let timing = server.hits.read(|hits| Timing::measure(hits, &healthy, interval, started));
     if timing.lateness.is_empty() {
         return Err(format!(
-            "{name}: no target was probed twice ({first} probes in the first round, {arrived} in all){}",
+            "{name}: no target was probed twice ({first} targets in the first round, {arrived} probes in all){}",
             monitor.tail(8)
         ));
     }
@@ -249,6 +258,7 @@ pub fn step_scale(ctx: &Ctx<'_>, holes: usize) -> Result<ScaleStep> {
         timing,
         wanted,
         arrived,
+        complete,
         hole_probes: hole.map_or(0, |h| h.accepted.load(std::sync::atomic::Ordering::SeqCst)),
         usage,
         pool,
@@ -257,20 +267,30 @@ pub fn step_scale(ctx: &Ctx<'_>, holes: usize) -> Result<ScaleStep> {
     })
 }
 
-/// Samples `monitor` every half second (into `usage` when `record`) until `server` has `want`
-/// hits or `deadline` passes; returns the hits. The monitor exiting is an error.
+/// Samples `monitor` every half second (into `usage` when `record`) until each of `paths` has
+/// had `rounds` hits at `server`, or `deadline`; returns how many paths got there. The
+/// monitor exiting is an error.
 fn watch(
     monitor: &mut Process,
     server: &HealthServer,
-    want: usize,
+    paths: &[String],
+    rounds: usize,
     deadline: Instant,
     usage: &mut Usage,
     record: bool,
 ) -> Result<usize> {
     loop {
-        let hits = server.hits.len();
-        if hits >= want || Instant::now() >= deadline {
-            return Ok(hits);
+        let complete = server.hits.read(|hits| {
+            let mut seen: HashMap<&str, usize> = paths.iter().map(|p| (p.as_str(), 0)).collect();
+            for hit in hits {
+                if let Some(n) = seen.get_mut(hit.path.as_str()) {
+                    *n += 1;
+                }
+            }
+            seen.values().filter(|&&n| n >= rounds).count()
+        });
+        if complete == paths.len() || Instant::now() >= deadline {
+            return Ok(complete);
         }
         monitor.alive()?;
         if record {
@@ -551,13 +571,14 @@ fn render_scale(w: &mut String, o: &crate::options::Options, s: &ScaleStep) {
     let late = t.lateness.iter().filter(|&&l| l > 100.0).count();
     let _ = writeln!(
         w,
-        "- probes at the server: {} of the {} expected ({} rounds after tick 0){}; {} of {} healthy targets probed; {} probes started more than 100 ms late; periods off the interval by more than {EXACT_MS:.0} ms: {} of {}",
+        "- probes at the server: {} ({} expected: tick 0 and {} rounds of each target); {} of {} healthy targets had all of theirs{}; {} were probed at all; {} probes started more than 100 ms late; periods off the interval by more than {EXACT_MS:.0} ms: {} of {}",
         s.arrived,
         s.wanted,
         o.scale_rounds,
-        if s.arrived < s.wanted { " — **the monitor fell behind: fewer arrived before the deadline**" } else { "" },
-        t.targets_hit,
+        s.complete,
         t.targets,
+        if s.complete < t.targets { " — **the monitor fell behind: the run ended at the deadline**" } else { "" },
+        t.targets_hit,
         late,
         t.periods_off(o.scale_interval),
         t.periods.len()

@@ -20,11 +20,14 @@ pub struct PathHit {
     pub path: String,
 }
 
+/// Threads accepting connections of one [`HealthServer`].
+const ACCEPTORS: usize = 4;
+
 const HEALTHY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
 Content-Length: 15\r\nConnection: close\r\n\r\n{\"status\":\"OK\"}";
 
 /// Answers every request, whatever its path, `200 {"status":"OK"}` and closes the connection.
-/// One thread accepts (and stamps); `workers` threads read, record and answer.
+/// A few threads accept (and stamp); `workers` threads read, record and answer.
 pub struct HealthServer {
     pub addr: SocketAddr,
     pub hits: Arc<Log<PathHit>>,
@@ -43,24 +46,29 @@ impl HealthServer {
             let (rx, hits) = (Arc::clone(&rx), Arc::clone(&hits));
             thread::spawn(move || serve(&rx, &hits));
         }
-        let stop = Arc::clone(&stopping);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                match stream {
-                    Ok(stream) => {
-                        if tx.send((Instant::now(), stream)).is_err() {
-                            break;
-                        }
+        // Several threads accept (and stamp), so that a stamp is late only when all of them
+        // are kept off the CPU, e.g. by a monitor with thousands of runnable threads.
+        for _ in 0..ACCEPTORS {
+            let listener = listener.try_clone().map_err(|e| format!("listener: {e}"))?;
+            let (tx, stop) = (tx.clone(), Arc::clone(&stopping));
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
                     }
-                    // Out of file descriptors, for instance: the client sees a refused or
-                    // stalled connect, the bench a missing hit.
-                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                    match stream {
+                        Ok(stream) => {
+                            if tx.send((Instant::now(), stream)).is_err() {
+                                break;
+                            }
+                        }
+                        // Out of file descriptors, for instance: the client sees a refused or
+                        // stalled connect, the bench a missing hit.
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
                 }
-            }
-        });
+            });
+        }
         Ok(HealthServer { addr, hits, stopping })
     }
 
@@ -79,7 +87,9 @@ impl HealthServer {
 impl Drop for HealthServer {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr); // wakes the accept loop so it sees the flag
+        for _ in 0..ACCEPTORS {
+            let _ = TcpStream::connect(self.addr); // wakes an accept loop so it sees the flag
+        }
     }
 }
 

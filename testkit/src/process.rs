@@ -246,3 +246,22 @@ pub fn announced(
     });
     rx.recv_timeout(limit).map_err(|_| format!("no {prefix:?} line within {limit:?}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_collected_and_sigterm_is_timed() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo started >&2; echo out; exec sleep 30"]);
+        let (mut child, stdout) = Process::spawn(command, Capture::default()).unwrap();
+        let out = announced(stdout, "ou", Duration::from_secs(30), |_, _| {}).unwrap();
+        assert_eq!(out, "t", "the rest of the first stdout line with the prefix");
+        assert_eq!(child.wait_for_line("start"), "started");
+        child.alive().expect("still running");
+        let err = child.terminate(Duration::from_secs(30)).unwrap_err();
+        assert!(err.contains("after SIGTERM"), "killed by the signal is not a clean exit: {err}");
+        assert!(child.alive().is_err(), "and it is gone");
+    }
+}
