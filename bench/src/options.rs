@@ -48,7 +48,7 @@ pub const STEPS: &[&str] = &["cpu", "baseline", "latency", "shutdown", "scale", 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
 pub enum Command {
-    Run(Options),
+    Run(Box<Options>),
     Help,
     /// The baseline child: a bare exchange with `addr` every `interval`, `count` times.
     Baseline {
@@ -251,7 +251,7 @@ pub fn parse_from(
     if options.monit_interval.subsec_nanos() != 0 {
         return Err("--monit-interval must be whole seconds (monit's `set daemon` cycle)".into());
     }
-    Ok(Command::Run(options))
+    Ok(Command::Run(Box::new(options)))
 }
 
 fn parse_baseline(parser: &mut lexopt::Parser) -> Result<Command, String> {
@@ -287,7 +287,7 @@ mod tests {
 
     fn options(args: &[&str], env: &[(&str, &str)]) -> Options {
         match parse(args, env) {
-            Ok(Command::Run(o)) => o,
+            Ok(Command::Run(o)) => *o,
             other => panic!("not a run: {other:?}"),
         }
     }

@@ -322,6 +322,13 @@ pub struct Side {
     pub usage: Usage,
 }
 
+/// A process's CPU clock and its probes at the server, at one moment.
+#[derive(Clone, Copy)]
+struct Mark {
+    cpu_ns: u64,
+    hits: usize,
+}
+
 pub struct MonitStep {
     pub hosts: usize,
     /// `None`: monit is not installed (the reason).
@@ -406,7 +413,8 @@ pub fn step_monit(ctx: &Ctx<'_>) -> Result<MonitStep> {
         server.hits.read(|h| h.iter().filter(|h| h.path.starts_with(prefix)).count())
     };
     let (mut our_usage, mut monit_usage) = (Usage::default(), Usage::default());
-    let mut first: Option<(u64, usize, Option<(u64, usize)>)> = None;
+    // Where the measured window starts: after every host's first probe.
+    let mut first: Option<(Mark, Option<Mark>)> = None;
     loop {
         let (a, m) = (count("/a/"), count("/m/"));
         let monit_done = monit.as_ref().map_or(true, |_| m >= wanted);
@@ -416,10 +424,10 @@ pub fn step_monit(ctx: &Ctx<'_>) -> Result<MonitStep> {
         ours.alive()?;
         if first.is_none() && a >= n && (monit.is_err() || m >= n) {
             let monit_first = match &monit {
-                Ok((_, p)) => Some((procfs::cpu_ns(p.pid())?, m)),
+                Ok((_, p)) => Some(Mark { cpu_ns: procfs::cpu_ns(p.pid())?, hits: m }),
                 Err(_) => None,
             };
-            first = Some((procfs::cpu_ns(ours.pid())?, a, monit_first));
+            first = Some((Mark { cpu_ns: procfs::cpu_ns(ours.pid())?, hits: a }, monit_first));
         }
         if first.is_some() {
             our_usage.sample(ours.pid())?;
@@ -431,19 +439,20 @@ pub fn step_monit(ctx: &Ctx<'_>) -> Result<MonitStep> {
         thread::sleep(Duration::from_millis(500));
     }
     let (a, m) = (count("/a/"), count("/m/"));
-    let (cpu0, a0, monit0) = first.unwrap_or((0, 0, Some((0, 0))));
-    let finish =
-        |usage: &mut Usage, pid: u32, cpu0: u64, hits0: usize, hits: usize| -> Result<()> {
-            let cpu = procfs::cpu_ns(pid)?;
-            usage.hwm_kib = procfs::status(pid, "VmHWM")?;
-            if usage.rss_kib.is_empty() {
-                usage.sample(pid)?;
-            }
-            usage.cpu_per_probe_us = (cpu - cpu0) as f64 / 1000.0 / (hits - hits0).max(1) as f64;
-            usage.cpu_per_probe_all_us = cpu as f64 / 1000.0 / hits.max(1) as f64;
-            Ok(())
-        };
-    finish(&mut our_usage, ours.pid(), cpu0, a0, a)?;
+    let zero = Mark { cpu_ns: 0, hits: 0 };
+    let (ours0, monit0) = first.unwrap_or((zero, Some(zero)));
+    let finish = |usage: &mut Usage, pid: u32, from: Mark, hits: usize| -> Result<()> {
+        let cpu = procfs::cpu_ns(pid)?;
+        usage.hwm_kib = procfs::status(pid, "VmHWM")?;
+        if usage.rss_kib.is_empty() {
+            usage.sample(pid)?;
+        }
+        usage.cpu_per_probe_us =
+            (cpu - from.cpu_ns) as f64 / 1000.0 / (hits - from.hits).max(1) as f64;
+        usage.cpu_per_probe_all_us = cpu as f64 / 1000.0 / hits.max(1) as f64;
+        Ok(())
+    };
+    finish(&mut our_usage, ours.pid(), ours0, a)?;
     ours.terminate(STOP_LIMIT)?;
     let (hits_ours, hits_monit) = server.hits.read(|hits| {
         (
@@ -454,8 +463,7 @@ pub fn step_monit(ctx: &Ctx<'_>) -> Result<MonitStep> {
     let monit = match monit {
         Err(why) => Err(why),
         Ok((version, mut process)) => {
-            let (c0, m0) = monit0.unwrap_or((0, 0));
-            finish(&mut monit_usage, process.pid(), c0, m0, m)?;
+            finish(&mut monit_usage, process.pid(), monit0.unwrap_or(zero), m)?;
             // monit's own exit status after SIGTERM is not ours to judge.
             let _ = process.send(nix::sys::signal::Signal::SIGTERM);
             let _ = process.exit_within(STOP_LIMIT);
