@@ -37,6 +37,8 @@ SIZES (full / --smoke), also from the environment as BENCH_<NAME>, e.g. BENCH_PR
   --monit-targets N     hosts of the monit step, for monit and for api-monitor (1000 / 20)
   --monit-interval DUR  their interval; monit's cycle is whole seconds (5s / 1s)
   --monit-rounds N      rounds of probes measured in the monit step (10 / 3)
+  --monit-bin PATH      the monit to run (default: `monit` on PATH, /usr/bin, /usr/sbin);
+                        when it is missing the step measures api-monitor alone and says so
 DUR is e.g. 50ms, 1s, 2m, 1m30s. Exit 0 when every measurement was taken, 1 when a step failed,
 2 on a bad command line. `bench baseline ADDR INTERVAL_MS COUNT` is the baseline child
 (internal).
@@ -84,6 +86,7 @@ pub struct Options {
     pub monit_targets: usize,
     pub monit_interval: Duration,
     pub monit_rounds: usize,
+    pub monit_bin: Option<PathBuf>,
 }
 
 /// The options that take a value, as flags (`--name`) and variables (`BENCH_NAME`).
@@ -109,6 +112,7 @@ const KNOBS: &[&str] = &[
     "monit-targets",
     "monit-interval",
     "monit-rounds",
+    "monit-bin",
 ];
 
 impl Options {
@@ -139,6 +143,7 @@ impl Options {
             monit_targets: pick(1000, 20),
             monit_interval: secs(5, 1),
             monit_rounds: pick(10, 3),
+            monit_bin: None,
         }
     }
 
@@ -185,6 +190,7 @@ impl Options {
             "monit-targets" => self.monit_targets = count()?,
             "monit-interval" => self.monit_interval = duration()?,
             "monit-rounds" => self.monit_rounds = count()?,
+            "monit-bin" => self.monit_bin = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown option {name}")),
         }
         Ok(())

@@ -384,7 +384,11 @@ pub fn step_monit(ctx: &Ctx<'_>) -> Result<MonitStep> {
     let monit_paths: Vec<String> = (0..n).map(|i| format!("/m/{i}")).collect();
     let urls: Vec<String> = ours_paths.iter().map(|p| server.url(p)).collect();
 
-    let mut monit = match find_monit() {
+    let bin = match &o.monit_bin {
+        Some(path) => Some(path.clone()).filter(|p| p.is_file()),
+        None => find_monit(),
+    };
+    let mut monit = match bin {
         None => Err("monit is not installed (Debian: `apt-get install -y monit`)".to_owned()),
         Some(bin) => {
             let rc = ctx.work.join("monitrc");
