@@ -377,7 +377,7 @@ fn step_baseline(ctx: &Ctx<'_>) -> Result<BaselineStep> {
 
 /// One flip of the fake and the mail it caused.
 struct Detection {
-    /// Flip → mail printed by mail-sink.
+    /// Flip → mail received in full by the SMTP sink.
     raw: Duration,
     /// Flip → the first probe that saw the new mode (sampling, not the monitor's doing).
     phase: Duration,
