@@ -30,10 +30,11 @@ ENV CARGO_TERM_COLOR=never
 COPY Cargo.toml Cargo.lock ./
 COPY fake_api/Cargo.toml fake_api/
 COPY bench/Cargo.toml bench/
-RUN mkdir -p src fake_api/src/bin bench/src \
+COPY testkit/Cargo.toml testkit/
+RUN mkdir -p src fake_api/src/bin bench/src testkit/src \
  && for f in src/main.rs fake_api/src/main.rs fake_api/src/bin/mail-sink.rs bench/src/main.rs; do \
       echo 'fn main() {}' > "$f"; done \
- && touch src/lib.rs fake_api/src/lib.rs
+ && touch src/lib.rs fake_api/src/lib.rs testkit/src/lib.rs
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --target "$RUST_TARGET" \
       -p api-monitor -p fake-api --bin api-monitor --bin fake-api

@@ -213,14 +213,8 @@ fn watch(config: Config) -> Result<(), Fatal> {
     let concurrency = config.concurrency.unwrap_or_else(|| {
         pool::default_size(slots.iter().map(|s| (s.target.interval, s.target.timeout)))
     });
-    log::info!(
-        "probe pool: at most {concurrency} workers{}",
-        if config.concurrency.is_some() {
-            ""
-        } else {
-            " (default from targets, intervals and timeouts)"
-        }
-    );
+    let origin = if config.concurrency.is_some() { "--concurrency" } else { "default" };
+    log::info!("probe pool workers={concurrency} source={origin} (at most; started on demand)");
     metrics.set_workers(concurrency);
     let parts = Parts {
         ledger,
