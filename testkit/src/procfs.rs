@@ -149,7 +149,7 @@ fn mapping_kind(name: &str, perms: &str, size_kib: u64, exe: &str) -> String {
             "anonymous ≤ 256 KiB (e.g. the 256 KiB probe-thread stacks, signal stacks)".into()
         }
         "" if (2040..=2056).contains(&size_kib) => {
-            "anonymous 2 MiB (e.g. default thread stacks: minreq's helper thread per request, \
+            "anonymous 2 MiB (e.g. default thread stacks: the DNS lookup thread of a probe by host name, \
              kept in glibc's stack cache)"
                 .into()
         }
