@@ -15,7 +15,7 @@ use api_monitor::notify::mailer::{LogMailer, Mailer, SmtpMailer, SMTP_TIMEOUT};
 use api_monitor::probe::{HttpProber, Outcome, Prober};
 use api_monitor::runtime::ledger::Ledger;
 use api_monitor::runtime::schedule::Shutdown;
-use api_monitor::runtime::state::{Recipients, Snapshot};
+use api_monitor::runtime::state::{self, Ending, Recipients, Snapshot};
 use api_monitor::runtime::{self, pool, Parts, ProberFactory};
 use api_monitor::timestamp::{Clock, SystemClock};
 use api_monitor::web::metrics::Registry;
@@ -180,8 +180,22 @@ fn watch(config: Config) -> Result<(), Fatal> {
     // Retries (mail and database) start at one interval, at most 5 s, and back off from there.
     let fastest = config.targets.iter().map(|t| t.interval).min().unwrap_or(config.interval);
     let retry_base = fastest.min(Duration::from_secs(5));
-    let ledger = Ledger::open(&config.db_url, Box::new(store::open), retry_base, Instant::now())
-        .map_err(|e| Fatal::Usage(format!("--db: {e}")))?;
+    // A database that cannot work (wrong password, unknown database, missing directory, corrupt
+    // file, newer schema) stops the start; one that is merely away is waited for.
+    let store = match store::open(&config.db_url) {
+        Ok(store) => Some(store),
+        Err(e) if e.is_permanent() => return Err(Fatal::Usage(format!("--db: {e}"))),
+        Err(e) => {
+            log::error!(
+                "DATABASE UNAVAILABLE db={} error=\"{e}\"; probing starts, decisions wait for \
+                 the database",
+                redact::url(&config.db_url)
+            );
+            None
+        }
+    };
+    let ledger =
+        Ledger::new(&config.db_url, Box::new(store::open), store, retry_base, Instant::now());
     let (recipients, mail) = match &config.delivery {
         Delivery::Smtp(settings) => (settings.to.clone(), true),
         Delivery::LogOnly { .. } => (Vec::new(), false),
@@ -224,6 +238,8 @@ fn watch(config: Config) -> Result<(), Fatal> {
         metrics: Arc::clone(&metrics),
         concurrency,
         shutdown,
+        me: state::holder(),
+        retry_base,
     };
     let running = runtime::start(slots, parts)
         .map_err(|e| Fatal::Runtime(format!("cannot start a thread: {e}")))?;
@@ -241,12 +257,17 @@ fn watch(config: Config) -> Result<(), Fatal> {
         }
         None => None,
     };
-    running.wait();
+    let ending = running.wait();
     if let Some(server) = server {
         server.stop();
     }
-    log::info!("stopped");
-    Ok(())
+    match ending {
+        Ending::Stopped => {
+            log::info!("stopped");
+            Ok(())
+        }
+        Ending::Fatal(why) => Err(Fatal::Runtime(why)),
+    }
 }
 
 /// The status page's source: the history the state owner publishes in memory, so a page view

@@ -1,95 +1,55 @@
-//! The monitor's durable memory: `state` rows and the notification outbox, written through to
-//! the database and held in memory while the database is away.
+//! The monitor's durable memory: its writes to the database, applied in order, kept in memory
+//! while the database is away, and never applied twice.
 //!
-//! Why it exists: the database and the mail server both fail, and neither may cost a
+//! Why it exists: the database fails, and that may cost neither a transition nor a
 //! notification. So every write goes through an in-memory *backlog*, applied in order; when the
-//! database is unreachable the backlog simply waits (the outage is logged once, the recovery
-//! once) and is replayed with the original timestamps when it returns. Every email becomes a
-//! [`Letter`] in the in-memory *outbox* and a `notification` row; it leaves the outbox only when
-//! the SMTP server has accepted it, and the row is marked sent only then. A restart loads the
-//! unsent rows back, so a crash or a mail-server outage delays a notification but never loses
-//! or repeats it (a crash in the instant between the server's acceptance and the mark can
-//! repeat one; that is the one window left).
+//! database is unreachable the backlog waits (the outage is logged once, the recovery once) and
+//! is replayed with the original timestamps when it returns.
+//!
+//! Exactly once rests on two properties of the writes (see [`crate::store::Store`]):
+//! - **atomic**: a transition's `state` row and the notifications announcing it are one
+//!   [`Commit`], one transaction — a crash leaves both or neither, never a row whose email is lost;
+//! - **idempotent**: every row carries a key made before the first attempt, so a write retried
+//!   after a lost reply (committed on the server, an error on the client) changes nothing.
 //!
 //! The ledger does no waiting of its own and has one owner, the state thread
-//! ([`crate::runtime::state`]): it asks the ledger what is due and when to wake, and hands due
-//! letters to the courier thread. Probes never touch it, so a slow or reconnecting database
-//! never delays a probe.
+//! ([`crate::runtime::state`]), which asks it when to try again. Probes never touch it, so a
+//! slow or reconnecting database never delays a probe.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::duration::human;
-use crate::notify::message::Email;
 use crate::redact;
-use crate::store::{self, NewNotification, NewState, StateRow, Store, StoreError};
+use crate::store::{Claim, Commit, Holder, OutboxEntry, StateRow, Store, StoreError};
 use crate::timestamp::Timestamp;
 
-/// The longest wait between two delivery attempts of one letter.
-pub const MAX_LETTER_BACKOFF: Duration = Duration::from_secs(5 * 60);
 /// The longest wait between two attempts to reach the database again.
 pub const MAX_DATABASE_BACKOFF: Duration = Duration::from_secs(60);
 
-/// `base × 2^(attempts − 1)`, capped at `cap`: the wait after the `attempts`-th failure.
-pub fn backoff(base: Duration, attempts: u32, cap: Duration) -> Duration {
-    let factor = 1u32 << attempts.saturating_sub(1).min(20);
-    base.saturating_mul(factor).min(cap)
-}
-
-/// Opens a store from its URL; [`store::open`] in production, a fake in unit tests.
+/// Opens a store from its URL; [`crate::store::open`] in production, a fake in unit tests.
 pub type Opener = Box<dyn Fn(&str) -> Result<Box<dyn Store>, StoreError> + Send>;
 
-/// An email waiting for the SMTP server's acceptance.
-#[derive(Clone, Debug)]
-pub struct Letter {
-    /// This process's name for it (database ids may not exist yet).
-    pub key: u64,
-    pub content: NewNotification,
-    /// Failed delivery attempts so far.
-    pub attempts: u32,
-    /// Not before this instant.
-    pub due: Instant,
-}
-
-impl Letter {
-    pub fn email(&self) -> Email {
-        Email {
-            subject: self.content.subject.clone(),
-            text: self.content.text.clone(),
-            html: self.content.html.clone(),
-        }
-    }
-}
-
-/// A `state` row the ledger has accepted: written already, or queued until the database returns.
-#[derive(Clone, Debug)]
-pub enum Recorded {
-    Written(StateRow),
-    Queued { key: u64 },
-}
-
 /// The database cannot answer right now (down, or writes still queued ahead of the read);
-/// the caller falls back to what it remembers.
+/// the caller falls back to what it remembers, or waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the database is unavailable")]
 pub struct Unavailable;
 
-/// Where a letter's transition row is: known id, or a queued row's key.
-#[derive(Clone, Copy, Debug)]
-enum StateRef {
-    Id(i64),
-    Queued(u64),
-}
-
 /// One pending database write, applied in order.
 #[derive(Clone, Debug)]
-enum Write {
-    State { key: u64, row: NewState },
-    Letter { key: u64, state: Option<StateRef>, content: NewNotification },
-    Sent { key: u64, attempts: u32, at: Timestamp },
+pub enum Write {
+    /// A transition's row and its notifications, or a notification alone.
+    Commit(Commit),
+    /// A failed delivery attempt (informative: the count and the error).
+    Attempt { key: String, attempts: u32, error: String },
+    /// The SMTP server accepted the notification.
+    Sent { key: String, attempts: u32, at: Timestamp, refused: Option<String> },
+    /// Refused for good.
+    Dead { key: String, attempts: u32, error: String, at: Timestamp },
 }
 
-/// The database is unreachable: since when, why, and when to try again.
+/// The database is unreachable: since when, and when to try again.
 #[derive(Debug)]
 struct Unreachable {
     since: Instant,
@@ -104,47 +64,38 @@ pub struct Ledger {
     store: Option<Box<dyn Store>>,
     backlog: VecDeque<Write>,
     unreachable: Option<Unreachable>,
-    /// Database ids of rows written from the backlog, for the writes that refer to them.
-    state_ids: HashMap<u64, i64>,
-    letter_ids: HashMap<u64, i64>,
-    /// The last `state` row the backlog wrote, so [`Ledger::record`] can return its id.
-    last_state: Option<(u64, i64)>,
-    outbox: VecDeque<Letter>,
-    next_key: u64,
+    /// A permanent fault seen mid-run, logged once until the database works again.
+    refusing: Option<String>,
+    /// The database file vanished (see [`StoreError::Vanished`]): the monitor must stop.
+    vanished: Option<String>,
     retry_base: Duration,
 }
 
 impl Ledger {
-    /// Opens the database at `url`; if it is unreachable the ledger starts in the "database
-    /// down" state and keeps trying. Unsent notifications of earlier runs join the outbox.
-    /// Only a URL that can never work ([`StoreError::Url`]) is an error.
-    pub fn open(
+    /// A ledger over `store` (already opened, or `None` when the database was unreachable at
+    /// start: then it starts in the "database down" state and keeps trying).
+    pub fn new(
         url: &str,
         opener: Opener,
+        store: Option<Box<dyn Store>>,
         retry_base: Duration,
         now: Instant,
-    ) -> Result<Ledger, StoreError> {
-        let mut ledger = Ledger {
+    ) -> Ledger {
+        let unreachable = store.is_none().then_some(Unreachable {
+            since: now,
+            next_try: now + retry_base,
+            delay: retry_base,
+        });
+        Ledger {
             url: url.to_owned(),
             opener,
-            store: None,
+            store,
             backlog: VecDeque::new(),
-            unreachable: None,
-            state_ids: HashMap::new(),
-            letter_ids: HashMap::new(),
-            last_state: None,
-            outbox: VecDeque::new(),
-            next_key: 0,
+            unreachable,
+            refusing: None,
+            vanished: None,
             retry_base,
-        };
-        match (ledger.opener)(url) {
-            Ok(store) => {
-                ledger.adopt(store, now);
-            }
-            Err(e @ StoreError::Url { .. }) => return Err(e),
-            Err(e) => ledger.fail(&e, now),
         }
-        Ok(ledger)
     }
 
     /// Whether the database is currently believed reachable.
@@ -152,9 +103,14 @@ impl Ledger {
         self.unreachable.is_none()
     }
 
-    fn key(&mut self) -> u64 {
-        self.next_key += 1;
-        self.next_key
+    /// Why the monitor must stop, if the database file vanished.
+    pub fn vanished(&self) -> Option<String> {
+        self.vanished.clone()
+    }
+
+    /// Writes not yet in the database.
+    pub fn backlog(&self) -> usize {
+        self.backlog.len()
     }
 
     /// Makes sure a store is open.
@@ -163,7 +119,10 @@ impl Ledger {
             return true;
         }
         match (self.opener)(&self.url) {
-            Ok(store) => self.adopt(store, now),
+            Ok(store) => {
+                self.store = Some(store);
+                true
+            }
             Err(e) => {
                 self.fail(&e, now);
                 false
@@ -171,38 +130,31 @@ impl Ledger {
         }
     }
 
-    /// Takes a freshly opened store into use, first loading earlier runs' unsent notifications.
-    fn adopt(&mut self, mut store: Box<dyn Store>, now: Instant) -> bool {
-        let unsent = match store.unsent() {
-            Ok(unsent) => unsent,
-            Err(e) => {
-                self.fail(&e, now);
-                return false;
-            }
-        };
-        if !unsent.is_empty() {
-            log::warn!("resuming {} undelivered notification(s) from the outbox", unsent.len());
-        }
-        for (i, n) in unsent.into_iter().enumerate() {
-            let key = self.key();
-            self.letter_ids.insert(key, n.id);
-            // Older than anything this run created: they go first, in order.
-            self.outbox
-                .insert(i, Letter { key, content: n.content, attempts: n.attempts, due: now });
-        }
-        self.store = Some(store);
-        true
-    }
-
-    /// Notes a database fault: logged once per outage, then retried with backoff.
+    /// Notes a database fault: logged once per outage (and once more if it turns permanent),
+    /// then retried with backoff.
     fn fail(&mut self, error: &StoreError, now: Instant) {
+        // The connection may be broken mid-transaction: start afresh next time.
+        self.store = None;
+        if let StoreError::Vanished { .. } = error {
+            self.vanished = Some(error.to_string());
+        }
+        if error.is_permanent() && self.refusing.as_deref() != Some(&error.to_string()) {
+            log::error!(
+                "DATABASE REFUSES db={} error=\"{error}\": this does not pass by waiting — fix \
+                 the database or its settings; writes are kept in memory meanwhile and retried",
+                redact::url(&self.url)
+            );
+            self.refusing = Some(error.to_string());
+        }
         match &mut self.unreachable {
             None => {
-                log::error!(
-                    "DATABASE UNAVAILABLE db={} error=\"{error}\"; probing and notifying go on, \
-                     writes are kept in memory and replayed when it returns",
-                    redact::url(&self.url)
-                );
+                if !error.is_permanent() {
+                    log::error!(
+                        "DATABASE UNAVAILABLE db={} error=\"{error}\"; probing and notifying go \
+                         on, writes are kept in memory and replayed when it returns",
+                        redact::url(&self.url)
+                    );
+                }
                 self.unreachable = Some(Unreachable {
                     since: now,
                     next_try: now + self.retry_base,
@@ -217,7 +169,20 @@ impl Ledger {
         }
     }
 
-    /// Applies the backlog in order. Stops at the first failure (the rest waits, in order).
+    /// The database answered: log the recovery once.
+    fn recovered(&mut self, now: Instant, replayed: usize) {
+        self.refusing = None;
+        if let Some(u) = self.unreachable.take() {
+            log::info!(
+                "DATABASE RECOVERED db={} after={} replayed_writes={replayed}",
+                redact::url(&self.url),
+                human(now.saturating_duration_since(u.since))
+            );
+        }
+    }
+
+    /// Applies the backlog in order. Stops at the first failure (the rest waits, in order; the
+    /// failed write is retried whole, which its keys make harmless).
     fn flush(&mut self, now: Instant) -> bool {
         if !self.connect(now) {
             return false;
@@ -225,12 +190,8 @@ impl Ledger {
         let written = self.backlog.len();
         while let Some(write) = self.backlog.front() {
             let Some(store) = self.store.as_mut() else { return false };
-            let result = apply(store.as_mut(), write, &mut self.state_ids, &mut self.letter_ids);
-            match result {
-                Ok(state_id) => {
-                    if let (Some(id), Write::State { key, .. }) = (state_id, write) {
-                        self.last_state = Some((*key, id));
-                    }
+            match apply(store.as_mut(), write) {
+                Ok(()) => {
                     self.backlog.pop_front();
                 }
                 Err(e) => {
@@ -239,19 +200,11 @@ impl Ledger {
                 }
             }
         }
-        // Nothing queued refers to a queued row any more.
-        self.state_ids.clear();
-        if let Some(u) = self.unreachable.take() {
-            log::info!(
-                "DATABASE RECOVERED db={} after={} replayed_writes={written}",
-                redact::url(&self.url),
-                human(now.saturating_duration_since(u.since))
-            );
-        }
+        self.recovered(now, written);
         true
     }
 
-    /// Tries the database again if it is down and the backoff has passed.
+    /// Tries the database again if it is down and the backoff has passed, or writes what waits.
     pub fn maintain(&mut self, now: Instant) {
         match &self.unreachable {
             Some(u) if now >= u.next_try => {
@@ -265,133 +218,6 @@ impl Ledger {
         }
     }
 
-    /// Runs a read on the store if it is up; a failure marks it down and gives `None`.
-    fn read<T>(
-        &mut self,
-        now: Instant,
-        op: impl FnOnce(&mut dyn Store) -> Result<T, StoreError>,
-    ) -> Option<T> {
-        if self.unreachable.is_some() || !self.backlog.is_empty() {
-            return None;
-        }
-        let store = self.store.as_mut()?;
-        match op(store.as_mut()) {
-            Ok(value) => Some(value),
-            Err(e) => {
-                self.fail(&e, now);
-                None
-            }
-        }
-    }
-
-    /// The last recorded row of a target/region; `None` if there is none or the database is down
-    /// (`Err(Unavailable)` then, so the caller can say so).
-    pub fn last(
-        &mut self,
-        target: &str,
-        region: &str,
-        now: Instant,
-    ) -> Result<Option<StateRow>, Unavailable> {
-        self.read(now, |s| s.last(target, region)).ok_or(Unavailable)
-    }
-
-    /// Appends a `state` row; written at once unless the database is down.
-    pub fn record(&mut self, row: NewState, now: Instant) -> Recorded {
-        let key = self.key();
-        self.backlog.push_back(Write::State { key, row: row.clone() });
-        if self.unreachable.is_none() && self.flush(now) {
-            if let Some((_, id)) = self.last_state.take().filter(|(k, _)| *k == key) {
-                return Recorded::Written(StateRow {
-                    id,
-                    timestamp: row.timestamp,
-                    healthy: row.healthy,
-                    target: row.target,
-                    region: row.region,
-                    reason: row.reason.map(|r| store::clip_reason(&r).to_owned()),
-                });
-            }
-        }
-        Recorded::Queued { key }
-    }
-
-    /// The row before `row`, for the length of the period that ended. `Err(())` when the
-    /// database cannot say.
-    pub fn previous(
-        &mut self,
-        row: &StateRow,
-        now: Instant,
-    ) -> Result<Option<StateRow>, Unavailable> {
-        self.read(now, |s| s.previous(row)).ok_or(Unavailable)
-    }
-
-    /// The rows since `from` (with the one before), for the history block; empty when the
-    /// database cannot say.
-    pub fn since(
-        &mut self,
-        target: &str,
-        region: &str,
-        from: Timestamp,
-        now: Instant,
-    ) -> Vec<StateRow> {
-        self.read(now, |s| s.since(target, region, from)).unwrap_or_default()
-    }
-
-    /// Puts a notification in the outbox (and its row in the backlog); the courier delivers it.
-    /// `recorded` is the transition it announces (none for reminders and blind regions).
-    pub fn post(
-        &mut self,
-        recorded: Option<&Recorded>,
-        content: NewNotification,
-        now: Instant,
-    ) -> u64 {
-        let key = self.key();
-        let state = recorded.map(|recorded| match recorded {
-            Recorded::Written(row) => StateRef::Id(row.id),
-            Recorded::Queued { key } => StateRef::Queued(*key),
-        });
-        self.backlog.push_back(Write::Letter { key, state, content: content.clone() });
-        self.outbox.push_back(Letter { key, content, attempts: 0, due: now });
-        if self.unreachable.is_none() {
-            self.flush(now);
-        }
-        key
-    }
-
-    /// The oldest undelivered letter if it is due at `now`. Letters go out strictly in order,
-    /// so an outage email is never overtaken by its recovery.
-    pub fn due_letter(&self, now: Instant) -> Option<Letter> {
-        self.outbox.front().filter(|l| l.due <= now).cloned()
-    }
-
-    /// The SMTP server accepted letter `key` at `at`.
-    pub fn delivered(&mut self, key: u64, at: Timestamp, now: Instant) {
-        let Some(pos) = self.outbox.iter().position(|l| l.key == key) else { return };
-        let letter = self.outbox.remove(pos).expect("position is in range");
-        self.backlog.push_back(Write::Sent { key, attempts: letter.attempts + 1, at });
-        if self.unreachable.is_none() {
-            self.flush(now);
-        }
-    }
-
-    /// Delivery of letter `key` failed: count it and schedule the retry.
-    pub fn failed(&mut self, key: u64, error: &str, now: Instant) -> Option<Duration> {
-        let letter = self.outbox.iter_mut().find(|l| l.key == key)?;
-        letter.attempts += 1;
-        let wait = backoff(self.retry_base, letter.attempts, MAX_LETTER_BACKOFF);
-        letter.due = now + wait;
-        let attempts = letter.attempts;
-        // Best effort: the count is informative; losing it during a database outage is harmless.
-        if let Some(&id) = self.letter_ids.get(&key) {
-            self.read(now, |s| s.note_attempt(id, attempts, error));
-        }
-        Some(wait)
-    }
-
-    /// When the head letter is due (the next delivery to start), if there is one.
-    pub fn next_letter_due(&self) -> Option<Instant> {
-        self.outbox.front().map(|l| l.due)
-    }
-
     /// When [`Ledger::maintain`] must next run: the next database retry, or now while writes
     /// wait with the database up.
     pub fn next_maintenance(&self, now: Instant) -> Option<Instant> {
@@ -402,8 +228,37 @@ impl Ledger {
         }
     }
 
-    /// The rows of a target/region since `from` (with the one before), oldest first; `Err`
-    /// when the database cannot say.
+    /// Runs `op` on the store once the backlog is written; a failure marks the database down.
+    fn read<T>(
+        &mut self,
+        now: Instant,
+        op: impl FnOnce(&mut dyn Store) -> Result<T, StoreError>,
+    ) -> Result<T, Unavailable> {
+        if self.unreachable.as_ref().is_some_and(|u| now < u.next_try) {
+            return Err(Unavailable);
+        }
+        if !self.flush(now) {
+            return Err(Unavailable);
+        }
+        let store = self.store.as_mut().ok_or(Unavailable)?;
+        match op(store.as_mut()) {
+            Ok(value) => Ok(value),
+            Err(e) => {
+                self.fail(&e, now);
+                Err(Unavailable)
+            }
+        }
+    }
+
+    /// Queues `write` and applies the backlog now unless the database is known down.
+    pub fn write(&mut self, write: Write, now: Instant) {
+        self.backlog.push_back(write);
+        if self.unreachable.is_none() {
+            self.flush(now);
+        }
+    }
+
+    /// The rows of a target/region since `from` (with the one before), oldest first.
     pub fn history(
         &mut self,
         target: &str,
@@ -411,16 +266,37 @@ impl Ledger {
         from: Timestamp,
         now: Instant,
     ) -> Result<Vec<StateRow>, Unavailable> {
-        self.read(now, |s| s.since(target, region, from)).ok_or(Unavailable)
+        self.read(now, |s| s.since(target, region, from))
     }
 
-    /// Undelivered letters, oldest first.
-    pub fn outbox(&self) -> impl Iterator<Item = &Letter> {
-        self.outbox.iter()
+    /// Earlier runs' undelivered notifications, oldest first.
+    pub fn pending(&mut self, now: Instant) -> Result<Vec<OutboxEntry>, Unavailable> {
+        self.read(now, |s| s.pending())
     }
 
-    /// At shutdown: one last write attempt, then everything still unwritten or undelivered is
-    /// logged — in full where the database does not hold it — so nothing disappears silently.
+    /// Takes the database for `me` (see [`Store::claim`]).
+    pub fn claim(
+        &mut self,
+        me: &Holder,
+        stale_after: Duration,
+        gone: &dyn Fn(&Holder) -> bool,
+        now: Instant,
+    ) -> Result<Claim, Unavailable> {
+        self.read(now, |s| s.claim(me, stale_after, gone))
+    }
+
+    /// Refreshes `me`'s heartbeat: `Ok(false)` when another instance holds the database now.
+    pub fn heartbeat(&mut self, me: &Holder, now: Instant) -> Result<bool, Unavailable> {
+        self.read(now, |s| s.heartbeat(me))
+    }
+
+    /// Lets go of the database (clean stop), best effort.
+    pub fn release(&mut self, me: &Holder, now: Instant) {
+        let _ = self.read(now, |s| s.release(me));
+    }
+
+    /// At shutdown: one last write attempt, then every write still not in the database is
+    /// logged in full, so nothing disappears silently.
     pub fn report_leftovers(&mut self, now: Instant) {
         if !self.backlog.is_empty() {
             if let Some(u) = self.unreachable.as_mut() {
@@ -428,121 +304,82 @@ impl Ledger {
             }
             self.maintain(now);
         }
-        let unsaved: std::collections::HashSet<u64> = self
-            .backlog
-            .iter()
-            .filter_map(|w| match w {
-                Write::Letter { key, .. } => Some(*key),
-                _ => None,
-            })
-            .collect();
-        for letter in &self.outbox {
-            let c = &letter.content;
-            if unsaved.contains(&letter.key) {
-                log::error!(
-                    "notification NOT delivered and NOT saved (database unavailable) to={} \
-                     subject={:?} created_at={}\n{}",
-                    c.recipients,
-                    c.subject,
-                    c.created_at,
-                    c.text.trim_end()
-                );
-            } else {
-                log::warn!(
-                    "notification not delivered yet, kept in the outbox for the next start \
-                     subject={:?} attempts={}",
-                    c.subject,
-                    letter.attempts
-                );
-            }
-        }
-        let undelivered: std::collections::HashSet<u64> =
-            self.outbox.iter().map(|l| l.key).collect();
         for write in &self.backlog {
-            if let Write::Letter { key, content, .. } = write {
-                if !undelivered.contains(key) {
-                    log::warn!(
-                        "notification delivered but NOT recorded (database unavailable) \
-                         subject={:?} created_at={}",
-                        content.subject,
-                        content.created_at
-                    );
+            match write {
+                Write::Commit(commit) => {
+                    if let Some(row) = &commit.state {
+                        log::error!(
+                            "state row NOT written (database unavailable) target={} region={} \
+                             healthy={} timestamp={} reason={:?}",
+                            row.target,
+                            row.region,
+                            row.healthy,
+                            row.timestamp,
+                            row.reason.as_deref().unwrap_or("")
+                        );
+                    }
+                    for n in &commit.notifications {
+                        log::error!(
+                            "notification NOT saved (database unavailable) to={} subject={:?} \
+                             created_at={}\n{}",
+                            n.recipients,
+                            n.subject,
+                            n.created_at,
+                            n.text.trim_end()
+                        );
+                    }
                 }
-            }
-            if let Write::State { row, .. } = write {
-                log::error!(
-                    "state row NOT written (database unavailable) target={} region={} healthy={} \
-                     timestamp={} reason={:?}",
-                    row.target,
-                    row.region,
-                    row.healthy,
-                    row.timestamp,
-                    row.reason.as_deref().unwrap_or("")
-                );
+                Write::Sent { key, .. } => log::warn!(
+                    "notification {key} delivered but NOT recorded as sent (database \
+                     unavailable): the next start may send it again"
+                ),
+                Write::Dead { key, .. } => log::warn!(
+                    "notification {key} refused for good but NOT recorded as dead (database \
+                     unavailable): the next start tries it again"
+                ),
+                Write::Attempt { .. } => {}
             }
         }
     }
 }
 
-/// Applies one backlog write; returns the id of a written `state` row.
-fn apply(
-    store: &mut dyn Store,
-    write: &Write,
-    state_ids: &mut HashMap<u64, i64>,
-    letter_ids: &mut HashMap<u64, i64>,
-) -> Result<Option<i64>, StoreError> {
+/// Applies one backlog write.
+fn apply(store: &mut dyn Store, write: &Write) -> Result<(), StoreError> {
     match write {
-        Write::State { key, row } => {
-            let written = store.insert(row)?;
-            state_ids.insert(*key, written.id);
-            return Ok(Some(written.id));
+        Write::Commit(commit) => store.commit(commit).map(drop),
+        Write::Attempt { key, attempts, error } => store.record_attempt(key, *attempts, error),
+        Write::Sent { key, attempts, at, refused } => {
+            store.record_sent(key, *attempts, *at, refused.as_deref())
         }
-        Write::Letter { key, state, content } => {
-            let state_id = match state {
-                Some(StateRef::Id(id)) => Some(*id),
-                Some(StateRef::Queued(k)) => state_ids.get(k).copied(),
-                None => None,
-            };
-            let id = store.enqueue(&NewNotification { state_id, ..content.clone() })?;
-            letter_ids.insert(*key, id);
-        }
-        Write::Sent { key, attempts, at } => {
-            if let Some(&id) = letter_ids.get(key) {
-                store.mark_sent(id, *attempts, *at)?;
-                letter_ids.remove(key);
-            }
-        }
+        Write::Dead { key, attempts, error, at } => store.record_dead(key, *attempts, error, *at),
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Notification;
+    use crate::store::{Delivery, NewState, Notification};
     use std::sync::{Arc, Mutex};
 
     const BASE: Duration = Duration::from_secs(1);
 
-    /// An in-memory database that a test can take down and bring back.
+    /// An in-memory database that a test can take down, bring back, or make lose its replies.
     #[derive(Default)]
     struct Db {
         down: bool,
-        states: Vec<StateRow>,
-        notes: Vec<(Notification, Option<Timestamp>)>,
+        /// Commits apply, then the reply is "lost" (an error), this many more times.
+        lose_replies: usize,
+        states: Vec<(String, StateRow)>,
+        notes: Vec<OutboxEntry>,
     }
 
     struct FakeStore(Arc<Mutex<Db>>);
-
-    fn down_error() -> StoreError {
-        StoreError::Query("connection refused".into())
-    }
 
     impl FakeStore {
         fn db(&self) -> Result<std::sync::MutexGuard<'_, Db>, StoreError> {
             let db = self.0.lock().unwrap();
             if db.down {
-                Err(down_error())
+                Err(StoreError::Query("connection refused".into()))
             } else {
                 Ok(db)
             }
@@ -550,117 +387,188 @@ mod tests {
     }
 
     impl Store for FakeStore {
-        fn last(&mut self, target: &str, region: &str) -> Result<Option<StateRow>, StoreError> {
-            let db = self.db()?;
-            Ok(db.states.iter().rev().find(|r| r.target == target && r.region == region).cloned())
+        fn last(&mut self, _: &str, _: &str) -> Result<Option<StateRow>, StoreError> {
+            Ok(self.db()?.states.last().map(|(_, r)| r.clone()))
         }
-        fn insert(&mut self, row: &NewState) -> Result<StateRow, StoreError> {
-            let mut db = self.db()?;
-            let written = StateRow {
-                id: db.states.len() as i64 + 1,
-                timestamp: row.timestamp,
-                healthy: row.healthy,
-                target: row.target.clone(),
-                region: row.region.clone(),
-                reason: row.reason.clone(),
-            };
-            db.states.push(written.clone());
-            Ok(written)
-        }
-        fn previous(&mut self, row: &StateRow) -> Result<Option<StateRow>, StoreError> {
-            let db = self.db()?;
-            Ok(db.states.iter().rev().find(|r| r.id < row.id && r.target == row.target).cloned())
+        fn previous(&mut self, _: &StateRow) -> Result<Option<StateRow>, StoreError> {
+            unimplemented!("not used by the ledger")
         }
         fn since(&mut self, _: &str, _: &str, _: Timestamp) -> Result<Vec<StateRow>, StoreError> {
-            Ok(self.db()?.states.clone())
+            Ok(self.db()?.states.iter().map(|(_, r)| r.clone()).collect())
         }
-        fn enqueue(&mut self, n: &NewNotification) -> Result<i64, StoreError> {
+        fn commit(&mut self, commit: &Commit) -> Result<Option<i64>, StoreError> {
             let mut db = self.db()?;
-            let id = db.notes.len() as i64 + 1;
-            let note = Notification { id, content: n.clone(), attempts: 0, last_error: None };
-            db.notes.push((note, None));
+            let mut id = None;
+            if let Some(row) = &commit.state {
+                if !db.states.iter().any(|(k, _)| *k == row.key) {
+                    let written = StateRow {
+                        id: db.states.len() as i64 + 1,
+                        timestamp: row.timestamp,
+                        healthy: row.healthy,
+                        target: row.target.clone(),
+                        region: row.region.clone(),
+                        reason: row.reason.clone(),
+                    };
+                    db.states.push((row.key.clone(), written));
+                }
+                id = db.states.iter().find(|(k, _)| *k == row.key).map(|(_, r)| r.id);
+            }
+            for n in &commit.notifications {
+                if !db.notes.iter().any(|e| e.notification.key == n.key) {
+                    let entry = OutboxEntry {
+                        id: db.notes.len() as i64 + 1,
+                        notification: n.clone(),
+                        delivery: Delivery::Pending,
+                        attempts: 0,
+                        last_error: None,
+                        refused: None,
+                    };
+                    db.notes.push(entry);
+                }
+            }
+            if db.lose_replies > 0 {
+                db.lose_replies -= 1;
+                return Err(StoreError::Query("read timed out (the reply was lost)".into()));
+            }
             Ok(id)
         }
-        fn unsent(&mut self) -> Result<Vec<Notification>, StoreError> {
+        fn pending(&mut self) -> Result<Vec<OutboxEntry>, StoreError> {
             let db = self.db()?;
-            Ok(db.notes.iter().filter(|(_, sent)| sent.is_none()).map(|(n, _)| n.clone()).collect())
+            Ok(db.notes.iter().filter(|e| e.delivery == Delivery::Pending).cloned().collect())
         }
-        fn note_attempt(&mut self, id: i64, attempts: u32, error: &str) -> Result<(), StoreError> {
+        fn dead(&mut self) -> Result<Vec<OutboxEntry>, StoreError> {
+            let db = self.db()?;
+            Ok(db.notes.iter().filter(|e| e.delivery == Delivery::Dead).cloned().collect())
+        }
+        fn record_attempt(&mut self, key: &str, n: u32, error: &str) -> Result<(), StoreError> {
             let mut db = self.db()?;
-            let note = &mut db.notes[id as usize - 1].0;
-            note.attempts = attempts;
-            note.last_error = Some(error.into());
+            let e = db.notes.iter_mut().find(|e| e.notification.key == key).unwrap();
+            e.attempts = n;
+            e.last_error = Some(error.into());
             Ok(())
         }
-        fn mark_sent(&mut self, id: i64, attempts: u32, at: Timestamp) -> Result<(), StoreError> {
+        fn record_sent(
+            &mut self,
+            key: &str,
+            n: u32,
+            _: Timestamp,
+            refused: Option<&str>,
+        ) -> Result<(), StoreError> {
             let mut db = self.db()?;
-            let (note, sent) = &mut db.notes[id as usize - 1];
-            note.attempts = attempts;
-            *sent = Some(at);
+            let e = db.notes.iter_mut().find(|e| e.notification.key == key).unwrap();
+            e.attempts = n;
+            e.delivery = Delivery::Sent;
+            e.refused = refused.map(Into::into);
             Ok(())
+        }
+        fn record_dead(
+            &mut self,
+            key: &str,
+            n: u32,
+            error: &str,
+            _: Timestamp,
+        ) -> Result<(), StoreError> {
+            let mut db = self.db()?;
+            let e = db.notes.iter_mut().find(|e| e.notification.key == key).unwrap();
+            e.attempts = n;
+            e.delivery = Delivery::Dead;
+            e.last_error = Some(error.into());
+            Ok(())
+        }
+        fn requeue(&mut self, _: Option<i64>) -> Result<usize, StoreError> {
+            unimplemented!("not used by the ledger")
+        }
+        fn claim(
+            &mut self,
+            _: &Holder,
+            _: Duration,
+            _: &dyn Fn(&Holder) -> bool,
+        ) -> Result<Claim, StoreError> {
+            self.db().map(|_| Claim::Granted)
+        }
+        fn heartbeat(&mut self, _: &Holder) -> Result<bool, StoreError> {
+            self.db().map(|_| true)
+        }
+        fn release(&mut self, _: &Holder) -> Result<(), StoreError> {
+            self.db().map(drop)
+        }
+        fn series(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+            unimplemented!("not used by the ledger")
         }
     }
 
     fn ledger(db: &Arc<Mutex<Db>>, now: Instant) -> Ledger {
-        let db = Arc::clone(db);
+        let opened = Arc::clone(db);
         let opener: Opener = Box::new(move |_| {
-            if db.lock().unwrap().down {
+            if opened.lock().unwrap().down {
                 Err(StoreError::Connect { url: "fake://".into(), source: "refused".into() })
             } else {
-                Ok(Box::new(FakeStore(Arc::clone(&db))))
+                Ok(Box::new(FakeStore(Arc::clone(&opened))))
             }
         });
-        Ledger::open("fake://db", opener, BASE, now).expect("a reachable or unreachable db opens")
+        let store = opener("fake://db").ok();
+        Ledger::new("fake://db", opener, store, BASE, now)
     }
 
-    fn row(ms: i64, healthy: bool) -> NewState {
-        NewState {
+    fn transition(key: &str, ms: i64, healthy: bool) -> Write {
+        let state = NewState {
+            key: key.into(),
             timestamp: Timestamp::from_millis(ms),
             healthy,
             target: "http://t/health".into(),
             region: "direct".into(),
             reason: (!healthy).then(|| "HTTP 503".to_string()),
-        }
-    }
-
-    fn letter(subject: &str) -> NewNotification {
-        NewNotification {
-            state_id: None,
-            target: "http://t/health".into(),
-            region: "direct".into(),
+        };
+        let notification = Notification {
+            key: format!("{key}-mail"),
+            target: state.target.clone(),
+            region: state.region.clone(),
             recipients: "oncall@example.com".into(),
-            subject: subject.into(),
+            subject: if healthy { "RECOVERED" } else { "OUTAGE" }.into(),
             text: "text".into(),
             html: "<p>html</p>".into(),
-            created_at: Timestamp::from_millis(1),
-        }
+            created_at: Timestamp::from_millis(ms),
+        };
+        Write::Commit(Commit { state: Some(state), notifications: vec![notification] })
+    }
+
+    fn rows(db: &Arc<Mutex<Db>>) -> Vec<(i64, bool)> {
+        db.lock().unwrap().states.iter().map(|(_, r)| (r.timestamp.millis(), r.healthy)).collect()
     }
 
     #[test]
-    fn backoff_doubles_from_the_base_up_to_the_cap() {
-        let cap = Duration::from_secs(300);
-        let waits: Vec<u64> =
-            (1..=10).map(|n| backoff(Duration::from_secs(5), n, cap).as_secs()).collect();
-        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
-        assert_eq!(backoff(Duration::from_secs(5), u32::MAX, cap), cap, "no overflow");
-    }
-
-    #[test]
-    fn with_the_database_up_rows_and_letters_are_written_at_once() {
+    fn with_the_database_up_a_transition_and_its_email_are_written_at_once_together() {
         let db = Arc::new(Mutex::new(Db::default()));
         let t0 = Instant::now();
         let mut l = ledger(&db, t0);
-        let recorded = l.record(row(1000, false), t0);
-        let Recorded::Written(written) = &recorded else { panic!("written at once") };
-        assert_eq!(written.id, 1);
-        let key = l.post(Some(&recorded), letter("OUTAGE"), t0);
-        assert_eq!(db.lock().unwrap().notes[0].0.content.state_id, Some(1), "linked to its row");
-        assert_eq!(l.due_letter(t0).map(|l| l.key), Some(key));
-        l.delivered(key, Timestamp::from_millis(2000), t0);
-        assert!(l.due_letter(t0).is_none());
-        let db = db.lock().unwrap();
-        assert_eq!(db.notes[0].1, Some(Timestamp::from_millis(2000)), "marked sent");
-        assert_eq!(db.notes[0].0.attempts, 1);
+        l.write(transition("a", 1000, false), t0);
+        assert_eq!(l.backlog(), 0);
+        assert_eq!(rows(&db), [(1000, false)]);
+        assert_eq!(db.lock().unwrap().notes.len(), 1);
+        let sent = Write::Sent {
+            key: "a-mail".into(),
+            attempts: 1,
+            at: Timestamp::from_millis(2000),
+            refused: Some("x@example.com: 550 no such user".into()),
+        };
+        l.write(sent, t0);
+        let note = &db.lock().unwrap().notes[0];
+        assert_eq!((note.delivery, note.attempts), (Delivery::Sent, 1));
+        assert_eq!(note.refused.as_deref(), Some("x@example.com: 550 no such user"));
+    }
+
+    #[test]
+    fn a_lost_reply_is_retried_and_writes_nothing_twice() {
+        let db = Arc::new(Mutex::new(Db { lose_replies: 1, ..Db::default() }));
+        let t0 = Instant::now();
+        let mut l = ledger(&db, t0);
+        l.write(transition("a", 1000, false), t0);
+        assert!(!l.is_up(), "the lost reply looks like a database fault");
+        assert_eq!(l.backlog(), 1, "so the write waits to be retried");
+        l.maintain(t0 + BASE);
+        assert_eq!(l.backlog(), 0);
+        assert_eq!(rows(&db), [(1000, false)], "one row, not two");
+        assert_eq!(db.lock().unwrap().notes.len(), 1, "one email, not two");
     }
 
     #[test]
@@ -668,54 +576,31 @@ mod tests {
         let db = Arc::new(Mutex::new(Db::default()));
         let t0 = Instant::now();
         let mut l = ledger(&db, t0);
-        l.record(row(1000, true), t0);
-
+        l.write(transition("a", 1000, true), t0);
         db.lock().unwrap().down = true;
-        let outage = l.record(row(5000, false), t0);
-        assert!(matches!(outage, Recorded::Queued { .. }), "queued while down");
+        l.write(transition("b", 5000, false), t0);
         assert!(!l.is_up());
-        let k1 = l.post(Some(&outage), letter("OUTAGE"), t0);
-        assert_eq!(l.due_letter(t0).map(|l| l.key), Some(k1), "delivery does not wait for the db");
-        l.delivered(k1, Timestamp::from_millis(5100), t0);
-        let recovery = l.record(row(9000, true), t0);
-        let k2 = l.post(Some(&recovery), letter("RECOVERED"), t0);
-        assert_eq!(
-            l.previous(&StateRow { id: 1, ..written(1000) }, t0),
-            Err(Unavailable),
-            "reads fail soft"
-        );
-
-        // Retries wait for the backoff, then succeed once the database is back.
-        assert_eq!(l.next_letter_due(), Some(t0), "the recovery letter is due now");
-        let wake = t0 + BASE;
+        l.write(transition("c", 9000, true), t0);
+        assert_eq!(l.history("t", "direct", Timestamp::from_millis(0), t0), Err(Unavailable));
+        l.maintain(t0);
+        db.lock().unwrap().down = false;
         l.maintain(t0);
         assert!(!l.is_up(), "not retried before the backoff");
-        db.lock().unwrap().down = false;
-        l.maintain(wake);
+        l.maintain(t0 + BASE);
         assert!(l.is_up(), "retried after the backoff");
-
-        let db = db.lock().unwrap();
-        let states: Vec<_> =
-            db.states.iter().map(|r| (r.id, r.timestamp.millis(), r.healthy)).collect();
-        assert_eq!(states, [(1, 1000, true), (2, 5000, false), (3, 9000, true)]);
-        let notes: Vec<_> = db
-            .notes
-            .iter()
-            .map(|(n, sent)| (n.content.subject.as_str(), n.content.state_id, sent.is_some()))
-            .collect();
-        assert_eq!(notes, [("OUTAGE", Some(2), true), ("RECOVERED", Some(3), false)]);
-        assert_eq!(l.due_letter(wake).map(|l| l.key), Some(k2));
+        assert_eq!(rows(&db), [(1000, true), (5000, false), (9000, true)]);
+        assert_eq!(l.history("t", "direct", Timestamp::from_millis(0), t0).map(|r| r.len()), Ok(3));
     }
 
-    fn written(ms: i64) -> StateRow {
-        StateRow {
-            id: 0,
-            timestamp: Timestamp::from_millis(ms),
-            healthy: true,
-            target: "http://t/health".into(),
-            region: "direct".into(),
-            reason: None,
-        }
+    #[test]
+    fn reads_wait_for_the_writes_queued_before_them() {
+        let db = Arc::new(Mutex::new(Db { down: true, ..Db::default() }));
+        let t0 = Instant::now();
+        let mut l = ledger(&db, t0);
+        l.write(transition("a", 1000, false), t0);
+        db.lock().unwrap().down = false;
+        let read = l.history("t", "direct", Timestamp::from_millis(0), t0 + BASE);
+        assert_eq!(read.map(|r| r.len()), Ok(1), "the queued row is written, then read");
     }
 
     #[test]
@@ -723,7 +608,7 @@ mod tests {
         let db = Arc::new(Mutex::new(Db { down: true, ..Db::default() }));
         let t0 = Instant::now();
         let mut l = ledger(&db, t0);
-        l.record(row(1000, false), t0);
+        l.write(transition("a", 1000, false), t0);
         let mut gaps = Vec::new();
         let mut now = t0;
         for _ in 0..4 {
@@ -733,71 +618,5 @@ mod tests {
             l.maintain(now);
         }
         assert_eq!(gaps, [1, 2, 4, 8]);
-    }
-
-    #[test]
-    fn letters_go_out_in_order_and_a_failed_head_holds_the_rest() {
-        let db = Arc::new(Mutex::new(Db::default()));
-        let t0 = Instant::now();
-        let mut l = ledger(&db, t0);
-        let r1 = l.record(row(1000, false), t0);
-        let k1 = l.post(Some(&r1), letter("OUTAGE"), t0);
-        let r2 = l.record(row(2000, true), t0);
-        let k2 = l.post(Some(&r2), letter("RECOVERED"), t0);
-
-        assert_eq!(l.failed(k1, "451 try later", t0), Some(BASE));
-        assert!(l.due_letter(t0).is_none(), "the recovery does not overtake the failed outage");
-        assert_eq!(l.next_letter_due(), Some(t0 + BASE));
-        assert_eq!(l.failed(k1, "451 try later", t0 + BASE), Some(2 * BASE), "backoff doubles");
-        assert_eq!(db.lock().unwrap().notes[0].0.attempts, 2, "attempts are recorded");
-        let t3 = t0 + 3 * BASE;
-        assert_eq!(l.due_letter(t3).map(|l| l.key), Some(k1));
-        l.delivered(k1, Timestamp::from_millis(3000), t3);
-        assert_eq!(l.due_letter(t3).map(|l| l.key), Some(k2));
-        assert_eq!(db.lock().unwrap().notes[0].0.attempts, 3, "two failures and the success");
-    }
-
-    #[test]
-    fn a_restart_resumes_the_unsent_letters_first() {
-        let db = Arc::new(Mutex::new(Db::default()));
-        let t0 = Instant::now();
-        {
-            let mut first = ledger(&db, t0);
-            let r = first.record(row(1000, false), t0);
-            first.post(Some(&r), letter("OUTAGE from the first run"), t0);
-        } // crash: never delivered
-        let mut second = ledger(&db, t0);
-        let r = second.record(row(2000, true), t0);
-        second.post(Some(&r), letter("RECOVERED"), t0);
-        let head = second.due_letter(t0).unwrap();
-        assert_eq!(head.content.subject, "OUTAGE from the first run");
-        second.delivered(head.key, Timestamp::from_millis(2500), t0);
-        assert_eq!(second.due_letter(t0).unwrap().content.subject, "RECOVERED");
-        let db = db.lock().unwrap();
-        assert_eq!(db.notes.len(), 2, "the resumed letter is not written twice");
-        assert!(db.notes[0].1.is_some(), "and it is marked sent in place");
-    }
-
-    #[test]
-    fn an_unreachable_database_at_start_is_survived() {
-        let db = Arc::new(Mutex::new(Db { down: true, ..Db::default() }));
-        let t0 = Instant::now();
-        let mut l = ledger(&db, t0);
-        assert!(!l.is_up());
-        assert_eq!(l.last("http://t/health", "direct", t0), Err(Unavailable));
-        let r = l.record(row(1000, false), t0);
-        l.post(Some(&r), letter("OUTAGE"), t0);
-        db.lock().unwrap().down = false;
-        l.maintain(t0);
-        assert!(!l.is_up(), "no retry before the backoff");
-        l.maintain(t0 + BASE);
-        assert!(l.is_up());
-        assert_eq!(db.lock().unwrap().states.len(), 1);
-        assert_eq!(
-            db.lock().unwrap().notes.len(),
-            1,
-            "the letter is saved once, not resumed twice"
-        );
-        assert_eq!(l.outbox().count(), 1);
     }
 }

@@ -1,7 +1,7 @@
 //! The running monitor: a few threads, each with one job, and one owner of state.
 //!
 //! ```text
-//!   scheduler ──Job──▶ probe pool (1…N workers) ──Event::Probed──▶ state owner ──Letter──▶ courier
+//!   scheduler ──Job──▶ probe pool (1…N workers) ──Event::Probed──▶ state owner ─Notification─▶ courier
 //!       ▲                    │                                        ▲    │                  │
 //!       └──────Done──────────┘                                        │    └─ ledger (db) ◀───┘
 //!                                                                     └──Event::Delivered/Failed
@@ -16,7 +16,7 @@
 //!   detectors, reminders, blindness, the all-regions scope, the ledger (`state` rows and the
 //!   outbox) and the recent history it publishes for the status page. Its decisions for one
 //!   outcome are the pure [`step::step`].
-//! - The **courier** ([`courier`]) carries one letter at a time to the mail server.
+//! - The **courier** ([`courier`]) carries one notification at a time to the mail server.
 //!
 //! A slow database delays only the state owner; a slow mail server only the courier; a hung
 //! target only the worker probing it (for at most its timeout). Nothing is dropped: outcomes wait
@@ -40,7 +40,8 @@ use crate::probe::Prober;
 use crate::runtime::ledger::Ledger;
 use crate::runtime::pool::{Job, Lateness, Pool};
 use crate::runtime::schedule::{Scheduler, Shutdown};
-use crate::runtime::state::{Event, Recipients, Snapshot, StateOwner};
+use crate::runtime::state::{Ending, Event, Owned, Recipients, Snapshot, StateOwner};
+use crate::store::Holder;
 use crate::timestamp::Clock;
 use crate::web::metrics::{Registry, WatchMetrics};
 
@@ -115,6 +116,10 @@ pub struct Parts {
     /// The most probe workers.
     pub concurrency: usize,
     pub shutdown: Arc<Shutdown>,
+    /// This process as the database's holder.
+    pub me: Holder,
+    /// The first wait before a failed delivery is retried.
+    pub retry_base: Duration,
 }
 
 /// A started runtime: its snapshot for the status page, and how to wait for its end.
@@ -123,36 +128,53 @@ pub struct Running {
     /// Probes that started late because every worker was busy (for `/metrics`).
     pub lateness: Arc<Lateness>,
     pub workers: usize,
-    join: Box<dyn FnOnce() + Send>,
+    join: Box<dyn FnOnce() -> Ending + Send>,
 }
 
 impl Running {
     /// Waits until shutdown has been triggered and every thread has finished its in-flight
-    /// work: probes end, the courier's delivery in flight ends, leftovers are reported.
-    pub fn wait(self) {
-        (self.join)();
+    /// work: probes end, the courier's delivery in flight ends (or is cut), leftovers are
+    /// reported. Says whether the monitor stopped because it was asked to, or had to.
+    pub fn wait(self) -> Ending {
+        (self.join)()
     }
 }
 
 /// Starts the scheduler, the pool, the state owner and the courier for `slots`; they run until
 /// `parts.shutdown` is triggered (see [`Running::wait`]).
 pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
-    let Parts { ledger, mut mailer, recipients, clock, metrics, concurrency, shutdown } = parts;
+    let Parts {
+        ledger,
+        mut mailer,
+        recipients,
+        clock,
+        metrics,
+        concurrency,
+        shutdown,
+        me,
+        retry_base,
+    } = parts;
     let slots: Arc<[Slot]> = slots.into();
     let (events_tx, events_rx) = mpsc::channel::<Event>();
-    let (letters_tx, letters_rx) = mpsc::channel();
-    let (owner, snapshot) = StateOwner::resume(
-        Arc::clone(&slots),
+    let (notifications_tx, notifications_rx) = mpsc::channel();
+    let (owner, snapshot) = StateOwner::start(Owned {
+        slots: Arc::clone(&slots),
         ledger,
         recipients,
-        Arc::clone(&clock),
-        Arc::clone(&metrics),
-        letters_tx,
-    );
+        clock: Arc::clone(&clock),
+        metrics: Arc::clone(&metrics),
+        courier: notifications_tx,
+        abort: mailer.abort_handle(),
+        me,
+        shutdown: Arc::clone(&shutdown),
+        retry_base,
+    });
     let courier = {
         let events = events_tx.clone();
         let clock = Arc::clone(&clock);
-        spawn("courier", move || courier::run(&letters_rx, &events, mailer.as_mut(), &*clock))?
+        spawn("courier", move || {
+            courier::run(&notifications_rx, &events, mailer.as_mut(), &*clock)
+        })?
     };
     let state = spawn("state", move || owner.run(&events_rx))?;
 
@@ -215,19 +237,21 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
         pool.close();
         let _ = events_tx.send(Event::Stop);
         drop(events_tx);
-        if state.join().is_err() {
+        let ending = state.join().unwrap_or_else(|_| {
             log::error!("the state thread panicked");
-        }
+            Ending::Fatal("the state thread panicked".into())
+        });
         if courier.join().is_err() {
             log::error!("the courier thread panicked");
         }
+        ending
     });
     Ok(Running { snapshot, lateness, workers, join })
 }
 
-fn spawn(
+fn spawn<T: Send + 'static>(
     name: &str,
-    body: impl FnOnce() + Send + 'static,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+    body: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
     std::thread::Builder::new().name(name.into()).stack_size(STACK_SIZE).spawn(body)
 }

@@ -1,20 +1,30 @@
 //! The state owner: the one thread that holds every mutable decision of the monitor.
 //!
 //! It owns every target × region's [`Watch`] (detector, blindness, reminders), the [`Ledger`]
-//! (`state` rows and the outbox, with its in-memory backlog while the database is away), the
-//! recent history the emails and the status page show, and the choice of which letter the
-//! courier carries next. Everything else talks to it through one channel of [`Event`]s: probe
-//! workers send outcomes, the courier sends delivery results. Nothing is shared behind a lock
-//! but the read-only [`Snapshot`] it publishes for `--listen`.
+//! (database writes, kept in memory while the database is away), the [`Outbox`] (which
+//! notification the courier carries next), the recent history the emails and the status page
+//! show, and this instance's hold on the database. Everything else talks to it through one
+//! channel of [`Event`]s: probe workers send outcomes, the courier sends delivery results.
+//! Nothing is shared behind a lock but the read-only [`Snapshot`] it publishes for `--listen`.
 //!
-//! Order on a transition (the contract tests rely on): **record, then notify**. The row goes
-//! to the ledger first, then the email is composed and posted to the outbox, from which the
-//! courier delivers it. Recording first means a crash after the email can never leave an
-//! outage that the database does not know about; a restart resumes from the last row.
+//! **Exactly once.** A transition's email is composed first (from the history in memory), then
+//! the `state` row and the notification are written as one [`Commit`] — one transaction, keys
+//! made before the first attempt — and only then does the notification join the outbox. A crash
+//! leaves both or neither; a retry after a lost reply writes nothing twice; the courier's
+//! acceptance is recorded at once, so a crash can repeat an email only in the round trip between
+//! the server's "250" to DATA and that record (see the README's "exactly once").
+//!
+//! **Resuming.** Nothing is decided from nothing: until this instance holds the database
+//! ([`Store::claim`](crate::store::Store::claim): one instance per database, a second one waits
+//! as a standby) and has read every pair's last state, outcomes wait in memory (the latest
+//! [`WAITING_PER_PAIR`] per pair), and are then replayed through the detectors in order. So a
+//! recovery that happened while the monitor was stopped or the database away is mailed once,
+//! after the outage it ends. `/healthz` says why it waits.
 //!
 //! A database that is slow or reconnecting delays this thread only: probes go on (their
 //! outcomes wait in the channel, in order), and so does `/healthz`, which the workers feed.
 
+use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -23,12 +33,15 @@ use crate::config::DIRECT;
 use crate::detector::{Health, Transition};
 use crate::duration::human;
 use crate::history::{self, Change};
+use crate::notify::mailer::AbortHandle;
 use crate::notify::message::{self, Blindness, Email, Notice, Reminder};
+use crate::notify::outbox::{AfterFailure, Outbox};
 use crate::probe::Outcome;
-use crate::runtime::ledger::{Ledger, Letter, Recorded, Unavailable};
+use crate::runtime::ledger::{Ledger, Unavailable, Write};
+use crate::runtime::schedule::Shutdown;
 use crate::runtime::step::{self, Effect, Scope, Watch};
 use crate::runtime::Slot;
-use crate::store::{NewNotification, NewState, StateRow};
+use crate::store::{new_key, Claim, Commit, Holder, NewState, Notification, StateRow};
 use crate::timestamp::{Clock, Timestamp};
 use crate::web::metrics::Registry;
 use crate::web::status_page::{self, StatusRow};
@@ -41,18 +54,39 @@ const MAX_CHANGES: usize = 4096;
 /// Beyond this many target × region pairs, start-up logs one summary line instead of a line
 /// per pair.
 const LOG_EACH_UP_TO: usize = 20;
+/// Outcomes kept per pair while the monitor cannot yet decide (database away, standby): the
+/// latest ones, enough for any threshold; older ones are dropped (and counted in the log).
+pub const WAITING_PER_PAIR: usize = 64;
+/// How often the holder refreshes its heartbeat in the database.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// A holder whose heartbeat is this old is presumed dead, and a standby takes over.
+pub const STALE_AFTER: Duration = Duration::from_secs(30);
+/// How often a waiting instance asks the database again (also bounded by the ledger's backoff).
+const RESUME_EVERY: Duration = Duration::from_secs(2);
+/// At a stop, how long the delivery in flight may still take before it is cut (it stays in the
+/// outbox for the next start).
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// What the state owner hears.
 #[derive(Debug)]
 pub enum Event {
     /// A probe of `slot` that started at `at` ended with `outcome`.
     Probed { slot: usize, outcome: Outcome, at: Timestamp },
-    /// The SMTP server accepted letter `key` at `at`.
-    Delivered { key: u64, at: Timestamp, via: &'static str },
-    /// Delivery of letter `key` failed.
-    DeliveryFailed { key: u64, error: String },
+    /// The SMTP server accepted notification `key` at `at` (`refused`: recipients it refused).
+    Delivered { key: String, at: Timestamp, via: &'static str, refused: Option<String> },
+    /// Delivery of notification `key` failed; `permanent` when the server refused it (5xx).
+    DeliveryFailed { key: String, error: String, permanent: bool },
     /// Every probe has ended: finish the delivery in flight, report what is left, return.
     Stop,
+}
+
+/// How the state owner ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Asked to stop.
+    Stopped,
+    /// It had to stop: another instance took over the database, or the database file vanished.
+    Fatal(String),
 }
 
 /// The recent history of every target × region, published for the status page. Only the state
@@ -83,53 +117,353 @@ pub struct Recipients {
     pub mail: bool,
 }
 
+/// This process as the database's holder, and how it tells a dead holder on the same host.
+pub fn holder() -> Holder {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    Holder { id: new_key(), host: format!("{host}{}", pid_namespace()), pid: std::process::id() }
+}
+
+/// `@pid:[N]` naming this process's pid namespace (empty if unknown): two containers with the
+/// same host name have different namespaces, so a pid seen in one says nothing in the other.
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid").map(|l| format!("@{}", l.display())).unwrap_or_default()
+}
+
+/// Whether `holder` is certainly dead: it ran on this host, in this pid namespace, as another
+/// process that no longer exists. (The same pid is a container restarted: not certain.)
+pub fn gone(me: &Holder, holder: &Holder) -> bool {
+    holder.host == me.host
+        && holder.pid != me.pid
+        && !std::path::Path::new(&format!("/proc/{}", holder.pid)).exists()
+}
+
+/// Where the monitor is in its life.
+enum Phase {
+    /// Not yet holding the database with every pair's last state read: outcomes wait.
+    Resuming {
+        /// The latest outcomes of each slot, oldest first.
+        waiting: Vec<VecDeque<(Outcome, Timestamp)>>,
+        /// Outcomes dropped because a slot's queue was full.
+        dropped: usize,
+        /// Who holds the database, if another instance does (this one is a standby).
+        standby: Option<Holder>,
+        /// Whether "waiting for the database" was logged.
+        said: bool,
+        next_try: Instant,
+    },
+    Active {
+        next_heartbeat: Instant,
+    },
+}
+
+/// The things the state owner is built from.
+pub struct Owned {
+    pub slots: Arc<[Slot]>,
+    pub ledger: Ledger,
+    pub recipients: Recipients,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Registry>,
+    /// Notifications for the courier.
+    pub courier: Sender<Notification>,
+    /// Cuts the courier's conversation in flight (at a stop that cannot wait).
+    pub abort: AbortHandle,
+    pub me: Holder,
+    pub shutdown: Arc<Shutdown>,
+    /// The first wait before a delivery is retried.
+    pub retry_base: Duration,
+}
+
 /// See the module doc.
 pub struct StateOwner {
     slots: Arc<[Slot]>,
+    phase: Phase,
     watches: Vec<Watch>,
     ledger: Ledger,
+    outbox: Outbox,
     snapshot: Arc<Snapshot>,
     recipients: Recipients,
     clock: Arc<dyn Clock>,
     metrics: Arc<Registry>,
-    /// Letters for the courier; `None` once it has been told to stop.
-    courier: Option<Sender<Letter>>,
-    /// The letter the courier is carrying now.
-    carrying: Option<u64>,
+    /// Notifications for the courier; `None` once it has been told to stop.
+    courier: Option<Sender<Notification>>,
+    abort: AbortHandle,
+    /// The notification the courier is carrying now.
+    carrying: Option<String>,
+    me: Holder,
+    shutdown: Arc<Shutdown>,
+    retry_base: Duration,
+    fatal: Option<String>,
 }
 
 impl StateOwner {
-    /// Resumes every slot from its recorded history (one query per slot) and publishes the
-    /// first snapshot. A database that cannot answer leaves a slot without history: logged.
-    pub fn resume(
-        slots: Arc<[Slot]>,
-        mut ledger: Ledger,
-        recipients: Recipients,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Registry>,
-        courier: Sender<Letter>,
-    ) -> (StateOwner, Arc<Snapshot>) {
-        let now = clock.now();
-        let from = now.minus(status_page::HISTORY_SPAN);
-        let mut watches = Vec::with_capacity(slots.len());
-        let mut rows = Vec::with_capacity(slots.len());
-        let (mut unknown, mut down) = (0usize, 0usize);
-        let each = slots.len() <= LOG_EACH_UP_TO;
-        for slot in slots.iter() {
-            let (target, region) = (&slot.target.name, &slot.region.name);
-            let changes: Vec<Change> = match ledger.history(target, region, from, Instant::now()) {
-                Ok(rows) => rows.iter().map(StateRow::change).collect(),
-                Err(Unavailable) => {
-                    unknown += 1;
-                    if each {
-                        log::warn!(
-                            "last state unknown (database unavailable) target={target} \
-                             region={region}: starting without history"
-                        );
-                    }
-                    Vec::new()
-                }
+    /// Builds the owner and tries at once to take the database and resume every slot from its
+    /// recorded history (see the module doc for what happens when it cannot yet).
+    pub fn start(owned: Owned) -> (StateOwner, Arc<Snapshot>) {
+        let Owned {
+            slots,
+            ledger,
+            recipients,
+            clock,
+            metrics,
+            courier,
+            abort,
+            me,
+            shutdown,
+            retry_base,
+        } = owned;
+        let snapshot = Arc::new(Snapshot::default());
+        let now = Instant::now();
+        let mut owner = StateOwner {
+            phase: Phase::Resuming {
+                waiting: vec![VecDeque::new(); slots.len()],
+                dropped: 0,
+                standby: None,
+                said: false,
+                next_try: now,
+            },
+            slots,
+            watches: Vec::new(),
+            ledger,
+            outbox: Outbox::default(),
+            snapshot: Arc::clone(&snapshot),
+            recipients,
+            clock,
+            metrics,
+            courier: Some(courier),
+            abort,
+            carrying: None,
+            me,
+            shutdown,
+            retry_base,
+            fatal: None,
+        };
+        owner.resume(now);
+        (owner, snapshot)
+    }
+
+    /// Handles events until [`Event::Stop`] (or every sender is gone), then finishes (or cuts)
+    /// the delivery in flight and reports whatever is still undelivered or unwritten.
+    pub fn run(mut self, events: &Receiver<Event>) -> Ending {
+        loop {
+            let now = Instant::now();
+            self.ledger.maintain(now);
+            self.tend(now);
+            if let Some(why) = self.fatal.take() {
+                log::error!("STOPPING: {why}");
+                self.fatal = Some(why);
+                self.shutdown.trigger();
+                break;
+            }
+            self.dispatch(now);
+            let wake =
+                [self.next_wake(), self.ledger.next_maintenance(now)].into_iter().flatten().min();
+            let event = match wake {
+                Some(at) => events.recv_timeout(at.saturating_duration_since(now)),
+                None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
+            match event {
+                Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(event) => self.handle(event),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        self.finish_delivery(events);
+        self.courier = None;
+        let now = Instant::now();
+        self.ledger.report_leftovers(now);
+        for entry in self.outbox.iter() {
+            log::warn!(
+                "notification not delivered yet, kept in the outbox for the next start \
+                target={} subject={:?} attempts={}",
+                entry.notification.target,
+                entry.notification.subject,
+                entry.attempts
+            );
+        }
+        match &self.phase {
+            Phase::Resuming { waiting, .. } => {
+                let n: usize = waiting.iter().map(VecDeque::len).sum();
+                if n > 0 {
+                    log::warn!(
+                        "stopped before the database could be read: {n} probe outcome(s) were \
+                        not evaluated"
+                    );
+                }
+            }
+            Phase::Active { .. } if self.fatal.is_none() && self.ledger.backlog() == 0 => {
+                self.ledger.release(&self.me, now);
+            }
+            Phase::Active { .. } => {}
+        }
+        match self.fatal {
+            Some(why) => Ending::Fatal(why),
+            None => Ending::Stopped,
+        }
+    }
+
+    /// After the stop: the delivery in flight gets [`STOP_GRACE`], then it is cut.
+    fn finish_delivery(&mut self, events: &Receiver<Event>) {
+        let mut deadline = Instant::now() + STOP_GRACE;
+        let mut cut = false;
+        while self.carrying.is_some() {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match events.recv_timeout(wait) {
+                Ok(event @ (Event::Delivered { .. } | Event::DeliveryFailed { .. })) => {
+                    self.handle(event)
+                }
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) if !cut => {
+                    log::warn!(
+                        "stopping: cutting the SMTP conversation in flight after {}; the \
+                        notification stays in the outbox",
+                        human(STOP_GRACE)
+                    );
+                    self.abort.abort();
+                    cut = true;
+                    deadline = Instant::now() + STOP_GRACE;
+                }
+                Err(_) => {
+                    log::warn!("the courier did not answer; its notification stays in the outbox");
+                    self.carrying = None;
+                }
+            }
+        }
+    }
+
+    /// The next instant something is due: a notification, a heartbeat, a resume attempt.
+    fn next_wake(&self) -> Option<Instant> {
+        let letter = if self.carrying.is_none() { self.outbox.next_wake() } else { None };
+        let phase = match &self.phase {
+            Phase::Resuming { next_try, .. } => *next_try,
+            Phase::Active { next_heartbeat } => *next_heartbeat,
+        };
+        letter.into_iter().chain([phase]).min()
+    }
+
+    /// Periodic work of the phase: resume attempts while resuming, the heartbeat when active.
+    fn tend(&mut self, now: Instant) {
+        match &mut self.phase {
+            Phase::Resuming { next_try, .. } if now >= *next_try => self.resume(now),
+            Phase::Resuming { .. } => {}
+            Phase::Active { next_heartbeat } if now >= *next_heartbeat => {
+                *next_heartbeat = now + HEARTBEAT_EVERY;
+                if let Ok(false) = self.ledger.heartbeat(&self.me, now) {
+                    self.fatal = Some(
+                        "another api-monitor instance took over the database (this one was \
+                        stopped or cut off for longer than the heartbeat allows); exiting so \
+                        that only one sends notifications"
+                            .into(),
+                    );
+                }
+            }
+            Phase::Active { .. } => {}
+        }
+        if let Some(why) = self.ledger.vanished() {
+            self.fatal = Some(why);
+        }
+    }
+
+    /// Tries to take the database and read every slot's history; on success replays what
+    /// waited and becomes active.
+    fn resume(&mut self, now: Instant) {
+        let me = self.me.clone();
+        let gone = |h: &Holder| gone(&me, h);
+        let claim = self.ledger.claim(&self.me, STALE_AFTER, &gone, now);
+        let Phase::Resuming { standby, said, next_try, .. } = &mut self.phase else { return };
+        *next_try = now + RESUME_EVERY;
+        match claim {
+            Err(Unavailable) => {
+                if !*said {
+                    log::warn!(
+                        "waiting for the database before deciding anything: probes go on and \
+                        their outcomes are kept (the latest {WAITING_PER_PAIR} per target × \
+                        region), then evaluated in order"
+                    );
+                    *said = true;
+                }
+                self.metrics.set_waiting(Some("waiting for the database".into()));
+                return;
+            }
+            Ok(Claim::Held { by, heartbeat_age }) => {
+                if standby.as_ref() != Some(&by) {
+                    log::warn!(
+                        "STANDBY: the database is held by another api-monitor (instance {} on \
+                        {} pid {}, heartbeat {} ago); this one probes but records and notifies \
+                        nothing until that one stops or its heartbeat is {} old",
+                        by.id,
+                        by.host,
+                        by.pid,
+                        human(heartbeat_age),
+                        human(STALE_AFTER)
+                    );
+                    self.metrics.set_waiting(Some(format!(
+                        "standby: the database is held by instance {} on {} pid {}",
+                        by.id, by.host, by.pid
+                    )));
+                    *standby = Some(by);
+                }
+                return;
+            }
+            Ok(Claim::Granted) => {
+                if let Some(by) = standby.take() {
+                    log::warn!("taking over the database from instance {} on {}", by.id, by.host);
+                }
+            }
+        }
+        let Some((watches, rows)) = self.read_history(now) else { return };
+        let Ok(pending) = self.ledger.pending(now) else { return };
+        if !pending.is_empty() {
+            log::warn!("resuming {} undelivered notification(s) from the outbox", pending.len());
+        }
+        self.outbox.resume(pending, now);
+        self.metrics.set_pending_notifications(self.outbox.len());
+        let last: Vec<Option<Timestamp>> =
+            rows.iter().map(|r| r.changes.last().map(|c| c.at)).collect();
+        self.watches = watches;
+        *self.snapshot.lock() = rows;
+        let Phase::Resuming { waiting, dropped, .. } = std::mem::replace(
+            &mut self.phase,
+            Phase::Active { next_heartbeat: now + HEARTBEAT_EVERY },
+        ) else {
+            return;
+        };
+        self.metrics.set_waiting(None);
+        // Replay in time order; outcomes older than a pair's last recorded change were already
+        // decided (by this instance before a restart, or by the one it takes over from).
+        let mut replay: Vec<(usize, Outcome, Timestamp)> = waiting
+            .into_iter()
+            .enumerate()
+            .flat_map(|(slot, queue)| queue.into_iter().map(move |(o, at)| (slot, o, at)))
+            .filter(|(slot, _, at)| last[*slot].is_none_or(|last| *at >= last))
+            .collect();
+        replay.sort_by_key(|(_, _, at)| *at);
+        if !replay.is_empty() || dropped > 0 {
+            log::info!(
+                "evaluating {} probe outcome(s) that waited for the database ({dropped} older \
+                ones dropped)",
+                replay.len()
+            );
+        }
+        for (slot, outcome, at) in replay {
+            self.observe(slot, &outcome, at);
+        }
+    }
+
+    /// Every slot's watch and status row from its recorded history, or `None` (and nothing
+    /// changed) if the database cannot say for every one.
+    fn read_history(&mut self, now: Instant) -> Option<(Vec<Watch>, Vec<StatusRow>)> {
+        let clock_now = self.clock.now();
+        let from = clock_now.minus(status_page::HISTORY_SPAN);
+        let mut watches = Vec::with_capacity(self.slots.len());
+        let mut rows = Vec::with_capacity(self.slots.len());
+        let mut down = 0usize;
+        let each = self.slots.len() <= LOG_EACH_UP_TO;
+        for slot in self.slots.iter() {
+            let (target, region) = (&slot.target.name, &slot.region.name);
+            let history = self.ledger.history(target, region, from, now).ok()?;
+            let changes: Vec<Change> = history.iter().map(StateRow::change).collect();
             let last = changes.last().map(|c| (c.health, c.at));
             match last {
                 Some((health, at)) => {
@@ -147,121 +481,119 @@ impl StateOwner {
                 }
                 None => {}
             }
-            watches.push(Watch::resume(slot.target.thresholds, last, slot.target.remind, now));
+            watches.push(Watch::resume(
+                slot.target.thresholds,
+                last,
+                slot.target.remind,
+                clock_now,
+            ));
             rows.push(StatusRow { target: target.clone(), region: region.clone(), changes });
         }
         if !each {
-            log::info!(
-                "resumed {} target×region pairs: {down} down, {unknown} without history \
-                 (database unavailable)",
-                slots.len()
-            );
+            log::info!("resumed {} target×region pairs: {down} down", self.slots.len());
         }
-        let snapshot = Arc::new(Snapshot { rows: Mutex::new(rows) });
-        metrics.set_pending_notifications(ledger.outbox().count());
-        let owner = StateOwner {
-            slots,
-            watches,
-            ledger,
-            snapshot: Arc::clone(&snapshot),
-            recipients,
-            clock,
-            metrics,
-            courier: Some(courier),
-            carrying: None,
-        };
-        (owner, snapshot)
-    }
-
-    /// Handles events until [`Event::Stop`] (or every sender is gone), then finishes the
-    /// delivery in flight and reports whatever is still undelivered or unwritten.
-    pub fn run(mut self, events: &Receiver<Event>) {
-        loop {
-            let now = Instant::now();
-            self.ledger.maintain(now);
-            self.dispatch(now);
-            let letter = if self.carrying.is_none() { self.ledger.next_letter_due() } else { None };
-            let wake = letter.into_iter().chain(self.ledger.next_maintenance(now)).min();
-            let event = match wake {
-                Some(at) => events.recv_timeout(at.saturating_duration_since(now)),
-                None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match event {
-                Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(event) => self.handle(event),
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-        }
-        // The courier finishes the delivery in flight (bounded by the SMTP timeout).
-        while let Some(key) = self.carrying {
-            match events.recv() {
-                Ok(event @ (Event::Delivered { .. } | Event::DeliveryFailed { .. })) => {
-                    self.handle(event)
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    log::warn!("the courier ended during the delivery of letter {key}");
-                    self.carrying = None;
-                }
-            }
-        }
-        self.courier = None;
-        self.ledger.report_leftovers(Instant::now());
+        Some((watches, rows))
     }
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Probed { slot, outcome, at } => self.observe(slot, &outcome, at),
-            Event::Delivered { key, at, via } => {
+            Event::Probed { slot, outcome, at } => match &mut self.phase {
+                Phase::Active { .. } => self.observe(slot, &outcome, at),
+                Phase::Resuming { waiting, dropped, .. } => {
+                    if let Some(s) = self.slots.get(slot) {
+                        log_probe(s, &outcome, 0);
+                    }
+                    if let Some(queue) = waiting.get_mut(slot) {
+                        if queue.len() == WAITING_PER_PAIR {
+                            queue.pop_front();
+                            *dropped += 1;
+                        }
+                        queue.push_back((outcome, at));
+                    }
+                }
+            },
+            Event::Delivered { key, at, via, refused } => {
                 self.carrying = None;
-                let letter = self.ledger.outbox().find(|l| l.key == key).cloned();
-                // Marked sent first, so the log line means "recorded as sent" too.
-                self.ledger.delivered(key, at, Instant::now());
-                self.metrics.set_pending_notifications(self.ledger.outbox().count());
-                if let Some(letter) = letter {
-                    log::info!(
-                        "notification sent via={via} target={} subject={:?} attempts={}",
-                        letter.content.target,
-                        letter.content.subject,
-                        letter.attempts + 1
+                let Some(entry) = self.outbox.delivered(&key) else { return };
+                let attempts = entry.attempts + 1;
+                let n = &entry.notification;
+                self.ledger.write(
+                    Write::Sent { key: key.clone(), attempts, at, refused: refused.clone() },
+                    Instant::now(),
+                );
+                self.metrics.set_pending_notifications(self.outbox.len());
+                log::info!(
+                    "notification sent via={via} target={} subject={:?} attempts={attempts}",
+                    n.target,
+                    n.subject
+                );
+                if let Some(refused) = refused {
+                    log::error!(
+                        "notification sent, but the mail server refused some recipients \
+                        target={} subject={:?} refused=\"{refused}\"",
+                        n.target,
+                        n.subject
                     );
                 }
             }
-            Event::DeliveryFailed { key, error } => {
+            Event::DeliveryFailed { key, error, permanent } => {
                 self.carrying = None;
-                let letter = self.ledger.outbox().find(|l| l.key == key).cloned();
-                let retry = self.ledger.failed(key, &error, Instant::now());
-                if let Some(letter) = letter {
-                    log::error!(
-                        "notification NOT delivered target={} subject={:?} attempt={} \
-                         error=\"{error}\" retry_in={}",
-                        letter.content.target,
-                        letter.content.subject,
-                        letter.attempts + 1,
-                        retry.map_or_else(|| "-".into(), human)
-                    );
+                let now = Instant::now();
+                let Some((after, entry)) =
+                    self.outbox.failed(&key, permanent, self.retry_base, now)
+                else {
+                    return;
+                };
+                let n = &entry.notification;
+                match after {
+                    AfterFailure::Retry(wait) => {
+                        log::error!(
+                            "notification NOT delivered target={} subject={:?} attempt={} \
+                            error=\"{error}\" retry_in={}",
+                            n.target,
+                            n.subject,
+                            entry.attempts,
+                            human(wait)
+                        );
+                        let write = Write::Attempt { key, attempts: entry.attempts, error };
+                        self.ledger.write(write, now);
+                    }
+                    AfterFailure::Dead => {
+                        log::error!(
+                            "notification DEAD (refused {} times by the mail server; no more \
+                             retries) target={} subject={:?} error=\"{error}\": see `api-monitor \
+                             outbox`, re-send with `api-monitor outbox --requeue`",
+                            entry.refusals,
+                            n.target,
+                            n.subject
+                        );
+                        self.metrics.count_dead_notification();
+                        let at = self.clock.now();
+                        let write = Write::Dead { key, attempts: entry.attempts, error, at };
+                        self.ledger.write(write, now);
+                    }
                 }
+                self.metrics.set_pending_notifications(self.outbox.len());
             }
             Event::Stop => {}
         }
     }
 
-    /// Hands the head letter to the courier when it is due and the courier is free. One at a
-    /// time and strictly in order: a recovery email never overtakes its outage email.
+    /// Hands the next due notification to the courier when it is free.
     fn dispatch(&mut self, now: Instant) {
         if self.carrying.is_some() {
             return;
         }
-        let (Some(courier), Some(letter)) = (&self.courier, self.ledger.due_letter(now)) else {
+        let (Some(courier), Some(entry)) = (&self.courier, self.outbox.next_due(now)) else {
             return;
         };
-        let key = letter.key;
-        if courier.send(letter).is_ok() {
+        let key = entry.notification.key.clone();
+        if courier.send(entry.notification.clone()).is_ok() {
             self.carrying = Some(key);
         }
     }
 
-    /// One outcome: the pure step, then its effects (see the module doc for their order).
+    /// One outcome: the pure step, then its effects.
     fn observe(&mut self, index: usize, outcome: &Outcome, at: Timestamp) {
         let slots = Arc::clone(&self.slots);
         let Some(slot) = slots.get(index) else { return };
@@ -297,7 +629,7 @@ impl StateOwner {
                     reason: &reason,
                     now,
                 });
-                self.post(slot, email, None, now);
+                self.post(slot, None, email, now);
             }
             Effect::SeeingAgain { blind_for } => {
                 log::info!(
@@ -318,12 +650,12 @@ impl StateOwner {
                     reason: reason.as_deref(),
                     now,
                 });
-                self.post(slot, email, None, now);
+                self.post(slot, None, email, now);
             }
         }
     }
 
-    /// Record, then notify.
+    /// A transition: its row and its email, composed first, written as one commit.
     fn changed(
         &mut self,
         index: usize,
@@ -335,17 +667,21 @@ impl StateOwner {
     ) {
         slot.metrics.transition(transition);
         let row = NewState {
+            key: new_key(),
             timestamp: transition.since,
             healthy: transition.to.is_up(),
             target: slot.target.name.clone(),
             region: slot.region.name.clone(),
             reason: transition.reasons.first().cloned(),
         };
-        let recorded = self.ledger.record(row, Instant::now());
         let changes =
             self.remember(index, Change { at: transition.since, health: transition.to }, now);
         log_transition(slot, transition, ended);
         if !transition.notifies() {
+            self.ledger.write(
+                Write::Commit(Commit { state: Some(row), ..Commit::default() }),
+                Instant::now(),
+            );
             return;
         }
         if let Some(n) = all_regions_down {
@@ -361,7 +697,7 @@ impl StateOwner {
             all_regions_down,
             now,
         });
-        self.post(slot, email, Some(&recorded), now);
+        self.post(slot, Some(row), email, now);
     }
 
     /// Adds `change` to the slot's published history (pruned to the status page's span and
@@ -381,10 +717,11 @@ impl StateOwner {
         changes[before.saturating_sub(1)..].to_vec()
     }
 
-    /// Puts `email` into the outbox for the slot's recipients; the courier delivers it.
-    fn post(&mut self, slot: &Slot, email: Email, recorded: Option<&Recorded>, now: Timestamp) {
-        let letter = NewNotification {
-            state_id: None,
+    /// Writes `email` for the slot's recipients — with the transition `state` it announces, in
+    /// one commit — then puts it in the outbox, from which the courier delivers it.
+    fn post(&mut self, slot: &Slot, state: Option<NewState>, email: Email, now: Timestamp) {
+        let notification = Notification {
+            key: new_key(),
             target: slot.target.name.clone(),
             region: slot.region.name.clone(),
             recipients: self.recipients_of(slot).join(","),
@@ -394,8 +731,10 @@ impl StateOwner {
             created_at: now,
         };
         let instant = Instant::now();
-        self.ledger.post(recorded, letter, instant);
-        self.metrics.set_pending_notifications(self.ledger.outbox().count());
+        let commit = Commit { state, notifications: vec![notification.clone()] };
+        self.ledger.write(Write::Commit(commit), instant);
+        self.outbox.push(notification, instant);
+        self.metrics.set_pending_notifications(self.outbox.len());
         self.dispatch(instant);
     }
 

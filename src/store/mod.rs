@@ -145,6 +145,10 @@ pub enum StoreError {
     /// Permanent: waiting will not help (see the type's doc). One clear line.
     #[error("{url}: {reason}")]
     Permanent { url: String, reason: String },
+    /// The SQLite file was deleted or replaced while the monitor ran: writes would go to a file
+    /// nobody can see, so the monitor stops (exit 1) rather than go on persisting nothing.
+    #[error("the database file {path} was deleted or replaced while api-monitor ran")]
+    Vanished { path: String },
     #[error("cannot apply schema: {0}")]
     Schema(Box<dyn std::error::Error + Send + Sync>),
     #[error("query failed: {0}")]
@@ -157,7 +161,10 @@ impl StoreError {
     /// Whether retrying can never succeed: start-up exits 2 on it, and mid-run it is logged as
     /// what it is rather than as "unavailable".
     pub fn is_permanent(&self) -> bool {
-        matches!(self, StoreError::Url { .. } | StoreError::Permanent { .. })
+        matches!(
+            self,
+            StoreError::Url { .. } | StoreError::Permanent { .. } | StoreError::Vanished { .. }
+        )
     }
 }
 

@@ -65,6 +65,11 @@ pub struct Registry {
     /// The probe pool's cap on workers, and its count of late starts.
     workers: AtomicU64,
     lateness: Arc<Lateness>,
+    /// Notifications refused for good (`api_monitor_notifications_dead_total`).
+    dead: AtomicU64,
+    /// Why the monitor cannot decide anything yet (waiting for the database, or a standby),
+    /// for `/healthz`.
+    waiting: Mutex<Option<String>>,
 }
 
 /// One loop's series. The labels and limits are fixed at registration; the counts change.
@@ -185,6 +190,17 @@ impl WatchMetrics {
 #[error("{}", describe_stalls(.0))]
 pub struct Stalled(pub Vec<Stall>);
 
+/// What `/healthz` answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Healthz {
+    /// 200 `ok`: every loop probes and the monitor decides.
+    Ok,
+    /// 200 with the reason: alive, and deliberately not deciding (a standby instance).
+    Standby(String),
+    /// 503: loops are stuck, or the monitor cannot decide yet (waiting for the database).
+    Unwell(String),
+}
+
 /// One loop that stopped ticking.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stall {
@@ -279,6 +295,29 @@ impl Registry {
         self.workers.store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    /// Counts a notification refused for good (`api_monitor_notifications_dead_total`).
+    pub fn count_dead_notification(&self) {
+        self.dead.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Says why the monitor cannot decide yet (`None`: it can). A reason starting with
+    /// `standby` keeps `/healthz` at 200; any other makes it 503.
+    pub fn set_waiting(&self, why: Option<String>) {
+        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// `/healthz`: stuck loops first, then whether the monitor is waiting or a standby.
+    pub fn health(&self, now: Instant) -> Healthz {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match (self.healthz(now), waiting) {
+            (Err(stalled), Some(w)) => Healthz::Unwell(format!("{w}; {stalled}")),
+            (Err(stalled), None) => Healthz::Unwell(stalled.to_string()),
+            (Ok(()), Some(w)) if w.starts_with("standby") => Healthz::Standby(w),
+            (Ok(()), Some(w)) => Healthz::Unwell(w),
+            (Ok(()), None) => Healthz::Ok,
+        }
+    }
+
     /// Where the probe pool counts late starts (`api_monitor_probes_late_total`).
     pub fn lateness(&self) -> Arc<Lateness> {
         Arc::clone(&self.lateness)
@@ -318,6 +357,7 @@ impl Registry {
             pending: self.pending.load(Ordering::Relaxed),
             workers: self.workers.load(Ordering::Relaxed),
             late: self.lateness.late.load(Ordering::Relaxed),
+            dead: self.dead.load(Ordering::Relaxed),
         };
         let mut out = String::with_capacity(1024 + snapshot.len() * 2048);
         // Writing into a `String` cannot fail; a formatting error would only truncate it.
@@ -336,6 +376,7 @@ struct Exposition<'a> {
     pending: u64,
     workers: u64,
     late: u64,
+    dead: u64,
 }
 
 /// The labels every per-loop sample carries, escaped: `target="…",region="…"`.
@@ -489,6 +530,15 @@ impl fmt::Display for Exposition<'_> {
         header(f, name, "gauge", "Emails in the outbox not yet accepted by the SMTP server.")?;
         writeln!(f, "{name} {}", self.pending)?;
 
+        let name = "api_monitor_notifications_dead_total";
+        header(
+            f,
+            name,
+            "counter",
+            "Emails refused for good by the SMTP server (see `api-monitor outbox`).",
+        )?;
+        writeln!(f, "{name} {}", self.dead)?;
+
         let name = "api_monitor_probe_workers_max";
         header(f, name, "gauge", "The probe pool's cap on concurrent probes (--concurrency).")?;
         writeln!(f, "{name} {}", self.workers)?;
@@ -561,6 +611,10 @@ mod tests {
              the SMTP server.\n\
              # TYPE api_monitor_notifications_pending gauge\n\
              api_monitor_notifications_pending 2\n\
+             # HELP api_monitor_notifications_dead_total Emails refused for good by the SMTP \
+             server (see `api-monitor outbox`).\n\
+             # TYPE api_monitor_notifications_dead_total counter\n\
+             api_monitor_notifications_dead_total 0\n\
              # HELP api_monitor_probe_workers_max The probe pool's cap on concurrent probes \
              (--concurrency).\n\
              # TYPE api_monitor_probe_workers_max gauge\n\

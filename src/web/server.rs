@@ -56,7 +56,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::web::metrics::Registry;
+use crate::web::metrics::{Healthz, Registry};
 use crate::web::wire::{self, Head, Refusal};
 
 /// Threads answering requests, by default.
@@ -612,9 +612,10 @@ pub fn route(method: Method, url: &str, sources: &Sources, now: Instant) -> Repl
             body: sources.registry.render(),
             headers: Vec::new(),
         },
-        "/healthz" => match sources.registry.healthz(now) {
-            Ok(()) => Reply::text(200, "ok\n"),
-            Err(stalled) => Reply::text(503, format!("{stalled}\n")),
+        "/healthz" => match sources.registry.health(now) {
+            Healthz::Ok => Reply::text(200, "ok\n"),
+            Healthz::Standby(why) => Reply::text(200, format!("{why}\n")),
+            Healthz::Unwell(why) => Reply::text(503, format!("{why}\n")),
         },
         _ => match (sources.status)() {
             Ok(page) => Reply {
