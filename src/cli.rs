@@ -28,6 +28,16 @@ pub enum Command {
     Check,
     /// Print an uptime report from the database.
     Report,
+    /// List the notifications not yet delivered (pending) and refused for good (dead);
+    /// `--requeue` sends dead ones again.
+    Outbox,
+}
+
+/// Which dead notifications `outbox --requeue` sends again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requeue {
+    All,
+    One(i64),
 }
 
 /// How loud the log is, from `-v`/`-q` or `LOG_LEVEL`.
@@ -82,6 +92,8 @@ pub struct Args {
     pub target: Option<String>,
     /// `report --json`.
     pub json: bool,
+    /// `outbox --requeue ID|all`: make dead notifications pending again.
+    pub requeue: Option<Requeue>,
     pub log_file: Option<String>,
     pub verbosity: Verbosity,
 }
@@ -151,6 +163,10 @@ USAGE:
     api-monitor check [OPTIONS]     probe each target once; exit 0 healthy, 1 not
     api-monitor report [--since DUR] [--target URL] [--json] [OPTIONS]
                                     uptime report from the database [default --since 7d]
+    api-monitor outbox [--requeue ID|all] [OPTIONS]
+                                    notifications not yet delivered, and those the mail
+                                    server refused for good (dead); --requeue sends dead
+                                    ones again (at the monitor's next start or within 1m)
     api-monitor --help | --version
 
 A probe fails unless GET <url> answers HTTP 200 with a JSON body whose \"status\" is \"OK\".
@@ -242,6 +258,7 @@ where
         since: None,
         target: None,
         json: false,
+        requeue: None,
         log_file: None,
         verbosity: Verbosity::Default,
     };
@@ -270,15 +287,30 @@ where
             Long("since") => a.since = Some(text(&mut parser, "--since")?),
             Long("target") => a.target = Some(text(&mut parser, "--target")?),
             Long("json") => a.json = true,
+            Long("requeue") => {
+                let value = text(&mut parser, "--requeue")?;
+                a.requeue = Some(match value.as_str() {
+                    "all" => Requeue::All,
+                    id => {
+                        Requeue::One(id.parse().ok().filter(|&n: &i64| n > 0).ok_or_else(|| {
+                            CliError(format!(
+                                "--requeue: expected a notification id or `all`, got {id:?}"
+                            ))
+                        })?)
+                    }
+                });
+            }
             Long("log-file") => a.log_file = Some(text(&mut parser, "--log-file")?),
             Value(word) if command.is_none() => {
                 command = Some(match word.to_str() {
                     Some("run") => Command::Run,
                     Some("check") => Command::Check,
                     Some("report") => Command::Report,
+                    Some("outbox") => Command::Outbox,
                     _ => {
                         return Err(CliError(redact::text(&format!(
-                            "unknown command {word:?}: expected `run`, `check` or `report`"
+                            "unknown command {word:?}: expected `run`, `check`, `report` or \
+                             `outbox`"
                         ))))
                     }
                 })
@@ -294,6 +326,9 @@ where
         if let Some((flag, _)) = only_report.iter().find(|(_, given)| *given) {
             return Err(CliError(format!("{flag}: only `api-monitor report` takes it")));
         }
+    }
+    if a.command != Command::Outbox && a.requeue.is_some() {
+        return Err(CliError("--requeue: only `api-monitor outbox` takes it".into()));
     }
     let list = |name: &str| -> Vec<String> {
         env(name)

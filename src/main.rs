@@ -79,11 +79,13 @@ fn run() -> Result<ExitCode, Fatal> {
         Ok(Parsed::Go(args)) => *args,
         Err(e) => return Err(Fatal::Usage(e.to_string())),
     };
+    let requeue = args.requeue;
     let config = config::from_args(args, &Os).map_err(|e| Fatal::Usage(e.to_string()))?;
     init_logging(&config)?;
     match config.command {
         Command::Check => Ok(check(&config)),
         Command::Report => report(&config),
+        Command::Outbox => outbox(&config, requeue),
         Command::Run => watch(config).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -125,7 +127,7 @@ fn report(config: &Config) -> Result<ExitCode, Fatal> {
         target: None,
         json: false,
     });
-    let mut store = store::open(&config.db_url).map_err(|e| Fatal::Runtime(e.to_string()))?;
+    let mut store = open_store(config)?;
     let now = SystemClock.now();
     let from = now.minus(options.since);
     let reports = report::load(store.as_mut(), options.target.as_deref(), from, now)
@@ -141,7 +143,55 @@ fn report(config: &Config) -> Result<ExitCode, Fatal> {
         print!("{}", report::json(&reports, from, now));
     } else {
         print!("{}", report::table(&reports, from, now));
+        let dead = store.dead().map_err(|e| Fatal::Runtime(e.to_string()))?;
+        if !dead.is_empty() {
+            println!(
+                "\n{} notification(s) were refused for good by the mail server: see `api-monitor \
+                 outbox`",
+                dead.len()
+            );
+        }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the database for a one-shot command: every failure is fatal, a permanent one (wrong
+/// password, unknown database…) is the user's to fix (exit 2).
+fn open_store(config: &Config) -> Result<Box<dyn store::Store>, Fatal> {
+    store::open(&config.db_url).map_err(|e| {
+        if e.is_permanent() {
+            Fatal::Usage(format!("--db: {e}"))
+        } else {
+            Fatal::Runtime(format!("--db: {e}"))
+        }
+    })
+}
+
+/// `api-monitor outbox`: the notifications not yet delivered and the dead ones; with
+/// `--requeue`, dead ones become pending again (a running monitor picks them up within a
+/// minute, or the next start does).
+fn outbox(config: &Config, requeue: Option<cli::Requeue>) -> Result<ExitCode, Fatal> {
+    let mut store = open_store(config)?;
+    let failed = |e: store::StoreError| Fatal::Runtime(e.to_string());
+    if let Some(which) = requeue {
+        let id = match which {
+            cli::Requeue::All => None,
+            cli::Requeue::One(id) => Some(id),
+        };
+        let n = store.requeue(id).map_err(failed)?;
+        if n == 0 {
+            let what = id.map_or_else(
+                || "no dead notification".to_string(),
+                |id| format!("--requeue: no dead notification has id {id}"),
+            );
+            return Err(Fatal::Runtime(what));
+        }
+        println!("re-queued {n} notification(s): a running monitor sends them within a minute");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pending = store.pending().map_err(failed)?;
+    let dead = store.dead().map_err(failed)?;
+    print!("{}", report::outbox(&pending, &dead));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -59,6 +59,9 @@
 //! }
 //! ```
 
+mod outbox;
+pub use outbox::outbox;
+
 use std::time::Duration;
 
 use serde::Serialize;

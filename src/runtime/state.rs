@@ -61,6 +61,9 @@ pub const WAITING_PER_PAIR: usize = 64;
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// A holder whose heartbeat is this old is presumed dead, and a standby takes over.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
+/// How often the outbox is compared with the database's pending notifications, so that
+/// `api-monitor outbox --requeue` takes effect without a restart.
+const RESCAN_EVERY: Duration = Duration::from_secs(60);
 /// How often a waiting instance asks the database again (also bounded by the ledger's backoff).
 const RESUME_EVERY: Duration = Duration::from_secs(2);
 /// At a stop, how long the delivery in flight may still take before it is cut (it stays in the
@@ -155,6 +158,8 @@ enum Phase {
     },
     Active {
         next_heartbeat: Instant,
+        /// When to look for notifications re-queued by `api-monitor outbox --requeue`.
+        next_rescan: Instant,
     },
 }
 
@@ -337,7 +342,7 @@ impl StateOwner {
         let letter = if self.carrying.is_none() { self.outbox.next_wake() } else { None };
         let phase = match &self.phase {
             Phase::Resuming { next_try, .. } => *next_try,
-            Phase::Active { next_heartbeat } => *next_heartbeat,
+            Phase::Active { next_heartbeat, next_rescan } => (*next_heartbeat).min(*next_rescan),
         };
         letter.into_iter().chain([phase]).min()
     }
@@ -347,7 +352,19 @@ impl StateOwner {
         match &mut self.phase {
             Phase::Resuming { next_try, .. } if now >= *next_try => self.resume(now),
             Phase::Resuming { .. } => {}
-            Phase::Active { next_heartbeat } if now >= *next_heartbeat => {
+            Phase::Active { next_rescan, .. } if now >= *next_rescan => {
+                *next_rescan = now + RESCAN_EVERY;
+                if let Ok(pending) = self.ledger.pending(now) {
+                    let before = self.outbox.len();
+                    self.outbox.resume(pending, now);
+                    let added = self.outbox.len() - before;
+                    if added > 0 {
+                        log::warn!("{added} re-queued notification(s) joined the outbox");
+                        self.metrics.set_pending_notifications(self.outbox.len());
+                    }
+                }
+            }
+            Phase::Active { next_heartbeat, .. } if now >= *next_heartbeat => {
                 *next_heartbeat = now + HEARTBEAT_EVERY;
                 if let Ok(false) = self.ledger.heartbeat(&self.me, now) {
                     self.fatal = Some(
@@ -425,7 +442,10 @@ impl StateOwner {
         *self.snapshot.lock() = rows;
         let Phase::Resuming { waiting, dropped, .. } = std::mem::replace(
             &mut self.phase,
-            Phase::Active { next_heartbeat: now + HEARTBEAT_EVERY },
+            Phase::Active {
+                next_heartbeat: now + HEARTBEAT_EVERY,
+                next_rescan: now + RESCAN_EVERY,
+            },
         ) else {
             return;
         };
