@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Where `make run` / `make demo` keep their SQLite database.
 DB ?= sqlite://api-monitor.db
 
-.PHONY: help run demo test lint build fmt clean-db
+.PHONY: help run demo test soak lint build fmt clean-db
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -20,6 +20,10 @@ test: ## the test suite (unit, CLI, end-to-end with fake-api, SMTP, SQLite and M
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory bench-smoke
+
+soak: ## the crash-consistency test for 10 minutes per database (SOAK_SECS=600): SIGKILLs at random, exactly-once checked
+	$(CARGO) build --workspace --bins
+	CRASH_SECS=$${SOAK_SECS:-600} $(CARGO) test -p api-monitor --test crash -- --nocapture
 
 lint: ## formatting, clippy (warnings are errors), and no async runtime in the shipped binaries
 	$(CARGO) fmt --all -- --check

@@ -543,7 +543,8 @@ impl StateOwner {
                 );
                 self.metrics.set_pending_notifications(self.outbox.len());
                 log::info!(
-                    "notification sent via={via} target={} subject={:?} attempts={attempts}",
+                    "notification sent key={key} via={via} target={} subject={:?} \
+                     attempts={attempts}",
                     n.target,
                     n.subject
                 );
