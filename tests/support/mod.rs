@@ -167,3 +167,26 @@ pub fn outage_and_recovery_cycle(db: &str) {
         "the recovery subject carries the outage length measured between the two rows"
     );
 }
+
+/// `GET path` on the monitor's `--listen` address over HTTP/1.0: (status, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to --listen");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read the response");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, body.to_owned())
+}
+
+/// The address a monitor started with `--listen 127.0.0.1:0` serves on, from its log.
+pub fn listen_addr(mon: &Process) -> std::net::SocketAddr {
+    let line = mon.wait_for_line("serving http://");
+    line.split("serving http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
