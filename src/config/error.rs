@@ -1,4 +1,5 @@
-//! The one error of the configuration step.
+//! The one error of the configuration step, in a file of its own because every part of the
+//! step returns it: the file reader included, which must not depend on the step it feeds.
 
 use crate::redact;
 

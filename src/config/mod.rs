@@ -9,17 +9,21 @@
 //! outside world this step sees is handed in (the host name, a reader for the config file and
 //! the `*_FILE` secrets), so it stays testable.
 //!
-//! Precedence, one rule for every global setting: flag > variable > config file > default.
-//! A target's own key in the file wins over the global value, wherever that came from. Lists
-//! replace rather than merge, so what is probed never depends on two sources at once:
-//! `--url`/`API_URL` replace the file's targets (with plain ones on the global settings),
-//! `--region`/`REGIONS` its regions, `--support`/`SUPPORT` its `support` list.
+//! The step is cut so that the dependencies between its parts go one way, from raw text to
+//! typed values; each part can be read, and tested, without the ones above it:
 //!
-//! Secrets follow one rule: the flag wins over its variable, the variable over its `_FILE`
-//! (Docker secrets), and a file loses exactly one trailing newline. A `*_PASSWORD` replaces the
-//! password of its URL (the config file's too), percent-encoded so any character works. Every
-//! URL that may hold a password is kept as a [`SecretUrl`], so `{:?}` of a [`Config`] never
-//! shows one, and every error shows URLs through [`crate::redact`].
+//! - [`file`]: the `--config` TOML file's shape, as raw values with their key paths;
+//! - `sources`: where each setting comes from (flag, variable, `*_FILE`, file, default), with
+//!   the name an error uses for it, and the precedence between them;
+//! - `urls`, `validation`: single values made typed (URLs; durations, thresholds, addresses
+//!   and their caps), and the checks across values (delivery);
+//! - `regions`, `targets`: the two lists, validated against each other;
+//! - this file: the [`Config`] types, and [`from_args`], which takes each setting from its
+//!   source and hands it to its check.
+//!
+//! `error` holds [`ConfigError`], the one thing every part shares, so that none of them needs
+//! this file but for the `Config` types it builds. Every public item of the parts is
+//! re-exported here: outside this module, `crate::config::X` is the only path.
 
 mod error;
 pub mod file;
@@ -41,7 +45,6 @@ pub use sources::{
 pub use urls::{is_loopback, MAX_URL_LEN};
 pub use validation::{INTERVAL_FLOOR, MAX_CONCURRENCY, MAX_THRESHOLD, MIN_TIMEOUT};
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,9 +55,12 @@ use crate::redact::SecretUrl;
 
 use regions::{cli_regions, file_regions, used_regions};
 use sources::{log_level, pick, read_file, secret, Setting};
-use targets::{target, Defaults, Spec};
+use targets::{specs, targets, Defaults};
 use urls::{database_url, smtp_url};
-use validation::{address, default_sender, duration, mailbox, remind, threshold, timeout};
+use validation::{
+    address, concurrency, default_sender, delivery, duration, listen, mailbox, remind, threshold,
+    timeout,
+};
 
 /// One monitored health endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,29 +207,7 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
     let regions_from_cli = !args.regions.is_empty();
     let defined = if regions_from_cli { cli_regions(&args.regions)? } else { file_regions(&file)? };
 
-    let specs = if !args.urls.is_empty() {
-        args.urls.into_iter().map(|url| Spec::plain(url, "--url")).collect()
-    } else if !f.targets.is_empty() {
-        f.targets.iter().enumerate().map(|(i, t)| Spec::from_file(&file, i, t)).collect()
-    } else {
-        vec![Spec::plain(DEFAULT_URL.to_string(), "--url")]
-    };
-    let mut targets: Vec<Target> = Vec::with_capacity(specs.len());
-    let mut seen: HashMap<String, String> = HashMap::new();
-    for spec in specs {
-        let origin = spec.origin.clone();
-        let url_source = spec.url.source.clone();
-        let target = target(spec, &defaults, &defined, regions_from_cli)?;
-        if let Some(first) = seen.get(&target.name) {
-            return Err(ConfigError(if first == &origin {
-                format!("{url_source}: {} is given twice", target.name)
-            } else {
-                format!("{url_source}: {} is already the url of {first}", target.name)
-            }));
-        }
-        seen.insert(target.name.clone(), origin);
-        targets.push(target);
-    }
+    let targets = targets(specs(args.urls, &file), &defaults, &defined, regions_from_cli)?;
     let regions = used_regions(defined, &targets);
 
     let db = match (args.db, args.db_file, &f.db) {
@@ -274,18 +258,7 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
         (args.smtp_password_file, "SMTP_PASSWORD_FILE"),
     )?;
     let smtp = smtp.map(|url| smtp_url(&url, password.as_ref())).transpose()?;
-    // Mail is worth setting up as soon as anyone at all is to receive it.
-    let anyone = !support.is_empty()
-        || targets.iter().any(|t| !t.recipients.is_empty())
-        || regions.iter().any(|r| !r.recipients.is_empty());
-    let delivery = match (smtp, anyone) {
-        (Some(url), true) => Delivery::Smtp(SmtpSettings { url, from, to: support }),
-        (Some(_), false) => Delivery::LogOnly {
-            why: "no recipient is set (--support, or recipients of a target or region)".into(),
-        },
-        (None, true) => Delivery::LogOnly { why: "no --smtp server is set".into() },
-        (None, false) => Delivery::LogOnly { why: "neither --smtp nor --support is set".into() },
-    };
+    let delivery = delivery(smtp, from, support, &targets, &regions);
 
     let log_level = log_level(args.verbosity, &file)?;
     let log_file = match (args.log_file, &f.log_file) {
@@ -299,26 +272,10 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
         (None, path) => path.clone(),
     };
 
-    let listen = match args.listen.as_deref().map(str::trim) {
-        None | Some("") | Some("off") => None,
-        Some(addr) => Some(addr.parse::<std::net::SocketAddr>().map_err(|_| {
-            ConfigError(format!(
-                "--listen: invalid address {addr:?}: expected IP:PORT such as 127.0.0.1:9898"
-            ))
-        })?),
-    };
-    let concurrency =
-        match pick(args.concurrency, "--concurrency", count(f.concurrency, "concurrency")) {
-            None => None,
-            Some(Setting { value, source }) => match value.trim().parse::<usize>() {
-                Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Some(n),
-                _ => {
-                    return Err(ConfigError(format!(
-                    "{source}: expected a whole number from 1 to {MAX_CONCURRENCY}, got {value:?}"
-                )))
-                }
-            },
-        };
+    let listen = listen(args.listen.as_deref())?;
+    let concurrency = concurrency(
+        pick(args.concurrency, "--concurrency", count(f.concurrency, "concurrency")).as_ref(),
+    )?;
     let report = match args.command {
         Command::Report => Some(ReportOptions {
             since: duration(
@@ -351,7 +308,7 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::testing::{config, error, with_file};
+    use crate::config::testing::{config, error};
 
     #[test]
     fn debug_of_a_config_never_shows_a_password() {
@@ -407,62 +364,5 @@ mod tests {
             assert!(message.starts_with(option), "{args:?} → {message:?} should name {option}");
             assert!(!message.contains('\n'), "one line: {message:?}");
         }
-    }
-
-    #[test]
-    fn a_full_smtp_setup_delivers_by_mail() {
-        let c =
-            config(&["--smtp", "smtp://127.0.0.1:2525", "--support", "oncall@example.com"], &[])
-                .unwrap();
-        assert_eq!(
-            c.delivery,
-            Delivery::Smtp(SmtpSettings {
-                url: "smtp://127.0.0.1:2525".into(),
-                from: "api-monitor@box1".into(),
-                to: vec!["oncall@example.com".into()],
-            })
-        );
-    }
-
-    #[test]
-    fn half_a_mail_setup_is_log_only() {
-        let c = config(&["--support", "a@b.co"], &[]).unwrap();
-        assert!(matches!(c.delivery, Delivery::LogOnly { ref why } if why.contains("--smtp")));
-        let c = config(&["--smtp", "smtp://h:25"], &[]).unwrap();
-        assert!(matches!(c.delivery, Delivery::LogOnly { ref why } if why.contains("--support")));
-    }
-
-    #[test]
-    fn mail_goes_out_when_anyone_at_all_is_to_receive_it() {
-        let target_only = "smtp = \"smtp://mail:25\"\n\
-            [[target]]\nurl = \"https://a/h\"\nrecipients = [\"t@b.co\"]\n";
-        match with_file(target_only, &[], &[]).unwrap().delivery {
-            Delivery::Smtp(s) => assert!(s.to.is_empty(), "no global recipient: {s:?}"),
-            other => panic!("{other:?}"),
-        }
-        let region_only = "smtp = \"smtp://mail:25\"\n\
-            [[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\nrecipients = [\"eu@b.co\"]\n";
-        assert!(matches!(with_file(region_only, &[], &[]).unwrap().delivery, Delivery::Smtp(_)));
-        let unused_region = "smtp = \"smtp://mail:25\"\n\
-            [[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\nrecipients = [\"eu@b.co\"]\n\
-            [[target]]\nurl = \"https://a/h\"\nregions = [\"direct\"]\n";
-        let c = with_file(unused_region, &[], &[]).unwrap();
-        assert!(matches!(c.delivery, Delivery::LogOnly { ref why } if why.contains("recipient")));
-        let no_smtp = "[[target]]\nurl = \"https://a/h\"\nrecipients = [\"t@b.co\"]\n";
-        let c = with_file(no_smtp, &[], &[]).unwrap();
-        assert!(matches!(c.delivery, Delivery::LogOnly { ref why } if why.contains("--smtp")));
-    }
-
-    #[test]
-    fn the_same_target_twice_is_refused() {
-        let e = error(&["--url", "https://a.example.com/h", "--url", "https://a.example.com/h"]);
-        assert!(e.starts_with("--url: https://a.example.com/h is given twice"), "{e}");
-        let e = error(&[
-            "--url",
-            "https://u:one@a.example.com/h",
-            "--url",
-            "https://u:two@a.example.com/h",
-        ]);
-        assert!(e.contains("given twice") && !e.contains("one"), "same name in the store: {e}");
     }
 }

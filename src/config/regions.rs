@@ -1,10 +1,15 @@
 //! Regions: defined by `--region`/`REGIONS` or the file's `[[region]]`s, named by targets.
+//!
+//! A region is a proxy, so its URL is checked like the other URLs ([`proxy_url`]); what is
+//! particular to regions is their names, which go into the store and email subjects, and the
+//! rule that only regions some target names are kept (an unused proxy is never dialled).
 
+use crate::config::error::ConfigError;
 use crate::config::file::ConfigFile;
 use crate::config::sources::Setting;
 use crate::config::urls::proxy_url;
 use crate::config::validation::address;
-use crate::config::{ConfigError, Region, Target, DIRECT};
+use crate::config::{Region, Target, DIRECT};
 use crate::redact;
 
 /// The longest region name: what the `state.region` column comfortably holds, and short

@@ -1,13 +1,27 @@
 //! Where each setting comes from: the command line (flag or variable, already chosen by
 //! [`crate::cli`]), the `*_FILE` secrets, the config file, and the defaults; and the name
-//! each error uses for it ([`Setting::source`]).
+//! each error uses for it ([`Setting::source`]), so that the operator is told what to fix, not
+//! which internal field was wrong.
+//!
+//! Precedence, one rule for every global setting: flag > variable > config file > default.
+//! A target's own key in the file wins over the global value, wherever that came from. Lists
+//! replace rather than merge, so what is probed never depends on two sources at once:
+//! `--url`/`API_URL` replace the file's targets (with plain ones on the global settings),
+//! `--region`/`REGIONS` its regions, `--support`/`SUPPORT` its `support` list.
+//!
+//! Secrets follow one rule: the flag wins over its variable, the variable over its `_FILE`
+//! (Docker secrets), and a file loses exactly one trailing newline. A `*_PASSWORD` replaces the
+//! password of its URL (the config file's too), percent-encoded so any character works. Every
+//! URL that may hold a password is kept as a [`crate::redact::SecretUrl`], so `{:?}` of a
+//! [`crate::config::Config`] never shows one, and every error shows URLs through
+//! [`crate::redact`].
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use crate::cli::Verbosity;
+use crate::config::error::ConfigError;
 use crate::config::file::ConfigFile;
-use crate::config::ConfigError;
 use crate::detector::Thresholds;
 
 pub const DEFAULT_URL: &str = "https://api.qa.fitpay.ninja/health";

@@ -1,13 +1,19 @@
 //! Targets: as configured ([`Spec`]: `--url` or a `[[target]]`), then validated.
+//!
+//! A [`Spec`] keeps where each of its values came from until validation, because a target's
+//! own key in the file and the global value it falls back to are named differently in errors
+//! (`monitor.toml: target[2].interval` or `--interval`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::config::error::ConfigError;
 use crate::config::file::{self as config_file, ConfigFile, Count, DurationText};
 use crate::config::regions::{named_regions, Defined};
-use crate::config::sources::{Setting, DEFAULT_INTERVAL};
+use crate::config::sources::{Setting, DEFAULT_INTERVAL, DEFAULT_URL};
 use crate::config::urls::{is_loopback, target_url};
 use crate::config::validation::{address, duration, remind, threshold, timeout, INTERVAL_FLOOR};
-use crate::config::{ConfigError, Target, DIRECT};
+use crate::config::{Target, DIRECT};
 use crate::detector::Thresholds;
 
 /// The global settings a target falls back to.
@@ -82,6 +88,48 @@ impl Spec {
     }
 }
 
+/// What is to be probed, as configured. The list replaces rather than merges, so what is
+/// probed never depends on two sources at once: `--url`/`API_URL` replace the file's
+/// `[[target]]`s (and stand on the global settings alone), and with neither the default URL is.
+pub(super) fn specs(urls: Vec<String>, file: &ConfigFile) -> Vec<Spec> {
+    let listed = &file.settings.targets;
+    if !urls.is_empty() {
+        urls.into_iter().map(|url| Spec::plain(url, "--url")).collect()
+    } else if !listed.is_empty() {
+        listed.iter().enumerate().map(|(i, t)| Spec::from_file(file, i, t)).collect()
+    } else {
+        vec![Spec::plain(DEFAULT_URL.to_string(), "--url")]
+    }
+}
+
+/// Validates every target. Their names must differ: the name is the target's key in the
+/// store and in every email, so two targets with one name would share (and corrupt) one
+/// history. The error names both places when the second one is elsewhere.
+pub(super) fn targets(
+    specs: Vec<Spec>,
+    defaults: &Defaults,
+    defined: &[Defined],
+    regions_from_cli: bool,
+) -> Result<Vec<Target>, ConfigError> {
+    let mut targets: Vec<Target> = Vec::with_capacity(specs.len());
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for spec in specs {
+        let origin = spec.origin.clone();
+        let url_source = spec.url.source.clone();
+        let target = target(spec, defaults, defined, regions_from_cli)?;
+        if let Some(first) = seen.get(&target.name) {
+            return Err(ConfigError(if first == &origin {
+                format!("{url_source}: {} is given twice", target.name)
+            } else {
+                format!("{url_source}: {} is already the url of {first}", target.name)
+            }));
+        }
+        seen.insert(target.name.clone(), origin);
+        targets.push(target);
+    }
+    Ok(targets)
+}
+
 /// Validates one target; `defined` are the regions it may name.
 pub(super) fn target(
     spec: Spec,
@@ -141,5 +189,18 @@ mod tests {
             "http://10.0.0.1/h",
         ]);
         assert!(e.contains("10.0.0.1"), "names the remote target: {e}");
+    }
+
+    #[test]
+    fn the_same_target_twice_is_refused() {
+        let e = error(&["--url", "https://a.example.com/h", "--url", "https://a.example.com/h"]);
+        assert!(e.starts_with("--url: https://a.example.com/h is given twice"), "{e}");
+        let e = error(&[
+            "--url",
+            "https://u:one@a.example.com/h",
+            "--url",
+            "https://u:two@a.example.com/h",
+        ]);
+        assert!(e.contains("given twice") && !e.contains("one"), "same name in the store: {e}");
     }
 }

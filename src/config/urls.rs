@@ -1,7 +1,13 @@
 //! Target, proxy, database and SMTP URLs: parsed, checked, and given their password.
+//!
+//! Together because they share their dangers: a password that must never reach a message
+//! (every error shows the URL through [`redact::url`]), a stray `@` that means a password was
+//! not percent-encoded, and characters that could split an HTTP request or a log line. Each
+//! URL is checked here for what its client will do with it, so that a bad one is refused at
+//! start with its reason rather than met later as a failing probe, mailer or store.
 
+use crate::config::error::ConfigError;
 use crate::config::sources::Setting;
-use crate::config::ConfigError;
 use crate::redact::{self, SecretUrl};
 
 /// The longest target URL: what the `state.target` column holds (`VARCHAR(2048)`).
