@@ -10,7 +10,9 @@ use crate::config::error::ConfigError;
 use crate::config::sources::Setting;
 use crate::redact::{self, SecretUrl};
 
-/// The longest target URL: what the `state.target` column holds (`VARCHAR(2048)`).
+/// The longest target URL, in characters: what the `state.target` column holds
+/// (`VARCHAR(2048)`, which MySQL counts in characters). A longer one is refused at start,
+/// because MySQL would refuse (or, not in strict mode, cut) every row about the target.
 pub const MAX_URL_LEN: usize = 2048;
 
 /// Validates a target URL (from `url.source`): the URL to probe and the name to show.
@@ -25,10 +27,12 @@ pub(super) fn target_url(url: &Setting) -> Result<(SecretUrl, String), ConfigErr
              control characters (%20, %0D, %0A)"
         )));
     }
-    if shown.len() > MAX_URL_LEN {
+    // The name, password masked, is what the store keeps, so it is what must fit.
+    let length = shown.chars().count();
+    if length > MAX_URL_LEN {
         return Err(ConfigError(format!(
-            "{option}: URL is {} characters long, the most a target may have is {MAX_URL_LEN}",
-            shown.len()
+            "{option}: URL is {length} characters long, the most a target may have is \
+             {MAX_URL_LEN} (the width of the database column that records it)"
         )));
     }
     let parsed = url::Url::parse(raw)
@@ -234,7 +238,38 @@ pub fn is_loopback(raw: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::{config, db, error, smtp_url};
+    use super::MAX_URL_LEN;
+    use crate::config::testing::{config, db, error, file_error, smtp_url};
+
+    /// `https://api.example.com/` and `x`s up to `length` characters.
+    fn long_url(length: usize) -> String {
+        let base = "https://api.example.com/";
+        format!("{base}{}", "x".repeat(length - base.len()))
+    }
+
+    #[test]
+    fn a_target_url_fits_the_database_column() {
+        let c = config(&["--url", &long_url(MAX_URL_LEN)], &[]).expect("2,048 characters fit");
+        assert_eq!(c.targets[0].name.chars().count(), MAX_URL_LEN);
+        let e = error(&["--url", &long_url(MAX_URL_LEN + 1)]);
+        assert_eq!(
+            e,
+            "--url: URL is 2049 characters long, the most a target may have is 2048 (the width \
+             of the database column that records it)"
+        );
+        let file = format!("[[target]]\nurl = \"{}\"\n", long_url(MAX_URL_LEN + 1)).leak();
+        let e = file_error(file);
+        assert!(e.starts_with("monitor.toml: target[1].url: URL is 2049 characters long"), "{e}");
+
+        // Characters, as the column counts them, not bytes.
+        let wide = format!("https://api.example.com/{}", "é".repeat(MAX_URL_LEN - 24));
+        assert!(wide.len() > MAX_URL_LEN && wide.chars().count() == MAX_URL_LEN);
+        assert!(config(&["--url", &wide], &[]).is_ok(), "{wide}");
+        // The name is what is stored: a password masked away does not count.
+        let secret = "s".repeat(MAX_URL_LEN);
+        let c = config(&["--url", &format!("https://u:{secret}@api.example.com/h")], &[]);
+        assert_eq!(c.expect("fits once masked").targets[0].name, "https://u:***@api.example.com/h");
+    }
 
     #[test]
     fn injected_passwords_may_hold_any_character() {
