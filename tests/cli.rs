@@ -4,6 +4,7 @@
 mod support;
 
 use support::{monitor, run_monitor, FakeApi};
+use testkit::HealthServer;
 
 #[test]
 fn help_lists_the_options_and_exits_0() {
@@ -21,8 +22,23 @@ fn version_prints_the_package_version() {
     assert_eq!(out.trim(), format!("api-monitor {}", env!("CARGO_PKG_VERSION")));
 }
 
+/// `base` and `x`s up to `length` characters.
+fn long_url(base: &str, length: usize) -> String {
+    format!("{base}{}", "x".repeat(length - base.len()))
+}
+
 #[test]
 fn bad_input_exits_2_with_one_line_naming_the_option() {
+    // Target URLs are recorded in a `VARCHAR(2048)` column: a longer one is bad input, named
+    // by where it came from: the flag (also for `API_URL`), or the file and the target.
+    let long = long_url("https://api.example.com/health?pad=", 2049);
+    let too_long = "URL is 2049 characters long, the most a target may have is 2048";
+    let dir = support::temp_dir("long-url");
+    let file = dir.join("monitor.toml");
+    std::fs::write(&file, format!("[[target]]\nurl = \"{long}\"\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let from_flag = format!("--url: {too_long}");
+    let from_file = format!("{file}: target[1].url: {too_long}");
     // (arguments, environment, what the message must name)
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
@@ -42,6 +58,9 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
         (&["check", "--since", "7d"], &[], "--since"),
         (&["report", "--since", "a week"], &[], "--since"),
         (&["--listen", "everywhere"], &[], "--listen"),
+        (&["check", "--url", &long], &[], &from_flag),
+        (&["check"], &[("API_URL", &long)], &from_flag),
+        (&["check", "--config", file], &[], &from_file),
     ];
     for (args, env, option) in cases {
         let (status, out, err) = run_monitor(args, env);
@@ -51,6 +70,18 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
         assert!(!err.contains("panicked"), "{err}");
         assert!(out.is_empty());
     }
+}
+
+/// The longest target URL the database column holds is probed as it is: nothing cuts it.
+#[test]
+fn a_target_url_of_2048_characters_is_accepted_and_probed_whole() {
+    let api = HealthServer::start(1).unwrap();
+    let url = long_url(&api.url("/health?pad="), 2048);
+    let (status, out, err) = run_monitor(&["check", "--url", &url, "--timeout", "2s"], &[]);
+    assert_eq!(status.code(), Some(0), "{out} {err}");
+    assert!(out.starts_with(&format!("OK     {url} from direct")), "{out}");
+    let path = &url[api.url("").len()..];
+    assert!(api.hits.read(|hits| hits.iter().any(|h| h.path == path)), "the server saw it all");
 }
 
 #[test]

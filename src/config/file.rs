@@ -12,7 +12,10 @@
 //! toml's spanned document tree ([`key_path`]).
 //!
 //! `examples/monitor.toml` documents every key; the schema below must stay in step with it
-//! (a unit test in `config.rs` loads that file).
+//! (the tests below load that file).
+//!
+//! Nothing here depends on the rest of the config step but its error type: this file only
+//! produces raw values, which [`crate::config::from_args`] turns into a `Config`.
 
 use std::ops::Range;
 
@@ -21,7 +24,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::config::ConfigError;
+use crate::config::error::ConfigError;
 use crate::redact::SecretUrl;
 
 /// A file given with `--config`, read and shape-checked.
@@ -117,6 +120,8 @@ impl<'de> Deserialize<'de> for DurationText {
 
 /// An integer as written, of any sign or size; the config step checks the range, so that a
 /// `0` or `-1` reads "expected a whole number from 1 to 1000, got 0" like on the command line.
+/// The range is the key's (thresholds and `concurrency` differ), so a quoted number is told
+/// only that it is one: the file's shape knows no ranges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Count(pub i64);
 
@@ -126,11 +131,7 @@ impl<'de> Deserialize<'de> for Count {
         impl Visitor<'_> for Number {
             type Value = Count;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                write!(
-                    f,
-                    "a whole number from 1 to {}, without quotes",
-                    crate::config::MAX_THRESHOLD
-                )
+                f.write_str("a whole number, without quotes")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
                 Ok(Count(v))
@@ -286,6 +287,10 @@ fn one_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{parse_from, Command, Parsed};
+    use crate::config::testing::{file_error, secs, thresholds, with_file, WithFile};
+    use crate::config::{from_args, Config, Delivery, Region, SmtpSettings, Target};
+    use std::path::PathBuf;
 
     fn error(text: &str) -> String {
         parse("monitor.toml", text).expect_err("must be rejected").0
@@ -372,7 +377,7 @@ mod tests {
     fn wrong_types_are_named_with_their_path_and_what_is_expected() {
         let cases = [
             ("interval = 5\n", "monitor.toml: interval: invalid type: integer `5`, expected a duration in quotes"),
-            ("failures = \"3\"\n", "monitor.toml: failures: invalid type: string \"3\", expected a whole number from 1 to 1000"),
+            ("failures = \"3\"\n", "monitor.toml: failures: invalid type: string \"3\", expected a whole number, without quotes"),
             ("support = \"a@b.co\"\n", "monitor.toml: support: invalid type: string"),
             ("support = [\"a@b.co\",\n  3]\n", "monitor.toml: support[2]: invalid type: integer `3`, expected a string"),
             (
@@ -420,5 +425,194 @@ mod tests {
         assert!(e.contains("failures"), "{e}");
         let shown = ConfigError(e).to_string();
         assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    // ---- the file as the config step reads it --------------------------------------------
+
+    const EXAMPLE: &str = include_str!("../../examples/monitor.toml");
+
+    #[test]
+    fn the_example_file_round_trips() {
+        let c = with_file(EXAMPLE, &["check"], &[]).expect("the example is valid");
+        let fitpay = "https://api.qa.fitpay.ninja/health";
+        let payments = "https://payments.example.com/health";
+        let expected = Config {
+            command: Command::Check,
+            targets: vec![
+                Target {
+                    url: fitpay.into(),
+                    name: fitpay.into(),
+                    interval: secs(5),
+                    timeout: secs(5),
+                    thresholds: thresholds(2, 2),
+                    recipients: vec![],
+                    regions: vec!["direct".into(), "eu".into(), "us".into()],
+                    remind: Some(secs(30 * 60)),
+                },
+                Target {
+                    url: payments.into(),
+                    name: payments.into(),
+                    interval: secs(10),
+                    timeout: secs(3),
+                    thresholds: thresholds(3, 2),
+                    recipients: vec!["payments-team@example.com".into()],
+                    regions: vec!["eu".into()],
+                    remind: Some(secs(3600)),
+                },
+            ],
+            regions: vec![
+                Region { name: "direct".into(), proxy: None, recipients: vec![] },
+                Region {
+                    name: "eu".into(),
+                    proxy: Some("http://proxy-eu.example.com:3128".into()),
+                    recipients: vec!["eu-oncall@example.com".into()],
+                },
+                Region {
+                    name: "us".into(),
+                    proxy: Some("http://monitor:CHANGE_ME@proxy-us.example.com:3128".into()),
+                    recipients: vec![],
+                },
+            ],
+            interval: secs(5),
+            timeout: secs(5),
+            thresholds: thresholds(2, 2),
+            db_url: "sqlite://api-monitor.db".into(),
+            delivery: Delivery::Smtp(SmtpSettings {
+                url: "smtp://mailer@mail.example.com:587?tls=required".into(),
+                from: "api-monitor@example.com".into(),
+                to: vec!["oncall@example.com".into()],
+            }),
+            log_level: log::LevelFilter::Info,
+            log_file: Some(PathBuf::from("api-monitor.log")),
+            listen: None,
+            concurrency: Some(64),
+            report: None,
+        };
+        assert_eq!(c, expected);
+        assert!(!format!("{c:?}").contains("CHANGE_ME"), "the proxy password is masked");
+    }
+
+    /// The keys a section accepts, as its "unknown key" error lists them.
+    fn accepted_keys(probe: &'static str) -> Vec<String> {
+        let e = file_error(probe);
+        let list = e.split_once("expected one of ").expect("lists the keys").1;
+        list.split(", ").map(|k| k.trim_matches('`').to_string()).collect()
+    }
+
+    #[test]
+    fn the_example_documents_every_key() {
+        for (section, probe) in [
+            ("top level", "zzz = 1\n"),
+            ("[[region]]", "[[region]]\nname = \"a\"\nzzz = 1\n"),
+            ("[[target]]", "[[target]]\nurl = \"http://a/h\"\nzzz = 1\n"),
+        ] {
+            let keys = accepted_keys(probe);
+            assert!(keys.len() > 2, "{section}: {keys:?}");
+            for key in keys {
+                let set = EXAMPLE.lines().any(|l| l.starts_with(&format!("{key} = ")));
+                let table = EXAMPLE.contains(&format!("[[{key}]]"));
+                assert!(set || table, "examples/monitor.toml must show {section} key {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_kind_of_bad_file_names_file_key_and_reason() {
+        let cases: &[(&'static str, &str)] = &[
+            ("naem = \"x\"\n", "monitor.toml: naem: unknown key; expected one of"),
+            (
+                "[[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\nrecipient = [\"a@b.co\"]\n",
+                "monitor.toml: region[1].recipient: unknown key; expected one of",
+            ),
+            (
+                "[[target]]\nurl = \"https://a.example.com/h\"\n[[target]]\nurl = \"https://b.example.com/h\"\nintreval = \"5s\"\n",
+                "monitor.toml: target[2].intreval: unknown key",
+            ),
+            ("failures = \"2\"\n", "monitor.toml: failures: invalid type: string \"2\", expected a whole number"),
+            ("timeout = 5\n", "monitor.toml: timeout: invalid type: integer `5`, expected a duration in quotes"),
+            (
+                "[[target]]\nurl = \"https://a.example.com/h\"\n[[target]]\nurl = \"https://b.example.com/h\"\ninterval = \"5 parsecs\"\n",
+                "monitor.toml: target[2].interval: invalid duration \"5 parsecs\": expected a duration like",
+            ),
+            ("remind = \"soon\"\n", "monitor.toml: remind: invalid duration \"soon\""),
+            ("[[target]]\nurl = \"ftp://a.example.com/h\"\n", "monitor.toml: target[1].url: invalid URL ftp://a.example.com/h"),
+            ("[[target]]\nurl = \"https://a/h\"\nregions = [\"mars\"]\n", "monitor.toml: target[1].regions[1]: region \"mars\" is not defined"),
+            ("[[target]]\nurl = \"https://a/h\"\nregions = []\n", "monitor.toml: target[1].regions: the list is empty"),
+            (
+                "[[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\n[[region]]\nname = \"eu\"\n",
+                "monitor.toml: region[2].name: region \"eu\" is already defined by region[1]",
+            ),
+            ("[[region]]\nname = \"eu west\"\n", "monitor.toml: region[1].name: invalid region name \"eu west\""),
+            ("[[region]]\nname = \"direct\"\nproxy = \"http://p:3128\"\n", "monitor.toml: region[1].proxy: the region \"direct\" probes without a proxy"),
+            ("failures = 0\n", "monitor.toml: failures: expected a whole number from 1 to 1000, got 0"),
+            ("successes = -3\n", "monitor.toml: successes: expected a whole number from 1 to 1000, got \"-3\""),
+            ("[[target]]\nurl = \"https://a/h\"\nsuccesses = 0\n", "monitor.toml: target[1].successes: expected a whole number from 1 to 1000, got 0"),
+            (
+                "[[target]]\nurl = \"http://127.0.0.1:8080/h\"\ninterval = \"200ms\"\n[[target]]\nurl = \"https://api.example.com/h\"\ninterval = \"200ms\"\n",
+                "monitor.toml: target[2].interval: 200ms is below the 1s floor, which applies because https://api.example.com/h is not a loopback address",
+            ),
+            ("interval = \"500ms\"\n", "monitor.toml: interval: 500ms is below the 1s floor"),
+            ("[[region]]\nname = \"eu\"\nproxy = \"https://p:3128\"\n", "monitor.toml: region[1].proxy: invalid proxy URL https://p:3128: unsupported scheme \"https\""),
+            ("[[region]]\nname = \"eu\"\nproxy = \"http://p\"\n", "monitor.toml: region[1].proxy: invalid proxy URL http://p: no port"),
+            ("[[region]]\nname = \"eu\"\nrecipients = [\"a@b.co\", \"nobody\"]\n", "monitor.toml: region[1].recipients[2]: invalid email address \"nobody\""),
+            ("[[target]]\nurl = \"https://a/h\"\nrecipients = [\"x\"]\n", "monitor.toml: target[1].recipients[1]: invalid email address \"x\""),
+            ("support = [\"a@b.co\", \"@\"]\n", "monitor.toml: support[2]: invalid email address \"@\""),
+            ("from = \"nobody\"\n", "monitor.toml: from: invalid email address \"nobody\""),
+            ("db = \"postgres://h/db\"\n", "monitor.toml: db: unsupported database URL postgres://h/db"),
+            ("smtp = \"http://mail:25\"\n", "monitor.toml: smtp: invalid SMTP URL http://mail:25"),
+            ("log_level = \"loud\"\n", "monitor.toml: log_level: invalid level \"loud\""),
+            ("log_file = \"\"\n", "monitor.toml: log_file: empty"),
+            (
+                "[[target]]\nurl = \"https://a/h\"\n[[target]]\nurl = \"https://a/h\"\n",
+                "monitor.toml: target[2].url: https://a/h is already the url of target[1]",
+            ),
+            ("interval = \"5s\"\nfailures = [\n", "monitor.toml: line 2, column 13: unclosed array"),
+            ("[[target]\n", "monitor.toml: line 1, column "),
+        ];
+        for (text, expected) in cases {
+            let e = file_error(text);
+            assert!(e.starts_with(expected), "{text:?}\n  → {e}\n  expected {expected}…");
+            assert!(!e.contains('\n'), "one line: {e:?}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_config_file_names_its_path() {
+        let env = |_: &str| None;
+        let a = match parse_from(["--config", "/etc/nope.toml"], &env).unwrap() {
+            Parsed::Go(a) => *a,
+            other => panic!("{other:?}"),
+        };
+        let e = from_args(a, &WithFile(None)).unwrap_err().to_string();
+        assert_eq!(e, "/etc/nope.toml: cannot read the config file: No such file or directory");
+    }
+
+    #[test]
+    fn secrets_in_the_file_are_masked_in_debug_and_errors() {
+        let c = with_file(
+            "db = \"mysql://mon:d4tabase@db/monitor\"\nsmtp = \"smtp://m:sm7p@mail:25\"\n\
+             support = [\"a@b.co\"]\n[[region]]\nname = \"eu\"\nproxy = \"http://u:pr0xy@p:3128\"\n\
+             [[target]]\nurl = \"https://t:t4rget@api.example.com/h\"\n",
+            &[],
+            &[],
+        )
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        for secret in ["d4tabase", "sm7p", "pr0xy", "t4rget"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert_eq!(c.regions[0].proxy.as_deref(), Some("http://u:pr0xy@p:3128"), "usable");
+        for text in [
+            "[[region]]\nname = \"eu\"\nproxy = \"ftp://u:pr0xy@p:3128\"\n",
+            "[[region]]\nname = \"eu\"\nproxy = \"http://u:pr0xy@p\"\n",
+            "[[region]]\nname = \"eu\"\nproxy = \"http://u:12/pr0xy@p:3128\"\n",
+            "[[region]]\nname = \"direct\"\nproxy = \"http://u:pr0xy@p:3128\"\n",
+            "db = \"mysql://u:pr0xy@db\"\n",
+            "smtp = \"smtp://u:pr0xy@mail:25?tls=maybe\"\n",
+            "failures = \"mysql://u:pr0xy@db/m\"\n",
+        ] {
+            let e = file_error(text);
+            assert!(e.starts_with("monitor.toml: ") && !e.contains("pr0xy"), "{text:?} → {e}");
+        }
     }
 }

@@ -1,0 +1,234 @@
+//! Durations, thresholds and email addresses, each checked against its range or form, and the
+//! checks that need several values at once (where mail goes).
+//!
+//! The ranges are caps against typos and against hurting someone: nothing downstream checks
+//! again, so a value outside them is refused here, naming where it came from.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use crate::config::error::ConfigError;
+use crate::config::sources::Setting;
+use crate::config::{Delivery, Region, SmtpSettings, Target};
+use crate::redact::SecretUrl;
+
+/// Below this, probing a remote host looks like an attack to its firewall.
+pub const INTERVAL_FLOOR: Duration = Duration::from_secs(1);
+
+/// Thresholds above this are surely typos (an outage would take hours to confirm).
+pub const MAX_THRESHOLD: u32 = 1000;
+
+/// The shortest probe timeout accepted: below it the deadline is mostly scheduling and
+/// handshake noise, and a healthy API would read as down.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The most probe workers one may ask for: each is a thread.
+pub const MAX_CONCURRENCY: usize = 10_000;
+
+/// The duration `setting` holds, or `default` when unset; zero is refused.
+pub(super) fn duration(
+    setting: Option<&Setting>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(Setting { value: raw, source: option }) = setting else { return Ok(default) };
+    let d = crate::duration::parse(raw)
+        .map_err(|e| ConfigError(format!("{option}: invalid duration {raw:?}: {e}")))?;
+    if d.is_zero() {
+        return Err(ConfigError(format!("{option}: must be longer than zero, got {raw:?}")));
+    }
+    Ok(d)
+}
+
+/// The probe timeout `setting` holds (at least [`MIN_TIMEOUT`]), or `default` when unset.
+pub(super) fn timeout(
+    setting: Option<&Setting>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = duration(setting, default)?;
+    match setting {
+        Some(Setting { value: raw, source: option }) if d < MIN_TIMEOUT => {
+            Err(ConfigError(format!(
+                "{option}: {raw:?} is below the {} floor of a probe timeout",
+                crate::duration::human(MIN_TIMEOUT)
+            )))
+        }
+        _ => Ok(d),
+    }
+}
+
+/// A reminder spacing: a duration, or `off` (also the default).
+pub(super) fn remind(setting: Option<&Setting>) -> Result<Option<Duration>, ConfigError> {
+    match setting {
+        Some(s) if s.value.trim().eq_ignore_ascii_case("off") => Ok(None),
+        Some(s) => duration(Some(s), Duration::ZERO)
+            .map(Some)
+            .map_err(|ConfigError(e)| ConfigError(format!("{e}; or \"off\" for no reminders"))),
+        None => Ok(None),
+    }
+}
+
+/// The threshold `setting` holds (1 to [`MAX_THRESHOLD`]), or `default` when unset.
+pub(super) fn threshold(
+    setting: Option<&Setting>,
+    default: NonZeroU32,
+) -> Result<NonZeroU32, ConfigError> {
+    let Some(Setting { value: raw, source: option }) = setting else { return Ok(default) };
+    let n: u32 = raw.trim().parse().map_err(|_| {
+        ConfigError(format!(
+            "{option}: expected a whole number from 1 to {MAX_THRESHOLD}, got {raw:?}"
+        ))
+    })?;
+    match NonZeroU32::new(n) {
+        Some(n) if n.get() <= MAX_THRESHOLD => Ok(n),
+        _ => Err(ConfigError(format!(
+            "{option}: expected a whole number from 1 to {MAX_THRESHOLD}, got {n}"
+        ))),
+    }
+}
+
+pub(super) fn address(option: &str, raw: &str) -> Result<String, ConfigError> {
+    raw.trim()
+        .parse::<lettre::Address>()
+        .map(|a| a.to_string())
+        .map_err(|e| ConfigError(format!("{option}: invalid email address {raw:?}: {e}")))
+}
+
+pub(super) fn mailbox(option: &str, raw: &str) -> Result<String, ConfigError> {
+    raw.trim()
+        .parse::<lettre::message::Mailbox>()
+        .map(|m| m.to_string())
+        .map_err(|e| ConfigError(format!("{option}: invalid email address {raw:?}: {e}")))
+}
+
+/// `api-monitor@<host>`, or `@localhost` when the host name is not a valid mail domain.
+pub(super) fn default_sender(host: &str) -> String {
+    address("", &format!("api-monitor@{host}"))
+        .unwrap_or_else(|_| "api-monitor@localhost".to_string())
+}
+
+/// Where notifications go, from the SMTP server and everyone who is to receive mail. Mail is
+/// worth setting up as soon as anyone at all is to receive it: the global `--support`, or a
+/// target's or (used) region's own recipients. Half a set-up is not an error (the monitor
+/// still watches and logs) but says what is missing, for the warning at start.
+pub(super) fn delivery(
+    smtp: Option<SecretUrl>,
+    from: String,
+    support: Vec<String>,
+    targets: &[Target],
+    regions: &[Region],
+) -> Delivery {
+    let anyone = !support.is_empty()
+        || targets.iter().any(|t| !t.recipients.is_empty())
+        || regions.iter().any(|r| !r.recipients.is_empty());
+    match (smtp, anyone) {
+        (Some(url), true) => Delivery::Smtp(SmtpSettings { url, from, to: support }),
+        (Some(_), false) => Delivery::LogOnly {
+            why: "no recipient is set (--support, or recipients of a target or region)".into(),
+        },
+        (None, true) => Delivery::LogOnly { why: "no --smtp server is set".into() },
+        (None, false) => Delivery::LogOnly { why: "neither --smtp nor --support is set".into() },
+    }
+}
+
+/// The `--listen` address; unset, empty or `off`: not served.
+pub(super) fn listen(raw: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    match raw.map(str::trim) {
+        None | Some("") | Some("off") => Ok(None),
+        Some(addr) => addr.parse::<SocketAddr>().map(Some).map_err(|_| {
+            ConfigError(format!(
+                "--listen: invalid address {addr:?}: expected IP:PORT such as 127.0.0.1:9898"
+            ))
+        }),
+    }
+}
+
+/// The probe concurrency `setting` holds (1 to [`MAX_CONCURRENCY`]); `None` when unset.
+pub(super) fn concurrency(setting: Option<&Setting>) -> Result<Option<usize>, ConfigError> {
+    let Some(Setting { value, source }) = setting else { return Ok(None) };
+    match value.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(Some(n)),
+        _ => Err(ConfigError(format!(
+            "{source}: expected a whole number from 1 to {MAX_CONCURRENCY}, got {value:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::{config, error, secs, with_file};
+
+    #[test]
+    fn timeout_is_taken_as_written_down_to_100ms() {
+        let ms = Duration::from_millis;
+        assert_eq!(config(&["--timeout", "1500ms"], &[]).unwrap().timeout, ms(1500));
+        assert_eq!(config(&["--timeout", "300ms"], &[]).unwrap().timeout, ms(300));
+        assert_eq!(config(&["--timeout", "100ms"], &[]).unwrap().timeout, ms(100));
+        let e = config(&["--timeout", "99ms"], &[]).unwrap_err().0;
+        assert_eq!(e, "--timeout: \"99ms\" is below the 100ms floor of a probe timeout");
+        let e = config(&[], &[("TIMEOUT", "50ms")]).unwrap_err().0;
+        assert!(e.contains("\"50ms\" is below the 100ms floor"), "{e}");
+    }
+
+    #[test]
+    fn remind_applies_to_every_target() {
+        let c = config(&["--remind", "10m", "--url", "http://a/h", "--url", "http://b/h"], &[]);
+        let c = c.unwrap();
+        assert!(c.targets.iter().all(|t| t.remind == Some(secs(600))), "{:?}", c.targets);
+        assert_eq!(config(&[], &[]).unwrap().targets[0].remind, None, "off by default");
+        assert_eq!(config(&[], &[("REMIND", "1h")]).unwrap().targets[0].remind, Some(secs(3600)));
+        assert_eq!(
+            config(&["--remind", "off"], &[("REMIND", "1h")]).unwrap().targets[0].remind,
+            None
+        );
+        for bad in ["soon", "0s", "5"] {
+            let e = error(&["--remind", bad]);
+            assert!(e.starts_with("--remind: ") && e.contains("\"off\""), "{bad} → {e}");
+        }
+    }
+
+    #[test]
+    fn a_full_smtp_setup_delivers_by_mail() {
+        let c =
+            config(&["--smtp", "smtp://127.0.0.1:2525", "--support", "oncall@example.com"], &[])
+                .unwrap();
+        assert_eq!(
+            c.delivery,
+            Delivery::Smtp(SmtpSettings {
+                url: "smtp://127.0.0.1:2525".into(),
+                from: "api-monitor@box1".into(),
+                to: vec!["oncall@example.com".into()],
+            })
+        );
+    }
+
+    #[test]
+    fn half_a_mail_setup_is_log_only() {
+        let c = config(&["--support", "a@b.co"], &[]).unwrap();
+        assert!(matches!(c.delivery, Delivery::LogOnly { ref why } if why.contains("--smtp")));
+        let c = config(&["--smtp", "smtp://h:25"], &[]).unwrap();
+        assert!(matches!(c.delivery, Delivery::LogOnly { ref why } if why.contains("--support")));
+    }
+
+    #[test]
+    fn mail_goes_out_when_anyone_at_all_is_to_receive_it() {
+        let target_only = "smtp = \"smtp://mail:25\"\n\
+            [[target]]\nurl = \"https://a/h\"\nrecipients = [\"t@b.co\"]\n";
+        match with_file(target_only, &[], &[]).unwrap().delivery {
+            Delivery::Smtp(s) => assert!(s.to.is_empty(), "no global recipient: {s:?}"),
+            other => panic!("{other:?}"),
+        }
+        let region_only = "smtp = \"smtp://mail:25\"\n\
+            [[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\nrecipients = [\"eu@b.co\"]\n";
+        assert!(matches!(with_file(region_only, &[], &[]).unwrap().delivery, Delivery::Smtp(_)));
+        let unused_region = "smtp = \"smtp://mail:25\"\n\
+            [[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\nrecipients = [\"eu@b.co\"]\n\
+            [[target]]\nurl = \"https://a/h\"\nregions = [\"direct\"]\n";
+        let c = with_file(unused_region, &[], &[]).unwrap();
+        assert!(matches!(c.delivery, Delivery::LogOnly { ref why } if why.contains("recipient")));
+        let no_smtp = "[[target]]\nurl = \"https://a/h\"\nrecipients = [\"t@b.co\"]\n";
+        let c = with_file(no_smtp, &[], &[]).unwrap();
+        assert!(matches!(c.delivery, Delivery::LogOnly { ref why } if why.contains("--smtp")));
+    }
+}
