@@ -8,7 +8,7 @@
 
 use std::sync::mpsc::{Receiver, Sender};
 
-use crate::notify::mailer::Mailer;
+use crate::notify::mailer::{Mailer, SMTP_TIMEOUT};
 use crate::runtime::ledger::Letter;
 use crate::runtime::state::Event;
 use crate::timestamp::Clock;
@@ -25,11 +25,16 @@ pub fn run(
         let content = &letter.content;
         let to: Vec<&str> =
             content.recipients.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
-        let event = match mailer.send(&letter.email(), &to) {
-            Ok(()) => Event::Delivered { key: letter.key, at: clock.now(), via: mailer.channel() },
-            Err(e) => Event::DeliveryFailed { key: letter.key, error: e.to_string() },
-        };
-        if events.send(event).is_err() {
+        let event =
+            match mailer.send(&letter.email(), &to, std::time::Instant::now() + SMTP_TIMEOUT) {
+                Ok(_) => {
+                    Event::Delivered { key: letter.key, at: clock.now(), via: mailer.channel() }
+                }
+                Err(e) => Event::DeliveryFailed { key: letter.key, error: e.to_string() },
+            };
+        let sent = events.send(event);
+        mailer.finish();
+        if sent.is_err() {
             break;
         }
     }
