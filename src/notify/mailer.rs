@@ -686,3 +686,131 @@ impl Mailer for LogMailer {
         AbortHandle::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lettre::message::header::Subject;
+
+    /// The `Subject` line(s) as they go out, and the value a reader decodes from them.
+    fn emitted(subject: &str) -> (Vec<String>, String) {
+        let mut headers = lettre::message::header::Headers::new();
+        headers.set(FoldedSubject(subject.to_owned()));
+        let text = headers.to_string();
+        let lines: Vec<String> =
+            text.strip_suffix("\r\n").unwrap().split("\r\n").map(str::to_owned).collect();
+        let unfolded = text.trim_end_matches("\r\n").replace("\r\n", "");
+        let value = unfolded.strip_prefix("Subject: ").unwrap();
+        (lines, testkit::decode_encoded_words(value))
+    }
+
+    #[test]
+    fn a_subject_with_a_2100_character_url_is_folded_into_short_lines() {
+        let url = format!("https://api.example.com/health/{}", "a1b2c3d4e5".repeat(207));
+        let subject = format!("[api-monitor] OUTAGE: {url} is down (region eu)");
+        assert!(url.len() > 2_100);
+        let (lines, decoded) = emitted(&subject);
+        for line in &lines {
+            assert!(line.len() <= 78, "a line of {} octets: {line:?}", line.len());
+        }
+        assert!(lines.len() > 25, "folded over many lines: {}", lines.len());
+        assert_eq!(decoded, subject, "a reader gets the subject back exactly");
+        assert!(lines[0].starts_with("Subject: [api-monitor] OUTAGE: "), "{}", lines[0]);
+    }
+
+    #[test]
+    fn lettre_alone_leaves_a_long_url_on_one_line() {
+        // Why FoldedSubject exists: if lettre ever folds this itself, it can be dropped.
+        let url = format!("https://api.example.com/{}", "x".repeat(2_100));
+        let mut headers = lettre::message::header::Headers::new();
+        headers.set(Subject::from(format!("[api-monitor] OUTAGE: {url} is down")));
+        let longest = headers.to_string().split("\r\n").map(str::len).max().unwrap();
+        assert!(longest > 998, "lettre's Subject: longest line {longest} octets");
+    }
+
+    #[test]
+    fn ordinary_subjects_go_out_exactly_as_lettre_writes_them() {
+        for subject in [
+            "[api-monitor] OUTAGE: https://api.example.com/health is down",
+            "[api-monitor] RECOVERED: https://api.example.com/health is up after 2m 10s (region eu-west)",
+            "[api-monitor] STILL DOWN: https://a-rather-long-host-name.example.com/v1/health/check \
+             has been down for 1h 5m (region us-east-1)",
+            "[api-monitor] OUTAGE: https://exämple.com/ü is down — région Île-de-France",
+            "",
+        ] {
+            let ours = FoldedSubject(subject.to_owned()).display();
+            let lettre = Subject::from(subject.to_owned()).display();
+            assert_eq!(ours, lettre, "{subject:?}");
+            assert_eq!(emitted(subject).1, subject);
+        }
+    }
+
+    #[test]
+    fn every_kind_of_subject_decodes_to_itself_in_short_lines() {
+        let long = "é".repeat(300);
+        let word = "w".repeat(75);
+        for subject in [
+            format!("[api-monitor] OUTAGE: https://x.example/{long} is down"),
+            format!("{} trailing", "y".repeat(80)),
+            format!("double  spaces   and {word} {word}x =?utf-8?b?YQ==?= literal"),
+            format!("ends with a long word {}", "z".repeat(500)),
+            "  leading and trailing spaces  ".to_owned(),
+        ] {
+            let (lines, decoded) = emitted(&subject);
+            assert_eq!(decoded, subject);
+            for line in &lines {
+                assert!(line.len() <= 78, "{} octets: {line:?}", line.len());
+            }
+        }
+    }
+
+    #[test]
+    fn the_url_is_read_as_lettre_reads_it() {
+        let ep =
+            Endpoint::parse("smtps://user%40example.com:pa%24%24w%3F@mail.example.com").unwrap();
+        assert_eq!((ep.host.as_str(), ep.port), ("mail.example.com", 465));
+        assert!(matches!(ep.tls, Tls::Wrapper(_)));
+        let credentials = Credentials::new("user@example.com".into(), "pa$$w?".into());
+        assert_eq!(ep.credentials, Some(credentials));
+
+        let ep = Endpoint::parse("smtp://mail.example.com?tls=required").unwrap();
+        assert_eq!(ep.port, 587);
+        assert!(matches!(ep.tls, Tls::Required(_)));
+        let ep =
+            Endpoint::parse("smtp://mail.example.com:2525/monitor.example.com?tls=opportunistic")
+                .unwrap();
+        assert_eq!(ep.port, 2525);
+        assert!(matches!(ep.tls, Tls::Opportunistic(_)));
+        assert_eq!(ep.hello, ClientId::Domain("monitor.example.com".into()));
+        let ep = Endpoint::parse("smtp://[::1]:25").unwrap();
+        assert_eq!(ep.host, "::1");
+        assert!(matches!(ep.tls, Tls::None));
+        assert!(ep.credentials.is_none());
+        assert!(Endpoint::parse("http://mail.example.com").is_err());
+    }
+
+    #[test]
+    fn answers_are_one_bounded_line() {
+        assert_eq!(one_line("550 5.1.1\r\n no such\tuser\n"), "550 5.1.1 no such user");
+        let long = one_line(&"x ".repeat(1_000));
+        assert_eq!(long.chars().count(), ANSWER_MAX);
+        assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn only_message_level_refusals_are_permanent() {
+        let smtp = |phase, permanent| MailError::Smtp {
+            server: "smtp://h:25".into(),
+            phase,
+            answer: "550 no".into(),
+            permanent,
+        };
+        assert!(smtp(Phase::MailFrom, true).is_permanent());
+        assert!(!smtp(Phase::Connect, false).is_permanent());
+        assert!(MailError::Build("bad address".into()).is_permanent());
+        assert_eq!(
+            smtp(Phase::EndOfData, true).to_string(),
+            "SMTP delivery via smtp://h:25 failed at end of DATA: 550 no"
+        );
+    }
+}
