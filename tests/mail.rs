@@ -268,13 +268,17 @@ fn every_recipient_refused_is_permanent_only_when_every_refusal_is() {
     assert!(server.mails.is_empty());
 }
 
-/// Sends one email to a server refusing at `stage` with `code`; the error.
+/// Sends one email to a server refusing at `stage` with `code`; the error. (After refusing the
+/// end of DATA, mailin stays in its DATA state and takes our QUIT for message text, so that case
+/// takes the 500 ms the mailer waits for an answer to QUIT after a failure.)
 fn refused_at(stage: Stage, code: u16) -> MailError {
     let server = SmtpServer::start_refusing_at(stage, 1, code);
     let mut mailer = mailer(&server.url);
     let started = Instant::now();
     let err = mailer.send(&outage(), &[SUPPORT], started + SMTP_TIMEOUT).unwrap_err();
-    assert!(started.elapsed() < SLACK, "{stage:?} {code}: promptly: {:?}", started.elapsed());
+    let took = started.elapsed();
+    assert!(took < SLACK, "{stage:?} {code}: promptly: {took:?}");
+    eprintln!("refused at {stage:?} with {code}: Err after {took:?}: {err}");
     assert!(server.mails.is_empty(), "{stage:?} {code}: nothing delivered");
     // The refusal was for one transaction: the next one goes through.
     mailer.send(&outage(), &[SUPPORT], Instant::now() + SMTP_TIMEOUT).unwrap();
@@ -358,4 +362,42 @@ fn a_2100_character_url_in_the_subject_arrives_in_short_lines_and_whole() {
     assert!(text.starts_with(&format!("Target: {url}")), "the text shows the whole URL: {text}");
     let html = mail.part("text/html").unwrap();
     assert!(html.contains(&url), "and so does the HTML: {html}");
+}
+
+#[test]
+fn a_silent_server_is_cut_by_the_read_timeout_before_a_later_deadline() {
+    let _serial = serial();
+    let server = HostileSmtp::start(Hostility::Silent);
+    let settings = SmtpSettings {
+        url: SecretUrl::new(server.url.as_str()),
+        from: "monitor@example.com".into(),
+        to: vec![SUPPORT.into()],
+    };
+    let mut mailer = SmtpMailer::new(&settings, Duration::from_secs(1)).unwrap();
+    let started = Instant::now();
+    let err = mailer.send(&outage(), &[SUPPORT], started + Duration::from_secs(30)).unwrap_err();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(1) + SLACK, "{took:?}");
+    assert!(!err.is_permanent(), "{err}");
+    assert!(err.to_string().ends_with("no answer within 1s (read timeout)"), "{err}");
+    eprintln!("read timeout 1s, deadline 30s: Err after {took:?}: {err}");
+}
+
+#[test]
+fn starttls_runs_end_to_end_through_the_relay_and_verifies_the_server() {
+    // The test server's certificate is self-signed: that the client rejects it shows that the
+    // TLS handshake went through the loopback relay to the real server, whose certificate was
+    // verified (TLS is between lettre and the server; the relay only copies bytes).
+    let _serial = serial();
+    let server = SmtpServer::start_starttls();
+    let mut mailer = mailer(&format!("{}?tls=required", server.url));
+    let started = Instant::now();
+    let err = mailer.send(&outage(), &[SUPPORT], started + SMTP_TIMEOUT).unwrap_err();
+    assert!(started.elapsed() < SLACK, "{:?}", started.elapsed());
+    assert!(matches!(err, MailError::Smtp { phase: Phase::StartTls, .. }), "{err:?}");
+    assert!(!err.is_permanent(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("invalid peer certificate"), "{text}");
+    assert!(server.mails.is_empty());
+    eprintln!("STARTTLS with a self-signed certificate: {text}");
 }

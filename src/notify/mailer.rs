@@ -481,8 +481,15 @@ impl SmtpMailer {
                     phase = Phase::Connect;
                     one_line(&why)
                 }
-                Some(Cut::ServerClosed) => {
-                    format!("the server closed the connection ({})", one_line(&e.to_string()))
+                // lettre read the end of the stream: the server hung up without a word.
+                Some(Cut::ServerClosed) if e.is_response() => {
+                    "the server closed the connection".to_owned()
+                }
+                _ if timed_out(e) => {
+                    format!(
+                        "no answer within {} (read timeout)",
+                        crate::duration::human(self.timeout)
+                    )
                 }
                 _ => one_line(&e.to_string()),
             }
@@ -557,6 +564,21 @@ impl Drop for SmtpMailer {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// Whether `e` comes from a socket read or write that timed out (`EAGAIN` on Unix).
+fn timed_out(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            );
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// A server's negative answer as one line: `550 5.1.1 no such user`.

@@ -299,7 +299,17 @@ impl SmtpServer {
         Self::start_with(listener, Stage::MailFrom, n, code)
     }
 
+    /// A server that accepts everything and offers STARTTLS with a self-signed certificate
+    /// (`testkit/tls/`, for 127.0.0.1): a client that verifies certificates refuses it.
+    pub fn start_starttls() -> Self {
+        Self::start_full(TcpListener::bind("127.0.0.1:0").unwrap(), Stage::MailFrom, 0, 451, true)
+    }
+
     fn start_with(listener: TcpListener, stage: Stage, n: usize, code: u16) -> Self {
+        Self::start_full(listener, stage, n, code, false)
+    }
+
+    fn start_full(listener: TcpListener, stage: Stage, n: usize, code: u16, tls: bool) -> Self {
         let addr = listener.local_addr().unwrap();
         let url = format!("smtp://{addr}");
         let mails = Log::new();
@@ -314,6 +324,14 @@ impl SmtpServer {
             Collector { mails: Arc::clone(&mails), current: None, policy: Arc::clone(&policy) };
         let mut server = mailin_embedded::Server::new(handler);
         server.with_name("sink.test").with_num_threads(2).with_tcp_listener(listener);
+        if tls {
+            let file = |name: &str| format!("{}/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+            let config = mailin_embedded::SslConfig::SelfSigned {
+                cert_path: file("cert.pem"),
+                key_path: file("key.pem"),
+            };
+            server.with_ssl(config).unwrap_or_else(|e| panic!("TLS set-up: {e}"));
+        }
         std::thread::spawn(move || {
             if let Err(e) = server.serve() {
                 eprintln!("SMTP server stopped: {e}");
