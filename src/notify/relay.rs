@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 const STACK: usize = 128 * 1024;
 /// How often the watchdog looks for `lettre`'s connection (it arrives within microseconds).
 const ACCEPT_POLL: Duration = Duration::from_millis(2);
-/// How long [`Relay::close`] waits for the watchdog to end before leaving it to end by itself
-/// (only when it is still connecting to the server, which is bounded by the deadline too).
+/// How long [`Relay::close`] waits at most for the watchdog to end (it ends within
+/// microseconds of a cut, unless it is inside a TCP connect: see [`State::connecting`]).
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Why a relay was cut.
@@ -50,6 +50,10 @@ struct State {
     /// Every socket of the conversation, to shut down on a cut; emptied when the relay ends so
     /// that no descriptor outlives it.
     sockets: Vec<TcpStream>,
+    /// The watchdog is inside a TCP connect to the server, which nothing can interrupt; it is
+    /// bounded by the connect timeout and the deadline. [`Relay::close`] does not wait for it:
+    /// the watchdog ends by itself when the connect returns (its only socket then closes).
+    connecting: bool,
     /// The watchdog has ended (and joined the copiers).
     done: bool,
 }
@@ -135,7 +139,13 @@ impl Relay {
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { deadline, cut: None, sockets: Vec::new(), done: false }),
+            state: Mutex::new(State {
+                deadline,
+                cut: None,
+                sockets: Vec::new(),
+                connecting: false,
+                done: false,
+            }),
             changed: Condvar::new(),
         });
         let watched = Arc::clone(&shared);
@@ -178,7 +188,7 @@ impl Drop for Relay {
         self.shared.cut(Cut::Closed);
         let mut state = self.shared.lock();
         let until = Instant::now() + CLOSE_WAIT;
-        while !state.done {
+        while !state.done && !state.connecting {
             let now = Instant::now();
             if now >= until {
                 break;
@@ -196,7 +206,7 @@ impl Drop for Relay {
                 let _ = watchdog.join();
             }
             // Otherwise the watchdog is still inside a TCP connect to the server, which ends by
-            // the deadline at the latest; it then finds the relay cut and ends.
+            // the deadline at the latest; it then finds the relay cut and ends by itself.
         }
     }
 }
@@ -213,7 +223,11 @@ fn watch(
     if let Some(client) = accept(&listener, shared) {
         drop(listener);
         if shared.add(&client) {
-            match connect(server, connect_timeout, shared) {
+            shared.lock().connecting = true;
+            shared.changed.notify_all();
+            let connected = connect(server, connect_timeout, shared);
+            shared.lock().connecting = false;
+            match connected {
                 Ok(upstream) => {
                     if shared.add(&upstream) {
                         copiers = start_copiers(client, upstream, shared);
