@@ -437,8 +437,7 @@ impl SmtpMailer {
         if refused.len() == envelope.to().len() {
             let every: Vec<String> =
                 refused.iter().map(|r| format!("{} refused: {}", r.address, r.answer)).collect();
-            let permanent = all_permanent;
-            return Err(self.abandon(open, Phase::RcptTo, every.join("; "), permanent));
+            return Err(self.abandon(open, Phase::RcptTo, every.join("; "), all_permanent));
         }
 
         if let Err(e) = open.conn.command(Data) {
