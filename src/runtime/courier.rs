@@ -25,13 +25,11 @@ pub fn run(
         let content = &letter.content;
         let to: Vec<&str> =
             content.recipients.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
-        let event =
-            match mailer.send(&letter.email(), &to, std::time::Instant::now() + SMTP_TIMEOUT) {
-                Ok(_) => {
-                    Event::Delivered { key: letter.key, at: clock.now(), via: mailer.channel() }
-                }
-                Err(e) => Event::DeliveryFailed { key: letter.key, error: e.to_string() },
-            };
+        let deadline = std::time::Instant::now() + SMTP_TIMEOUT;
+        let event = match mailer.send(&letter.email(), &to, deadline) {
+            Ok(_) => Event::Delivered { key: letter.key, at: clock.now(), via: mailer.channel() },
+            Err(e) => Event::DeliveryFailed { key: letter.key, error: e.to_string() },
+        };
         let sent = events.send(event);
         mailer.finish();
         if sent.is_err() {
