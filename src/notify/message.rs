@@ -712,6 +712,19 @@ Composed by api-monitor at 2026-11-25T14:44:20.000Z.
     }
 
     #[test]
+    fn a_very_long_url_is_shown_whole_in_the_subject_and_both_parts() {
+        let (t, h) = (outage(), history());
+        let url = format!("https://api.example.com/health/{}", "a1b2c3d4e5".repeat(210));
+        let email = compose(&Notice { target: &url, ..notice(&t, &h) });
+        assert_eq!(email.subject, format!("[api-monitor] OUTAGE: {url} is down"));
+        assert!(email.text.contains(&format!("Target:     {url}\n")), "whole in the text");
+        assert!(
+            email.html.contains(&format!("<strong>Target:</strong> {url}<br>")),
+            "and the HTML"
+        );
+    }
+
+    #[test]
     fn reasons_are_counted_in_order_of_first_appearance() {
         let reasons: Vec<String> =
             ["timeout after 5s", "HTTP 503", "timeout after 5s", "HTTP 503", "HTTP 503"]

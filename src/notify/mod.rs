@@ -1,5 +1,7 @@
-//! Notifications: the email text (pure) and the mailer that delivers it.
+//! Notifications: the email text (pure), the outbox decisions (pure) and the mailer that
+//! delivers them.
 
 pub mod mailer;
 pub mod message;
 pub mod outbox;
+mod relay;

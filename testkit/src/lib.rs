@@ -10,7 +10,10 @@
 //! - [`fake_api`]: [`FakeApi`], the `fake-api` binary with its requests and mode changes parsed;
 //! - [`loopback`]: in-process servers for load: [`HealthServer`] (answers every path healthy and
 //!   records each hit) and [`BlackHole`] (accepts and never answers);
-//! - [`smtp`]: [`SmtpServer`], an in-process SMTP server collecting [`Mail`];
+//! - [`smtp`]: [`SmtpServer`], an in-process SMTP server collecting [`Mail`] (and refusing at a
+//!   [`Stage`] or per recipient on demand);
+//! - [`hostile`]: [`HostileSmtp`], raw TCP "SMTP servers" that misbehave ([`Hostility`]: tarpit,
+//!   trickle, silence, hang after DATA);
 //! - [`net`]: [`reserve_port`], a [`Forwarder`] that can be cut, a [`ConnectProxy`];
 //! - [`procfs`]: CPU clock, RSS, threads, file descriptors and smaps of a process by pid.
 //!
@@ -20,6 +23,7 @@
 
 pub mod bins;
 pub mod fake_api;
+pub mod hostile;
 pub mod log;
 pub mod loopback;
 pub mod net;
@@ -29,11 +33,12 @@ pub mod smtp;
 
 pub use bins::{bin_dir, binary, temp_dir};
 pub use fake_api::{FakeApi, Flip, Hit};
+pub use hostile::{HostileSmtp, Hostility};
 pub use log::Log;
 pub use loopback::{BlackHole, HealthServer, PathHit};
 pub use net::{reserve_port, ConnectProxy, Forwarder};
 pub use process::{read_lines, Capture, Process};
-pub use smtp::{decode_base64, Mail, SmtpServer};
+pub use smtp::{decode_base64, decode_encoded_words, Mail, SmtpServer, Stage};
 
 use std::time::Duration;
 

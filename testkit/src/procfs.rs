@@ -55,6 +55,17 @@ pub fn threads(pid: u32) -> Result<u64> {
     count_entries(&format!("/proc/{pid}/task"))
 }
 
+/// The names of the process's threads now (`/proc/PID/task/TID/comm`, at most 15 bytes each).
+pub fn thread_names(pid: u32) -> Result<Vec<String>> {
+    let path = format!("/proc/{pid}/task");
+    let dir = fs::read_dir(&path).map_err(|e| format!("{path}: {e}"))?;
+    Ok(dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| fs::read_to_string(e.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_string())
+        .collect())
+}
+
 /// Open file descriptors of the process now: the entries of /proc/PID/fd.
 pub fn fds(pid: u32) -> Result<u64> {
     count_entries(&format!("/proc/{pid}/fd"))
@@ -174,6 +185,7 @@ mod tests {
         assert!(cpu_ns(me).unwrap() > 0, "the test has used some CPU");
         assert!(status(me, "VmRSS").unwrap() > 0, "and some memory");
         assert!(threads(me).unwrap() >= 1, "at least the main thread");
+        assert!(!thread_names(me).unwrap().is_empty(), "and its name");
         assert!(fds(me).unwrap() >= 3, "stdin, stdout, stderr at least");
         ticks(me).expect("stat parses");
         assert!(smaps(me, "x").unwrap().iter().any(|m| m.kind.starts_with("shared library")));

@@ -12,8 +12,8 @@ pub mod scratch_db;
 
 #[allow(unused_imports)] // each test file uses its own subset
 pub use testkit::{
-    decode_base64, reserve_port, temp_dir, ConnectProxy, FakeApi, Forwarder, Log, Mail, Process,
-    SmtpServer, DEADLINE,
+    decode_base64, procfs, reserve_port, temp_dir, ConnectProxy, FakeApi, Forwarder, HostileSmtp,
+    Hostility, Log, Mail, Process, SmtpServer, Stage, DEADLINE,
 };
 
 use api_monitor::duration::human;
