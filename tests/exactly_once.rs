@@ -150,8 +150,7 @@ fn a_2048_character_url_is_stored_whole_and_its_email_delivered_on_mariadb() {
 
 /// Runs the monitor against `db` and returns (exit code, stderr).
 fn start_with_db(db: &str) -> (Option<i32>, String) {
-    let (status, _, stderr) =
-        run_monitor(&["--url", "http://127.0.0.1:9/health", "--db", db], &[]);
+    let (status, _, stderr) = run_monitor(&["--url", "http://127.0.0.1:9/health", "--db", db], &[]);
     (status.code(), stderr)
 }
 

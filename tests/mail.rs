@@ -46,6 +46,7 @@ fn email(subject: &str) -> Email {
         subject: subject.into(),
         text: format!("{subject}\n\nSomething happened.\n"),
         html: format!("<!DOCTYPE html>\n<html><body><h1>{subject}</h1></body></html>\n"),
+        message_id: None,
     }
 }
 

@@ -326,7 +326,8 @@ impl SmtpMailer {
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
             .header(FoldedSubject(email.subject.clone()))
-            .user_agent(concat!("api-monitor/", env!("CARGO_PKG_VERSION")).to_string());
+            .user_agent(concat!("api-monitor/", env!("CARGO_PKG_VERSION")).to_string())
+            .message_id(email.message_id.clone());
         for address in to {
             let mailbox = address
                 .parse::<Mailbox>()

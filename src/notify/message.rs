@@ -27,6 +27,10 @@ pub struct Email {
     pub text: String,
     /// The HTML alternative: the same content, every value escaped, inline styles only.
     pub html: String,
+    /// A stable `Message-ID` (`<KEY@api-monitor>`, from the notification's key), so a copy
+    /// sent again after a crash is the same message to the receiving side, which may drop it;
+    /// `None`: the mailer makes one up.
+    pub message_id: Option<String>,
 }
 
 /// Everything an email says, gathered by the monitor after the transition is recorded.
@@ -121,6 +125,7 @@ fn render(content: Content) -> Email {
         subject: one_line(&format!("[api-monitor] {}", content.headline)),
         text: content.text(),
         html: content.html(),
+        message_id: None,
     }
 }
 

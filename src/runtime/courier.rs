@@ -32,8 +32,12 @@ pub fn run(
     for n in notifications {
         let to: Vec<&str> =
             n.recipients.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
-        let email =
-            Email { subject: n.subject.clone(), text: n.text.clone(), html: n.html.clone() };
+        let email = Email {
+            subject: n.subject.clone(),
+            text: n.text.clone(),
+            html: n.html.clone(),
+            message_id: Some(format!("<{}@api-monitor>", n.key)),
+        };
         let result = mailer.send(&email, &to, Instant::now() + SMTP_DEADLINE);
         let event = match result {
             Ok(accepted) => {
