@@ -16,13 +16,13 @@
 //! letters to the courier thread. Probes never touch it, so a slow or reconnecting database
 //! never delays a probe.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::duration::human;
 use crate::notify::message::Email;
 use crate::redact;
-use crate::store::{self, NewNotification, NewState, StateRow, Store, StoreError};
+use crate::store::{self, Commit, NewState, Notification, StateRow, Store, StoreError};
 use crate::timestamp::Timestamp;
 
 /// The longest wait between two delivery attempts of one letter.
@@ -44,7 +44,7 @@ pub type Opener = Box<dyn Fn(&str) -> Result<Box<dyn Store>, StoreError> + Send>
 pub struct Letter {
     /// This process's name for it (database ids may not exist yet).
     pub key: u64,
-    pub content: NewNotification,
+    pub content: Notification,
     /// Failed delivery attempts so far.
     pub attempts: u32,
     /// Not before this instant.
@@ -74,19 +74,12 @@ pub enum Recorded {
 #[error("the database is unavailable")]
 pub struct Unavailable;
 
-/// Where a letter's transition row is: known id, or a queued row's key.
-#[derive(Clone, Copy, Debug)]
-enum StateRef {
-    Id(i64),
-    Queued(u64),
-}
-
 /// One pending database write, applied in order.
 #[derive(Clone, Debug)]
 enum Write {
     State { key: u64, row: NewState },
-    Letter { key: u64, state: Option<StateRef>, content: NewNotification },
-    Sent { key: u64, attempts: u32, at: Timestamp },
+    Letter { key: u64, content: Notification },
+    Sent { row_key: String, attempts: u32, at: Timestamp },
 }
 
 /// The database is unreachable: since when, why, and when to try again.
@@ -104,9 +97,6 @@ pub struct Ledger {
     store: Option<Box<dyn Store>>,
     backlog: VecDeque<Write>,
     unreachable: Option<Unreachable>,
-    /// Database ids of rows written from the backlog, for the writes that refer to them.
-    state_ids: HashMap<u64, i64>,
-    letter_ids: HashMap<u64, i64>,
     /// The last `state` row the backlog wrote, so [`Ledger::record`] can return its id.
     last_state: Option<(u64, i64)>,
     outbox: VecDeque<Letter>,
@@ -130,8 +120,6 @@ impl Ledger {
             store: None,
             backlog: VecDeque::new(),
             unreachable: None,
-            state_ids: HashMap::new(),
-            letter_ids: HashMap::new(),
             last_state: None,
             outbox: VecDeque::new(),
             next_key: 0,
@@ -173,7 +161,7 @@ impl Ledger {
 
     /// Takes a freshly opened store into use, first loading earlier runs' unsent notifications.
     fn adopt(&mut self, mut store: Box<dyn Store>, now: Instant) -> bool {
-        let unsent = match store.unsent() {
+        let unsent = match store.pending() {
             Ok(unsent) => unsent,
             Err(e) => {
                 self.fail(&e, now);
@@ -185,10 +173,9 @@ impl Ledger {
         }
         for (i, n) in unsent.into_iter().enumerate() {
             let key = self.key();
-            self.letter_ids.insert(key, n.id);
             // Older than anything this run created: they go first, in order.
             self.outbox
-                .insert(i, Letter { key, content: n.content, attempts: n.attempts, due: now });
+                .insert(i, Letter { key, content: n.notification, attempts: n.attempts, due: now });
         }
         self.store = Some(store);
         true
@@ -225,7 +212,7 @@ impl Ledger {
         let written = self.backlog.len();
         while let Some(write) = self.backlog.front() {
             let Some(store) = self.store.as_mut() else { return false };
-            let result = apply(store.as_mut(), write, &mut self.state_ids, &mut self.letter_ids);
+            let result = apply(store.as_mut(), write);
             match result {
                 Ok(state_id) => {
                     if let (Some(id), Write::State { key, .. }) = (state_id, write) {
@@ -239,8 +226,6 @@ impl Ledger {
                 }
             }
         }
-        // Nothing queued refers to a queued row any more.
-        self.state_ids.clear();
         if let Some(u) = self.unreachable.take() {
             log::info!(
                 "DATABASE RECOVERED db={} after={} replayed_writes={written}",
@@ -340,16 +325,12 @@ impl Ledger {
     /// `recorded` is the transition it announces (none for reminders and blind regions).
     pub fn post(
         &mut self,
-        recorded: Option<&Recorded>,
-        content: NewNotification,
+        _recorded: Option<&Recorded>,
+        content: Notification,
         now: Instant,
     ) -> u64 {
         let key = self.key();
-        let state = recorded.map(|recorded| match recorded {
-            Recorded::Written(row) => StateRef::Id(row.id),
-            Recorded::Queued { key } => StateRef::Queued(*key),
-        });
-        self.backlog.push_back(Write::Letter { key, state, content: content.clone() });
+        self.backlog.push_back(Write::Letter { key, content: content.clone() });
         self.outbox.push_back(Letter { key, content, attempts: 0, due: now });
         if self.unreachable.is_none() {
             self.flush(now);
@@ -367,7 +348,11 @@ impl Ledger {
     pub fn delivered(&mut self, key: u64, at: Timestamp, now: Instant) {
         let Some(pos) = self.outbox.iter().position(|l| l.key == key) else { return };
         let letter = self.outbox.remove(pos).expect("position is in range");
-        self.backlog.push_back(Write::Sent { key, attempts: letter.attempts + 1, at });
+        self.backlog.push_back(Write::Sent {
+            row_key: letter.content.key,
+            attempts: letter.attempts + 1,
+            at,
+        });
         if self.unreachable.is_none() {
             self.flush(now);
         }
@@ -380,10 +365,9 @@ impl Ledger {
         let wait = backoff(self.retry_base, letter.attempts, MAX_LETTER_BACKOFF);
         letter.due = now + wait;
         let attempts = letter.attempts;
+        let row_key = letter.content.key.clone();
         // Best effort: the count is informative; losing it during a database outage is harmless.
-        if let Some(&id) = self.letter_ids.get(&key) {
-            self.read(now, |s| s.note_attempt(id, attempts, error));
-        }
+        self.read(now, |s| s.record_attempt(&row_key, attempts, error));
         Some(wait)
     }
 
@@ -485,41 +469,26 @@ impl Ledger {
 }
 
 /// Applies one backlog write; returns the id of a written `state` row.
-fn apply(
-    store: &mut dyn Store,
-    write: &Write,
-    state_ids: &mut HashMap<u64, i64>,
-    letter_ids: &mut HashMap<u64, i64>,
-) -> Result<Option<i64>, StoreError> {
+fn apply(store: &mut dyn Store, write: &Write) -> Result<Option<i64>, StoreError> {
     match write {
-        Write::State { key, row } => {
-            let written = store.insert(row)?;
-            state_ids.insert(*key, written.id);
-            return Ok(Some(written.id));
+        Write::State { row, .. } => {
+            store.commit(&Commit { state: Some(row.clone()), notifications: Vec::new() })
         }
-        Write::Letter { key, state, content } => {
-            let state_id = match state {
-                Some(StateRef::Id(id)) => Some(*id),
-                Some(StateRef::Queued(k)) => state_ids.get(k).copied(),
-                None => None,
-            };
-            let id = store.enqueue(&NewNotification { state_id, ..content.clone() })?;
-            letter_ids.insert(*key, id);
+        Write::Letter { content, .. } => {
+            store.commit(&Commit { state: None, notifications: vec![content.clone()] })?;
+            Ok(None)
         }
-        Write::Sent { key, attempts, at } => {
-            if let Some(&id) = letter_ids.get(key) {
-                store.mark_sent(id, *attempts, *at)?;
-                letter_ids.remove(key);
-            }
+        Write::Sent { row_key, attempts, at } => {
+            store.record_sent(row_key, *attempts, *at, None)?;
+            Ok(None)
         }
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Notification;
+    use crate::store::{Claim, Delivery, Holder, OutboxEntry};
     use std::sync::{Arc, Mutex};
 
     const BASE: Duration = Duration::from_secs(1);
@@ -529,7 +498,7 @@ mod tests {
     struct Db {
         down: bool,
         states: Vec<StateRow>,
-        notes: Vec<(Notification, Option<Timestamp>)>,
+        notes: Vec<(OutboxEntry, Option<Timestamp>)>,
     }
 
     struct FakeStore(Arc<Mutex<Db>>);
@@ -554,18 +523,33 @@ mod tests {
             let db = self.db()?;
             Ok(db.states.iter().rev().find(|r| r.target == target && r.region == region).cloned())
         }
-        fn insert(&mut self, row: &NewState) -> Result<StateRow, StoreError> {
+        fn commit(&mut self, commit: &Commit) -> Result<Option<i64>, StoreError> {
             let mut db = self.db()?;
-            let written = StateRow {
-                id: db.states.len() as i64 + 1,
-                timestamp: row.timestamp,
-                healthy: row.healthy,
-                target: row.target.clone(),
-                region: row.region.clone(),
-                reason: row.reason.clone(),
-            };
-            db.states.push(written.clone());
-            Ok(written)
+            let state_id = commit.state.as_ref().map(|row| {
+                let id = db.states.len() as i64 + 1;
+                db.states.push(StateRow {
+                    id,
+                    timestamp: row.timestamp,
+                    healthy: row.healthy,
+                    target: row.target.clone(),
+                    region: row.region.clone(),
+                    reason: row.reason.clone(),
+                });
+                id
+            });
+            for n in &commit.notifications {
+                let id = db.notes.len() as i64 + 1;
+                let entry = OutboxEntry {
+                    id,
+                    notification: n.clone(),
+                    delivery: Delivery::Pending,
+                    attempts: 0,
+                    last_error: None,
+                    refused: None,
+                };
+                db.notes.push((entry, None));
+            }
+            Ok(state_id)
         }
         fn previous(&mut self, row: &StateRow) -> Result<Option<StateRow>, StoreError> {
             let db = self.db()?;
@@ -574,30 +558,69 @@ mod tests {
         fn since(&mut self, _: &str, _: &str, _: Timestamp) -> Result<Vec<StateRow>, StoreError> {
             Ok(self.db()?.states.clone())
         }
-        fn enqueue(&mut self, n: &NewNotification) -> Result<i64, StoreError> {
-            let mut db = self.db()?;
-            let id = db.notes.len() as i64 + 1;
-            let note = Notification { id, content: n.clone(), attempts: 0, last_error: None };
-            db.notes.push((note, None));
-            Ok(id)
-        }
-        fn unsent(&mut self) -> Result<Vec<Notification>, StoreError> {
+        fn pending(&mut self) -> Result<Vec<OutboxEntry>, StoreError> {
             let db = self.db()?;
             Ok(db.notes.iter().filter(|(_, sent)| sent.is_none()).map(|(n, _)| n.clone()).collect())
         }
-        fn note_attempt(&mut self, id: i64, attempts: u32, error: &str) -> Result<(), StoreError> {
+        fn dead(&mut self) -> Result<Vec<OutboxEntry>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn record_attempt(
+            &mut self,
+            key: &str,
+            attempts: u32,
+            error: &str,
+        ) -> Result<(), StoreError> {
             let mut db = self.db()?;
-            let note = &mut db.notes[id as usize - 1].0;
-            note.attempts = attempts;
-            note.last_error = Some(error.into());
+            if let Some((note, _)) = db.notes.iter_mut().find(|(n, _)| n.notification.key == key) {
+                note.attempts = attempts;
+                note.last_error = Some(error.into());
+            }
             Ok(())
         }
-        fn mark_sent(&mut self, id: i64, attempts: u32, at: Timestamp) -> Result<(), StoreError> {
+        fn record_sent(
+            &mut self,
+            key: &str,
+            attempts: u32,
+            at: Timestamp,
+            _: Option<&str>,
+        ) -> Result<(), StoreError> {
             let mut db = self.db()?;
-            let (note, sent) = &mut db.notes[id as usize - 1];
-            note.attempts = attempts;
-            *sent = Some(at);
+            if let Some((note, sent)) = db.notes.iter_mut().find(|(n, _)| n.notification.key == key)
+            {
+                note.attempts = attempts;
+                *sent = Some(at);
+            }
             Ok(())
+        }
+        fn record_dead(
+            &mut self,
+            _: &str,
+            _: u32,
+            _: &str,
+            _: Timestamp,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn requeue(&mut self, _: Option<i64>) -> Result<usize, StoreError> {
+            Ok(0)
+        }
+        fn claim(
+            &mut self,
+            _: &Holder,
+            _: Duration,
+            _: &dyn Fn(&Holder) -> bool,
+        ) -> Result<Claim, StoreError> {
+            Ok(Claim::Granted)
+        }
+        fn heartbeat(&mut self, _: &Holder) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        fn release(&mut self, _: &Holder) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn series(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+            Ok(Vec::new())
         }
     }
 
@@ -615,6 +638,7 @@ mod tests {
 
     fn row(ms: i64, healthy: bool) -> NewState {
         NewState {
+            key: store::new_key(),
             timestamp: Timestamp::from_millis(ms),
             healthy,
             target: "http://t/health".into(),
@@ -623,9 +647,9 @@ mod tests {
         }
     }
 
-    fn letter(subject: &str) -> NewNotification {
-        NewNotification {
-            state_id: None,
+    fn letter(subject: &str) -> Notification {
+        Notification {
+            key: store::new_key(),
             target: "http://t/health".into(),
             region: "direct".into(),
             recipients: "oncall@example.com".into(),
@@ -654,7 +678,6 @@ mod tests {
         let Recorded::Written(written) = &recorded else { panic!("written at once") };
         assert_eq!(written.id, 1);
         let key = l.post(Some(&recorded), letter("OUTAGE"), t0);
-        assert_eq!(db.lock().unwrap().notes[0].0.content.state_id, Some(1), "linked to its row");
         assert_eq!(l.due_letter(t0).map(|l| l.key), Some(key));
         l.delivered(key, Timestamp::from_millis(2000), t0);
         assert!(l.due_letter(t0).is_none());
@@ -701,9 +724,9 @@ mod tests {
         let notes: Vec<_> = db
             .notes
             .iter()
-            .map(|(n, sent)| (n.content.subject.as_str(), n.content.state_id, sent.is_some()))
+            .map(|(n, sent)| (n.notification.subject.as_str(), sent.is_some()))
             .collect();
-        assert_eq!(notes, [("OUTAGE", Some(2), true), ("RECOVERED", Some(3), false)]);
+        assert_eq!(notes, [("OUTAGE", true), ("RECOVERED", false)]);
         assert_eq!(l.due_letter(wake).map(|l| l.key), Some(k2));
     }
 

@@ -28,7 +28,7 @@ use crate::probe::Outcome;
 use crate::runtime::ledger::{Ledger, Letter, Recorded, Unavailable};
 use crate::runtime::step::{self, Effect, Scope, Watch};
 use crate::runtime::Slot;
-use crate::store::{NewNotification, NewState, StateRow};
+use crate::store::{self, NewState, Notification, StateRow};
 use crate::timestamp::{Clock, Timestamp};
 use crate::web::metrics::Registry;
 use crate::web::status_page::{self, StatusRow};
@@ -335,6 +335,7 @@ impl StateOwner {
     ) {
         slot.metrics.transition(transition);
         let row = NewState {
+            key: store::new_key(),
             timestamp: transition.since,
             healthy: transition.to.is_up(),
             target: slot.target.name.clone(),
@@ -383,8 +384,8 @@ impl StateOwner {
 
     /// Puts `email` into the outbox for the slot's recipients; the courier delivers it.
     fn post(&mut self, slot: &Slot, email: Email, recorded: Option<&Recorded>, now: Timestamp) {
-        let letter = NewNotification {
-            state_id: None,
+        let letter = Notification {
+            key: store::new_key(),
             target: slot.target.name.clone(),
             region: slot.region.name.clone(),
             recipients: self.recipients_of(slot).join(","),
