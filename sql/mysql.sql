@@ -1,4 +1,4 @@
--- api-monitor schema for MySQL 8 / MariaDB 10.11 (`mysql://USER:PASS@HOST:PORT/DB`).
+-- api-monitor schema for MySQL 8 / MariaDB 10.11 (`mysql://USER:PASS@HOST:PORT/DB`), version 2.
 --
 -- `state` records every transition of a monitored target as seen from one region: one row when
 -- the target settles Up or Down. `id`, `timestamp` and `healthy` keep the original tool's
@@ -10,11 +10,21 @@
 -- idempotent, comments sit on their own lines, and no `;` appears inside a statement.
 -- Same logical schema as sql/sqlite.sql; keep the two in step.
 --
+-- A database of version 1 (no `schema_version` table) is upgraded by api-monitor itself before
+-- this file runs (src/store/mysql.rs: MySQL 8 has no ADD COLUMN IF NOT EXISTS, so it checks
+-- information_schema and adds what is missing). The columns version 2 added come last in each
+-- table, so a new database and an upgraded one look the same.
+--
 -- target and region compare as binary (utf8mb4_bin), as in SQLite: URLs are case-sensitive.
--- The index sits inside CREATE TABLE because MySQL 8 has no CREATE INDEX IF NOT EXISTS. It
--- uses a 255-character prefix of target: a full VARCHAR(2048) in utf8mb4 (8 KiB) exceeds
+-- Indexes sit inside CREATE TABLE because MySQL 8 has no CREATE INDEX IF NOT EXISTS. The
+-- target index uses a 255-character prefix: a full VARCHAR(2048) in utf8mb4 (8 KiB) exceeds
 -- InnoDB's 3072-byte key limit. Rows of targets sharing that prefix are told apart by the
 -- row lookup, so the index only has to narrow the search.
+--
+-- row_key (version 2): 32 hex digits made before the first attempt to write the row, under a
+-- unique index, so a write retried after a lost reply finds the row and writes nothing
+-- (INSERT ... ON DUPLICATE KEY UPDATE row_key = row_key). NULL in rows written by version 1:
+-- a unique index allows any number of NULLs. ASCII and binary: a key is hex, compared exactly.
 
 CREATE TABLE IF NOT EXISTS state (
     id          BIGINT NOT NULL AUTO_INCREMENT,
@@ -23,14 +33,21 @@ CREATE TABLE IF NOT EXISTS state (
     target      VARCHAR(2048) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     region      VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT 'direct',
     reason      VARCHAR(1024) NULL,
+    row_key     CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,
     PRIMARY KEY (id),
-    KEY state_target_region_time (target(255), region, `timestamp`, id)
+    KEY state_target_region_time (target(255), region, `timestamp`, id),
+    UNIQUE KEY state_row_key (row_key)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- `notification` is the outbox: every email is written here before it is sent and marked
--- sent only after the SMTP server accepted it, so a crash or a mail-server outage never loses
--- one and a restart never sends one twice. `state_id` is the transition it announces;
--- `recipients` is comma-separated; `sent_at` stays NULL until the SMTP server accepted it.
+-- `notification` is the outbox: every email is written here, in the same transaction as the
+-- transition it announces, before it is sent. `state_id` is that transition (NULL for
+-- reminders and blind-region emails); `recipients` is comma-separated.
+-- Delivery status: sent when `sent_at` is set (the SMTP server accepted it), dead when
+-- `dead_at` is set (refused for good: kept for `api-monitor outbox`, retried only when
+-- re-queued), pending when both are NULL. `refused` names the recipients the server refused
+-- while it accepted the others, with its answers. `subject` is TEXT: it holds a 2048-character
+-- URL and more (version 1's VARCHAR(1024) failed such an insert with error 1406).
+-- `last_error` and `refused` are clipped by api-monitor to their lengths.
 
 CREATE TABLE IF NOT EXISTS notification (
     id          BIGINT NOT NULL AUTO_INCREMENT,
@@ -38,13 +55,44 @@ CREATE TABLE IF NOT EXISTS notification (
     target      VARCHAR(2048) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     region      VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT 'direct',
     recipients  VARCHAR(2048) NOT NULL,
-    subject     VARCHAR(1024) NOT NULL,
+    subject     TEXT NOT NULL,
     `text`      MEDIUMTEXT NOT NULL,
     html        MEDIUMTEXT NOT NULL,
     created_at  DATETIME(3) NOT NULL,
     attempts    INT NOT NULL DEFAULT 0,
     last_error  VARCHAR(1024) NULL,
     sent_at     DATETIME(3) NULL,
+    row_key     CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,
+    dead_at     DATETIME(3) NULL,
+    refused     VARCHAR(2048) NULL,
     PRIMARY KEY (id),
-    KEY notification_unsent (sent_at, id)
+    KEY notification_unsent (sent_at, id),
+    UNIQUE KEY notification_row_key (row_key)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Version 2: one instance per database. The row named 'api-monitor' is the lock: free when
+-- holder_id is NULL, otherwise held by that instance, which refreshes heartbeat_at every few
+-- seconds. A claim reads it with SELECT ... FOR UPDATE in a transaction. Times are written and
+-- compared by the database's clock (UTC_TIMESTAMP(6)), never a host's, so two hosts with
+-- skewed clocks agree on a heartbeat's age.
+
+CREATE TABLE IF NOT EXISTS holder (
+    name         VARCHAR(32) NOT NULL,
+    holder_id    CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,
+    host         VARCHAR(255) NULL,
+    pid          INT UNSIGNED NULL,
+    started_at   DATETIME(6) NULL,
+    heartbeat_at DATETIME(6) NULL,
+    PRIMARY KEY (name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- The schema version (see SCHEMA_VERSION in src/store/mod.rs): one row, id 1. A database whose
+-- version is newer than the binary's is refused at open.
+
+CREATE TABLE IF NOT EXISTS schema_version (
+    id      TINYINT NOT NULL,
+    version INT NOT NULL,
+    PRIMARY KEY (id)
+) ENGINE=InnoDB;
+
+INSERT INTO schema_version (id, version) VALUES (1, 2) ON DUPLICATE KEY UPDATE id = id;

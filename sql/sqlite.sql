@@ -1,11 +1,15 @@
--- api-monitor schema for the embedded SQLite store (the default, `sqlite://PATH`).
+-- api-monitor schema for the embedded SQLite store (the default, `sqlite://PATH`), version 2.
 --
 -- `state` records every transition of a monitored target as seen from one region: one row when
 -- the target settles Up or Down. `id`, `timestamp` and `healthy` keep the original tool's
 -- meaning, so `select * from state;` still answers the old question; `target`, `region` and
 -- `reason` were added for several targets, regions and the email's "why".
 --
--- Applied at every open, so every statement must be idempotent (IF NOT EXISTS).
+-- Applied at every open, so every statement must be idempotent (IF NOT EXISTS, ON CONFLICT DO
+-- NOTHING). A database of version 1 (no `schema_version` table) is first upgraded by
+-- api-monitor itself (src/store/sqlite.rs adds the new columns, which this file cannot do
+-- idempotently); this file then adds the new indexes and tables. The columns version 2 added
+-- come last in each table, so a new database and an upgraded one look the same.
 -- Same logical schema as sql/mysql.sql; keep the two in step.
 
 CREATE TABLE IF NOT EXISTS state (
@@ -18,15 +22,23 @@ CREATE TABLE IF NOT EXISTS state (
     target    VARCHAR(2048) NOT NULL,
     region    VARCHAR(64) NOT NULL DEFAULT 'direct',
     -- First failure reason of an outage (at most 1024 characters); NULL for an Up row.
-    reason    VARCHAR(1024) NULL
+    reason    VARCHAR(1024) NULL,
+    -- Version 2: 32 hex digits made before the first attempt to write the row, so a retried
+    -- write finds it and writes nothing. NULL in rows written by version 1.
+    row_key   CHAR(32) NULL
 );
 
 -- Serves "the last row of a target/region" and the (timestamp, id)-ordered range scans.
 CREATE INDEX IF NOT EXISTS state_target_region_time ON state (target, region, timestamp, id);
 
--- `notification` is the outbox: every email is written here before it is sent and marked
--- sent only after the SMTP server accepted it, so a crash or a mail-server outage never loses
--- one and a restart never sends one twice. `state_id` is the transition it announces.
+-- Makes a retried write a no-op. Unique indexes allow any number of NULLs (version 1 rows).
+CREATE UNIQUE INDEX IF NOT EXISTS state_row_key ON state (row_key);
+
+-- `notification` is the outbox: every email is written here (in the same transaction as the
+-- transition it announces) before it is sent. `state_id` is that transition (NULL for
+-- reminders and blind-region emails). Delivery status: sent when `sent_at` is set (the SMTP
+-- server accepted it), dead when `dead_at` is set (refused for good: kept for
+-- `api-monitor outbox`, retried only when re-queued), pending when both are NULL.
 CREATE TABLE IF NOT EXISTS notification (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     state_id   INTEGER NULL REFERENCES state (id),
@@ -34,15 +46,51 @@ CREATE TABLE IF NOT EXISTS notification (
     region     VARCHAR(64) NOT NULL DEFAULT 'direct',
     -- Comma-separated addresses, as sent.
     recipients VARCHAR(2048) NOT NULL,
-    subject    VARCHAR(1024) NOT NULL,
+    -- Holds a 2048-character URL and more. (Version 1 declared VARCHAR(1024); SQLite never
+    -- enforces declared lengths, so an upgraded file needs no change.)
+    subject    TEXT NOT NULL,
     text       TEXT NOT NULL,
     html       TEXT NOT NULL,
     created_at TEXT NOT NULL,
     attempts   INTEGER NOT NULL DEFAULT 0,
+    -- The last failure (at most 1024 characters); for a dead letter, why it died.
     last_error VARCHAR(1024) NULL,
     -- NULL until the SMTP server accepted the message.
-    sent_at    TEXT NULL
+    sent_at    TEXT NULL,
+    -- Version 2: as state.row_key. Version 1 rows get `v1-<id>` when upgraded.
+    row_key    CHAR(32) NULL,
+    -- Version 2: NULL unless the message was refused for good.
+    dead_at    TEXT NULL,
+    -- Version 2: the recipients the server refused while it accepted the others, with its
+    -- answers (at most 2048 characters).
+    refused    VARCHAR(2048) NULL
 );
 
--- Serves "the unsent notifications, oldest first".
+-- Serves "the pending (and the dead) notifications": both have sent_at NULL.
 CREATE INDEX IF NOT EXISTS notification_unsent ON notification (sent_at, id);
+
+CREATE UNIQUE INDEX IF NOT EXISTS notification_row_key ON notification (row_key);
+
+-- Version 2: one instance per database. The row named 'api-monitor' is the lock: free when
+-- holder_id is NULL, otherwise held by that instance, which refreshes heartbeat_at every few
+-- seconds. Times are written and compared by the database's clock ('now'), never a host's,
+-- so two hosts with skewed clocks agree on a heartbeat's age.
+CREATE TABLE IF NOT EXISTS holder (
+    name         VARCHAR(32) NOT NULL PRIMARY KEY,
+    -- Random per process start.
+    holder_id    CHAR(32) NULL,
+    host         VARCHAR(255) NULL,
+    pid          INTEGER NULL,
+    -- UTC `YYYY-MM-DD HH:MM:SS.fff`, from strftime('%Y-%m-%d %H:%M:%f', 'now').
+    started_at   TEXT NULL,
+    heartbeat_at TEXT NULL
+);
+
+-- The schema version (see SCHEMA_VERSION in src/store/mod.rs): one row, id 1. A database whose
+-- version is newer than the binary's is refused at open.
+CREATE TABLE IF NOT EXISTS schema_version (
+    id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+
+INSERT INTO schema_version (id, version) VALUES (1, 2) ON CONFLICT (id) DO NOTHING;

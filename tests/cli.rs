@@ -120,7 +120,7 @@ fn an_unreachable_database_at_start_is_survived_and_reported_without_its_passwor
 
 #[test]
 fn report_prints_a_table_or_json_from_the_database() {
-    use api_monitor::store::{self, NewState};
+    use api_monitor::store::{self, Commit, NewState};
     use api_monitor::timestamp::{Clock, SystemClock};
     let dir = support::temp_dir("report-cli");
     let db = format!("sqlite://{}", dir.join("monitor.db").display());
@@ -131,13 +131,14 @@ fn report_prints_a_table_or_json_from_the_database() {
         [(7200, true, None), (3600, false, Some("HTTP 503")), (1800, true, None)]
     {
         let row = NewState {
+            key: store::new_key(),
             timestamp: now.minus(std::time::Duration::from_secs(ago_s)),
             healthy,
             target: target.into(),
             region: "direct".into(),
             reason: reason.map(String::from),
         };
-        s.insert(&row).unwrap();
+        s.commit(&Commit { state: Some(row), notifications: Vec::new() }).unwrap();
     }
     drop(s);
 

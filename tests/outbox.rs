@@ -39,7 +39,7 @@ fn refusals_are_retried_until_accepted(code: u16) {
     let mon = monitor(&args(&api.health_url(), &db, &smtp.url));
     outage_then_recovery(&api, &mon, &smtp);
     assert!(mon.count("notification NOT delivered") >= 3, "the refusals were logged");
-    assert!(store::open(&db).unwrap().unsent().unwrap().is_empty(), "the outbox is empty");
+    assert!(store::open(&db).unwrap().pending().unwrap().is_empty(), "the outbox is empty");
 }
 
 #[test]
@@ -140,6 +140,6 @@ fn a_database_outage_during_an_outage_loses_nothing() {
         format!("[api-monitor] RECOVERED: {url} is up after {}", human(outage)),
         "rows keep their original timestamps: the outage measured from them matches the email"
     );
-    assert!(store::open(&db.url).unwrap().unsent().unwrap().is_empty(), "both marked sent");
+    assert!(store::open(&db.url).unwrap().pending().unwrap().is_empty(), "both marked sent");
     assert_eq!(smtp.mails.snapshot().len(), 2);
 }

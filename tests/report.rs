@@ -12,7 +12,7 @@ mod scratch_db;
 use std::path::PathBuf;
 
 use api_monitor::report;
-use api_monitor::store::{self, NewState, Store};
+use api_monitor::store::{self, Commit, NewState, Store};
 use api_monitor::timestamp::Timestamp;
 
 const A: &str = "https://a.example/health";
@@ -60,13 +60,14 @@ Outages of https://b.example/health (eu): 2
 fn report_over(store: &mut dyn Store) {
     for &(target, region, when, reason) in HISTORY.iter().rev() {
         let row = NewState {
+            key: store::new_key(),
             timestamp: at(when),
             healthy: reason.is_none(),
             target: target.into(),
             region: region.into(),
             reason: reason.map(str::to_owned),
         };
-        store.insert(&row).expect("insert");
+        store.commit(&Commit { state: Some(row), notifications: Vec::new() }).expect("commit");
     }
     let (from, now) = (at("2026-11-18 12:00:00"), at("2026-11-25 12:00:00"));
 

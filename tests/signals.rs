@@ -47,9 +47,9 @@ fn sigterm_during_an_smtp_conversation_keeps_the_email_in_the_outbox() {
     mon.signal("TERM");
     assert_eq!(mon.wait_exit().code(), Some(0));
     mon.wait_for_line("kept in the outbox for the next start");
-    let unsent = store::open(&db).unwrap().unsent().unwrap();
+    let unsent = store::open(&db).unwrap().pending().unwrap();
     assert_eq!(unsent.len(), 1, "the outage email waits in the outbox for the next start");
-    assert!(unsent[0].content.subject.contains("OUTAGE"));
+    assert!(unsent[0].notification.subject.contains("OUTAGE"));
     drop(held);
 }
 

@@ -1,8 +1,10 @@
 //! The `Store` contract, checked against real databases: one behavioural suite, written once
 //! over `&mut dyn Store`, run on a SQLite file, on SQLite `:memory:` and on MySQL/MariaDB (a
-//! scratch database per test, so the tests run in parallel). Then what differs per backend:
-//! URLs, reopening, WAL, connection failures and reconnecting after the server kills the
-//! connection.
+//! scratch database per test, so the tests run in parallel). Then what needs a backend's own
+//! hands (a raw connection beside the store): atomicity under a failing trigger, the upgrade of
+//! a version 1 database, a schema too new, permanent errors, a vanished file; and what differs
+//! per backend: URLs, reopening, WAL, connection failures and reconnecting after the server
+//! kills the connection.
 //!
 //! MySQL comes from `TEST_MYSQL_URL` (default `mysql://root@127.0.0.1:3306/test`); without a
 //! server the MySQL tests print `SKIPPED:` and pass, unless `REQUIRE_MYSQL=1`.
@@ -14,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use api_monitor::store::{self, NewNotification, NewState, StateRow, Store, StoreError};
+use api_monitor::store::{
+    self, Claim, Commit, Delivery, Holder, NewState, Notification, OutboxEntry, StateRow, Store,
+    StoreError,
+};
 use api_monitor::timestamp::Timestamp;
 
 const A: &str = "https://a.example/health";
@@ -32,6 +37,7 @@ fn at(offset_ms: i64) -> Timestamp {
 
 fn up(target: &str, region: &str, offset_ms: i64) -> NewState {
     NewState {
+        key: store::new_key(),
         timestamp: at(offset_ms),
         healthy: true,
         target: target.into(),
@@ -51,14 +57,30 @@ fn open(url: &str) -> Box<dyn Store> {
     }
 }
 
+/// Writes `row` alone through [`Store::commit`]; the row as the store should now hold it (its
+/// reason clipped to 1024 characters, as the stores promise).
 fn insert(store: &mut dyn Store, row: NewState) -> StateRow {
-    let inserted = store.insert(&row).expect("insert");
-    assert_eq!(
-        (inserted.timestamp, inserted.healthy, &inserted.target, &inserted.region),
-        (row.timestamp, row.healthy, &row.target, &row.region),
-        "insert returns what it stored"
-    );
-    inserted
+    let id = store
+        .commit(&Commit { state: Some(row.clone()), notifications: Vec::new() })
+        .expect("commit")
+        .expect("a commit with a state row returns its id");
+    StateRow {
+        id,
+        timestamp: row.timestamp,
+        healthy: row.healthy,
+        target: row.target,
+        region: row.region,
+        reason: row.reason.map(|r| r.chars().take(1024).collect()),
+    }
+}
+
+/// Asserts `e` reads as one clear line: no newline, no Rust `Debug` dump of a driver error.
+fn assert_one_clear_line(e: &StoreError) {
+    let shown = e.to_string();
+    assert!(!shown.contains('\n'), "one line: {shown:?}");
+    for dump in ["{", "}", "Error {", "MySqlError", "DriverError", "IoError", "Error code"] {
+        assert!(!shown.contains(dump), "no {dump:?} in {shown:?}");
+    }
 }
 
 /// A unique directory under the system temp dir, removed (with its files) on drop.
@@ -296,44 +318,194 @@ fn series_lists_each_target_and_region_once_sorted(store: &mut dyn Store) {
     );
 }
 
-fn notification(state_id: Option<i64>, subject: &str) -> NewNotification {
-    NewNotification {
-        state_id,
+fn notification(subject: &str, created_at: Timestamp) -> Notification {
+    Notification {
+        key: store::new_key(),
         target: A.into(),
         region: DIRECT.into(),
         recipients: "oncall@example.com,ops@example.com".into(),
         subject: subject.into(),
         text: "It was down for 2m 10s.\n\u{2014} \u{00d7}2 'quoted' \"double\"".into(),
         html: format!("<p>{}</p>", "x".repeat(70_000)),
-        created_at: at(5),
+        created_at,
     }
 }
 
-fn outbox_keeps_unsent_notifications_in_order_until_sent(store: &mut dyn Store) {
-    assert!(store.unsent().unwrap().is_empty(), "a new outbox is empty");
-    let row = insert(store, down(A, DIRECT, 0, "HTTP 503"));
-    let outage = notification(Some(row.id), "[api-monitor] OUTAGE: a is down");
-    let recovery = notification(None, "[api-monitor] RECOVERED: a is up after 1s");
-    let first = store.enqueue(&outage).unwrap();
-    let second = store.enqueue(&recovery).unwrap();
-    assert!(first < second, "ids grow");
+/// The keys of `entries`, in order.
+fn keys(entries: &[OutboxEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.notification.key.as_str()).collect()
+}
 
-    let unsent = store.unsent().unwrap();
-    assert_eq!(unsent.iter().map(|n| n.id).collect::<Vec<_>>(), [first, second], "oldest first");
-    assert_eq!(unsent[0].content, outage, "content round-trips, 70 KB html included");
-    assert_eq!((unsent[0].attempts, unsent[0].last_error.as_deref()), (0, None));
+fn commits_are_idempotent(store: &mut dyn Store) {
+    assert_eq!(store.commit(&Commit::default()).unwrap(), None, "an empty commit writes nothing");
+    let outage = down(A, DIRECT, 1_000, "HTTP 503");
+    let first = notification("[api-monitor] OUTAGE: a is down", at(1));
+    let second = Notification { recipients: "boss@example.com".into(), ..notification("x", at(2)) };
+    let commit = Commit { state: Some(outage.clone()), notifications: vec![first, second] };
 
-    store.note_attempt(first, 1, "SMTP 451 try again later").unwrap();
-    let unsent = store.unsent().unwrap();
-    assert_eq!(unsent[0].attempts, 1);
-    assert_eq!(unsent[0].last_error.as_deref(), Some("SMTP 451 try again later"));
+    let id = store.commit(&commit).unwrap().expect("a state row has an id");
+    assert_eq!(store.commit(&commit).unwrap(), Some(id), "the retry finds the same row");
+    assert_eq!(store.since(A, DIRECT, at(0)).unwrap().len(), 1, "one state row, not two");
+    assert_eq!(store.pending().unwrap().len(), 2, "one notification each, not two");
 
-    store.mark_sent(first, 2, at(9)).unwrap();
-    let unsent = store.unsent().unwrap();
-    assert_eq!(unsent.len(), 1, "a sent notification leaves the outbox");
-    assert_eq!(unsent[0].id, second);
-    store.mark_sent(second, 1, at(10)).unwrap();
-    assert!(store.unsent().unwrap().is_empty());
+    // The state row is there already (an earlier attempt got that far); the email is new.
+    let reminder = notification("[api-monitor] STILL DOWN: a", at(3));
+    let again = Commit { state: Some(outage), notifications: vec![reminder.clone()] };
+    assert_eq!(store.commit(&again).unwrap(), Some(id), "the existing row's id");
+    assert_eq!(store.since(A, DIRECT, at(0)).unwrap().len(), 1, "still one state row");
+    let pending = store.pending().unwrap();
+    assert_eq!(pending.len(), 3, "the new notification was written");
+    assert_eq!(pending[2].notification, reminder);
+
+    // A notification without a state row (a reminder), twice.
+    let alone = Commit { state: None, notifications: vec![notification("alone", at(4))] };
+    assert_eq!(store.commit(&alone).unwrap(), None);
+    assert_eq!(store.commit(&alone).unwrap(), None);
+    assert_eq!(store.pending().unwrap().len(), 4);
+
+    // A retry after the email went out does not bring it back.
+    store.record_sent(&commit.notifications[0].key, 1, at(9), None).unwrap();
+    store.commit(&commit).unwrap();
+    assert_eq!(store.pending().unwrap().len(), 3, "a sent notification stays sent");
+}
+
+fn outbox_life_cycle_pending_sent_dead_requeued(store: &mut dyn Store) {
+    assert!(store.pending().unwrap().is_empty(), "a new outbox is empty");
+    assert!(store.dead().unwrap().is_empty());
+    // Committed out of creation order: the outbox is oldest first by created_at, not by id.
+    let outage = notification("[api-monitor] OUTAGE: a is down", at(50));
+    let earlier = notification("[api-monitor] reminder", at(10));
+    let blind = notification("[api-monitor] BLIND: eu", at(50));
+    let row = down(A, DIRECT, 0, "HTTP 503");
+    store.commit(&Commit { state: Some(row), notifications: vec![outage.clone()] }).unwrap();
+    store.commit(&Commit { state: None, notifications: vec![earlier.clone()] }).unwrap();
+    store.commit(&Commit { state: None, notifications: vec![blind.clone()] }).unwrap();
+
+    let pending = store.pending().unwrap();
+    assert_eq!(keys(&pending), [&earlier.key, &outage.key, &blind.key], "created_at, then id");
+    assert_eq!(pending[1].notification, outage, "content round-trips, 70 KB html included");
+    assert!(pending[0].id > pending[1].id, "the earlier one was committed later");
+    for entry in &pending {
+        assert_eq!(entry.delivery, Delivery::Pending);
+        assert_eq!((entry.attempts, &entry.last_error, &entry.refused), (0, &None, &None));
+    }
+
+    store.record_attempt(&outage.key, 1, "SMTP 451 try again later").unwrap();
+    let pending = store.pending().unwrap();
+    assert_eq!(pending[1].attempts, 1);
+    assert_eq!(pending[1].last_error.as_deref(), Some("SMTP 451 try again later"));
+    let long: String = "é🚨x".chars().cycle().take(5_000).collect();
+    store.record_attempt(&outage.key, 2, &long).unwrap();
+    let stored = store.pending().unwrap()[1].last_error.clone().expect("an error");
+    assert_eq!(stored.chars().count(), 1024, "a long error is clipped, never a failed write");
+    assert!(long.starts_with(&stored));
+
+    store.record_sent(&outage.key, 3, at(90), Some("x@example.com: 550 no such user")).unwrap();
+    assert_eq!(keys(&store.pending().unwrap()), [&earlier.key, &blind.key], "sent leaves");
+
+    store.record_dead(&earlier.key, 4, "550 5.1.1 mailbox unavailable", at(91)).unwrap();
+    assert_eq!(keys(&store.pending().unwrap()), [&blind.key], "dead leaves the pending list");
+    let dead = store.dead().unwrap();
+    assert_eq!(keys(&dead), [&earlier.key]);
+    assert_eq!(dead[0].delivery, Delivery::Dead);
+    assert_eq!(dead[0].attempts, 4);
+    assert_eq!(dead[0].last_error.as_deref(), Some("550 5.1.1 mailbox unavailable"));
+    assert_eq!(dead[0].notification, earlier);
+
+    // A sent notification cannot die, and re-queueing does not touch it.
+    store.record_dead(&outage.key, 9, "late", at(92)).unwrap();
+    assert_eq!(keys(&store.dead().unwrap()), [&earlier.key]);
+
+    let dead_id = dead[0].id;
+    assert_eq!(store.requeue(Some(dead_id)).unwrap(), 1, "re-queued by id");
+    assert_eq!(store.requeue(Some(dead_id)).unwrap(), 0, "it is not dead any more");
+    assert!(store.dead().unwrap().is_empty());
+    let pending = store.pending().unwrap();
+    assert_eq!(keys(&pending), [&earlier.key, &blind.key], "back in its place, oldest first");
+    assert_eq!((pending[0].delivery, pending[0].attempts), (Delivery::Pending, 0), "from zero");
+
+    store.record_dead(&earlier.key, 1, "550", at(93)).unwrap();
+    store.record_dead(&blind.key, 1, "550", at(94)).unwrap();
+    assert!(store.pending().unwrap().is_empty());
+    assert_eq!(store.requeue(Some(i64::MAX)).unwrap(), 0, "no such id");
+    assert_eq!(store.requeue(None).unwrap(), 2, "all the dead");
+    assert_eq!(keys(&store.pending().unwrap()), [&earlier.key, &blind.key]);
+    assert_eq!(store.requeue(None).unwrap(), 0);
+
+    store.record_sent(&earlier.key, 1, at(95), None).unwrap();
+    store.record_sent(&blind.key, 1, at(96), None).unwrap();
+    assert!(store.pending().unwrap().is_empty() && store.dead().unwrap().is_empty());
+}
+
+fn long_urls_and_subjects_are_stored_whole(store: &mut dyn Store) {
+    let url = format!("https://max.example/{}", "m".repeat(2048 - 20));
+    assert_eq!(url.chars().count(), 2048);
+    let subject = format!("[api-monitor] OUTAGE: {url} is down from direct since 11:06:40 UTC");
+    assert!(subject.chars().count() > 2048);
+    let n = Notification {
+        target: url.clone(),
+        recipients: format!("{}@example.com", "r".repeat(1000)),
+        ..notification(&subject, at(0))
+    };
+    let row = down(&url, DIRECT, 0, "HTTP 503");
+    store.commit(&Commit { state: Some(row), notifications: vec![n.clone()] }).unwrap();
+    assert_eq!(store.last(&url, DIRECT).unwrap().expect("the row").target, url);
+    let pending = store.pending().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].notification, n, "the 2048-character URL and the long subject, whole");
+}
+
+fn holder(name: &str) -> Holder {
+    Holder { id: store::new_key(), host: format!("host-{name}"), pid: 4_000 + name.len() as u32 }
+}
+
+const ALIVE: &dyn Fn(&Holder) -> bool = &|_| false;
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn one_instance_holds_the_database(store: &mut dyn Store) {
+    let (a, b, c, d) = (holder("a"), holder("bb"), holder("ccc"), holder("dddd"));
+    assert_eq!(store.claim(&a, MINUTE, ALIVE).unwrap(), Claim::Granted, "nobody held it");
+    assert_eq!(store.claim(&a, MINUTE, ALIVE).unwrap(), Claim::Granted, "a holds it already");
+    assert!(store.heartbeat(&a).unwrap(), "a holds it");
+
+    match store.claim(&b, MINUTE, ALIVE).unwrap() {
+        Claim::Held { by, heartbeat_age } => {
+            assert_eq!(by, a, "says who holds it");
+            assert!(
+                heartbeat_age < Duration::from_secs(10),
+                "a fresh heartbeat: {heartbeat_age:?}"
+            );
+        }
+        Claim::Granted => panic!("b took a database a holds"),
+    }
+    assert!(store.heartbeat(&a).unwrap(), "a refused claim changes nothing");
+    assert!(!store.heartbeat(&b).unwrap(), "b does not hold it");
+
+    // a stops heartbeating: after stale_after, b takes over.
+    std::thread::sleep(Duration::from_millis(300));
+    let stale = Duration::from_millis(200);
+    assert_eq!(store.claim(&b, stale, ALIVE).unwrap(), Claim::Granted, "a's heartbeat is stale");
+    assert!(!store.heartbeat(&a).unwrap(), "a learns it was taken over");
+    assert!(store.heartbeat(&b).unwrap());
+    assert!(matches!(store.claim(&a, MINUTE, ALIVE).unwrap(), Claim::Held { by, .. } if by == b));
+
+    // b's process is gone (same host, no such pid): c need not wait for the heartbeat to age.
+    let asked = std::cell::RefCell::new(Vec::new());
+    let gone = |h: &Holder| {
+        asked.borrow_mut().push(h.clone());
+        h.id == b.id
+    };
+    assert_eq!(store.claim(&c, MINUTE, &gone).unwrap(), Claim::Granted);
+    assert_eq!(*asked.borrow(), vec![b.clone()], "gone was asked about b (its host and pid)");
+    assert!(!store.heartbeat(&b).unwrap());
+
+    // A release by someone who does not hold it changes nothing; c's own release frees it.
+    store.release(&b).unwrap();
+    assert!(matches!(store.claim(&d, MINUTE, ALIVE).unwrap(), Claim::Held { by, .. } if by == c));
+    store.release(&c).unwrap();
+    assert!(!store.heartbeat(&c).unwrap(), "released");
+    assert_eq!(store.claim(&d, MINUTE, ALIVE).unwrap(), Claim::Granted, "free at once");
+    assert!(store.heartbeat(&d).unwrap());
 }
 
 /// Runs every behaviour of the suite on each backend, one `#[test]` per behaviour and backend.
@@ -382,8 +554,11 @@ store_suite!(
     ties_on_timestamp_are_ordered_by_id,
     hostile_and_long_reasons_round_trip_harmlessly,
     targets_differing_late_or_in_case_are_distinct,
-    outbox_keeps_unsent_notifications_in_order_until_sent,
     series_lists_each_target_and_region_once_sorted,
+    commits_are_idempotent,
+    outbox_life_cycle_pending_sent_dead_requeued,
+    long_urls_and_subjects_are_stored_whole,
+    one_instance_holds_the_database,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -475,8 +650,10 @@ fn bad_urls_are_errors_not_panics() {
                 let shown = e.to_string();
                 assert!(!shown.contains("pw-s3cret"), "{url:?}: password leaked: {shown}");
                 if url == missing {
-                    assert!(matches!(e, StoreError::Connect { .. }), "{url}: {e:?}");
+                    assert!(matches!(e, StoreError::Permanent { .. }), "{url}: {e:?}");
+                    assert!(e.is_permanent());
                     assert!(shown.contains("does not exist"), "says why: {shown}");
+                    assert_one_clear_line(&e);
                 } else {
                     assert!(matches!(e, StoreError::Url { .. }), "{url:?}: {e:?}");
                 }
@@ -484,6 +661,357 @@ fn bad_urls_are_errors_not_panics() {
         }
     }
     assert!(!missing_dir.exists(), "a missing directory is not created");
+}
+
+// ---------------------------------------------------------------------------------------------
+// With a raw connection beside the store: atomicity, upgrade, version, permanent errors.
+// ---------------------------------------------------------------------------------------------
+
+/// Two instances claim at once a database whose holder they both believe gone: the locking
+/// read serialises them, so the second sees the first as the new, fresh holder. (`gone` sleeps
+/// to hold the race open: without the lock both would read the old holder and both win.)
+fn concurrent_claims_have_one_winner(url: &str) {
+    let old = holder("old");
+    assert_eq!(open(url).claim(&old, MINUTE, ALIVE).unwrap(), Claim::Granted);
+    let claims: Vec<Claim> = std::thread::scope(|scope| {
+        let old = &old;
+        let racers: Vec<_> = [holder("a"), holder("b")]
+            .into_iter()
+            .map(|me| {
+                scope.spawn(move || {
+                    let mut store = open(url);
+                    let gone = |h: &Holder| {
+                        std::thread::sleep(Duration::from_millis(300));
+                        h.id == old.id
+                    };
+                    store.claim(&me, MINUTE, &gone).expect("claim")
+                })
+            })
+            .collect();
+        racers.into_iter().map(|racer| racer.join().expect("no panic")).collect()
+    });
+    let granted = claims.iter().filter(|c| **c == Claim::Granted).count();
+    assert_eq!(granted, 1, "exactly one winner: {claims:?}");
+}
+
+#[test]
+fn sqlite_concurrent_claims_have_one_winner() {
+    let dir = TempDir::new("race");
+    concurrent_claims_have_one_winner(&dir.sqlite_url());
+}
+
+#[test]
+fn mysql_concurrent_claims_have_one_winner() {
+    let Some(db) = scratch_db::mysql("race") else { return };
+    concurrent_claims_have_one_winner(&db.url);
+}
+
+/// A raw SQLite connection to the store's file, as another program would open it.
+fn raw_sqlite(dir: &TempDir) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.path().join("state.db")).expect("raw sqlite connection")
+}
+
+/// A raw connection to the scratch database, as another program would open it.
+fn raw_mysql(db: &scratch_db::ScratchDb) -> mysql::Conn {
+    use mysql::prelude::Queryable;
+    let mut conn = db.admin().expect("admin connection");
+    conn.query_drop(format!("USE `{}`", db.name)).expect("use the scratch database");
+    conn
+}
+
+/// Runs the statements of a schema file (comment lines dropped, split on `;`).
+fn run_mysql_file(conn: &mut mysql::Conn, sql: &str) {
+    use mysql::prelude::Queryable;
+    let code: Vec<&str> = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect();
+    for statement in code.join("\n").split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        conn.query_drop(statement).unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+}
+
+/// A failing notification insert leaves no state row behind, then the same commit succeeds.
+fn a_commit_is_all_or_nothing(
+    store: &mut dyn Store,
+    fail_inserts: impl FnOnce(),
+    heal: impl FnOnce(),
+) {
+    let commit = Commit {
+        state: Some(down(A, DIRECT, 1_000, "HTTP 503")),
+        notifications: vec![notification("[api-monitor] OUTAGE: a is down", at(1))],
+    };
+    fail_inserts();
+    let e = store.commit(&commit).expect_err("the trigger makes the notification insert fail");
+    assert!(!e.is_permanent(), "a failed statement is not a permanent fault: {e}");
+    assert!(e.to_string().contains("boom"), "the database's reason: {e}");
+    assert_eq!(store.since(A, DIRECT, at(0)).unwrap(), vec![], "no state row without its email");
+    assert!(store.pending().unwrap().is_empty());
+    heal();
+    let id = store.commit(&commit).unwrap().expect("an id");
+    assert_eq!(
+        store.since(A, DIRECT, at(0)).unwrap().iter().map(|r| r.id).collect::<Vec<_>>(),
+        [id]
+    );
+    assert_eq!(store.pending().unwrap().len(), 1);
+}
+
+#[test]
+fn sqlite_commit_is_atomic() {
+    let dir = TempDir::new("atomic");
+    let mut store = open(&dir.sqlite_url());
+    let raw = raw_sqlite(&dir);
+    a_commit_is_all_or_nothing(
+        &mut *store,
+        || {
+            raw.execute_batch(
+                "CREATE TRIGGER boom BEFORE INSERT ON notification \
+                 BEGIN SELECT RAISE(ABORT, 'boom'); END",
+            )
+            .unwrap()
+        },
+        || raw.execute_batch("DROP TRIGGER boom").unwrap(),
+    );
+}
+
+#[test]
+fn mysql_commit_is_atomic() {
+    use mysql::prelude::Queryable;
+    let Some(db) = scratch_db::mysql("atomic") else { return };
+    let mut store = open(&db.url);
+    let raw = std::cell::RefCell::new(raw_mysql(&db));
+    a_commit_is_all_or_nothing(
+        &mut *store,
+        || {
+            raw.borrow_mut()
+                .query_drop(
+                    "CREATE TRIGGER boom BEFORE INSERT ON notification FOR EACH ROW \
+                     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom'",
+                )
+                .unwrap()
+        },
+        || raw.borrow_mut().query_drop("DROP TRIGGER boom").unwrap(),
+    );
+}
+
+/// What the version 1 fixture database holds: an outage row and its unsent email.
+const V1_TARGET: &str = "https://legacy.example/health";
+const V1_SUBJECT: &str = "[api-monitor] OUTAGE: legacy is down";
+
+/// Opens the upgraded version 1 database: its row and unsent email are still there, the email
+/// is delivered by its new key, and the new schema works (keys, long subjects, the lock).
+fn a_version_1_database_is_upgraded_at_open(url: &str) {
+    let mut store = open(url);
+    let row = store.last(V1_TARGET, DIRECT).unwrap().expect("the version 1 row");
+    assert_eq!((row.healthy, row.reason.as_deref()), (false, Some("HTTP 503")));
+    assert_eq!(row.timestamp, Timestamp::parse_sql("2026-11-18 11:06:40.123").unwrap());
+    let pending = store.pending().unwrap();
+    assert_eq!(pending.len(), 1, "the version 1 unsent email is pending");
+    let legacy = &pending[0];
+    assert_eq!(legacy.notification.subject, V1_SUBJECT);
+    assert_eq!(legacy.notification.key, format!("v1-{}", legacy.id), "keyed by its id");
+    assert_eq!((legacy.attempts, legacy.last_error.as_deref()), (2, Some("451 later")));
+
+    // Reopening (the upgrade again) is harmless.
+    drop(store);
+    let mut store = open(url);
+    assert_eq!(store.pending().unwrap().len(), 1);
+
+    let subject = format!("[api-monitor] OUTAGE: {} is down", "s".repeat(3_000));
+    let later = Commit {
+        state: Some(up(V1_TARGET, DIRECT, 9_000)),
+        notifications: vec![notification(&subject, at(9_000))],
+    };
+    store.commit(&later).unwrap();
+    store.commit(&later).unwrap();
+    assert_eq!(store.since(V1_TARGET, DIRECT, at(0)).unwrap().len(), 2, "one new row, not two");
+    let pending = store.pending().unwrap();
+    assert_eq!(pending.len(), 2);
+    assert_eq!(pending[1].notification.subject, subject, "the widened subject holds it");
+
+    store.record_sent(&legacy.notification.key, 3, at(9_001), None).unwrap();
+    assert_eq!(keys(&store.pending().unwrap()), [&later.notifications[0].key], "delivered by key");
+    assert_eq!(store.claim(&holder("a"), MINUTE, ALIVE).unwrap(), Claim::Granted);
+}
+
+#[test]
+fn sqlite_version_1_database_is_upgraded_at_open() {
+    let dir = TempDir::new("v1");
+    let raw = raw_sqlite(&dir);
+    raw.execute_batch(include_str!("fixtures/schema_v1_sqlite.sql")).unwrap();
+    raw.execute_batch(&format!(
+        "INSERT INTO state (timestamp, healthy, target, region, reason) \
+         VALUES ('2026-11-18 11:06:40.123', 0, '{V1_TARGET}', 'direct', 'HTTP 503');
+         INSERT INTO notification (state_id, target, region, recipients, subject, text, html, \
+         created_at, attempts, last_error) VALUES (1, '{V1_TARGET}', 'direct', 'a@example.com', \
+         '{V1_SUBJECT}', 'text', '<p>html</p>', '2026-11-18 11:06:41.000', 2, '451 later');"
+    ))
+    .unwrap();
+    drop(raw);
+    a_version_1_database_is_upgraded_at_open(&dir.sqlite_url());
+    let version: i64 =
+        raw_sqlite(&dir).query_row("SELECT version FROM schema_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
+}
+
+#[test]
+fn mysql_version_1_database_is_upgraded_at_open() {
+    use mysql::prelude::Queryable;
+    let Some(db) = scratch_db::mysql("v1") else { return };
+    let mut raw = raw_mysql(&db);
+    run_mysql_file(&mut raw, include_str!("fixtures/schema_v1_mysql.sql"));
+    raw.exec_drop(
+        "INSERT INTO state (`timestamp`, healthy, target, region, reason) \
+         VALUES ('2026-11-18 11:06:40.123', 0, ?, 'direct', 'HTTP 503')",
+        (V1_TARGET,),
+    )
+    .unwrap();
+    raw.exec_drop(
+        "INSERT INTO notification (state_id, target, region, recipients, subject, `text`, html, \
+         created_at, attempts, last_error) VALUES (1, ?, 'direct', 'a@example.com', ?, 'text', \
+         '<p>html</p>', '2026-11-18 11:06:41.000', 2, '451 later')",
+        (V1_TARGET, V1_SUBJECT),
+    )
+    .unwrap();
+    a_version_1_database_is_upgraded_at_open(&db.url);
+    let version: Option<i64> = raw.query_first("SELECT version FROM schema_version").unwrap();
+    assert_eq!(version, Some(2));
+}
+
+/// A database whose schema is newer than this binary is refused, in one line, untouched.
+fn assert_too_new(url: &str) {
+    match store::open(url) {
+        Ok(_) => panic!("opened a database of schema version 3"),
+        Err(e) => {
+            assert!(matches!(e, StoreError::Permanent { .. }), "{e:?}");
+            assert!(e.is_permanent());
+            assert!(
+                e.to_string().ends_with(
+                    "schema version 3 is newer than this api-monitor understands (2): upgrade \
+                     api-monitor"
+                ),
+                "{e}"
+            );
+            assert_one_clear_line(&e);
+        }
+    }
+}
+
+#[test]
+fn sqlite_schema_too_new_is_permanent() {
+    let dir = TempDir::new("too-new");
+    drop(open(&dir.sqlite_url()));
+    raw_sqlite(&dir).execute("UPDATE schema_version SET version = 3", []).unwrap();
+    assert_too_new(&dir.sqlite_url());
+    let version: i64 =
+        raw_sqlite(&dir).query_row("SELECT version FROM schema_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 3, "left as it was");
+}
+
+#[test]
+fn mysql_schema_too_new_is_permanent() {
+    use mysql::prelude::Queryable;
+    let Some(db) = scratch_db::mysql("too_new") else { return };
+    drop(open(&db.url));
+    raw_mysql(&db).query_drop("UPDATE schema_version SET version = 3").unwrap();
+    assert_too_new(&db.url);
+}
+
+/// `result` is [`StoreError::Permanent`], one clear line, containing `needle` and not
+/// `secret`.
+fn assert_permanent<T>(result: Result<T, StoreError>, needle: &str, secret: &str) -> StoreError {
+    let Err(e) = result else { panic!("expected a permanent error, got success") };
+    assert!(matches!(e, StoreError::Permanent { .. }), "expected Permanent, got {e:?}");
+    assert!(e.is_permanent());
+    assert_one_clear_line(&e);
+    let shown = format!("{e} / {e:?}");
+    assert!(shown.contains(needle), "{needle:?} in {e}");
+    assert!(!shown.contains(secret), "secret leaked: {shown}");
+    e
+}
+
+#[test]
+fn sqlite_garbage_file_is_permanent() {
+    let dir = TempDir::new("garbage");
+    std::fs::write(dir.path().join("state.db"), "not a database\n".repeat(500)).unwrap();
+    let e = assert_permanent(store::open(&dir.sqlite_url()), "not a SQLite database", "\0");
+    eprintln!("garbage file: {e}");
+}
+
+#[test]
+fn sqlite_missing_directory_is_permanent() {
+    let dir = TempDir::new("missing-dir");
+    let url = format!("sqlite://{}", dir.path().join("nope/state.db").display());
+    let e = assert_permanent(store::open(&url), "does not exist", "\0");
+    eprintln!("missing directory: {e}");
+}
+
+#[test]
+fn sqlite_vanished_file_is_permanent() {
+    let dir = TempDir::new("vanished");
+    let mut store = open(&dir.sqlite_url());
+    let me = holder("me");
+    assert_eq!(store.claim(&me, MINUTE, ALIVE).unwrap(), Claim::Granted);
+    insert(&mut *store, up(A, DIRECT, 0));
+    std::fs::remove_file(dir.path().join("state.db")).unwrap();
+    let commit = Commit { state: Some(up(A, DIRECT, 1)), notifications: Vec::new() };
+    let e = assert_permanent(store.commit(&commit), "was deleted or replaced", "\0");
+    eprintln!("vanished file: {e}");
+    assert_permanent(store.heartbeat(&me), "was deleted or replaced", "\0");
+
+    // Another file at the same path (a restore, a second instance's fresh database) is no
+    // better: the store's writes would go to the old, unlinked one.
+    drop(open(&dir.sqlite_url()));
+    assert_permanent(store.commit(&commit), "was deleted or replaced", "\0");
+}
+
+#[test]
+fn sqlite_memory_has_no_file_to_vanish() {
+    let mut store = open("sqlite://:memory:");
+    let me = holder("me");
+    assert_eq!(store.claim(&me, MINUTE, ALIVE).unwrap(), Claim::Granted);
+    insert(&mut *store, up(A, DIRECT, 0));
+    assert!(store.heartbeat(&me).unwrap());
+}
+
+#[test]
+fn mysql_wrong_password_is_permanent_without_the_password() {
+    let Some(db) = scratch_db::mysql("wrong_password") else { return };
+    let password = "hunter2-not-the-password";
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_password(Some(password)).unwrap();
+    let e = assert_permanent(store::open(url.as_str()), "Access denied", password);
+    assert!(e.to_string().contains("***"), "the URL is shown, masked: {e}");
+    eprintln!("wrong password: {e}");
+}
+
+#[test]
+fn mysql_wrong_password_of_the_test_server_is_permanent() {
+    // The URL the brief names: root has no password here, so any password is wrong.
+    if scratch_db::mysql("wrong_password_root").is_none() {
+        return;
+    }
+    assert_permanent(store::open("mysql://root:wrong@127.0.0.1:3306/test"), "error 1045", "wrong");
+}
+
+#[test]
+fn mysql_unknown_database_is_permanent() {
+    let Some(db) = scratch_db::mysql("unknown_db") else { return };
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_path(&format!("/{}_missing", db.name));
+    let e = assert_permanent(store::open(url.as_str()), "Unknown database", "\0");
+    eprintln!("unknown database: {e}");
+}
+
+#[test]
+fn mysql_database_dropped_mid_run_is_permanent() {
+    use mysql::prelude::Queryable;
+    let Some(db) = scratch_db::mysql("dropped") else { return };
+    let mut store = open(&db.url);
+    insert(&mut *store, up(A, DIRECT, 0));
+    let mut admin = db.admin().unwrap();
+    admin.query_drop(format!("DROP DATABASE `{}`", db.name)).unwrap();
+    kill_store_connections(&db);
+    let commit = Commit { state: Some(up(A, DIRECT, 1)), notifications: Vec::new() };
+    let e = assert_permanent(store.commit(&commit), "Unknown database", "\0");
+    eprintln!("dropped mid-run: {e}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -495,21 +1023,15 @@ fn assert_connect_error_without(result: Result<Box<dyn Store>, StoreError>, pass
     match result {
         Ok(_) => panic!("connected with a bad configuration"),
         Err(e @ StoreError::Connect { .. }) => {
+            eprintln!("transient: {e}");
+            assert!(!e.is_permanent(), "waiting may cure it: {e}");
+            assert_one_clear_line(&e);
             let shown = format!("{e} / {e:?}");
             assert!(!shown.contains(password), "password leaked: {shown}");
             assert!(shown.contains("***"), "the URL is shown, masked: {shown}");
         }
         Err(e) => panic!("expected StoreError::Connect, got {e:?}"),
     }
-}
-
-#[test]
-fn mysql_wrong_password_is_a_connect_error_without_the_password() {
-    let Some(db) = scratch_db::mysql("wrong_password") else { return };
-    let password = "hunter2-not-the-password";
-    let mut url = url::Url::parse(&db.url).unwrap();
-    url.set_password(Some(password)).unwrap();
-    assert_connect_error_without(store::open(url.as_str()), password);
 }
 
 #[test]

@@ -469,7 +469,7 @@ fn grid<const N: usize>(
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::NewState;
+    use crate::store::{new_key, Commit, NewState};
     use serde_json::json;
 
     const A: &str = "https://a.example/health";
@@ -510,6 +510,7 @@ mod tests {
 
     fn new_state(&(target, region, when, reason): &(&str, &str, &str, Option<&str>)) -> NewState {
         NewState {
+            key: new_key(),
             timestamp: at(when),
             healthy: reason.is_none(),
             target: target.into(),
@@ -549,7 +550,8 @@ mod tests {
     fn store_with(fixture: &Fixture) -> SqliteStore {
         let mut store = SqliteStore::open("sqlite://:memory:").expect("in-memory store");
         for row in fixture {
-            store.insert(&new_state(row)).expect("insert");
+            let commit = Commit { state: Some(new_state(row)), notifications: Vec::new() };
+            store.commit(&commit).expect("commit");
         }
         store
     }

@@ -2,7 +2,11 @@
 //!
 //! Two implementations share one logical schema (`sql/sqlite.sql`, `sql/mysql.sql`): SQLite,
 //! the embedded default, and MySQL/MariaDB for production. The schema is applied idempotently
-//! when a store is opened. Every query is parameterised.
+//! when a store is opened, after a database of an older version has been upgraded in place
+//! (see [`SCHEMA_VERSION`]). Every query is parameterised.
+//!
+//! What both backends share lives here as pure functions: the version check, the claim
+//! decision, how an outbox row becomes an [`OutboxEntry`], and the clipping of free text.
 
 pub mod mysql;
 pub mod sqlite;
@@ -278,6 +282,127 @@ pub(crate) fn clip(text: &str, max: usize) -> &str {
     }
 }
 
+/// The longest `last_error` either store keeps, in characters (`VARCHAR(1024)`).
+pub(crate) const ERROR_MAX_CHARS: usize = 1024;
+
+/// The longest `refused` either store keeps, in characters (`VARCHAR(2048)`).
+pub(crate) const REFUSED_MAX_CHARS: usize = 2048;
+
+/// The longest host name the `holder` table keeps, in characters (`VARCHAR(255)`).
+pub(crate) const HOST_MAX_CHARS: usize = 255;
+
+/// The schema this binary writes and understands, kept in the one-row `schema_version` table.
+///
+/// - 1: `state` and `notification` (no version table: a database with a `state` table and no
+///   `schema_version` is version 1).
+/// - 2: row keys (`state.row_key`, `notification.row_key`), dead letters
+///   (`notification.dead_at`, `notification.refused`), long subjects, the `holder` lock.
+///
+/// An older database is upgraded in place at open; a newer one is refused
+/// ([`check_version`]), because this binary would misread or damage what it does not know.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+
+/// The name of the one `holder` row: one lock per database.
+pub(crate) const HOLDER_NAME: &str = "api-monitor";
+
+/// What a notification written by version 1 (which had no keys) is keyed by after the upgrade:
+/// this prefix and its id. Never a valid [`new_key`] (those are hex only), so never a clash.
+pub(crate) const LEGACY_KEY_PREFIX: &str = "v1-";
+
+/// Whether this binary may use a database whose `schema_version` says `found`: the reason it
+/// may not, as the one line [`StoreError::Permanent`] shows.
+pub(crate) fn check_version(found: i64) -> Result<(), String> {
+    if found > SCHEMA_VERSION {
+        Err(format!(
+            "schema version {found} is newer than this api-monitor understands \
+             ({SCHEMA_VERSION}): upgrade api-monitor"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The claim decision, apart from the locking I/O around it. `current` is the holder row as
+/// the locking read found it (`None`: nobody holds the database) with the age of its heartbeat
+/// by the database's clock (`None`: no heartbeat was ever written, so nothing vouches for it).
+///
+/// `gone` is asked last and only about another instance with a fresh heartbeat, because it is
+/// the one check that is a guess (a pid on this host) rather than a fact in the database.
+pub(crate) fn decide_claim(
+    me: &Holder,
+    current: Option<(Holder, Option<Duration>)>,
+    stale_after: Duration,
+    gone: &dyn Fn(&Holder) -> bool,
+) -> Claim {
+    let Some((holder, age)) = current else { return Claim::Granted };
+    if holder.id == me.id {
+        return Claim::Granted;
+    }
+    match age {
+        None => Claim::Granted,
+        Some(age) if age >= stale_after => Claim::Granted,
+        Some(_) if gone(&holder) => Claim::Granted,
+        Some(heartbeat_age) => Claim::Held { by: holder, heartbeat_age },
+    }
+}
+
+/// A heartbeat age the database measured in (possibly negative) microseconds: a heartbeat
+/// "in the future" (the database clock stepped back) counts as just written.
+pub(crate) fn age_from_micros(micros: i64) -> Duration {
+    Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+}
+
+/// The delivery status the two nullable columns stand for. Sent wins over dead: once the SMTP
+/// server accepted a message, nothing that happened to it before matters.
+pub(crate) fn delivery(sent: bool, dead: bool) -> Delivery {
+    match (sent, dead) {
+        (true, _) => Delivery::Sent,
+        (false, true) => Delivery::Dead,
+        (false, false) => Delivery::Pending,
+    }
+}
+
+/// An outbox row as both stores read it (each backend's `OUTBOX_COLUMNS`, in this order),
+/// before its timestamp text is parsed.
+pub(crate) struct RawEntry {
+    pub id: i64,
+    pub key: String,
+    pub target: String,
+    pub region: String,
+    pub recipients: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub created_at: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub refused: Option<String>,
+    pub sent: bool,
+    pub dead: bool,
+}
+
+impl RawEntry {
+    pub(crate) fn into_entry(self) -> Result<OutboxEntry, StoreError> {
+        Ok(OutboxEntry {
+            id: self.id,
+            notification: Notification {
+                key: self.key,
+                target: self.target,
+                region: self.region,
+                recipients: self.recipients,
+                subject: self.subject,
+                text: self.text,
+                html: self.html,
+                created_at: Timestamp::parse_sql(&self.created_at)?,
+            },
+            delivery: delivery(self.sent, self.dead),
+            attempts: self.attempts,
+            last_error: self.last_error,
+            refused: self.refused,
+        })
+    }
+}
+
 /// Opens the store named by a `sqlite://` or `mysql://` URL and applies the schema.
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     match url.split_once("://").map(|(scheme, _)| scheme) {
@@ -293,6 +418,76 @@ pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn holder(id: &str) -> Holder {
+        Holder { id: id.into(), host: "host-a".into(), pid: 42 }
+    }
+
+    #[test]
+    fn a_claim_is_granted_when_free_mine_stale_or_gone_and_held_otherwise() {
+        let me = holder("me");
+        let other = holder("other");
+        let stale = Duration::from_secs(30);
+        let alive = |_: &Holder| false;
+        let dead = |_: &Holder| true;
+        let fresh = Some(Duration::from_secs(3));
+        assert_eq!(decide_claim(&me, None, stale, &alive), Claim::Granted, "free");
+        assert_eq!(decide_claim(&me, Some((me.clone(), fresh)), stale, &alive), Claim::Granted);
+        assert_eq!(
+            decide_claim(&me, Some((other.clone(), Some(stale))), stale, &alive),
+            Claim::Granted,
+            "a heartbeat exactly stale_after old is stale"
+        );
+        assert_eq!(decide_claim(&me, Some((other.clone(), None)), stale, &alive), Claim::Granted);
+        assert_eq!(decide_claim(&me, Some((other.clone(), fresh)), stale, &dead), Claim::Granted);
+        assert_eq!(
+            decide_claim(&me, Some((other.clone(), fresh)), stale, &alive),
+            Claim::Held { by: other, heartbeat_age: Duration::from_secs(3) }
+        );
+    }
+
+    #[test]
+    fn gone_is_not_asked_about_myself_or_a_stale_holder() {
+        let me = holder("me");
+        let panics = |_: &Holder| -> bool { panic!("gone asked needlessly") };
+        let stale = Duration::from_secs(30);
+        decide_claim(&me, Some((me.clone(), Some(Duration::ZERO))), stale, &panics);
+        decide_claim(&me, Some((holder("x"), Some(Duration::from_secs(31)))), stale, &panics);
+    }
+
+    #[test]
+    fn negative_heartbeat_ages_count_as_zero() {
+        assert_eq!(age_from_micros(-5), Duration::ZERO);
+        assert_eq!(age_from_micros(1_500_000), Duration::from_millis(1_500));
+    }
+
+    #[test]
+    fn newer_schema_versions_are_refused_in_one_line() {
+        assert_eq!(check_version(1), Ok(()));
+        assert_eq!(check_version(SCHEMA_VERSION), Ok(()));
+        assert_eq!(
+            check_version(3),
+            Err("schema version 3 is newer than this api-monitor understands (2): upgrade \
+                 api-monitor"
+                .into())
+        );
+    }
+
+    #[test]
+    fn sent_wins_over_dead() {
+        assert_eq!(delivery(false, false), Delivery::Pending);
+        assert_eq!(delivery(true, false), Delivery::Sent);
+        assert_eq!(delivery(false, true), Delivery::Dead);
+        assert_eq!(delivery(true, true), Delivery::Sent);
+    }
+
+    #[test]
+    fn legacy_keys_never_look_like_new_keys() {
+        let key = new_key();
+        assert_eq!(key.len(), 32);
+        assert!(key.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(!LEGACY_KEY_PREFIX.chars().all(|c| c.is_ascii_hexdigit()));
+    }
 
     #[test]
     fn reasons_are_clipped_on_a_character_boundary() {

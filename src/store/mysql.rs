@@ -16,18 +16,31 @@
 //!   URL parameter is masked too); the password is also scrubbed from every driver message.
 //! - **UTC.** `DATETIME(3)` has no zone; timestamps are written with [`Timestamp::to_sql`] and
 //!   read back as text (`CAST(... AS CHAR)`), never through the session zone. The session
-//!   `time_zone` is still set to `+00:00` so ad-hoc `NOW()` in the same session agrees.
+//!   `time_zone` is still set to `+00:00` so ad-hoc `NOW()` in the same session agrees. The
+//!   `holder` lock uses `UTC_TIMESTAMP(6)`: the database's clock, the one all hosts share.
+//! - **Upgrade at connect.** Every new connection checks the schema version, upgrades a
+//!   version 1 database in place (checking `information_schema`, since MySQL 8 has no
+//!   `ADD COLUMN IF NOT EXISTS`), then applies `sql/mysql.sql`. Two instances upgrading at once
+//!   are harmless: the loser's "duplicate column/key" is taken as done.
+//! - **Matched rows.** The connection sets `CLIENT_FOUND_ROWS`, so an `UPDATE` reports the rows
+//!   it matched, as SQLite does, not only those it changed: a heartbeat within the same
+//!   microsecond still counts as "still mine".
+//! - **Readable errors.** The driver's `Display` wraps server errors as
+//!   `MySqlError { ERROR 1045 (28000): ... }`; [`describe`] prints the server's message and
+//!   code instead, and [`permanent_hint`] tells faults waiting cannot cure (a wrong password, an
+//!   unknown database, a missing privilege) as [`StoreError::Permanent`], at open and mid-run.
 
 use std::fmt::Display;
 use std::time::Duration;
 
-use mysql::prelude::Queryable;
-use mysql::{Conn, FromRowError, Opts, OptsBuilder};
+use mysql::consts::CapabilityFlags;
+use mysql::prelude::{FromValue, Queryable};
+use mysql::{Conn, FromRowError, Opts, OptsBuilder, TxOpts};
 
-use super::clip_reason;
 use super::{
-    notification, NewNotification, NewState, Notification, RawNotification, StateRow, Store,
-    StoreError,
+    check_version, clip, clip_reason, decide_claim, Claim, Commit, Holder, OutboxEntry, RawEntry,
+    StateRow, Store, StoreError, ERROR_MAX_CHARS, HOLDER_NAME, HOST_MAX_CHARS, LEGACY_KEY_PREFIX,
+    REFUSED_MAX_CHARS,
 };
 use crate::timestamp::Timestamp;
 
@@ -44,9 +57,49 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// session time zone or driver date conversion can touch it.
 const COLUMNS: &str = "id, CAST(`timestamp` AS CHAR), healthy, target, region, reason";
 
+/// The columns of [`RawEntry`], in its order.
+const OUTBOX_COLUMNS: &str = "id, row_key, target, region, recipients, subject, `text`, html, \
+     CAST(created_at AS CHAR), attempts, last_error, refused, sent_at IS NOT NULL, \
+     dead_at IS NOT NULL";
+
 /// A `state` row as the driver returns it: `(id, timestamp text, healthy, target, region,
 /// reason)`.
 type RawRow = (i64, String, bool, String, String, Option<String>);
+
+/// The columns version 2 added to version 1's tables, with the statement adding each. A new
+/// database gets them from [`SCHEMA`]; only an existing table that lacks one is altered.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    (
+        "state",
+        "row_key",
+        "ALTER TABLE state ADD COLUMN row_key CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL",
+    ),
+    (
+        "notification",
+        "row_key",
+        "ALTER TABLE notification ADD COLUMN row_key CHAR(32) CHARACTER SET ascii \
+         COLLATE ascii_bin NULL",
+    ),
+    ("notification", "dead_at", "ALTER TABLE notification ADD COLUMN dead_at DATETIME(3) NULL"),
+    ("notification", "refused", "ALTER TABLE notification ADD COLUMN refused VARCHAR(2048) NULL"),
+];
+
+/// The indexes version 2 added to version 1's tables (after their columns).
+const ADDED_INDEXES: &[(&str, &str, &str)] = &[
+    ("state", "state_row_key", "ALTER TABLE state ADD UNIQUE KEY state_row_key (row_key)"),
+    (
+        "notification",
+        "notification_row_key",
+        "ALTER TABLE notification ADD UNIQUE KEY notification_row_key (row_key)",
+    ),
+];
+
+/// Version 1's `subject VARCHAR(1024)` failed the insert of a long subject (error 1406).
+const WIDEN_SUBJECT: &str = "ALTER TABLE notification MODIFY subject TEXT NOT NULL";
+
+/// "Duplicate column name" and "duplicate key name": another instance upgrading the same
+/// database at the same moment did that step first.
+const ALREADY_DONE: &[u16] = &[1060, 1061];
 
 /// A MySQL or MariaDB database holding the `state` table, reached through one connection that
 /// is re-established lazily after a failure.
@@ -62,11 +115,13 @@ pub struct MysqlStore {
 }
 
 impl MysqlStore {
-    /// Connects to the database named by `url` and applies the schema.
+    /// Connects to the database named by `url`, upgrades a version 1 database in place and
+    /// applies the schema.
     ///
     /// A malformed URL (or one without a database name, or with a parameter the `mysql` crate
-    /// does not know) is [`StoreError::Url`]; an unreachable server or rejected login is
-    /// [`StoreError::Connect`]. Neither message contains the password.
+    /// does not know) is [`StoreError::Url`]; a rejected login, an unknown database, a missing
+    /// privilege or a schema newer than this binary is [`StoreError::Permanent`]; an
+    /// unreachable server is [`StoreError::Connect`]. No message contains the password.
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let shown_url = show_url(url);
         let bad_url = |reason: String| StoreError::Url { url: shown_url.clone(), reason };
@@ -77,7 +132,10 @@ impl MysqlStore {
         let password = parsed.get_pass().filter(|p| !p.is_empty()).map(str::to_owned);
         let mut builder = OptsBuilder::from_opts(parsed.clone())
             .init(vec!["SET time_zone = '+00:00'"])
-            .tcp_connect_timeout(parsed.get_tcp_connect_timeout().or(Some(CONNECT_TIMEOUT)));
+            .tcp_connect_timeout(parsed.get_tcp_connect_timeout().or(Some(CONNECT_TIMEOUT)))
+            .additional_capabilities(
+                parsed.get_additional_capabilities() | CapabilityFlags::CLIENT_FOUND_ROWS,
+            );
         if parsed.get_read_timeout().is_none() {
             builder = builder.read_timeout(Some(IO_TIMEOUT));
         }
@@ -91,15 +149,81 @@ impl MysqlStore {
 
     /// A new connection with the schema applied.
     fn connect(&self) -> Result<Conn, StoreError> {
-        let mut conn = Conn::new(self.opts.clone()).map_err(|e| StoreError::Connect {
-            url: self.shown_url.clone(),
-            source: self.scrub(e).into(),
-        })?;
-        for statement in statements(SCHEMA) {
-            conn.query_drop(&statement)
-                .map_err(|e| StoreError::Schema(format!("mysql: {}", self.scrub(e)).into()))?;
-        }
+        let mut conn = Conn::new(self.opts.clone()).map_err(|e| self.fail(Doing::Connect, e))?;
+        self.prepare(&mut conn)?;
         Ok(conn)
+    }
+
+    /// Version check, in-place upgrade, schema. MySQL commits each DDL statement by itself, so
+    /// this is not one transaction: every step is idempotent instead, and an interrupted
+    /// upgrade resumes at the next connect.
+    fn prepare(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        let schema = |e| self.fail(Doing::Schema, e);
+        let has_version: Option<i64> = conn
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name = 'schema_version'",
+            )
+            .map_err(schema)?;
+        if has_version.unwrap_or(0) > 0 {
+            let version: Option<Option<i64>> =
+                conn.query_first("SELECT MAX(version) FROM schema_version").map_err(schema)?;
+            if let Some(version) = version.flatten() {
+                check_version(version).map_err(|reason| StoreError::Permanent {
+                    url: self.shown_url.clone(),
+                    reason,
+                })?;
+            }
+        }
+        let columns: Vec<(String, String, String)> = conn
+            .query(
+                "SELECT LOWER(table_name), LOWER(column_name), LOWER(data_type) \
+                 FROM information_schema.columns WHERE table_schema = DATABASE() \
+                 AND table_name IN ('state', 'notification')",
+            )
+            .map_err(schema)?;
+        let indexes: Vec<(String, String)> = conn
+            .query(
+                "SELECT DISTINCT LOWER(table_name), LOWER(index_name) \
+                 FROM information_schema.statistics WHERE table_schema = DATABASE() \
+                 AND table_name IN ('state', 'notification')",
+            )
+            .map_err(schema)?;
+        for step in upgrade_steps(&columns, &indexes) {
+            log::info!("upgrading the database schema: {step}");
+            match conn.query_drop(step) {
+                Err(mysql::Error::MySqlError(e)) if ALREADY_DONE.contains(&e.code) => {}
+                other => other.map_err(schema)?,
+            }
+        }
+        for statement in statements(SCHEMA) {
+            conn.query_drop(&statement).map_err(schema)?;
+        }
+        // Version 1 notifications had no key: give them one, so they are delivered by key too.
+        conn.exec_drop(
+            "UPDATE notification SET row_key = CONCAT(?, id) WHERE row_key IS NULL",
+            (LEGACY_KEY_PREFIX,),
+        )
+        .map_err(schema)
+    }
+
+    /// `e` as a [`StoreError`]: [`StoreError::Permanent`] when waiting cannot cure it,
+    /// otherwise as `doing` says; the password scrubbed either way.
+    fn fail(&self, doing: Doing<'_>, e: mysql::Error) -> StoreError {
+        let text = self.scrub(describe(&e));
+        if let Some(hint) = permanent_hint(&e) {
+            return StoreError::Permanent {
+                url: self.shown_url.clone(),
+                reason: format!("{text}: {hint}"),
+            };
+        }
+        match doing {
+            Doing::Connect => {
+                StoreError::Connect { url: self.shown_url.clone(), source: text.into() }
+            }
+            Doing::Schema => StoreError::Schema(format!("mysql: {text}").into()),
+            Doing::Query(what) => StoreError::Query(format!("mysql {what}: {text}").into()),
+        }
     }
 
     /// The connection, after checking it is alive; a missing or dead one is replaced by one
@@ -113,7 +237,7 @@ impl MysqlStore {
                     log::debug!(
                         "mysql connection lost, reconnecting url={} error={}",
                         self.shown_url,
-                        self.scrub(e)
+                        self.scrub(describe(&e))
                     );
                     self.connect()?
                 }
@@ -133,7 +257,7 @@ impl MysqlStore {
         let result = op(self.live_conn()?);
         result.map_err(|e| {
             self.conn = None;
-            StoreError::Query(format!("mysql {what}: {}", self.scrub(e)).into())
+            self.fail(Doing::Query(what), e)
         })
     }
 
@@ -147,6 +271,15 @@ impl MysqlStore {
         let params = params.into();
         let rows = self.run(what, |c| c.exec_opt::<RawRow, _, _>(sql, params))?;
         rows.into_iter().next().map(into_state).transpose()
+    }
+
+    /// The notifications `filter` (a `WHERE` condition) selects, oldest first.
+    fn outbox(&mut self, what: &str, filter: &str) -> Result<Vec<OutboxEntry>, StoreError> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM notification WHERE {filter} ORDER BY created_at, id"
+        );
+        let rows: Vec<mysql::Row> = self.run(what, |c| c.query(&sql))?;
+        rows.into_iter().map(|row| read_entry(row)?.into_entry()).collect()
     }
 
     /// `message` with the password replaced by `***`.
@@ -169,29 +302,6 @@ impl Store for MysqlStore {
             ),
             (target, region),
         )
-    }
-
-    fn insert(&mut self, row: &NewState) -> Result<StateRow, StoreError> {
-        let reason = row.reason.as_deref().map(clip_reason);
-        let params = (row.timestamp.to_sql(), row.healthy, &row.target, &row.region, reason);
-        let id = self.run("insert", |c| {
-            c.exec_drop(
-                "INSERT INTO state (`timestamp`, healthy, target, region, reason) \
-                 VALUES (?, ?, ?, ?, ?)",
-                params,
-            )?;
-            Ok(c.last_insert_id())
-        })?;
-        let id = i64::try_from(id)
-            .map_err(|_| StoreError::Query(format!("mysql insert: id {id} out of range").into()))?;
-        Ok(StateRow {
-            id,
-            timestamp: row.timestamp,
-            healthy: row.healthy,
-            target: row.target.clone(),
-            region: row.region.clone(),
-            reason: reason.map(str::to_owned),
-        })
     }
 
     fn previous(&mut self, row: &StateRow) -> Result<Option<StateRow>, StoreError> {
@@ -231,63 +341,144 @@ impl Store for MysqlStore {
         before.into_iter().map(Ok).chain(window.into_iter().map(into_state)).collect()
     }
 
-    fn enqueue(&mut self, n: &NewNotification) -> Result<i64, StoreError> {
-        let params: Vec<mysql::Value> = vec![
-            n.state_id.into(),
-            n.target.as_str().into(),
-            n.region.as_str().into(),
-            n.recipients.as_str().into(),
-            n.subject.as_str().into(),
-            n.text.as_str().into(),
-            n.html.as_str().into(),
-            n.created_at.to_sql().into(),
-        ];
-        let id = self.run("enqueue notification", |c| {
-            c.exec_drop(
-                "INSERT INTO notification (state_id, target, region, recipients, subject, `text`, \
-                 html, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                params,
-            )?;
-            Ok(c.last_insert_id())
-        })?;
-        i64::try_from(id)
-            .map_err(|_| StoreError::Query(format!("mysql enqueue: id {id} out of range").into()))
+    fn commit(&mut self, commit: &Commit) -> Result<Option<i64>, StoreError> {
+        let state_id = self.run("commit", |c| write_commit(c, commit))?;
+        match (&commit.state, state_id) {
+            (Some(row), None) => Err(StoreError::Query(
+                format!("mysql commit: no state row with key {} after writing it", row.key).into(),
+            )),
+            _ => Ok(state_id),
+        }
     }
 
-    fn unsent(&mut self) -> Result<Vec<Notification>, StoreError> {
-        let rows: Vec<mysql::Row> = self.run("unsent notifications", |c| {
-            c.query(
-                "SELECT id, state_id, target, region, recipients, subject, `text`, html, \
-                 CAST(created_at AS CHAR), attempts, last_error FROM notification \
-                 WHERE sent_at IS NULL ORDER BY id",
-            )
-        })?;
-        rows.into_iter()
-            .map(|row| {
-                let raw: RawNotification = mysql::from_row_opt(row).map_err(|e| {
-                    StoreError::Query(format!("mysql unsent notifications: {e}").into())
-                })?;
-                notification(raw)
-            })
-            .collect()
+    fn pending(&mut self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox("pending notifications", "sent_at IS NULL AND dead_at IS NULL")
     }
 
-    fn note_attempt(&mut self, id: i64, attempts: u32, error: &str) -> Result<(), StoreError> {
-        let error = clip_reason(error).to_owned();
-        self.run("note delivery attempt", |c| {
+    fn dead(&mut self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox("dead notifications", "sent_at IS NULL AND dead_at IS NOT NULL")
+    }
+
+    fn record_attempt(&mut self, key: &str, attempts: u32, error: &str) -> Result<(), StoreError> {
+        let error = clip(error, ERROR_MAX_CHARS);
+        self.run("record delivery attempt", |c| {
             c.exec_drop(
-                "UPDATE notification SET attempts = ?, last_error = ? WHERE id = ?",
-                (attempts, error, id),
+                "UPDATE notification SET attempts = ?, last_error = ? WHERE row_key = ?",
+                (attempts, error, key),
             )
         })
     }
 
-    fn mark_sent(&mut self, id: i64, attempts: u32, at: Timestamp) -> Result<(), StoreError> {
-        let at = at.to_sql();
-        self.run("mark notification sent", |c| {
+    fn record_sent(
+        &mut self,
+        key: &str,
+        attempts: u32,
+        at: Timestamp,
+        refused: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let refused = refused.map(|r| clip(r, REFUSED_MAX_CHARS));
+        self.run("record notification sent", |c| {
             c.exec_drop(
-                "UPDATE notification SET attempts = ?, sent_at = ? WHERE id = ?",
-                (attempts, at, id),
+                "UPDATE notification SET attempts = ?, sent_at = ?, refused = ? WHERE row_key = ?",
+                (attempts, at.to_sql(), refused, key),
+            )
+        })
+    }
+
+    fn record_dead(
+        &mut self,
+        key: &str,
+        attempts: u32,
+        error: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let error = clip(error, ERROR_MAX_CHARS);
+        self.run("record notification dead", |c| {
+            c.exec_drop(
+                "UPDATE notification SET attempts = ?, last_error = ?, dead_at = ? \
+                 WHERE row_key = ? AND sent_at IS NULL",
+                (attempts, error, at.to_sql(), key),
+            )
+        })
+    }
+
+    fn requeue(&mut self, id: Option<i64>) -> Result<usize, StoreError> {
+        let matched = self.run("requeue dead notifications", |c| {
+            // `? IS NULL`: one statement for "this one" and "all of them".
+            c.exec_drop(
+                "UPDATE notification SET dead_at = NULL, attempts = 0 \
+                 WHERE dead_at IS NOT NULL AND sent_at IS NULL AND (? IS NULL OR id = ?)",
+                (id, id),
+            )?;
+            Ok(c.affected_rows())
+        })?;
+        Ok(usize::try_from(matched).unwrap_or(usize::MAX))
+    }
+
+    fn claim(
+        &mut self,
+        me: &Holder,
+        stale_after: Duration,
+        gone: &dyn Fn(&Holder) -> bool,
+    ) -> Result<Claim, StoreError> {
+        let host = clip(&me.host, HOST_MAX_CHARS);
+        self.run("claim", |c| {
+            // The lock row always exists once claimed (a free lock is a row with no holder), so
+            // the FOR UPDATE below always locks a row: two claimers of a missing row would both
+            // find nothing, take only gap locks, and deadlock on their inserts.
+            c.exec_drop(
+                "INSERT INTO holder (name) VALUES (?) ON DUPLICATE KEY UPDATE name = name",
+                (HOLDER_NAME,),
+            )?;
+            let mut tx = c.start_transaction(TxOpts::default())?;
+            type Row = (Option<String>, Option<String>, Option<u32>, Option<i64>);
+            let row: Option<Row> = tx.exec_first(
+                "SELECT holder_id, host, pid, \
+                 TIMESTAMPDIFF(MICROSECOND, heartbeat_at, UTC_TIMESTAMP(6)) \
+                 FROM holder WHERE name = ? FOR UPDATE",
+                (HOLDER_NAME,),
+            )?;
+            let current = row.and_then(|(id, host, pid, age)| {
+                let holder =
+                    Holder { id: id?, host: host.unwrap_or_default(), pid: pid.unwrap_or(0) };
+                Some((holder, age.map(super::age_from_micros)))
+            });
+            let claim = decide_claim(me, current, stale_after, gone);
+            if claim == Claim::Granted {
+                // `started_at` first: MySQL assigns left to right, later ones seeing earlier.
+                tx.exec_drop(
+                    "UPDATE holder SET \
+                     started_at = IF(holder_id <=> ?, started_at, UTC_TIMESTAMP(6)), \
+                     holder_id = ?, host = ?, pid = ?, heartbeat_at = UTC_TIMESTAMP(6) \
+                     WHERE name = ?",
+                    (&me.id, &me.id, host, me.pid, HOLDER_NAME),
+                )?;
+                tx.commit()?;
+            } else {
+                tx.rollback()?;
+            }
+            Ok(claim)
+        })
+    }
+
+    fn heartbeat(&mut self, me: &Holder) -> Result<bool, StoreError> {
+        let matched = self.run("heartbeat", |c| {
+            c.exec_drop(
+                "UPDATE holder SET heartbeat_at = UTC_TIMESTAMP(6) \
+                 WHERE name = ? AND holder_id = ?",
+                (HOLDER_NAME, &me.id),
+            )?;
+            Ok(c.affected_rows())
+        })?;
+        Ok(matched > 0)
+    }
+
+    fn release(&mut self, me: &Holder) -> Result<(), StoreError> {
+        self.run("release", |c| {
+            c.exec_drop(
+                "UPDATE holder SET holder_id = NULL, host = NULL, pid = NULL, started_at = NULL, \
+                 heartbeat_at = NULL WHERE name = ? AND holder_id = ?",
+                (HOLDER_NAME, &me.id),
             )
         })
     }
@@ -300,6 +491,167 @@ impl Store for MysqlStore {
         series.sort_unstable();
         Ok(series)
     }
+}
+
+/// The whole of `commit`, in one transaction (rolled back when dropped on an error); see
+/// [`Store::commit`]. `ON DUPLICATE KEY UPDATE row_key = row_key` rather than `INSERT IGNORE`:
+/// only a duplicate key is ignored, while truncation and every other error still fail it.
+fn write_commit(conn: &mut Conn, commit: &Commit) -> mysql::Result<Option<i64>> {
+    let mut tx = conn.start_transaction(TxOpts::default())?;
+    let state_id = match &commit.state {
+        Some(row) => {
+            let reason = row.reason.as_deref().map(clip_reason);
+            tx.exec_drop(
+                "INSERT INTO state (row_key, `timestamp`, healthy, target, region, reason) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE row_key = row_key",
+                (&row.key, row.timestamp.to_sql(), row.healthy, &row.target, &row.region, reason),
+            )?;
+            tx.exec_first("SELECT id FROM state WHERE row_key = ?", (&row.key,))?
+        }
+        None => None,
+    };
+    for n in &commit.notifications {
+        let params: Vec<mysql::Value> = vec![
+            n.key.as_str().into(),
+            state_id.into(),
+            n.target.as_str().into(),
+            n.region.as_str().into(),
+            n.recipients.as_str().into(),
+            n.subject.as_str().into(),
+            n.text.as_str().into(),
+            n.html.as_str().into(),
+            n.created_at.to_sql().into(),
+        ];
+        tx.exec_drop(
+            "INSERT INTO notification (row_key, state_id, target, region, recipients, subject, \
+             `text`, html, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON DUPLICATE KEY UPDATE row_key = row_key",
+            params,
+        )?;
+    }
+    tx.commit()?;
+    Ok(state_id)
+}
+
+/// What the store was doing when the driver failed, for the error's kind and message.
+#[derive(Clone, Copy)]
+enum Doing<'a> {
+    Connect,
+    Schema,
+    Query(&'a str),
+}
+
+/// The driver's error as one readable line: the server's message and code (`Access denied for
+/// user 'u'@'h' (using password: YES) (MySQL error 1045)`) rather than the crate's `Display`
+/// (`MySqlError { ERROR 1045 (28000): ... }`), and no `Debug` of values or rows.
+fn describe(e: &mysql::Error) -> String {
+    let text = match e {
+        mysql::Error::MySqlError(e) => format!("{} (MySQL error {})", e.message, e.code),
+        mysql::Error::IoError(e) => describe_io(e),
+        mysql::Error::DriverError(e) => e.to_string(),
+        mysql::Error::CodecError(e) => {
+            match std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>()) {
+                Some(io) => describe_io(io),
+                None => format!("protocol error: {e}"),
+            }
+        }
+        mysql::Error::UrlError(e) => e.to_string(),
+        mysql::Error::TlsError(e) => format!("TLS: {e}"),
+        mysql::Error::FromValueError(_) => "unexpected value type in a result".to_owned(),
+        mysql::Error::FromRowError(_) => "unexpected row shape in a result".to_owned(),
+    };
+    text.replace(['\n', '\r'], " ")
+}
+
+/// An I/O error, saying "timed out" for what a socket timeout reports as "Resource temporarily
+/// unavailable" (a read timeout is EAGAIN on Linux).
+fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            format!("no answer from the server in time ({e})")
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Server errors no retry can cure, with what to do about each; the hint is also what tells
+/// them apart: `None` is transient (server down, connection lost, timeout, deadlock...).
+fn permanent_hint(e: &mysql::Error) -> Option<&'static str> {
+    match e {
+        mysql::Error::MySqlError(e) => permanent_code_hint(e.code),
+        _ => None,
+    }
+}
+
+fn permanent_code_hint(code: u16) -> Option<&'static str> {
+    match code {
+        1044 => Some("grant the user access to this database"),
+        1045 => Some("check the user and password in the URL"),
+        1049 => Some("create the database, or fix its name in the URL"),
+        1142 | 1143 => Some("grant the user the privilege api-monitor needs"),
+        _ => None,
+    }
+}
+
+/// The statements that add what version 2 added to the tables that exist: `columns` are
+/// `(table, column, data type)` and `indexes` `(table, index)` of the existing tables, all
+/// lowercase. Tables that do not exist yet come whole from [`SCHEMA`].
+fn upgrade_steps(
+    columns: &[(String, String, String)],
+    indexes: &[(String, String)],
+) -> Vec<&'static str> {
+    let exists = |table: &str| columns.iter().any(|(t, _, _)| t == table);
+    let has_column =
+        |table: &str, column: &str| columns.iter().any(|(t, c, _)| t == table && c == column);
+    let has_index =
+        |table: &str, index: &str| indexes.iter().any(|(t, i)| t == table && i == index);
+    let mut steps: Vec<&'static str> = ADDED_COLUMNS
+        .iter()
+        .filter(|(table, column, _)| exists(table) && !has_column(table, column))
+        .map(|(_, _, statement)| *statement)
+        .collect();
+    steps.extend(
+        ADDED_INDEXES
+            .iter()
+            .filter(|(table, index, _)| exists(table) && !has_index(table, index))
+            .map(|(_, _, statement)| *statement),
+    );
+    let narrow_subject = columns
+        .iter()
+        .any(|(t, c, kind)| t == "notification" && c == "subject" && !kind.ends_with("text"));
+    if narrow_subject {
+        steps.push(WIDEN_SUBJECT);
+    }
+    steps
+}
+
+/// A driver row of [`OUTBOX_COLUMNS`] (more columns than a tuple can take).
+fn read_entry(mut row: mysql::Row) -> Result<RawEntry, StoreError> {
+    fn take<T: FromValue>(row: &mut mysql::Row, index: usize) -> Result<T, StoreError> {
+        match row.take_opt::<T, _>(index) {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(_)) => Err(StoreError::Query(
+                format!("mysql outbox: unexpected value type in column {index}").into(),
+            )),
+            None => Err(StoreError::Query(format!("mysql outbox: no column {index}").into())),
+        }
+    }
+    Ok(RawEntry {
+        id: take(&mut row, 0)?,
+        key: take(&mut row, 1)?,
+        target: take(&mut row, 2)?,
+        region: take(&mut row, 3)?,
+        recipients: take(&mut row, 4)?,
+        subject: take(&mut row, 5)?,
+        text: take(&mut row, 6)?,
+        html: take(&mut row, 7)?,
+        created_at: take(&mut row, 8)?,
+        attempts: take(&mut row, 9)?,
+        last_error: take(&mut row, 10)?,
+        refused: take(&mut row, 11)?,
+        sent: take(&mut row, 12)?,
+        dead: take(&mut row, 13)?,
+    })
 }
 
 /// Converts a driver row, parsing its timestamp text.
@@ -352,12 +704,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shipped_schema_is_two_create_tables_without_comments() {
+    fn shipped_schema_is_four_create_tables_and_the_version_without_comments() {
         let statements = statements(SCHEMA);
-        assert_eq!(statements.len(), 2, "{statements:?}");
-        assert!(statements[0].starts_with("CREATE TABLE IF NOT EXISTS state"), "{statements:?}");
-        assert!(statements[1].starts_with("CREATE TABLE IF NOT EXISTS notification"));
+        assert_eq!(statements.len(), 5, "{statements:?}");
+        for (statement, table) in statements.iter().zip(["state", "notification", "holder"]) {
+            let start = format!("CREATE TABLE IF NOT EXISTS {table} ");
+            assert!(statement.starts_with(&start), "{statement}");
+        }
+        assert!(statements[3].starts_with("CREATE TABLE IF NOT EXISTS schema_version"));
+        assert!(statements[4].starts_with("INSERT INTO schema_version"), "{}", statements[4]);
+        assert!(
+            statements[4].contains("VALUES (1, 2)"),
+            "the version is {}",
+            super::super::SCHEMA_VERSION
+        );
         assert!(statements.iter().all(|s| !s.contains("--")), "comments are stripped");
+        assert!(!SCHEMA.to_uppercase().contains("INSERT IGNORE"), "it hides truncation");
+    }
+
+    /// `(table, column, data type)` triples as `information_schema` gives them (lowercased).
+    fn columns(items: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+        items.iter().map(|(t, c, k)| ((*t).into(), (*c).into(), (*k).into())).collect()
+    }
+
+    #[test]
+    fn a_version_1_database_gets_every_column_index_and_the_wide_subject() {
+        let v1 = columns(&[
+            ("state", "id", "bigint"),
+            ("state", "reason", "varchar"),
+            ("notification", "id", "bigint"),
+            ("notification", "subject", "varchar"),
+        ]);
+        let v1_indexes = vec![("state".to_owned(), "primary".to_owned())];
+        let steps = upgrade_steps(&v1, &v1_indexes);
+        assert_eq!(steps.len(), 7, "{steps:#?}");
+        assert_eq!(steps.last(), Some(&WIDEN_SUBJECT));
+        let first_index = steps.iter().position(|s| s.contains("UNIQUE KEY")).unwrap();
+        assert!(steps[..first_index].iter().all(|s| s.contains("ADD COLUMN")), "columns first");
+
+        assert!(upgrade_steps(&[], &[]).is_empty(), "a new database gets the schema");
+        let mut v2 = columns(&[("notification", "subject", "text")]);
+        v2.extend(ADDED_COLUMNS.iter().map(|(t, c, _)| ((*t).into(), (*c).into(), "char".into())));
+        let v2_indexes: Vec<(String, String)> =
+            ADDED_INDEXES.iter().map(|(t, i, _)| ((*t).to_owned(), (*i).to_owned())).collect();
+        assert!(upgrade_steps(&v2, &v2_indexes).is_empty(), "version 2: nothing to do");
+    }
+
+    #[test]
+    fn access_denied_unknown_database_and_missing_privileges_are_permanent() {
+        for code in [1044, 1045, 1049, 1142, 1143] {
+            assert!(permanent_code_hint(code).is_some(), "{code}");
+        }
+        // Too many connections, lock wait timeout, deadlock, server shutdown, read-only replica.
+        for code in [1040, 1205, 1213, 1053, 1290, 1146] {
+            assert!(permanent_code_hint(code).is_none(), "{code}");
+        }
     }
 
     #[test]

@@ -6,14 +6,19 @@
 //! Timestamps are stored as text in the fixed-width [`Timestamp::to_sql`] form, whose text order
 //! is time order, so comparisons and `ORDER BY` need no date functions.
 
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{ffi, params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction};
+use rusqlite::{Error as SqlError, TransactionBehavior};
 
 use super::{
-    clip_reason, notification, NewNotification, NewState, Notification, RawNotification, StateRow,
-    Store, StoreError,
+    check_version, clip, clip_reason, decide_claim, Claim, Commit, Holder, NewState, Notification,
+    OutboxEntry, RawEntry, StateRow, Store, StoreError, ERROR_MAX_CHARS, HOLDER_NAME,
+    HOST_MAX_CHARS, LEGACY_KEY_PREFIX, REFUSED_MAX_CHARS,
 };
 use crate::timestamp::Timestamp;
 
@@ -26,9 +31,30 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The columns of [`StateRow`], in the order [`RawRow`] reads them.
 const COLUMNS: &str = "id, timestamp, healthy, target, region, reason";
 
+/// The columns of [`RawEntry`], in its order.
+const OUTBOX_COLUMNS: &str = "id, row_key, target, region, recipients, subject, text, html, \
+     created_at, attempts, last_error, refused, sent_at IS NOT NULL, dead_at IS NOT NULL";
+
+/// The database's clock as text in the [`Timestamp::to_sql`] form, for the `holder` times.
+const NOW: &str = "strftime('%Y-%m-%d %H:%M:%f', 'now')";
+
+/// The columns version 2 added to version 1's tables, with the statement adding each. A new
+/// database gets them from [`SCHEMA`]; only an existing table that lacks one is altered.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("state", "row_key", "ALTER TABLE state ADD COLUMN row_key CHAR(32) NULL"),
+    ("notification", "row_key", "ALTER TABLE notification ADD COLUMN row_key CHAR(32) NULL"),
+    ("notification", "dead_at", "ALTER TABLE notification ADD COLUMN dead_at TEXT NULL"),
+    ("notification", "refused", "ALTER TABLE notification ADD COLUMN refused VARCHAR(2048) NULL"),
+];
+
 /// A SQLite database file (or an in-memory database) holding the `state` table.
 pub struct SqliteStore {
     conn: Connection,
+    /// The URL as errors show it.
+    shown_url: String,
+    /// The file opened, to notice it deleted or replaced under the store; `None` for
+    /// `:memory:`.
+    file: Option<OpenedFile>,
 }
 
 /// Where a `sqlite://` URL points.
@@ -40,44 +66,84 @@ enum Location {
     File(PathBuf),
 }
 
+/// The identity of a file: what stays the same while it is renamed and changes when another
+/// file takes its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+/// The database file as it was at open.
+#[derive(Debug)]
+struct OpenedFile {
+    path: PathBuf,
+    id: FileId,
+}
+
+/// Whether the file now at the opened path (`now`) is still the one opened. SQLite keeps
+/// writing to an unlinked file without a word (its open descriptor still works), so a deleted
+/// or replaced file would swallow every later write: this is the check that notices.
+/// A failure other than "not found" (a permission problem on a parent directory, say) cannot
+/// tell, and leaves it to the write itself to fail.
+fn still_there(opened: FileId, now: &io::Result<FileId>) -> bool {
+    match now {
+        Ok(id) => *id == opened,
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
+    }
+}
+
+fn file_id(path: &Path) -> io::Result<FileId> {
+    std::fs::metadata(path).map(|m| FileId { dev: m.dev(), ino: m.ino() })
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database named by `url` and applies the schema.
+    /// Opens (creating if needed) the database named by `url`, upgrades a version 1 database
+    /// in place and applies the schema.
     ///
     /// `sqlite://relative.db` is relative to the current directory, `sqlite:///abs/path.db` is
     /// absolute and `sqlite://:memory:` is a private in-memory database. The path is taken
     /// literally (no percent-decoding, no `~`). The directory must already exist: creating it
     /// would hide a typo in the path.
+    ///
+    /// A fault waiting cannot cure (no such directory, not a database, no permission, a schema
+    /// newer than this binary) is [`StoreError::Permanent`].
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let connect_error = |reason: String| StoreError::Connect {
-            url: crate::redact::url(url),
-            source: reason.into(),
+        let shown_url = crate::redact::url(url);
+        let location = parse_url(url)?;
+        let name = match &location {
+            Location::Memory => ":memory:".to_owned(),
+            Location::File(path) => path.display().to_string(),
         };
-        let conn = match parse_url(url)? {
+        let fail = |what: &str, e: SqlError| classify(&shown_url, &name, what, e);
+        let conn = match &location {
             Location::Memory => Connection::open_in_memory()
-                .map_err(|e| connect_error(format!("cannot open in-memory database: {e}")))?,
+                .map_err(|e| fail("cannot open in-memory database", e))?,
             Location::File(path) => {
                 let dir = match path.parent() {
                     Some(dir) if !dir.as_os_str().is_empty() => dir,
                     _ => Path::new("."),
                 };
                 if !dir.is_dir() {
-                    return Err(connect_error(format!(
-                        "directory {} does not exist (create it first)",
-                        dir.display()
-                    )));
+                    return Err(StoreError::Permanent {
+                        url: shown_url,
+                        reason: format!(
+                            "directory {} does not exist (create it first)",
+                            dir.display()
+                        ),
+                    });
                 }
                 // No SQLITE_OPEN_URI: the path is a plain file name, never a `file:` URI.
                 let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
                     | OpenFlags::SQLITE_OPEN_CREATE
                     | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-                let conn = Connection::open_with_flags(&path, flags)
-                    .map_err(|e| connect_error(format!("cannot open {}: {e}", path.display())))?;
-                conn.busy_timeout(BUSY_TIMEOUT)
-                    .map_err(|e| connect_error(format!("cannot set busy_timeout: {e}")))?;
+                let conn = Connection::open_with_flags(path, flags)
+                    .map_err(|e| fail(&format!("cannot open {}", path.display()), e))?;
+                conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail("cannot set busy_timeout", e))?;
                 let mode: String = conn
                     .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
                     .map_err(|e| {
-                        connect_error(format!("cannot use {} as a database: {e}", path.display()))
+                        fail(&format!("cannot use {} as a database", path.display()), e)
                     })?;
                 if !mode.eq_ignore_ascii_case("wal") {
                     log::warn!(
@@ -88,8 +154,55 @@ impl SqliteStore {
                 conn
             }
         };
-        conn.execute_batch(SCHEMA).map_err(|e| StoreError::Schema(Box::new(e)))?;
-        Ok(SqliteStore { conn })
+        let mut conn = conn;
+        match prepare(&mut conn) {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => return Err(StoreError::Permanent { url: shown_url, reason }),
+            Err(e) => {
+                return Err(match permanent_reason(&e, &name) {
+                    Some(reason) => StoreError::Permanent { url: shown_url, reason },
+                    None => StoreError::Schema(format!("sqlite: {}", describe(&e)).into()),
+                })
+            }
+        }
+        let file = match location {
+            Location::Memory => None,
+            Location::File(path) => {
+                // Absolute, so a later change of the current directory cannot fool the check.
+                let path = std::fs::canonicalize(&path).unwrap_or(path);
+                let id = file_id(&path).map_err(|e| StoreError::Permanent {
+                    url: shown_url.clone(),
+                    reason: format!("cannot inspect {}: {e}", path.display()),
+                })?;
+                Some(OpenedFile { path, id })
+            }
+        };
+        Ok(SqliteStore { conn, shown_url, file })
+    }
+
+    /// The error for a failed statement: permanent when waiting cannot cure it.
+    fn fail(&self, what: &str, e: SqlError) -> StoreError {
+        let name = match &self.file {
+            Some(file) => file.path.display().to_string(),
+            None => ":memory:".to_owned(),
+        };
+        classify(&self.shown_url, &name, what, e)
+    }
+
+    /// [`StoreError::Permanent`] when the database file was deleted or replaced since open.
+    fn check_file(&self) -> Result<(), StoreError> {
+        let Some(file) = &self.file else { return Ok(()) };
+        if still_there(file.id, &file_id(&file.path)) {
+            Ok(())
+        } else {
+            Err(StoreError::Permanent {
+                url: self.shown_url.clone(),
+                reason: format!(
+                    "the database file {} was deleted or replaced while api-monitor ran",
+                    file.path.display()
+                ),
+            })
+        }
     }
 
     /// The single row `sql` selects (columns [`COLUMNS`]), if any.
@@ -102,10 +215,189 @@ impl SqliteStore {
         self.conn
             .query_row(sql, params, RawRow::read)
             .optional()
-            .map_err(|e| query_error(what, e))?
+            .map_err(|e| self.fail(what, e))?
             .map(RawRow::into_state)
             .transpose()
     }
+
+    /// The notifications `filter` (a `WHERE` condition) selects, oldest first.
+    fn outbox(&self, what: &str, filter: &str) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM notification WHERE {filter} ORDER BY created_at, id"
+            ))
+            .map_err(|e| self.fail(what, e))?;
+        let raw = stmt
+            .query_map([], read_entry)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| self.fail(what, e))?;
+        raw.into_iter().map(RawEntry::into_entry).collect()
+    }
+
+    /// Runs one write statement; returns how many rows it matched.
+    fn write(
+        &self,
+        what: &str,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<usize, StoreError> {
+        self.conn.execute(sql, params).map_err(|e| self.fail(what, e))
+    }
+}
+
+/// Version check, in-place upgrade and schema, in one write transaction so two processes
+/// opening one file at once cannot interleave them. `Ok(Err(reason))`: a schema too new.
+fn prepare(conn: &mut Connection) -> rusqlite::Result<Result<(), String>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(version) = stored_version(&tx)? {
+        if let Err(reason) = check_version(version) {
+            return Ok(Err(reason));
+        }
+    }
+    let mut columns: HashMap<&str, Vec<String>> = HashMap::new();
+    for table in ["state", "notification"] {
+        let mut stmt = tx.prepare("SELECT name FROM pragma_table_info(?1)")?;
+        let names = stmt
+            .query_map([table], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        if !names.is_empty() {
+            columns.insert(table, names);
+        }
+    }
+    for statement in upgrade_steps(&columns) {
+        tx.execute(statement, [])?;
+    }
+    tx.execute_batch(SCHEMA)?;
+    // Version 1 notifications had no key: give them one, so they are delivered by key too.
+    tx.execute(
+        "UPDATE notification SET row_key = ?1 || id WHERE row_key IS NULL",
+        [LEGACY_KEY_PREFIX],
+    )?;
+    tx.commit()?;
+    Ok(Ok(()))
+}
+
+/// The `schema_version` of the database; `None` when it has none (new, or version 1).
+fn stored_version(tx: &Transaction<'_>) -> rusqlite::Result<Option<i64>> {
+    let has_table: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_table {
+        return Ok(None);
+    }
+    tx.query_row("SELECT max(version) FROM schema_version", [], |row| row.get(0))
+}
+
+/// The statements that add what version 2 added to the tables that exist (`columns`: each
+/// existing table's column names). Tables that do not exist yet come whole from [`SCHEMA`].
+fn upgrade_steps(columns: &HashMap<&str, Vec<String>>) -> Vec<&'static str> {
+    ADDED_COLUMNS
+        .iter()
+        .filter(|(table, column, _)| {
+            columns.get(table).is_some_and(|have| !have.iter().any(|c| c == column))
+        })
+        .map(|(_, _, statement)| *statement)
+        .collect()
+}
+
+/// Inserts `row` unless a row with its key exists; the id of the row with its key.
+fn write_state(tx: &Transaction<'_>, row: &NewState) -> rusqlite::Result<i64> {
+    let reason = row.reason.as_deref().map(clip_reason);
+    tx.prepare_cached(
+        "INSERT INTO state (row_key, timestamp, healthy, target, region, reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (row_key) DO NOTHING",
+    )?
+    .execute(params![
+        row.key,
+        row.timestamp.to_sql(),
+        row.healthy,
+        row.target,
+        row.region,
+        reason
+    ])?;
+    tx.prepare_cached("SELECT id FROM state WHERE row_key = ?1")?
+        .query_row([&row.key], |r| r.get(0))
+}
+
+/// Inserts `n` unless a notification with its key exists.
+fn write_notification(
+    tx: &Transaction<'_>,
+    n: &Notification,
+    state_id: Option<i64>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO notification (row_key, state_id, target, region, recipients, subject, text, \
+         html, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (row_key) DO NOTHING",
+    )?
+    .execute(params![
+        n.key,
+        state_id,
+        n.target,
+        n.region,
+        n.recipients,
+        n.subject,
+        n.text,
+        n.html,
+        n.created_at.to_sql()
+    ])
+    .map(drop)
+}
+
+/// The whole of `commit`, in one transaction; see [`Store::commit`].
+fn write_commit(conn: &mut Connection, commit: &Commit) -> rusqlite::Result<Option<i64>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let state_id = commit.state.as_ref().map(|row| write_state(&tx, row)).transpose()?;
+    for n in &commit.notifications {
+        write_notification(&tx, n, state_id)?;
+    }
+    tx.commit()?;
+    Ok(state_id)
+}
+
+/// The claim, in one write transaction (`BEGIN IMMEDIATE`: no other connection can write, so
+/// none can claim, between the read and the write); see [`Store::claim`].
+fn locked_claim(
+    conn: &mut Connection,
+    me: &Holder,
+    stale_after: Duration,
+    gone: &dyn Fn(&Holder) -> bool,
+) -> rusqlite::Result<Claim> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // The lock row always exists once claimed; a free lock is a row with no holder.
+    tx.execute(
+        "INSERT INTO holder (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
+        [HOLDER_NAME],
+    )?;
+    let (id, host, pid, age_micros): (Option<String>, Option<String>, Option<u32>, Option<f64>) =
+        tx.query_row(
+            "SELECT holder_id, host, pid, \
+             (julianday('now') - julianday(heartbeat_at)) * 86400000000.0 \
+             FROM holder WHERE name = ?1",
+            [HOLDER_NAME],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+    let current = id.map(|id| {
+        let holder = Holder { id, host: host.unwrap_or_default(), pid: pid.unwrap_or(0) };
+        // A float of microseconds; `as` saturates, and a negative age counts as zero.
+        (holder, age_micros.map(|micros| super::age_from_micros(micros.round() as i64)))
+    });
+    let claim = decide_claim(me, current, stale_after, gone);
+    if claim == Claim::Granted {
+        tx.execute(
+            &format!(
+                "UPDATE holder SET started_at = CASE WHEN holder_id = ?2 THEN started_at \
+                 ELSE {NOW} END, holder_id = ?2, host = ?3, pid = ?4, heartbeat_at = {NOW} \
+                 WHERE name = ?1"
+            ),
+            params![HOLDER_NAME, me.id, clip(&me.host, HOST_MAX_CHARS), me.pid],
+        )?;
+        tx.commit()?;
+    }
+    Ok(claim)
 }
 
 impl Store for SqliteStore {
@@ -118,25 +410,6 @@ impl Store for SqliteStore {
             ),
             params![target, region],
         )
-    }
-
-    fn insert(&mut self, row: &NewState) -> Result<StateRow, StoreError> {
-        let reason = row.reason.as_deref().map(clip_reason);
-        self.conn
-            .execute(
-                "INSERT INTO state (timestamp, healthy, target, region, reason) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![row.timestamp.to_sql(), row.healthy, row.target, row.region, reason],
-            )
-            .map_err(|e| query_error("insert", e))?;
-        Ok(StateRow {
-            id: self.conn.last_insert_rowid(),
-            timestamp: row.timestamp,
-            healthy: row.healthy,
-            target: row.target.clone(),
-            region: row.region.clone(),
-            reason: reason.map(str::to_owned),
-        })
     }
 
     fn previous(&mut self, row: &StateRow) -> Result<Option<StateRow>, StoreError> {
@@ -172,97 +445,142 @@ impl Store for SqliteStore {
                 "SELECT {COLUMNS} FROM state WHERE target = ?1 AND region = ?2 AND timestamp >= ?3 \
                  ORDER BY timestamp, id"
             ))
-            .map_err(|e| query_error("rows in window", e))?;
+            .map_err(|e| self.fail("rows in window", e))?;
         let raw = stmt
             .query_map(params![target, region, from], RawRow::read)
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| query_error("rows in window", e))?;
+            .map_err(|e| self.fail("rows in window", e))?;
         before.into_iter().map(Ok).chain(raw.into_iter().map(RawRow::into_state)).collect()
     }
 
-    fn enqueue(&mut self, n: &NewNotification) -> Result<i64, StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO notification (state_id, target, region, recipients, subject, text, \
-                 html, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    n.state_id,
-                    n.target,
-                    n.region,
-                    n.recipients,
-                    n.subject,
-                    n.text,
-                    n.html,
-                    n.created_at.to_sql()
-                ],
-            )
-            .map_err(|e| query_error("enqueue notification", e))?;
-        Ok(self.conn.last_insert_rowid())
+    fn commit(&mut self, commit: &Commit) -> Result<Option<i64>, StoreError> {
+        self.check_file()?;
+        let result = write_commit(&mut self.conn, commit);
+        result.map_err(|e| self.fail("commit", e))
     }
 
-    fn unsent(&mut self) -> Result<Vec<Notification>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, state_id, target, region, recipients, subject, text, html, \
-                 created_at, attempts, last_error FROM notification WHERE sent_at IS NULL \
-                 ORDER BY id",
-            )
-            .map_err(|e| query_error("unsent notifications", e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                ))
-            })
-            .and_then(Iterator::collect::<Result<Vec<RawNotification>, _>>)
-            .map_err(|e| query_error("unsent notifications", e))?;
-        rows.into_iter().map(notification).collect()
+    fn pending(&mut self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox("pending notifications", "sent_at IS NULL AND dead_at IS NULL")
     }
 
-    fn note_attempt(&mut self, id: i64, attempts: u32, error: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE notification SET attempts = ?1, last_error = ?2 WHERE id = ?3",
-                params![attempts, clip_reason(error), id],
-            )
-            .map(drop)
-            .map_err(|e| query_error("note delivery attempt", e))
+    fn dead(&mut self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox("dead notifications", "sent_at IS NULL AND dead_at IS NOT NULL")
     }
 
-    fn mark_sent(&mut self, id: i64, attempts: u32, at: Timestamp) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE notification SET attempts = ?1, sent_at = ?2 WHERE id = ?3",
-                params![attempts, at.to_sql(), id],
-            )
-            .map(drop)
-            .map_err(|e| query_error("mark notification sent", e))
+    fn record_attempt(&mut self, key: &str, attempts: u32, error: &str) -> Result<(), StoreError> {
+        self.write(
+            "record delivery attempt",
+            "UPDATE notification SET attempts = ?1, last_error = ?2 WHERE row_key = ?3",
+            params![attempts, clip(error, ERROR_MAX_CHARS), key],
+        )
+        .map(drop)
+    }
+
+    fn record_sent(
+        &mut self,
+        key: &str,
+        attempts: u32,
+        at: Timestamp,
+        refused: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let refused = refused.map(|r| clip(r, REFUSED_MAX_CHARS));
+        self.write(
+            "record notification sent",
+            "UPDATE notification SET attempts = ?1, sent_at = ?2, refused = ?3 WHERE row_key = ?4",
+            params![attempts, at.to_sql(), refused, key],
+        )
+        .map(drop)
+    }
+
+    fn record_dead(
+        &mut self,
+        key: &str,
+        attempts: u32,
+        error: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write(
+            "record notification dead",
+            "UPDATE notification SET attempts = ?1, last_error = ?2, dead_at = ?3 \
+             WHERE row_key = ?4 AND sent_at IS NULL",
+            params![attempts, clip(error, ERROR_MAX_CHARS), at.to_sql(), key],
+        )
+        .map(drop)
+    }
+
+    fn requeue(&mut self, id: Option<i64>) -> Result<usize, StoreError> {
+        // `?1 IS NULL`: one statement for "this one" and "all of them".
+        self.write(
+            "requeue dead notifications",
+            "UPDATE notification SET dead_at = NULL, attempts = 0 \
+             WHERE dead_at IS NOT NULL AND sent_at IS NULL AND (?1 IS NULL OR id = ?1)",
+            params![id],
+        )
+    }
+
+    fn claim(
+        &mut self,
+        me: &Holder,
+        stale_after: Duration,
+        gone: &dyn Fn(&Holder) -> bool,
+    ) -> Result<Claim, StoreError> {
+        let result = locked_claim(&mut self.conn, me, stale_after, gone);
+        result.map_err(|e| self.fail("claim", e))
+    }
+
+    fn heartbeat(&mut self, me: &Holder) -> Result<bool, StoreError> {
+        self.check_file()?;
+        self.write(
+            "heartbeat",
+            &format!("UPDATE holder SET heartbeat_at = {NOW} WHERE name = ?1 AND holder_id = ?2"),
+            params![HOLDER_NAME, me.id],
+        )
+        .map(|matched| matched > 0)
+    }
+
+    fn release(&mut self, me: &Holder) -> Result<(), StoreError> {
+        self.write(
+            "release",
+            "UPDATE holder SET holder_id = NULL, host = NULL, pid = NULL, started_at = NULL, \
+             heartbeat_at = NULL WHERE name = ?1 AND holder_id = ?2",
+            params![HOLDER_NAME, me.id],
+        )
+        .map(drop)
     }
 
     fn series(&mut self) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT DISTINCT target, region FROM state")
-            .map_err(|e| query_error("series", e))?;
+            .map_err(|e| self.fail("series", e))?;
         let mut series = stmt
             .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|e| query_error("series", e))?;
+            .map_err(|e| self.fail("series", e))?;
         // Sorted here, not by the database, so both backends agree on the order.
         series.sort_unstable();
         Ok(series)
     }
+}
+
+/// Reads one row of [`OUTBOX_COLUMNS`].
+fn read_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
+    Ok(RawEntry {
+        id: r.get(0)?,
+        key: r.get(1)?,
+        target: r.get(2)?,
+        region: r.get(3)?,
+        recipients: r.get(4)?,
+        subject: r.get(5)?,
+        text: r.get(6)?,
+        html: r.get(7)?,
+        created_at: r.get(8)?,
+        attempts: r.get(9)?,
+        last_error: r.get(10)?,
+        refused: r.get(11)?,
+        sent: r.get(12)?,
+        dead: r.get(13)?,
+    })
 }
 
 /// A `state` row as SQLite returns it, before its timestamp text is parsed.
@@ -323,9 +641,49 @@ fn parse_url(url: &str) -> Result<Location, StoreError> {
     Ok(Location::File(PathBuf::from(path)))
 }
 
-/// A failed statement, with what the store was doing.
-fn query_error(what: &str, e: rusqlite::Error) -> StoreError {
-    StoreError::Query(format!("sqlite {what}: {e}").into())
+/// The driver's message alone: the text SQLite gave, without rusqlite's `Error code N:` prefix.
+fn describe(e: &SqlError) -> String {
+    let text = match e {
+        SqlError::SqliteFailure(_, Some(message)) => message.clone(),
+        SqlError::SqliteFailure(failure, None) => ffi::code_to_str(failure.extended_code).into(),
+        other => other.to_string(),
+    };
+    text.replace(['\n', '\r'], " ")
+}
+
+/// Why `e` can never succeed on a retry, if it cannot: the one line [`StoreError::Permanent`]
+/// shows after the URL (so the file is named only where the URL may not be it: a moved file).
+/// `name` is the file (or `:memory:`). Busy, locked, full and I/O errors stay transient.
+fn permanent_reason(e: &SqlError, name: &str) -> Option<String> {
+    let SqlError::SqliteFailure(failure, _) = e else { return None };
+    let why = describe(e);
+    match failure.code {
+        ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => {
+            Some(format!("not a SQLite database, or damaged ({why})"))
+        }
+        ErrorCode::CannotOpen => Some(format!(
+            "cannot open the database ({why}): check that the file and its directory are \
+             readable and writable"
+        )),
+        ErrorCode::ReadOnly if failure.extended_code == ffi::SQLITE_READONLY_DBMOVED => {
+            Some(format!("the database file {name} was deleted or replaced while api-monitor ran"))
+        }
+        ErrorCode::ReadOnly => Some(format!(
+            "the database is read-only ({why}): check the permissions of the file and its \
+             directory"
+        )),
+        ErrorCode::PermissionDenied => Some(format!("access denied ({why})")),
+        _ => None,
+    }
+}
+
+/// A failed statement as a [`StoreError`]: permanent when waiting cannot cure it, otherwise a
+/// query error saying what the store was doing.
+fn classify(shown_url: &str, name: &str, what: &str, e: SqlError) -> StoreError {
+    match permanent_reason(&e, name) {
+        Some(reason) => StoreError::Permanent { url: shown_url.to_owned(), reason },
+        None => StoreError::Query(format!("sqlite {what}: {}", describe(&e)).into()),
+    }
 }
 
 #[cfg(test)]
@@ -338,6 +696,73 @@ mod tests {
         assert_eq!(parse_url("sqlite://./d/a.db").unwrap(), Location::File("./d/a.db".into()));
         assert_eq!(parse_url("sqlite:///abs/a.db").unwrap(), Location::File("/abs/a.db".into()));
         assert_eq!(parse_url("sqlite://:memory:").unwrap(), Location::Memory);
+    }
+
+    #[test]
+    fn a_file_is_still_there_only_with_the_same_identity() {
+        let opened = FileId { dev: 1, ino: 7 };
+        assert!(still_there(opened, &Ok(opened)));
+        assert!(!still_there(opened, &Ok(FileId { dev: 1, ino: 8 })), "replaced");
+        assert!(!still_there(opened, &Ok(FileId { dev: 2, ino: 7 })), "another file system");
+        let gone = Err(io::Error::from(io::ErrorKind::NotFound));
+        assert!(!still_there(opened, &gone), "deleted");
+        let unknown = Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(still_there(opened, &unknown), "cannot tell: the write will say");
+    }
+
+    #[test]
+    fn only_missing_columns_of_existing_tables_are_added() {
+        let names = |list: &[&str]| list.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>();
+        assert!(upgrade_steps(&HashMap::new()).is_empty(), "a new database gets the schema");
+        let v1 = HashMap::from([
+            ("state", names(&["id", "timestamp", "healthy", "target", "region", "reason"])),
+            ("notification", names(&["id", "state_id", "subject", "sent_at"])),
+        ]);
+        assert_eq!(upgrade_steps(&v1).len(), 4, "every version 2 column");
+        let half = HashMap::from([
+            ("state", names(&["id", "row_key"])),
+            ("notification", names(&["id", "row_key", "dead_at"])),
+        ]);
+        assert_eq!(
+            upgrade_steps(&half),
+            ["ALTER TABLE notification ADD COLUMN refused VARCHAR(2048) NULL"],
+            "an interrupted upgrade resumes"
+        );
+    }
+
+    fn failure(code: std::ffi::c_int) -> SqlError {
+        SqlError::SqliteFailure(ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn permanent_faults_are_told_from_transient_ones() {
+        for code in [
+            ffi::SQLITE_NOTADB,
+            ffi::SQLITE_CORRUPT,
+            ffi::SQLITE_CANTOPEN,
+            ffi::SQLITE_READONLY,
+            ffi::SQLITE_READONLY_DBMOVED,
+            ffi::SQLITE_PERM,
+        ] {
+            let e = classify("sqlite:///d/s.db", "/d/s.db", "commit", failure(code));
+            assert!(e.is_permanent(), "{code}: {e}");
+            assert!(!e.to_string().contains("Error code"), "{e}");
+        }
+        for code in [ffi::SQLITE_BUSY, ffi::SQLITE_LOCKED, ffi::SQLITE_FULL, ffi::SQLITE_IOERR] {
+            let e = classify("sqlite:///d/s.db", "/d/s.db", "commit", failure(code));
+            assert!(matches!(e, StoreError::Query(_)), "{code}: {e}");
+        }
+        let moved = classify("u", "/d/s.db", "commit", failure(ffi::SQLITE_READONLY_DBMOVED));
+        assert_eq!(
+            moved.to_string(),
+            "u: the database file /d/s.db was deleted or replaced while api-monitor ran"
+        );
+        let read_only = classify("u", "/d/s.db", "commit", failure(ffi::SQLITE_READONLY));
+        assert_eq!(
+            read_only.to_string(),
+            "u: the database is read-only (attempt to write a readonly database): check the \
+             permissions of the file and its directory"
+        );
     }
 
     #[test]
