@@ -116,7 +116,8 @@ fn a_standby_takes_over_at_once_from_a_holder_killed_on_the_same_host() {
     let api = FakeApi::start(&[]);
     let smtp = SmtpServer::start();
     let db = sqlite("takeover");
-    let argv = args(&api.health_url(), &db, &smtp.url);
+    let url = api.health_url();
+    let argv = args(&url, &db, &smtp.url);
     let mut a = monitor(&argv);
     a.wait_for_line("UP target=");
     a.signal("KILL");
