@@ -791,6 +791,122 @@ fn mysql_commit_is_atomic() {
     );
 }
 
+/// Delivers two notifications through `store`, one with refused recipients far longer than
+/// the column; returns their keys. What was stored is read back raw by the caller (a sent
+/// notification is neither pending nor dead, so the trait cannot show it).
+fn deliver_with_refusals(store: &mut dyn Store) -> (String, String, String) {
+    let partial = notification("partial", at(1));
+    let whole = notification("whole", at(2));
+    let commit = Commit { state: None, notifications: vec![partial.clone(), whole.clone()] };
+    store.commit(&commit).unwrap();
+    let refused: String = "x@example.com: 550 5.1.1 no such user 🚨, ".repeat(100);
+    store.record_sent(&partial.key, 1, at(10), Some(&refused)).unwrap();
+    store.record_sent(&whole.key, 2, at(11), None).unwrap();
+    assert!(store.pending().unwrap().is_empty());
+    (partial.key, whole.key, refused)
+}
+
+/// `stored` is `refused` clipped to the column's 2048 characters.
+fn assert_refused_clipped(stored: &str, refused: &str) {
+    assert_eq!(stored.chars().count(), 2048, "clipped to the column, never a failed write");
+    assert!(refused.starts_with(stored), "on a character boundary");
+}
+
+#[test]
+fn sqlite_sent_notifications_keep_their_refusals() {
+    let dir = TempDir::new("refused");
+    let mut store = open(&dir.sqlite_url());
+    let (partial, whole, refused) = deliver_with_refusals(&mut *store);
+    let raw = raw_sqlite(&dir);
+    let read = |key: &str| -> (u32, Option<String>, Option<String>) {
+        raw.query_row(
+            "SELECT attempts, sent_at, refused FROM notification WHERE row_key = ?1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    };
+    let (attempts, sent_at, stored) = read(&partial);
+    assert_eq!((attempts, sent_at.as_deref()), (1, Some(at(10).to_sql().as_str())));
+    assert_refused_clipped(&stored.expect("refusals kept"), &refused);
+    assert_eq!(read(&whole), (2, Some(at(11).to_sql()), None), "nobody refused");
+}
+
+#[test]
+fn mysql_sent_notifications_keep_their_refusals() {
+    use mysql::prelude::Queryable;
+    let Some(db) = scratch_db::mysql("refused") else { return };
+    let mut store = open(&db.url);
+    let (partial, whole, refused) = deliver_with_refusals(&mut *store);
+    let mut raw = raw_mysql(&db);
+    let mut read = |key: &str| -> (u32, Option<String>, Option<String>) {
+        raw.exec_first(
+            "SELECT attempts, CAST(sent_at AS CHAR), refused FROM notification WHERE row_key = ?",
+            (key,),
+        )
+        .unwrap()
+        .expect("the row")
+    };
+    let (attempts, sent_at, stored) = read(&partial);
+    assert_eq!((attempts, sent_at.as_deref()), (1, Some(at(10).to_sql().as_str())));
+    assert_refused_clipped(&stored.expect("refusals kept"), &refused);
+    assert_eq!(read(&whole), (2, Some(at(11).to_sql()), None), "nobody refused");
+}
+
+/// A MySQL user `apimon_<tag>_<pid>` with only `privileges` on the scratch database, dropped
+/// on drop.
+struct LimitedUser<'a> {
+    db: &'a scratch_db::ScratchDb,
+    name: String,
+    url: String,
+}
+
+impl<'a> LimitedUser<'a> {
+    fn new(db: &'a scratch_db::ScratchDb, tag: &str, privileges: &str) -> Self {
+        use mysql::prelude::Queryable;
+        let name = format!("apimon_{tag}_{}", std::process::id());
+        let mut admin = db.admin().unwrap();
+        admin.query_drop(format!("DROP USER IF EXISTS '{name}'@'127.0.0.1'")).unwrap();
+        admin
+            .query_drop(format!("CREATE USER '{name}'@'127.0.0.1' IDENTIFIED BY 'pw-ro'"))
+            .unwrap();
+        admin
+            .query_drop(format!("GRANT {privileges} ON `{}`.* TO '{name}'@'127.0.0.1'", db.name))
+            .unwrap();
+        let mut url = url::Url::parse(&db.url).unwrap();
+        url.set_username(&name).unwrap();
+        url.set_password(Some("pw-ro")).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        LimitedUser { db, name, url: url.into() }
+    }
+}
+
+impl Drop for LimitedUser<'_> {
+    fn drop(&mut self) {
+        use mysql::prelude::Queryable;
+        if let Ok(mut admin) = self.db.admin() {
+            let _ = admin.query_drop(format!("DROP USER IF EXISTS '{}'@'127.0.0.1'", self.name));
+        }
+    }
+}
+
+#[test]
+fn mysql_missing_privilege_is_permanent() {
+    let Some(db) = scratch_db::mysql("privilege") else { return };
+    drop(open(&db.url));
+    let reader = LimitedUser::new(&db, "ro", "SELECT");
+    let e = assert_permanent(store::open(&reader.url), "1142", "pw-ro");
+    eprintln!("missing privilege: {e}");
+}
+
+#[test]
+fn mysql_no_access_to_the_database_is_permanent() {
+    let Some(db) = scratch_db::mysql("no_access") else { return };
+    let stranger = LimitedUser::new(&db, "none", "USAGE");
+    let e = assert_permanent(store::open(&stranger.url), "1044", "pw-ro");
+    eprintln!("no access: {e}");
+}
+
 /// What the version 1 fixture database holds: an outage row and its unsent email.
 const V1_TARGET: &str = "https://legacy.example/health";
 const V1_SUBJECT: &str = "[api-monitor] OUTAGE: legacy is down";

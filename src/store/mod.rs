@@ -3,7 +3,7 @@
 //! Two implementations share one logical schema (`sql/sqlite.sql`, `sql/mysql.sql`): SQLite,
 //! the embedded default, and MySQL/MariaDB for production. The schema is applied idempotently
 //! when a store is opened, after a database of an older version has been upgraded in place
-//! (see [`SCHEMA_VERSION`]). Every query is parameterised.
+//! (see `SCHEMA_VERSION`). Every query is parameterised.
 //!
 //! What both backends share lives here as pure functions: the version check, the claim
 //! decision, how an outbox row becomes an [`OutboxEntry`], and the clipping of free text.

@@ -26,8 +26,8 @@
 //!   it matched, as SQLite does, not only those it changed: a heartbeat within the same
 //!   microsecond still counts as "still mine".
 //! - **Readable errors.** The driver's `Display` wraps server errors as
-//!   `MySqlError { ERROR 1045 (28000): ... }`; [`describe`] prints the server's message and
-//!   code instead, and [`permanent_hint`] tells faults waiting cannot cure (a wrong password, an
+//!   `MySqlError { ERROR 1045 (28000): ... }`; `describe` prints the server's message and
+//!   code instead, and `permanent_hint` tells faults waiting cannot cure (a wrong password, an
 //!   unknown database, a missing privilege) as [`StoreError::Permanent`], at open and mid-run.
 
 use std::fmt::Display;

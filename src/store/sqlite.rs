@@ -5,6 +5,17 @@
 //! `api-monitor report` or the `sqlite3` shell can look at the file while the monitor writes.
 //! Timestamps are stored as text in the fixed-width [`Timestamp::to_sql`] form, whose text order
 //! is time order, so comparisons and `ORDER BY` need no date functions.
+//!
+//! Why the rest is shaped this way:
+//! - **Write transactions are `BEGIN IMMEDIATE`** (open, commit, claim): the write lock is taken
+//!   up front, so two processes never both read and then fail to upgrade to writing.
+//! - **The open upgrades in place**, in that same kind of transaction: version check, missing
+//!   columns (`pragma_table_info`), then `sql/sqlite.sql`.
+//! - **The file is watched.** SQLite writes on happily into a file deleted (or renamed over)
+//!   after open, and every later write would vanish with it; so the (device, inode) seen at open
+//!   is compared before each commit and heartbeat.
+//! - **Permanent faults are told apart** (`permanent_reason`): not a database, cannot open,
+//!   read-only, no permission; busy, locked, full disk and I/O errors stay transient.
 
 use std::collections::HashMap;
 use std::io;
