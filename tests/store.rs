@@ -1060,7 +1060,7 @@ fn sqlite_missing_directory_is_permanent() {
 }
 
 #[test]
-fn sqlite_vanished_file_is_permanent() {
+fn sqlite_vanished_file_is_permanent_and_told_apart() {
     let dir = TempDir::new("vanished");
     let mut store = open(&dir.sqlite_url());
     let me = holder("me");
@@ -1068,14 +1068,24 @@ fn sqlite_vanished_file_is_permanent() {
     insert(&mut *store, up(A, DIRECT, 0));
     std::fs::remove_file(dir.path().join("state.db")).unwrap();
     let commit = Commit { state: Some(up(A, DIRECT, 1)), notifications: Vec::new() };
-    let e = assert_permanent(store.commit(&commit), "was deleted or replaced", "\0");
+    let e = assert_vanished(store.commit(&commit));
     eprintln!("vanished file: {e}");
-    assert_permanent(store.heartbeat(&me), "was deleted or replaced", "\0");
+    assert_vanished(store.heartbeat(&me));
 
     // Another file at the same path (a restore, a second instance's fresh database) is no
     // better: the store's writes would go to the old, unlinked one.
     drop(open(&dir.sqlite_url()));
-    assert_permanent(store.commit(&commit), "was deleted or replaced", "\0");
+    assert_vanished(store.commit(&commit));
+}
+
+/// `result` is [`StoreError::Vanished`] (the runtime stops on it), permanent, one clear line.
+fn assert_vanished<T>(result: Result<T, StoreError>) -> StoreError {
+    let Err(e) = result else { panic!("expected a vanished file, got success") };
+    assert!(matches!(e, StoreError::Vanished { .. }), "expected Vanished, got {e:?}");
+    assert!(e.is_permanent());
+    assert_one_clear_line(&e);
+    assert!(e.to_string().contains("was deleted or replaced"), "{e}");
+    e
 }
 
 #[test]

@@ -170,7 +170,7 @@ impl SqliteStore {
             Ok(Ok(())) => {}
             Ok(Err(reason)) => return Err(StoreError::Permanent { url: shown_url, reason }),
             Err(e) => {
-                return Err(match permanent_reason(&e, &name) {
+                return Err(match permanent_reason(&e) {
                     Some(reason) => StoreError::Permanent { url: shown_url, reason },
                     None => StoreError::Schema(format!("sqlite: {}", describe(&e)).into()),
                 })
@@ -200,19 +200,13 @@ impl SqliteStore {
         classify(&self.shown_url, &name, what, e)
     }
 
-    /// [`StoreError::Permanent`] when the database file was deleted or replaced since open.
+    /// [`StoreError::Vanished`] when the database file was deleted or replaced since open.
     fn check_file(&self) -> Result<(), StoreError> {
         let Some(file) = &self.file else { return Ok(()) };
         if still_there(file.id, &file_id(&file.path)) {
             Ok(())
         } else {
-            Err(StoreError::Permanent {
-                url: self.shown_url.clone(),
-                reason: format!(
-                    "the database file {} was deleted or replaced while api-monitor ran",
-                    file.path.display()
-                ),
-            })
+            Err(StoreError::Vanished { path: file.path.display().to_string() })
         }
     }
 
@@ -663,9 +657,9 @@ fn describe(e: &SqlError) -> String {
 }
 
 /// Why `e` can never succeed on a retry, if it cannot: the one line [`StoreError::Permanent`]
-/// shows after the URL (so the file is named only where the URL may not be it: a moved file).
-/// `name` is the file (or `:memory:`). Busy, locked, full and I/O errors stay transient.
-fn permanent_reason(e: &SqlError, name: &str) -> Option<String> {
+/// shows after the URL. Busy, locked, full and I/O errors stay transient; a moved file is
+/// [`StoreError::Vanished`] (see [`classify`]).
+fn permanent_reason(e: &SqlError) -> Option<String> {
     let SqlError::SqliteFailure(failure, _) = e else { return None };
     let why = describe(e);
     match failure.code {
@@ -676,9 +670,6 @@ fn permanent_reason(e: &SqlError, name: &str) -> Option<String> {
             "cannot open the database ({why}): check that the file and its directory are \
              readable and writable"
         )),
-        ErrorCode::ReadOnly if failure.extended_code == ffi::SQLITE_READONLY_DBMOVED => {
-            Some(format!("the database file {name} was deleted or replaced while api-monitor ran"))
-        }
         ErrorCode::ReadOnly => Some(format!(
             "the database is read-only ({why}): check the permissions of the file and its \
              directory"
@@ -691,7 +682,12 @@ fn permanent_reason(e: &SqlError, name: &str) -> Option<String> {
 /// A failed statement as a [`StoreError`]: permanent when waiting cannot cure it, otherwise a
 /// query error saying what the store was doing.
 fn classify(shown_url: &str, name: &str, what: &str, e: SqlError) -> StoreError {
-    match permanent_reason(&e, name) {
+    if let SqlError::SqliteFailure(failure, _) = &e {
+        if failure.extended_code == ffi::SQLITE_READONLY_DBMOVED {
+            return StoreError::Vanished { path: name.to_owned() };
+        }
+    }
+    match permanent_reason(&e) {
         Some(reason) => StoreError::Permanent { url: shown_url.to_owned(), reason },
         None => StoreError::Query(format!("sqlite {what}: {}", describe(&e)).into()),
     }
@@ -764,9 +760,10 @@ mod tests {
             assert!(matches!(e, StoreError::Query(_)), "{code}: {e}");
         }
         let moved = classify("u", "/d/s.db", "commit", failure(ffi::SQLITE_READONLY_DBMOVED));
+        assert!(matches!(moved, StoreError::Vanished { .. }), "{moved:?}");
         assert_eq!(
             moved.to_string(),
-            "u: the database file /d/s.db was deleted or replaced while api-monitor ran"
+            "the database file /d/s.db was deleted or replaced while api-monitor ran"
         );
         let read_only = classify("u", "/d/s.db", "commit", failure(ffi::SQLITE_READONLY));
         assert_eq!(
