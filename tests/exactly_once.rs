@@ -12,6 +12,7 @@ use support::{
     args, forwarded_mysql, http_get, listen_addr, monitor, rows, run_monitor, scratch_db, sqlite,
     temp_dir, FakeApi, SmtpServer, DEADLINE,
 };
+use testkit::{HostileSmtp, Hostility};
 
 /// Waits until `ready()` holds, polling; panics with `what` after [`DEADLINE`].
 fn eventually(what: &str, ready: impl Fn() -> bool) {
@@ -200,4 +201,26 @@ fn a_vanished_sqlite_file_stops_the_monitor_with_exit_1() {
     assert_eq!(status.code(), Some(1));
     let line = mon.wait_for_line("STOPPING");
     assert!(line.contains("deleted or replaced"), "{line}");
+}
+
+#[test]
+fn sigterm_while_a_mail_server_tarpits_stops_within_seconds_and_keeps_the_email() {
+    let api = FakeApi::start(&[]);
+    let smtp = HostileSmtp::start(Hostility::Tarpit);
+    let db = sqlite("tarpit");
+    let mut mon = monitor(&args(&api.health_url(), &db, &smtp.url));
+    mon.wait_for_line("UP target=");
+    api.set_mode("down");
+    mon.wait_for_line("OUTAGE target=");
+    eventually("the SMTP conversation", || {
+        smtp.accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    });
+    // The conversation would last its whole 30 s deadline; a stop cuts it after a short grace.
+    // (Generous bound for a loaded machine; without the cut it is 30 s or, before the deadline
+    // existed, never.)
+    let took = mon.terminate(Duration::from_secs(20)).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("stopped {took:?} after SIGTERM");
+    mon.wait_for_line("cutting the SMTP conversation in flight");
+    let pending = api_monitor::store::open(&db).unwrap().pending().unwrap();
+    assert_eq!(pending.len(), 1, "the OUTAGE email stays in the outbox for the next start");
 }

@@ -5,10 +5,11 @@
 mod support;
 
 use api_monitor::duration::human;
+use api_monitor::notify::outbox::MAX_REFUSALS;
 use api_monitor::store;
 use support::{
-    args, forwarded_mysql, monitor, reserve_port, rows, scratch_db, sqlite, FakeApi, Process,
-    SmtpServer,
+    args, forwarded_mysql, monitor, reserve_port, rows, run_monitor, scratch_db, sqlite, temp_dir,
+    FakeApi, Process, SmtpServer,
 };
 
 /// Runs an outage and a recovery against `smtp`; returns the monitor for more checks.
@@ -32,24 +33,80 @@ fn subjects(mails: &[support::Mail]) -> Vec<String> {
     mails.iter().map(|m| m.subject()).collect()
 }
 
-fn refusals_are_retried_until_accepted(code: u16) {
+fn refusals_are_retried_until_accepted(n: usize, code: u16) {
     let api = FakeApi::start(&[]);
-    let smtp = SmtpServer::start_refusing(3, code);
+    let smtp = SmtpServer::start_refusing(n, code);
     let db = sqlite("refuse");
     let mon = monitor(&args(&api.health_url(), &db, &smtp.url));
     outage_then_recovery(&api, &mon, &smtp);
-    assert!(mon.count("notification NOT delivered") >= 3, "the refusals were logged");
+    assert!(mon.count("notification NOT delivered") >= n, "the refusals were logged");
     assert!(store::open(&db).unwrap().pending().unwrap().is_empty(), "the outbox is empty");
 }
 
 #[test]
 fn transient_smtp_refusals_delay_but_never_lose_or_duplicate() {
-    refusals_are_retried_until_accepted(451);
+    refusals_are_retried_until_accepted(5, 451);
 }
 
 #[test]
-fn permanent_smtp_refusals_are_retried_too() {
-    refusals_are_retried_until_accepted(554);
+fn a_permanent_refusal_is_retried_a_few_times_before_it_counts() {
+    refusals_are_retried_until_accepted(MAX_REFUSALS as usize - 1, 554);
+}
+
+/// A config file with two targets whose emails go to different recipients.
+fn two_teams(dir: &std::path::Path, a: &str, b: &str, db: &str, smtp: &str) -> String {
+    let path = dir.join("monitor.toml");
+    let toml = format!(
+        "interval = \"200ms\"\ntimeout = \"2s\"\ndb = \"{db}\"\nsmtp = \"{smtp}\"\n\
+         from = \"monitor@example.com\"\n\n\
+         [[target]]\nurl = \"{a}\"\nrecipients = [\"nobody@example.com\"]\n\n\
+         [[target]]\nurl = \"{b}\"\nrecipients = [\"oncall@example.com\", \"gone@example.com\"]\n"
+    );
+    std::fs::write(&path, toml).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_refused_email_dies_blocks_nobody_is_listed_and_can_be_sent_again() {
+    let (a, b) = (FakeApi::start(&[]), FakeApi::start(&[]));
+    let smtp = SmtpServer::start();
+    smtp.refuse_recipient("nobody@example.com", 550);
+    smtp.refuse_recipient("gone@example.com", 550);
+    let db = sqlite("dead");
+    let dir = temp_dir("dead");
+    let config = two_teams(&dir, &a.health_url(), &b.health_url(), &db, &smtp.url);
+    let mut mon = monitor(&["--config", &config]);
+    mon.wait_for_count("UP target=", 2);
+
+    // A's outage email is refused for every recipient: it dies after MAX_REFUSALS tries.
+    a.set_mode("down");
+    mon.wait_for_line("notification DEAD");
+    // B's emails go through behind it, to the recipient the server accepts.
+    b.set_mode("down");
+    let mails = smtp.wait_for(1);
+    assert!(mails[0].subject().contains(&b.health_url()), "{}", mails[0].subject());
+    assert_eq!(mails[0].to, ["oncall@example.com"]);
+    let partial = mon.wait_for_line("refused some recipients");
+    assert!(partial.contains("gone@example.com: 550"), "{partial}");
+    b.set_mode("ok");
+    assert!(smtp.wait_for(2)[1].subject().contains("RECOVERED"));
+    mon.signal("TERM");
+    assert_eq!(mon.wait_exit().code(), Some(0));
+
+    // `outbox` lists the dead one with the server's answer; --requeue sends it at next start.
+    let (status, listed, _) = run_monitor(&["outbox", "--db", &db], &[]);
+    assert!(status.success(), "{listed}");
+    assert!(listed.contains("DEAD: refused for good") && listed.contains(&a.health_url()), "{listed}");
+    assert!(listed.contains("550"), "the server's answer is shown: {listed}");
+    let (status, out, err) = run_monitor(&["outbox", "--db", &db, "--requeue", "all"], &[]);
+    assert!(status.success(), "{out}{err}");
+    smtp.accept_all_recipients();
+    let again = monitor(&["--config", &config]);
+    again.wait_for_line("resuming 1 undelivered notification");
+    let mails = smtp.wait_for(3);
+    assert!(mails[2].subject().contains(&a.health_url()), "{}", mails[2].subject());
+    assert_eq!(mails[2].to, ["nobody@example.com"]);
+    assert!(store::open(&db).unwrap().dead().unwrap().is_empty(), "nothing dead any more");
 }
 
 #[test]

@@ -346,6 +346,11 @@ impl SmtpServer {
         refused.push((address.to_string(), code));
     }
 
+    /// Accepts every recipient again.
+    pub fn accept_all_recipients(&self) {
+        self.policy.refused_recipients.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// While `false`, every transaction is refused (with the server's code).
     pub fn set_accepting(&self, accepting: bool) {
         self.policy.accepting.store(accepting, Ordering::SeqCst);
