@@ -224,3 +224,35 @@ fn sigterm_while_a_mail_server_tarpits_stops_within_seconds_and_keeps_the_email(
     let pending = api_monitor::store::open(&db).unwrap().pending().unwrap();
     assert_eq!(pending.len(), 1, "the OUTAGE email stays in the outbox for the next start");
 }
+
+#[test]
+fn a_lost_reply_to_a_commit_on_mariadb_writes_and_mails_nothing_twice() {
+    let Some(db) = scratch_db::mysql("lostreply") else { return };
+    let (forwarder, db_url) = forwarded_mysql(&db);
+    let api = FakeApi::start(&[]);
+    let smtp = SmtpServer::start();
+    let url = api.health_url();
+    let mon = monitor(&args(&url, &db_url, &smtp.url));
+    mon.wait_for_line("UP target=");
+
+    // The OUTAGE commit reaches the server and commits; its reply is lost, the client times out
+    // and retries the same commit once the database "returns".
+    forwarder.lose_next_commit_reply();
+    api.set_mode("down");
+    mon.wait_for_line("DATABASE UNAVAILABLE");
+    mon.wait_for_line("DATABASE RECOVERED");
+    assert!(smtp.wait_for(1)[0].subject().contains("OUTAGE"));
+    api.set_mode("ok");
+    assert!(smtp.wait_for(2)[1].subject().contains("RECOVERED"));
+    let probes = mon.count("probe ok");
+    mon.wait_for_count("probe ok", probes + 5);
+
+    let states: Vec<bool> = rows(&db.url, &url).iter().map(|r| r.healthy).collect();
+    assert_eq!(states, [true, false, true], "the retried commit wrote no second DOWN row");
+    assert_eq!(smtp.mails.snapshot().len(), 2, "and no second email");
+    use mysql::prelude::Queryable;
+    let mut conn = mysql::Conn::new(mysql::Opts::from_url(&db.url).unwrap()).unwrap();
+    let notifications: u64 =
+        conn.query_first("SELECT COUNT(*) FROM notification").unwrap().unwrap();
+    assert_eq!(notifications, 2, "one notification row per transition");
+}

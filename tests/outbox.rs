@@ -96,7 +96,10 @@ fn a_refused_email_dies_blocks_nobody_is_listed_and_can_be_sent_again() {
     // `outbox` lists the dead one with the server's answer; --requeue sends it at next start.
     let (status, listed, _) = run_monitor(&["outbox", "--db", &db], &[]);
     assert!(status.success(), "{listed}");
-    assert!(listed.contains("DEAD: refused for good") && listed.contains(&a.health_url()), "{listed}");
+    assert!(
+        listed.contains("DEAD: refused for good") && listed.contains(&a.health_url()),
+        "{listed}"
+    );
     assert!(listed.contains("550"), "the server's answer is shown: {listed}");
     let (status, out, err) = run_monitor(&["outbox", "--db", &db, "--requeue", "all"], &[]);
     assert!(status.success(), "{out}{err}");

@@ -186,6 +186,7 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
         let events = events_tx.clone();
         let done = done_tx.clone();
         let shutdown = Arc::clone(&shutdown);
+        let metrics = Arc::clone(&metrics);
         Pool::new(concurrency, Arc::clone(&lateness), move |job: Job| {
             if shutdown.is_triggered() {
                 return;
@@ -195,6 +196,7 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
             let outcome = slot.prober.probe(&slot.target.url, slot.proxy.as_deref());
             slot.metrics.probe(&outcome, Instant::now());
             // Sends fail only when the receiver is gone, i.e. while stopping.
+            metrics.outcome_sent();
             let _ = events.send(Event::Probed { slot: job.slot, outcome, at });
             let _ = done.send(Some((job.slot, Instant::now())));
         })

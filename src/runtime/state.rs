@@ -339,12 +339,12 @@ impl StateOwner {
 
     /// The next instant something is due: a notification, a heartbeat, a resume attempt.
     fn next_wake(&self) -> Option<Instant> {
-        let letter = if self.carrying.is_none() { self.outbox.next_wake() } else { None };
+        let delivery = if self.carrying.is_none() { self.outbox.next_wake() } else { None };
         let phase = match &self.phase {
             Phase::Resuming { next_try, .. } => *next_try,
             Phase::Active { next_heartbeat, next_rescan } => (*next_heartbeat).min(*next_rescan),
         };
-        letter.into_iter().chain([phase]).min()
+        delivery.into_iter().chain([phase]).min()
     }
 
     /// Periodic work of the phase: resume attempts while resuming, the heartbeat when active.
@@ -517,21 +517,10 @@ impl StateOwner {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Probed { slot, outcome, at } => match &mut self.phase {
-                Phase::Active { .. } => self.observe(slot, &outcome, at),
-                Phase::Resuming { waiting, dropped, .. } => {
-                    if let Some(s) = self.slots.get(slot) {
-                        log_probe(s, &outcome, 0);
-                    }
-                    if let Some(queue) = waiting.get_mut(slot) {
-                        if queue.len() == WAITING_PER_PAIR {
-                            queue.pop_front();
-                            *dropped += 1;
-                        }
-                        queue.push_back((outcome, at));
-                    }
-                }
-            },
+            Event::Probed { slot, outcome, at } => {
+                self.metrics.outcome_handled(Instant::now());
+                self.probed(slot, outcome, at)
+            }
             Event::Delivered { key, at, via, refused } => {
                 self.carrying = None;
                 let Some(entry) = self.outbox.delivered(&key) else { return };
@@ -597,6 +586,25 @@ impl StateOwner {
                 self.metrics.set_pending_notifications(self.outbox.len());
             }
             Event::Stop => {}
+        }
+    }
+
+    /// An outcome: decided now when active, kept (bounded) while resuming.
+    fn probed(&mut self, slot: usize, outcome: Outcome, at: Timestamp) {
+        match &mut self.phase {
+            Phase::Active { .. } => self.observe(slot, &outcome, at),
+            Phase::Resuming { waiting, dropped, .. } => {
+                if let Some(s) = self.slots.get(slot) {
+                    log_probe(s, &outcome, 0);
+                }
+                if let Some(queue) = waiting.get_mut(slot) {
+                    if queue.len() == WAITING_PER_PAIR {
+                        queue.pop_front();
+                        *dropped += 1;
+                    }
+                    queue.push_back((outcome, at));
+                }
+            }
         }
     }
 

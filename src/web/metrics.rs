@@ -70,7 +70,34 @@ pub struct Registry {
     /// Why the monitor cannot decide anything yet (waiting for the database, or a standby),
     /// for `/healthz`.
     waiting: Mutex<Option<String>>,
+    /// Outcomes handed to the state owner and outcomes it has handled, for `/healthz`.
+    state: StateQueue,
 }
+
+/// How far the state owner is behind the probe workers. A state owner that has outcomes
+/// waiting and has handled none for [`STATE_STALL_AFTER`] is stuck (the loops would still
+/// look alive: workers feed their liveness themselves).
+#[derive(Debug)]
+struct StateQueue {
+    sent: AtomicU64,
+    handled: AtomicU64,
+    /// When it last handled one (at first: when the registry was made).
+    last_handled: Mutex<Instant>,
+}
+
+impl Default for StateQueue {
+    fn default() -> Self {
+        StateQueue {
+            sent: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            last_handled: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+/// How long the state owner may leave waiting outcomes unhandled before `/healthz` calls it
+/// stuck: longer than any database or disk wait it is allowed (10 s timeouts, with a retry).
+pub const STATE_STALL_AFTER: Duration = Duration::from_secs(60);
 
 /// One loop's series. The labels and limits are fixed at registration; the counts change.
 #[derive(Debug)]
@@ -306,8 +333,42 @@ impl Registry {
         *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = why;
     }
 
-    /// `/healthz`: stuck loops first, then whether the monitor is waiting or a standby.
+    /// A probe worker handed an outcome to the state owner.
+    pub fn outcome_sent(&self) {
+        self.state.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The state owner handled an outcome at `at`.
+    pub fn outcome_handled(&self, at: Instant) {
+        *self.state.last_handled.lock().unwrap_or_else(|p| p.into_inner()) = at;
+        self.state.handled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Why the state owner looks stuck at `now`, if it does.
+    fn state_stuck(&self, now: Instant) -> Option<String> {
+        let waiting = self
+            .state
+            .sent
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.state.handled.load(Ordering::Relaxed));
+        let last = *self.state.last_handled.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = now.saturating_duration_since(last);
+        (waiting > 0 && idle > STATE_STALL_AFTER).then(|| {
+            format!(
+                "state owner stuck: {waiting} probe outcome(s) waiting, none handled for {} \
+                 (limit {})",
+                millis(idle),
+                millis(STATE_STALL_AFTER)
+            )
+        })
+    }
+
+    /// `/healthz`: stuck loops or a stuck state owner first, then whether the monitor is
+    /// waiting or a standby.
     pub fn health(&self, now: Instant) -> Healthz {
+        if let Some(stuck) = self.state_stuck(now) {
+            return Healthz::Unwell(stuck);
+        }
         let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).clone();
         match (self.healthz(now), waiting) {
             (Err(stalled), Some(w)) => Healthz::Unwell(format!("{w}; {stalled}")),
@@ -788,6 +849,29 @@ mod tests {
             "1",
             "the second handle feeds the first series"
         );
+    }
+
+    #[test]
+    fn healthz_flips_when_the_state_owner_leaves_outcomes_unhandled() {
+        let registry = Registry::new();
+        let start = Instant::now();
+        let later = start + STATE_STALL_AFTER + Duration::from_secs(1);
+        assert_eq!(registry.health(later), Healthz::Ok, "nothing waiting: an idle owner is fine");
+        registry.outcome_sent();
+        registry.outcome_sent();
+        registry.outcome_handled(start);
+        match registry.health(later) {
+            Healthz::Unwell(why) => {
+                assert!(why.contains("state owner stuck: 1 probe outcome"), "{why}")
+            }
+            other => panic!("expected unwell, got {other:?}"),
+        }
+        registry.outcome_handled(later);
+        assert_eq!(registry.health(later), Healthz::Ok, "caught up");
+        registry.set_waiting(Some("standby: held by x".into()));
+        assert_eq!(registry.health(later), Healthz::Standby("standby: held by x".into()));
+        registry.set_waiting(Some("waiting for the database".into()));
+        assert_eq!(registry.health(later), Healthz::Unwell("waiting for the database".into()));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Forwarder {
     pub port: u16,
     cut: Arc<AtomicBool>,
     live: Arc<Mutex<Vec<TcpStream>>>,
+    /// Armed by [`Forwarder::lose_next_commit_reply`].
+    lose_commit_reply: Arc<AtomicBool>,
 }
 
 impl Forwarder {
@@ -29,7 +31,9 @@ impl Forwarder {
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
         let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (cut2, live2) = (Arc::clone(&cut), Arc::clone(&live));
+        let lose_commit_reply = Arc::new(AtomicBool::new(false));
+        let (cut2, live2, lose2) =
+            (Arc::clone(&cut), Arc::clone(&live), Arc::clone(&lose_commit_reply));
         std::thread::spawn(move || {
             for client in listener.incoming().map_while(Result::ok) {
                 if cut2.load(Ordering::SeqCst) {
@@ -40,17 +44,32 @@ impl Forwarder {
                 let mut conns = live2.lock().unwrap();
                 conns.push(client.try_clone().unwrap());
                 conns.push(server.try_clone().unwrap());
-                for (mut from, mut to) in
-                    [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
-                {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
+                // Set when this connection's client sent a COMMIT while the forwarder was armed:
+                // from then on the server's replies on it are swallowed.
+                let muted = Arc::new(AtomicBool::new(false));
+                let requests = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (lose, mute) = (Arc::clone(&lose2), Arc::clone(&muted));
+                std::thread::spawn(move || {
+                    pump(requests.0, requests.1, |chunk| {
+                        if find(chunk, b"COMMIT") && lose.swap(false, Ordering::SeqCst) {
+                            mute.store(true, Ordering::SeqCst);
+                        }
+                        true
+                    })
+                });
+                std::thread::spawn(move || {
+                    pump(server, client, |_| !muted.load(Ordering::SeqCst));
+                });
             }
         });
-        Forwarder { port, cut, live }
+        Forwarder { port, cut, live, lose_commit_reply }
+    }
+
+    /// The next `COMMIT` a client sends (plain-text MySQL protocol) reaches the server and is
+    /// committed, but the server's reply — and everything after it on that connection — never
+    /// reaches the client, which times out: a reply lost in the network.
+    pub fn lose_next_commit_reply(&self) {
+        self.lose_commit_reply.store(true, Ordering::SeqCst);
     }
 
     pub fn cut(&self) {
@@ -63,6 +82,30 @@ impl Forwarder {
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
     }
+}
+
+/// Copies `from` to `to` chunk by chunk while `pass(chunk)` says to forward it (a chunk it
+/// refuses is dropped); shuts both down at the end.
+fn pump(mut from: TcpStream, mut to: TcpStream, mut pass: impl FnMut(&[u8]) -> bool) {
+    use std::io::Read;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if pass(&buf[..n]) && to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A forward proxy on loopback that tunnels `CONNECT host:port` — or, while
