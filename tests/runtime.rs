@@ -1,6 +1,7 @@
 //! The runtime's promise, tested by causing the fault: a database that hangs never stops
-//! probing. The database here is a listener that accepts TCP and never says a word, so every
-//! connection attempt of the MySQL driver waits its full read timeout (10 s); meanwhile an
+//! probing. The database here is a real MariaDB behind a forwarder that, once the monitor has
+//! started, goes silent: open connections and new ones are accepted and never answered, so
+//! every write and reconnect of the MySQL driver waits its full timeout (5–10 s); meanwhile an
 //! outage with a reminder every second gives the state owner work all the time.
 //!
 //! Before the runtime had one state owner, the probe loop took the ledger's lock to post each
@@ -11,25 +12,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{monitor_env, reserve_port, FakeApi, DEADLINE};
+use support::{forwarded_mysql, monitor_env, reserve_port, scratch_db, FakeApi, DEADLINE};
 
 /// Accepts connections and holds them open without a byte: a wedged database server.
-fn silent_listener() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().map_while(Result::ok) {
-            held.push(stream);
-        }
-    });
-    port
-}
-
-/// `GET path` on the monitor's `--listen` port: (status code, body).
 fn get(port: u16, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -52,10 +40,10 @@ fn probes(port: u16) -> u64 {
 
 #[test]
 fn a_hanging_database_never_stops_probing_or_liveness() {
-    let db_port = silent_listener();
-    let api = FakeApi::start(&["--mode", "down"]);
+    let Some(scratch) = scratch_db::mysql("hang") else { return };
+    let (forwarder, db) = forwarded_mysql(&scratch);
+    let api = FakeApi::start(&[]);
     let listen = reserve_port();
-    let db = format!("mysql://root@127.0.0.1:{db_port}/test?prefer_socket=false");
     let listen_addr = format!("127.0.0.1:{listen}");
     let url = api.health_url();
     let monitor = monitor_env(
@@ -76,6 +64,11 @@ fn a_hanging_database_never_stops_probing_or_liveness() {
         ],
         &[],
     );
+    monitor.wait_for_line("UP target=");
+    forwarder.hang();
+    api.set_mode("down");
+    // The state owner's database calls wait out their timeouts, so the decision comes late;
+    // probing and liveness must not.
     monitor.wait_for_line("DATABASE UNAVAILABLE");
     monitor.wait_for_line("OUTAGE");
     // From here on the state owner spends most of its time in 10-second reconnect attempts.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::duration::human;
 use crate::redact;
-use crate::store::{Claim, Commit, Holder, OutboxEntry, StateRow, Store, StoreError};
+use crate::store::{Claim, Commit, Holder, Notification, OutboxEntry, StateRow, Store, StoreError};
 use crate::timestamp::Timestamp;
 
 /// The longest wait between two attempts to reach the database again.
@@ -296,14 +296,16 @@ impl Ledger {
     }
 
     /// At shutdown: one last write attempt, then every write still not in the database is
-    /// logged in full, so nothing disappears silently.
-    pub fn report_leftovers(&mut self, now: Instant) {
+    /// logged, so nothing disappears silently. Returns the keys of the notifications not saved,
+    /// for the caller to log in full (it knows which were delivered).
+    pub fn report_leftovers(&mut self, now: Instant) -> Vec<Notification> {
         if !self.backlog.is_empty() {
             if let Some(u) = self.unreachable.as_mut() {
                 u.next_try = now;
             }
             self.maintain(now);
         }
+        let mut unsaved = Vec::new();
         for write in &self.backlog {
             match write {
                 Write::Commit(commit) => {
@@ -318,16 +320,7 @@ impl Ledger {
                             row.reason.as_deref().unwrap_or("")
                         );
                     }
-                    for n in &commit.notifications {
-                        log::error!(
-                            "notification NOT saved (database unavailable) to={} subject={:?} \
-                             created_at={}\n{}",
-                            n.recipients,
-                            n.subject,
-                            n.created_at,
-                            n.text.trim_end()
-                        );
-                    }
+                    unsaved.extend(commit.notifications.iter().cloned());
                 }
                 Write::Sent { key, .. } => log::warn!(
                     "notification {key} delivered but NOT recorded as sent (database \
@@ -340,6 +333,7 @@ impl Ledger {
                 Write::Attempt { .. } => {}
             }
         }
+        unsaved
     }
 }
 
@@ -358,7 +352,7 @@ fn apply(store: &mut dyn Store, write: &Write) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Delivery, NewState, Notification};
+    use crate::store::{Delivery, NewState};
     use std::sync::{Arc, Mutex};
 
     const BASE: Duration = Duration::from_secs(1);

@@ -277,11 +277,32 @@ impl StateOwner {
         self.finish_delivery(events);
         self.courier = None;
         let now = Instant::now();
-        self.ledger.report_leftovers(now);
-        for entry in self.outbox.iter() {
+        let unsaved = self.ledger.report_leftovers(now);
+        for n in &unsaved {
+            if self.outbox.contains(&n.key) {
+                log::error!(
+                    "notification NOT delivered and NOT saved (database unavailable) to={} \
+                     subject={:?} created_at={}\n{}",
+                    n.recipients,
+                    n.subject,
+                    n.created_at,
+                    n.text.trim_end()
+                );
+            } else {
+                log::warn!(
+                    "notification delivered but NOT saved (database unavailable) subject={:?} \
+                     created_at={}",
+                    n.subject,
+                    n.created_at
+                );
+            }
+        }
+        let saved =
+            self.outbox.iter().filter(|e| !unsaved.iter().any(|n| n.key == e.notification.key));
+        for entry in saved {
             log::warn!(
                 "notification not delivered yet, kept in the outbox for the next start \
-                target={} subject={:?} attempts={}",
+                 target={} subject={:?} attempts={}",
                 entry.notification.target,
                 entry.notification.subject,
                 entry.attempts

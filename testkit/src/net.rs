@@ -23,6 +23,8 @@ pub struct Forwarder {
     live: Arc<Mutex<Vec<TcpStream>>>,
     /// Armed by [`Forwarder::lose_next_commit_reply`].
     lose_commit_reply: Arc<AtomicBool>,
+    /// Set by [`Forwarder::hang`].
+    hung: Arc<AtomicBool>,
 }
 
 impl Forwarder {
@@ -32,12 +34,22 @@ impl Forwarder {
         let cut = Arc::new(AtomicBool::new(false));
         let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let lose_commit_reply = Arc::new(AtomicBool::new(false));
-        let (cut2, live2, lose2) =
-            (Arc::clone(&cut), Arc::clone(&live), Arc::clone(&lose_commit_reply));
+        let hung = Arc::new(AtomicBool::new(false));
+        let (cut2, live2, lose2, hung2) = (
+            Arc::clone(&cut),
+            Arc::clone(&live),
+            Arc::clone(&lose_commit_reply),
+            Arc::clone(&hung),
+        );
         std::thread::spawn(move || {
+            let mut held = Vec::new();
             for client in listener.incoming().map_while(Result::ok) {
                 if cut2.load(Ordering::SeqCst) {
                     let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                if hung2.load(Ordering::SeqCst) {
+                    held.push(client);
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(target) else { continue };
@@ -49,20 +61,29 @@ impl Forwarder {
                 let muted = Arc::new(AtomicBool::new(false));
                 let requests = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (lose, mute) = (Arc::clone(&lose2), Arc::clone(&muted));
+                let (hang_in, hang_out) = (Arc::clone(&hung2), Arc::clone(&hung2));
                 std::thread::spawn(move || {
                     pump(requests.0, requests.1, |chunk| {
                         if find(chunk, b"COMMIT") && lose.swap(false, Ordering::SeqCst) {
                             mute.store(true, Ordering::SeqCst);
                         }
-                        true
+                        !hang_in.load(Ordering::SeqCst)
                     })
                 });
                 std::thread::spawn(move || {
-                    pump(server, client, |_| !muted.load(Ordering::SeqCst));
+                    pump(server, client, |_| {
+                        !muted.load(Ordering::SeqCst) && !hang_out.load(Ordering::SeqCst)
+                    });
                 });
             }
         });
-        Forwarder { port, cut, live, lose_commit_reply }
+        Forwarder { port, cut, live, lose_commit_reply, hung }
+    }
+
+    /// From now on the server seems to hang: open connections go silent both ways, and new
+    /// ones are accepted and never answered — a database that accepts and never speaks.
+    pub fn hang(&self) {
+        self.hung.store(true, Ordering::SeqCst);
     }
 
     /// The next `COMMIT` a client sends (plain-text MySQL protocol) reaches the server and is
