@@ -115,8 +115,11 @@ impl HttpProber {
             .max_redirects(0)
             .http_status_as_error(false)
             .max_response_header_size(HEAD_CAP)
-            .input_buffer_size(2 * HEAD_CAP)
-            .output_buffer_size(16 * 1024)
+            // Room for a whole head at the cap and a little more, so a longer one is seen as
+            // too large; every byte of both buffers is zeroed per request, so no bigger.
+            .input_buffer_size(HEAD_CAP + 1024)
+            // A request head: a URL of at most 2,048 characters and a few headers.
+            .output_buffer_size(8 * 1024)
             .user_agent(concat!("api-monitor/", env!("CARGO_PKG_VERSION")))
             .accept("application/json")
             .tls_config(tls)
