@@ -255,7 +255,8 @@ fn crash_loop(db: &str, read: fn(&str) -> Recorded) {
     let mut duplicates = 0;
     for (key, n) in &deliveries {
         assert!(r.notifications.iter().any(|x| &x.0 == key), "an email with an unknown key");
-        let logged = runs.iter().filter(|p| p.count(&format!("notification sent key={key}")) > 0);
+        let marker = format!("notification recorded as sent key={key}");
+        let logged = runs.iter().filter(|p| p.count(&marker) > 0);
         assert_eq!(logged.count(), 1, "exactly one run recorded {key} as sent");
         duplicates += n - 1;
     }

@@ -27,7 +27,7 @@ fn restart_during_an_outage_sends_no_second_outage_email() {
     assert!(smtp.wait_for(1)[0].subject().contains("OUTAGE"));
     // Killed once the outage is recorded and its email marked sent. (A kill between the mail
     // server's acceptance and that mark would send it again at restart: tests/outbox.rs.)
-    first.wait_for_line("notification sent");
+    first.wait_for_line("notification recorded as sent");
     first.signal("KILL");
     first.wait_exit();
 

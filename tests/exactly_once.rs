@@ -121,6 +121,7 @@ fn a_standby_takes_over_at_once_from_a_holder_killed_on_the_same_host() {
     let argv = args(&url, &db, &smtp.url);
     let mut a = monitor(&argv);
     a.wait_for_line("UP target=");
+    eventually("the UP row", || !rows(&db, &url).is_empty());
     a.signal("KILL");
     a.wait_exit();
     let b = monitor(&argv);

@@ -39,6 +39,10 @@ pub struct Entry {
     pub refusals: u32,
     /// Not before this instant.
     pub due: Instant,
+    /// Whether the database has it (or cannot take it now): only then may it go out, so a
+    /// crash can never leave an email delivered whose transition and notification were never
+    /// written (the restart would detect the transition again and mail it twice).
+    pub written: bool,
 }
 
 /// What a failed attempt leads to.
@@ -62,14 +66,27 @@ fn queue(n: &Notification) -> (&str, &str) {
 }
 
 impl Outbox {
-    /// Adds a new notification, due at once.
+    /// Adds a new notification, due at once but held until [`Outbox::written`].
     pub fn push(&mut self, notification: Notification, now: Instant) {
-        self.entries.push(Entry { notification, attempts: 0, refusals: 0, due: now });
+        let entry = Entry { notification, attempts: 0, refusals: 0, due: now, written: false };
+        self.entries.push(entry);
+    }
+
+    /// The database has these notifications (or is away and they go out from memory).
+    pub fn written(&mut self, keys: &[String]) {
+        for entry in &mut self.entries {
+            if keys.contains(&entry.notification.key) {
+                entry.written = true;
+            }
+        }
     }
 
     /// Adds earlier runs' pending notifications ahead of anything newer, skipping any already
-    /// here (same key).
+    /// here (same key; those are written, then).
     pub fn resume(&mut self, pending: Vec<OutboxEntry>, now: Instant) {
+        // Those already here are in the database, then.
+        let keys: Vec<String> = pending.iter().map(|p| p.notification.key.clone()).collect();
+        self.written(&keys);
         let old: Vec<Entry> = pending
             .into_iter()
             .filter(|p| !self.contains(&p.notification.key))
@@ -78,6 +95,7 @@ impl Outbox {
                 attempts: p.attempts,
                 refusals: 0,
                 due: now,
+                written: true,
             })
             .collect();
         self.entries.splice(0..0, old);
@@ -115,12 +133,13 @@ impl Outbox {
     /// due first (the oldest on a tie). A notification never overtakes an older one of its own
     /// queue.
     pub fn next_due(&self, now: Instant) -> Option<&Entry> {
-        self.heads().filter(|e| e.due <= now).min_by_key(|e| e.due)
+        self.heads().filter(|e| e.written && e.due <= now).min_by_key(|e| e.due)
     }
 
-    /// When the next queue head falls due, if any notification waits.
+    /// When the next queue head falls due, if any notification waits (not counting heads
+    /// still being written: their turn comes with [`Outbox::written`]).
     pub fn next_wake(&self) -> Option<Instant> {
-        self.heads().map(|e| e.due).min()
+        self.heads().filter(|e| e.written).map(|e| e.due).min()
     }
 
     /// The SMTP server accepted `key`: out of the outbox.
@@ -233,6 +252,7 @@ mod tests {
             let mut outbox = Outbox::default();
             for (key, target, to) in *notes {
                 outbox.push(note(key, target, to), t0);
+                outbox.written(&[key.to_string()]);
             }
             for (key, permanent) in *failures {
                 outbox.failed(key, *permanent, BASE, t0);
@@ -264,11 +284,25 @@ mod tests {
     }
 
     #[test]
+    fn nothing_goes_out_before_the_database_has_it_and_it_holds_its_queue() {
+        let t0 = Instant::now();
+        let mut outbox = Outbox::default();
+        outbox.push(note("1", "a", "x"), t0);
+        outbox.push(note("2", "a", "x"), t0);
+        outbox.written(&["2".to_string()]);
+        assert_eq!(outbox.next_due(t0), None, "1 is not written yet, and 2 may not overtake it");
+        assert_eq!(outbox.next_wake(), None, "nothing to wake for until it is");
+        outbox.written(&["1".to_string()]);
+        assert_eq!(outbox.next_due(t0).map(|e| e.notification.key.as_str()), Some("1"));
+    }
+
+    #[test]
     fn a_dead_head_unblocks_its_queue() {
         let t0 = Instant::now();
         let mut outbox = Outbox::default();
         outbox.push(note("1", "a", "x"), t0);
         outbox.push(note("2", "a", "x"), t0);
+        outbox.written(&["1".to_string(), "2".to_string()]);
         for _ in 0..MAX_REFUSALS {
             outbox.failed("1", true, BASE, t0);
         }

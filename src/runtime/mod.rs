@@ -25,6 +25,7 @@
 pub mod courier;
 pub mod ledger;
 pub mod pool;
+pub mod recorder;
 pub mod schedule;
 pub mod state;
 pub mod step;
@@ -164,11 +165,12 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
         clock: Arc::clone(&clock),
         metrics: Arc::clone(&metrics),
         courier: notifications_tx,
+        events: events_tx.clone(),
         abort: mailer.abort_handle(),
         me,
         shutdown: Arc::clone(&shutdown),
         retry_base,
-    });
+    })?;
     let courier = {
         let events = events_tx.clone();
         let clock = Arc::clone(&clock);

@@ -1,32 +1,35 @@
 //! The state owner: the one thread that holds every mutable decision of the monitor.
 //!
-//! It owns every target × region's [`Watch`] (detector, blindness, reminders), the [`Ledger`]
-//! (database writes, kept in memory while the database is away), the [`Outbox`] (which
-//! notification the courier carries next), the recent history the emails and the status page
-//! show, and this instance's hold on the database. Everything else talks to it through one
-//! channel of [`Event`]s: probe workers send outcomes, the courier sends delivery results.
-//! Nothing is shared behind a lock but the read-only [`Snapshot`] it publishes for `--listen`.
+//! It owns every target × region's [`Watch`] (detector, blindness, reminders), the [`Outbox`]
+//! (which notification the courier carries next), and the recent history the emails and the
+//! status page show. Everything else talks to it through one channel of [`Event`]s: probe
+//! workers send outcomes, the courier sends delivery results, the recorder (the thread that
+//! talks to the database, [`crate::runtime::recorder`]) sends its answers. Nothing is shared
+//! behind a lock but the read-only [`Snapshot`] it publishes for `--listen`.
 //!
 //! **Exactly once.** A transition's email is composed first (from the history in memory), then
-//! the `state` row and the notification are written as one [`Commit`] — one transaction, keys
-//! made before the first attempt — and only then does the notification join the outbox. A crash
-//! leaves both or neither; a retry after a lost reply writes nothing twice; the courier's
-//! acceptance is recorded at once, so a crash can repeat an email only in the round trip between
-//! the server's "250" to DATA and that record (see the README's "exactly once").
+//! the `state` row and the notification go to the recorder as one [`Commit`] — one
+//! transaction, keys made before the first attempt — and the notification joins the outbox,
+//! where it waits until the recorder has written it (so no email ever goes out for a
+//! transition a crash could still lose). A crash leaves both or neither in the database; a retry after a lost reply writes nothing
+//! twice; the courier's acceptance is recorded at once, so a crash can repeat an email only in
+//! the round trip between the server's "250" to DATA and that record (see the README's
+//! "exactly once").
 //!
-//! **Resuming.** Nothing is decided from nothing: until this instance holds the database
-//! ([`Store::claim`](crate::store::Store::claim): one instance per database, a second one waits
-//! as a standby) and has read every pair's last state, outcomes wait in memory (the latest
-//! [`WAITING_PER_PAIR`] per pair), and are then replayed through the detectors in order. So a
-//! recovery that happened while the monitor was stopped or the database away is mailed once,
-//! after the outage it ends. `/healthz` says why it waits.
+//! **Resuming.** Nothing is decided from nothing: until this instance holds the database (one
+//! instance per database, a second one waits as a standby) and has read every pair's last
+//! state, outcomes wait in memory (the latest [`WAITING_PER_PAIR`] per pair), and are then
+//! replayed through the detectors in order. So a recovery that happened while the monitor was
+//! stopped or the database away is mailed once, after the outage it ends. `/healthz` says why
+//! it waits.
 //!
-//! A database that is slow or reconnecting delays this thread only: probes go on (their
-//! outcomes wait in the channel, in order), and so does `/healthz`, which the workers feed.
+//! This thread never waits on the database: a database that is slow, hangs or reconnects
+//! delays only the recorder, and decisions and emails go on from memory.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::DIRECT;
@@ -37,11 +40,12 @@ use crate::notify::mailer::AbortHandle;
 use crate::notify::message::{self, Blindness, Email, Notice, Reminder};
 use crate::notify::outbox::{AfterFailure, Outbox};
 use crate::probe::Outcome;
-use crate::runtime::ledger::{Ledger, Unavailable, Write};
+use crate::runtime::ledger::{Ledger, Write};
+use crate::runtime::recorder::{self, Answer, Job};
 use crate::runtime::schedule::Shutdown;
 use crate::runtime::step::{self, Effect, Scope, Watch};
 use crate::runtime::Slot;
-use crate::store::{new_key, Claim, Commit, Holder, NewState, Notification, StateRow};
+use crate::store::{new_key, Commit, Holder, NewState, Notification, OutboxEntry, StateRow};
 use crate::timestamp::{Clock, Timestamp};
 use crate::web::metrics::Registry;
 use crate::web::status_page::{self, StatusRow};
@@ -57,10 +61,6 @@ const LOG_EACH_UP_TO: usize = 20;
 /// Outcomes kept per pair while the monitor cannot yet decide (database away, standby): the
 /// latest ones, enough for any threshold; older ones are dropped (and counted in the log).
 pub const WAITING_PER_PAIR: usize = 64;
-/// How often the holder refreshes its heartbeat in the database.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-/// A holder whose heartbeat is this old is presumed dead, and a standby takes over.
-pub const STALE_AFTER: Duration = Duration::from_secs(30);
 /// How often the outbox is compared with the database's pending notifications, so that
 /// `api-monitor outbox --requeue` takes effect without a restart.
 const RESCAN_EVERY: Duration = Duration::from_secs(60);
@@ -79,6 +79,8 @@ pub enum Event {
     Delivered { key: String, at: Timestamp, via: &'static str, refused: Option<String> },
     /// Delivery of notification `key` failed; `permanent` when the server refused it (5xx).
     DeliveryFailed { key: String, error: String, permanent: bool },
+    /// The recorder (the database's thread) answers.
+    Recorder(Answer),
     /// Every probe has ended: finish the delivery in flight, report what is left, return.
     Stop,
 }
@@ -134,14 +136,6 @@ fn pid_namespace() -> String {
     std::fs::read_link("/proc/self/ns/pid").map(|l| format!("@{}", l.display())).unwrap_or_default()
 }
 
-/// Whether `holder` is certainly dead: it ran on this host, in this pid namespace, as another
-/// process that no longer exists. (The same pid is a container restarted: not certain.)
-pub fn gone(me: &Holder, holder: &Holder) -> bool {
-    holder.host == me.host
-        && holder.pid != me.pid
-        && !std::path::Path::new(&format!("/proc/{}", holder.pid)).exists()
-}
-
 /// Where the monitor is in its life.
 enum Phase {
     /// Not yet holding the database with every pair's last state read: outcomes wait.
@@ -154,10 +148,11 @@ enum Phase {
         standby: Option<Holder>,
         /// Whether "waiting for the database" was logged.
         said: bool,
+        /// Whether a resume is asked and not yet answered.
+        asked: bool,
         next_try: Instant,
     },
     Active {
-        next_heartbeat: Instant,
         /// When to look for notifications re-queued by `api-monitor outbox --requeue`.
         next_rescan: Instant,
     },
@@ -172,6 +167,8 @@ pub struct Owned {
     pub metrics: Arc<Registry>,
     /// Notifications for the courier.
     pub courier: Sender<Notification>,
+    /// The state owner's own channel, for the recorder's answers.
+    pub events: Sender<Event>,
     /// Cuts the courier's conversation in flight (at a stop that cannot wait).
     pub abort: AbortHandle,
     pub me: Holder,
@@ -185,7 +182,9 @@ pub struct StateOwner {
     slots: Arc<[Slot]>,
     phase: Phase,
     watches: Vec<Watch>,
-    ledger: Ledger,
+    /// Database work, done by the recorder thread in order.
+    recorder: Sender<Job>,
+    recorder_thread: Option<JoinHandle<Vec<Notification>>>,
     outbox: Outbox,
     snapshot: Arc<Snapshot>,
     recipients: Recipients,
@@ -196,16 +195,16 @@ pub struct StateOwner {
     abort: AbortHandle,
     /// The notification the courier is carrying now.
     carrying: Option<String>,
-    me: Holder,
     shutdown: Arc<Shutdown>,
     retry_base: Duration,
     fatal: Option<String>,
 }
 
 impl StateOwner {
-    /// Builds the owner and tries at once to take the database and resume every slot from its
-    /// recorded history (see the module doc for what happens when it cannot yet).
-    pub fn start(owned: Owned) -> (StateOwner, Arc<Snapshot>) {
+    /// Builds the owner, starts its recorder thread and asks at once to take the database and
+    /// resume every slot from its recorded history (see the module doc for what happens when
+    /// it cannot yet).
+    pub fn start(owned: Owned) -> std::io::Result<(StateOwner, Arc<Snapshot>)> {
         let Owned {
             slots,
             ledger,
@@ -213,11 +212,17 @@ impl StateOwner {
             clock,
             metrics,
             courier,
+            events,
             abort,
             me,
             shutdown,
             retry_base,
         } = owned;
+        let (recorder, jobs) = std::sync::mpsc::channel();
+        let recorder_thread = std::thread::Builder::new()
+            .name("recorder".into())
+            .stack_size(256 * 1024)
+            .spawn(move || recorder::run(ledger, &jobs, &events, &me))?;
         let snapshot = Arc::new(Snapshot::default());
         let now = Instant::now();
         let mut owner = StateOwner {
@@ -226,11 +231,13 @@ impl StateOwner {
                 dropped: 0,
                 standby: None,
                 said: false,
+                asked: false,
                 next_try: now,
             },
             slots,
             watches: Vec::new(),
-            ledger,
+            recorder,
+            recorder_thread: Some(recorder_thread),
             outbox: Outbox::default(),
             snapshot: Arc::clone(&snapshot),
             recipients,
@@ -239,13 +246,17 @@ impl StateOwner {
             courier: Some(courier),
             abort,
             carrying: None,
-            me,
             shutdown,
             retry_base,
             fatal: None,
         };
-        owner.resume(now);
-        (owner, snapshot)
+        owner.tend(now);
+        Ok((owner, snapshot))
+    }
+
+    /// Hands `job` to the recorder (which outlives every call of this thread's loop).
+    fn ask(&self, job: Job) {
+        let _ = self.recorder.send(job);
     }
 
     /// Handles events until [`Event::Stop`] (or every sender is gone), then finishes (or cuts)
@@ -253,7 +264,6 @@ impl StateOwner {
     pub fn run(mut self, events: &Receiver<Event>) -> Ending {
         loop {
             let now = Instant::now();
-            self.ledger.maintain(now);
             self.tend(now);
             if let Some(why) = self.fatal.take() {
                 log::error!("STOPPING: {why}");
@@ -262,9 +272,7 @@ impl StateOwner {
                 break;
             }
             self.dispatch(now);
-            let wake =
-                [self.next_wake(), self.ledger.next_maintenance(now)].into_iter().flatten().min();
-            let event = match wake {
+            let event = match self.next_wake() {
                 Some(at) => events.recv_timeout(at.saturating_duration_since(now)),
                 None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
@@ -276,8 +284,15 @@ impl StateOwner {
         }
         self.finish_delivery(events);
         self.courier = None;
-        let now = Instant::now();
-        let unsaved = self.ledger.report_leftovers(now);
+        self.ask(Job::Stop);
+        let unsaved = match self.recorder_thread.take().map(JoinHandle::join) {
+            Some(Ok(unsaved)) => unsaved,
+            Some(Err(_)) => {
+                log::error!("the recorder thread panicked");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
         for n in &unsaved {
             if self.outbox.contains(&n.key) {
                 log::error!(
@@ -308,20 +323,14 @@ impl StateOwner {
                 entry.attempts
             );
         }
-        match &self.phase {
-            Phase::Resuming { waiting, .. } => {
-                let n: usize = waiting.iter().map(VecDeque::len).sum();
-                if n > 0 {
-                    log::warn!(
-                        "stopped before the database could be read: {n} probe outcome(s) were \
-                        not evaluated"
-                    );
-                }
+        if let Phase::Resuming { waiting, standby: None, .. } = &self.phase {
+            let n: usize = waiting.iter().map(VecDeque::len).sum();
+            if n > 0 {
+                log::warn!(
+                    "stopped before the database could be read: {n} probe outcome(s) were not \
+                     evaluated"
+                );
             }
-            Phase::Active { .. } if self.fatal.is_none() && self.ledger.backlog() == 0 => {
-                self.ledger.release(&self.me, now);
-            }
-            Phase::Active { .. } => {}
         }
         match self.fatal {
             Some(why) => Ending::Fatal(why),
@@ -358,100 +367,102 @@ impl StateOwner {
         }
     }
 
-    /// The next instant something is due: a notification, a heartbeat, a resume attempt.
+    /// The next instant something is due: a notification, a resume attempt, a rescan.
     fn next_wake(&self) -> Option<Instant> {
         let delivery = if self.carrying.is_none() { self.outbox.next_wake() } else { None };
         let phase = match &self.phase {
-            Phase::Resuming { next_try, .. } => *next_try,
-            Phase::Active { next_heartbeat, next_rescan } => (*next_heartbeat).min(*next_rescan),
+            Phase::Resuming { asked: true, .. } => None,
+            Phase::Resuming { next_try, .. } => Some(*next_try),
+            Phase::Active { next_rescan } => Some(*next_rescan),
         };
-        delivery.into_iter().chain([phase]).min()
+        delivery.into_iter().chain(phase).min()
     }
 
-    /// Periodic work of the phase: resume attempts while resuming, the heartbeat when active.
+    /// Periodic work of the phase: ask to resume while resuming, look for re-queued
+    /// notifications when active.
     fn tend(&mut self, now: Instant) {
         match &mut self.phase {
-            Phase::Resuming { next_try, .. } if now >= *next_try => self.resume(now),
-            Phase::Resuming { .. } => {}
-            Phase::Active { next_rescan, .. } if now >= *next_rescan => {
+            Phase::Resuming { next_try, asked, .. } if now >= *next_try && !*asked => {
+                *asked = true;
+                let pairs = self
+                    .slots
+                    .iter()
+                    .map(|s| (s.target.name.clone(), s.region.name.clone()))
+                    .collect();
+                let from = self.clock.now().minus(status_page::HISTORY_SPAN);
+                self.ask(Job::Resume { pairs, from });
+            }
+            Phase::Active { next_rescan } if now >= *next_rescan => {
                 *next_rescan = now + RESCAN_EVERY;
-                if let Ok(pending) = self.ledger.pending(now) {
-                    let before = self.outbox.len();
-                    self.outbox.resume(pending, now);
-                    let added = self.outbox.len() - before;
-                    if added > 0 {
-                        log::warn!("{added} re-queued notification(s) joined the outbox");
-                        self.metrics.set_pending_notifications(self.outbox.len());
-                    }
-                }
+                self.ask(Job::Rescan);
             }
-            Phase::Active { next_heartbeat, .. } if now >= *next_heartbeat => {
-                *next_heartbeat = now + HEARTBEAT_EVERY;
-                if let Ok(false) = self.ledger.heartbeat(&self.me, now) {
-                    self.fatal = Some(
-                        "another api-monitor instance took over the database (this one was \
-                        stopped or cut off for longer than the heartbeat allows); exiting so \
-                        that only one sends notifications"
-                            .into(),
-                    );
-                }
-            }
-            Phase::Active { .. } => {}
-        }
-        if let Some(why) = self.ledger.vanished() {
-            self.fatal = Some(why);
+            Phase::Resuming { .. } | Phase::Active { .. } => {}
         }
     }
 
-    /// Tries to take the database and read every slot's history; on success replays what
-    /// waited and becomes active.
-    fn resume(&mut self, now: Instant) {
-        let me = self.me.clone();
-        let gone = |h: &Holder| gone(&me, h);
-        let claim = self.ledger.claim(&self.me, STALE_AFTER, &gone, now);
-        let Phase::Resuming { standby, said, next_try, .. } = &mut self.phase else { return };
-        *next_try = now + RESUME_EVERY;
-        match claim {
-            Err(Unavailable) => {
-                if !*said {
-                    log::warn!(
-                        "waiting for the database before deciding anything: probes go on and \
-                        their outcomes are kept (the latest {WAITING_PER_PAIR} per target × \
-                        region), then evaluated in order"
-                    );
-                    *said = true;
+    /// The recorder's answer.
+    fn answered(&mut self, answer: Answer) {
+        let now = Instant::now();
+        match answer {
+            Answer::Resumed { histories, pending } => self.resume(histories, pending, now),
+            Answer::Pending(pending) => {
+                let before = self.outbox.len();
+                self.outbox.resume(pending, now);
+                let added = self.outbox.len() - before;
+                if added > 0 {
+                    log::warn!("{added} re-queued notification(s) joined the outbox");
+                    self.metrics.set_pending_notifications(self.outbox.len());
                 }
-                self.metrics.set_waiting(Some("waiting for the database".into()));
-                return;
             }
-            Ok(Claim::Held { by, heartbeat_age }) => {
-                if standby.as_ref() != Some(&by) {
-                    log::warn!(
-                        "STANDBY: the database is held by another api-monitor (instance {} on \
-                        {} pid {}, heartbeat {} ago); this one probes but records and notifies \
-                        nothing until that one stops or its heartbeat is {} old",
-                        by.id,
-                        by.host,
-                        by.pid,
-                        human(heartbeat_age),
-                        human(STALE_AFTER)
-                    );
-                    self.metrics.set_waiting(Some(format!(
-                        "standby: the database is held by instance {} on {} pid {}",
-                        by.id, by.host, by.pid
-                    )));
-                    *standby = Some(by);
-                }
-                return;
-            }
-            Ok(Claim::Granted) => {
-                if let Some(by) = standby.take() {
-                    log::warn!("taking over the database from instance {} on {}", by.id, by.host);
+            Answer::Written(keys) => self.outbox.written(&keys),
+            Answer::Fatal(why) => self.fatal = Some(why),
+            Answer::Unavailable | Answer::Standby { .. } => {
+                let Phase::Resuming { standby, said, asked, next_try, .. } = &mut self.phase else {
+                    return;
+                };
+                *asked = false;
+                *next_try = now + RESUME_EVERY;
+                match answer {
+                    Answer::Standby { by, heartbeat_age } if standby.as_ref() != Some(&by) => {
+                        log::warn!(
+                            "STANDBY: the database is held by another api-monitor (instance {} \
+                             on {} pid {}, heartbeat {} ago); this one probes but records and \
+                             notifies nothing until that one stops or its heartbeat is {} old",
+                            by.id,
+                            by.host,
+                            by.pid,
+                            human(heartbeat_age),
+                            human(recorder::STALE_AFTER)
+                        );
+                        self.metrics.set_waiting(Some(format!(
+                            "standby: the database is held by instance {} on {} pid {}",
+                            by.id, by.host, by.pid
+                        )));
+                        *standby = Some(by);
+                    }
+                    Answer::Unavailable if !*said => {
+                        log::warn!(
+                            "waiting for the database before deciding anything: probes go on \
+                             and their outcomes are kept (the latest {WAITING_PER_PAIR} per \
+                             target × region), then evaluated in order"
+                        );
+                        *said = true;
+                        self.metrics.set_waiting(Some("waiting for the database".into()));
+                    }
+                    _ => {}
                 }
             }
         }
-        let Some((watches, rows)) = self.read_history(now) else { return };
-        let Ok(pending) = self.ledger.pending(now) else { return };
+    }
+
+    /// The database is this instance's and its history is read: resume every slot, deliver
+    /// what earlier runs left, replay what waited, and become active.
+    fn resume(&mut self, histories: Vec<Vec<StateRow>>, pending: Vec<OutboxEntry>, now: Instant) {
+        let Phase::Resuming { standby, .. } = &mut self.phase else { return };
+        if let Some(by) = standby.take() {
+            log::warn!("taking over the database from instance {} on {}", by.id, by.host);
+        }
+        let (watches, rows) = self.read_history(histories);
         if !pending.is_empty() {
             log::warn!("resuming {} undelivered notification(s) from the outbox", pending.len());
         }
@@ -461,13 +472,9 @@ impl StateOwner {
             rows.iter().map(|r| r.changes.last().map(|c| c.at)).collect();
         self.watches = watches;
         *self.snapshot.lock() = rows;
-        let Phase::Resuming { waiting, dropped, .. } = std::mem::replace(
-            &mut self.phase,
-            Phase::Active {
-                next_heartbeat: now + HEARTBEAT_EVERY,
-                next_rescan: now + RESCAN_EVERY,
-            },
-        ) else {
+        let Phase::Resuming { waiting, dropped, .. } =
+            std::mem::replace(&mut self.phase, Phase::Active { next_rescan: now + RESCAN_EVERY })
+        else {
             return;
         };
         self.metrics.set_waiting(None);
@@ -483,7 +490,7 @@ impl StateOwner {
         if !replay.is_empty() || dropped > 0 {
             log::info!(
                 "evaluating {} probe outcome(s) that waited for the database ({dropped} older \
-                ones dropped)",
+                 ones dropped)",
                 replay.len()
             );
         }
@@ -492,18 +499,16 @@ impl StateOwner {
         }
     }
 
-    /// Every slot's watch and status row from its recorded history, or `None` (and nothing
-    /// changed) if the database cannot say for every one.
-    fn read_history(&mut self, now: Instant) -> Option<(Vec<Watch>, Vec<StatusRow>)> {
+    /// Every slot's watch and status row from its recorded history (`histories`, in slot
+    /// order).
+    fn read_history(&mut self, histories: Vec<Vec<StateRow>>) -> (Vec<Watch>, Vec<StatusRow>) {
         let clock_now = self.clock.now();
-        let from = clock_now.minus(status_page::HISTORY_SPAN);
         let mut watches = Vec::with_capacity(self.slots.len());
         let mut rows = Vec::with_capacity(self.slots.len());
         let mut down = 0usize;
         let each = self.slots.len() <= LOG_EACH_UP_TO;
-        for slot in self.slots.iter() {
+        for (slot, history) in self.slots.iter().zip(histories) {
             let (target, region) = (&slot.target.name, &slot.region.name);
-            let history = self.ledger.history(target, region, from, now).ok()?;
             let changes: Vec<Change> = history.iter().map(StateRow::change).collect();
             let last = changes.last().map(|c| (c.health, c.at));
             match last {
@@ -533,7 +538,7 @@ impl StateOwner {
         if !each {
             log::info!("resumed {} target×region pairs: {down} down", self.slots.len());
         }
-        Some((watches, rows))
+        (watches, rows)
     }
 
     fn handle(&mut self, event: Event) {
@@ -547,10 +552,12 @@ impl StateOwner {
                 let Some(entry) = self.outbox.delivered(&key) else { return };
                 let attempts = entry.attempts + 1;
                 let n = &entry.notification;
-                self.ledger.write(
-                    Write::Sent { key: key.clone(), attempts, at, refused: refused.clone() },
-                    Instant::now(),
-                );
+                self.ask(Job::Write(Write::Sent {
+                    key: key.clone(),
+                    attempts,
+                    at,
+                    refused: refused.clone(),
+                }));
                 self.metrics.set_pending_notifications(self.outbox.len());
                 log::info!(
                     "notification sent key={key} via={via} target={} subject={:?} \
@@ -587,7 +594,7 @@ impl StateOwner {
                             human(wait)
                         );
                         let write = Write::Attempt { key, attempts: entry.attempts, error };
-                        self.ledger.write(write, now);
+                        self.ask(Job::Write(write));
                     }
                     AfterFailure::Dead => {
                         log::error!(
@@ -601,11 +608,12 @@ impl StateOwner {
                         self.metrics.count_dead_notification();
                         let at = self.clock.now();
                         let write = Write::Dead { key, attempts: entry.attempts, error, at };
-                        self.ledger.write(write, now);
+                        self.ask(Job::Write(write));
                     }
                 }
                 self.metrics.set_pending_notifications(self.outbox.len());
             }
+            Event::Recorder(answer) => self.answered(answer),
             Event::Stop => {}
         }
     }
@@ -728,10 +736,7 @@ impl StateOwner {
             self.remember(index, Change { at: transition.since, health: transition.to }, now);
         log_transition(slot, transition, ended);
         if !transition.notifies() {
-            self.ledger.write(
-                Write::Commit(Commit { state: Some(row), ..Commit::default() }),
-                Instant::now(),
-            );
+            self.ask(Job::Write(Write::Commit(Commit { state: Some(row), ..Commit::default() })));
             return;
         }
         if let Some(n) = all_regions_down {
@@ -782,7 +787,7 @@ impl StateOwner {
         };
         let instant = Instant::now();
         let commit = Commit { state, notifications: vec![notification.clone()] };
-        self.ledger.write(Write::Commit(commit), instant);
+        self.ask(Job::Write(Write::Commit(commit)));
         self.outbox.push(notification, instant);
         self.metrics.set_pending_notifications(self.outbox.len());
         self.dispatch(instant);

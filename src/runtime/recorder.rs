@@ -1,0 +1,169 @@
+//! The recorder: the one thread that talks to the database.
+//!
+//! Why a thread of its own: a database that hangs (accepts, then never answers) costs every
+//! call its full timeout, 5–10 s, and a reconnect more. Were those calls made by the state
+//! owner, every decision — an outage, its email — would wait for them. So the state owner only
+//! *sends* its writes here, in order, and goes on deciding and mailing from memory; the
+//! recorder applies them through the [`Ledger`] (in order, kept in memory while the database is
+//! away, never twice), and answers the few questions the state owner asks: may this instance
+//! take the database, and what is recorded (at start), and which notifications were re-queued
+//! by hand (every minute). It also keeps this instance's heartbeat, and says when the monitor
+//! must stop: another instance took the database over, or the database file vanished.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use crate::runtime::ledger::{Ledger, Unavailable, Write};
+use crate::runtime::state::Event;
+use crate::store::{Claim, Holder, Notification, OutboxEntry, StateRow};
+use crate::timestamp::Timestamp;
+
+/// How often the holder refreshes its heartbeat in the database.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// A holder whose heartbeat is this old is presumed dead, and a standby takes over.
+pub const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// What the state owner asks of the recorder.
+#[derive(Debug)]
+pub enum Job {
+    /// Apply this write (in order with every other).
+    Write(Write),
+    /// Take the database for this instance; if granted, read every pair's history since
+    /// `from` and the pending notifications.
+    Resume { pairs: Vec<(String, String)>, from: Timestamp },
+    /// Read the pending notifications (to find the re-queued ones).
+    Rescan,
+    /// Write what can be written, let go of the database and end.
+    Stop,
+}
+
+/// The recorder's answers, delivered as [`Event::Recorder`].
+#[derive(Debug)]
+pub enum Answer {
+    /// The database is this instance's: each pair's recorded history (in the order asked) and
+    /// the notifications still to deliver.
+    Resumed { histories: Vec<Vec<StateRow>>, pending: Vec<OutboxEntry> },
+    /// Another instance holds the database.
+    Standby { by: Holder, heartbeat_age: Duration },
+    /// The database cannot answer yet.
+    Unavailable,
+    /// These notifications are in the database (or, with the database away, in the ledger's
+    /// memory): they may be delivered.
+    Written(Vec<String>),
+    /// The pending notifications, for [`Job::Rescan`].
+    Pending(Vec<OutboxEntry>),
+    /// The monitor must stop: why.
+    Fatal(String),
+}
+
+/// Whether `holder` is certainly dead: it ran on this host, in this pid namespace, as another
+/// process that no longer exists. (The same pid is a container restarted: not certain.)
+pub fn gone(me: &Holder, holder: &Holder) -> bool {
+    holder.host == me.host
+        && holder.pid != me.pid
+        && !std::path::Path::new(&format!("/proc/{}", holder.pid)).exists()
+}
+
+/// Runs the recorder until [`Job::Stop`] or until the state owner is gone; returns the
+/// notifications it could not save (for the state owner to log in full).
+pub fn run(
+    mut ledger: Ledger,
+    jobs: &Receiver<Job>,
+    events: &Sender<Event>,
+    me: &Holder,
+) -> Vec<Notification> {
+    let mut next_heartbeat: Option<Instant> = None;
+    let mut fatal = false;
+    loop {
+        let now = Instant::now();
+        ledger.maintain(now);
+        if let Some(due) = next_heartbeat.filter(|due| now >= *due) {
+            next_heartbeat = Some(due.max(now) + HEARTBEAT_EVERY);
+            if let Ok(false) = ledger.heartbeat(me, now) {
+                fatal = true;
+                let _ = events.send(Event::Recorder(Answer::Fatal(
+                    "another api-monitor instance took over the database (this one was stopped \
+                     or cut off for longer than the heartbeat allows); exiting so that only one \
+                     sends notifications"
+                        .into(),
+                )));
+            }
+        }
+        if let (false, Some(why)) = (fatal, ledger.vanished()) {
+            fatal = true;
+            let _ = events.send(Event::Recorder(Answer::Fatal(why)));
+        }
+        let wake = [ledger.next_maintenance(now), next_heartbeat].into_iter().flatten().min();
+        let job = match wake {
+            Some(at) => jobs.recv_timeout(at.saturating_duration_since(now)),
+            None => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let now = Instant::now();
+        let answer = match job {
+            Ok(Job::Write(write)) => {
+                let keys: Vec<String> = match &write {
+                    Write::Commit(commit) => {
+                        commit.notifications.iter().map(|n| n.key.clone()).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                ledger.write(write, now);
+                if keys.is_empty() {
+                    continue;
+                }
+                // Written, or kept in memory because the database is away: either way the
+                // emails may go now.
+                Answer::Written(keys)
+            }
+            Ok(Job::Resume { pairs, from }) => {
+                let answer = resume(&mut ledger, me, &pairs, from, now);
+                if matches!(answer, Answer::Resumed { .. }) {
+                    next_heartbeat = Some(now + HEARTBEAT_EVERY);
+                }
+                answer
+            }
+            Ok(Job::Rescan) => match ledger.pending(now) {
+                Ok(pending) => Answer::Pending(pending),
+                Err(Unavailable) => continue,
+            },
+            Err(RecvTimeoutError::Timeout) => continue,
+            Ok(Job::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if events.send(Event::Recorder(answer)).is_err() {
+            break;
+        }
+    }
+    let now = Instant::now();
+    let unsaved = ledger.report_leftovers(now);
+    if next_heartbeat.is_some() && !fatal && ledger.backlog() == 0 {
+        ledger.release(me, now);
+    }
+    unsaved
+}
+
+/// [`Job::Resume`]: claim, then read everything resuming needs, or say why not.
+fn resume(
+    ledger: &mut Ledger,
+    me: &Holder,
+    pairs: &[(String, String)],
+    from: Timestamp,
+    now: Instant,
+) -> Answer {
+    let dead = |h: &Holder| gone(me, h);
+    match ledger.claim(me, STALE_AFTER, &dead, now) {
+        Err(Unavailable) => return Answer::Unavailable,
+        Ok(Claim::Held { by, heartbeat_age }) => return Answer::Standby { by, heartbeat_age },
+        Ok(Claim::Granted) => {}
+    }
+    let mut histories = Vec::with_capacity(pairs.len());
+    for (target, region) in pairs {
+        match ledger.history(target, region, from, now) {
+            Ok(rows) => histories.push(rows),
+            Err(Unavailable) => return Answer::Unavailable,
+        }
+    }
+    match ledger.pending(now) {
+        Ok(pending) => Answer::Resumed { histories, pending },
+        Err(Unavailable) => Answer::Unavailable,
+    }
+}
