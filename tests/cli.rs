@@ -30,7 +30,7 @@ fn long_url(base: &str, length: usize) -> String {
 #[test]
 fn bad_input_exits_2_with_one_line_naming_the_option() {
     // Target URLs are recorded in a `VARCHAR(2048)` column: a longer one is bad input, named
-    // by where it came from: the flag (also for `API_URL`), or the file and the target.
+    // by where it came from: the flag, the variable, or the file and the target.
     let long = long_url("https://api.example.com/health?pad=", 2049);
     let too_long = "URL is 2049 characters long, the most a target may have is 2048";
     let dir = support::temp_dir("long-url");
@@ -38,6 +38,7 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
     std::fs::write(&file, format!("[[target]]\nurl = \"{long}\"\n")).unwrap();
     let file = file.to_str().unwrap();
     let from_flag = format!("--url: {too_long}");
+    let from_variable = format!("API_URL: {too_long}");
     let from_file = format!("{file}: target[1].url: {too_long}");
     // (arguments, environment, what the message must name)
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
@@ -51,7 +52,14 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
         (&["--interval", "200ms", "--url", "https://example.com/health"], &[], "--interval"),
         (&["--db", "postgres://localhost/db"], &[], "--db"),
         (&["--smtp", "http://mail"], &[], "--smtp"),
-        (&[], &[("INTERVAL", "soon")], "--interval"),
+        (&[], &[("INTERVAL", "soon")], "INTERVAL: invalid duration"),
+        (&["check"], &[("FAILURE_THRESHOLD", "0")], "FAILURE_THRESHOLD: expected a whole number"),
+        (&["check"], &[("SUPPORT", "nobody")], "SUPPORT: invalid email address"),
+        (&["check"], &[("API_URL", "")], "API_URL: set but blank"),
+        (&["check"], &[("DATABASE_URL", " ")], "DATABASE_URL: set but blank"),
+        (&["check"], &[("CONFIG", "")], "CONFIG: set but blank"),
+        (&["check", "-v", "-q"], &[], "-v and -q: give one or the other"),
+        (&["check", "-vvv"], &[], "-v: given 3 times"),
         (&[], &[("LOG_LEVEL", "chatty")], "LOG_LEVEL"),
         (&["frobnicate"], &[], "frobnicate"),
         (&["--json"], &[], "--json"),
@@ -59,14 +67,14 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
         (&["report", "--since", "a week"], &[], "--since"),
         (&["--listen", "everywhere"], &[], "--listen"),
         (&["check", "--url", &long], &[], &from_flag),
-        (&["check"], &[("API_URL", &long)], &from_flag),
+        (&["check"], &[("API_URL", &long)], &from_variable),
         (&["check", "--config", file], &[], &from_file),
     ];
     for (args, env, option) in cases {
         let (status, out, err) = run_monitor(args, env);
         assert_eq!(status.code(), Some(2), "{args:?} {env:?} → {status:?}, stderr {err:?}");
         assert_eq!(err.lines().count(), 1, "exactly one line for {args:?}: {err:?}");
-        assert!(err.contains(option), "{args:?} → {err:?} should name {option}");
+        assert!(err.contains(option), "{args:?} {env:?} → {err:?} should name {option}");
         assert!(!err.contains("panicked"), "{err}");
         assert!(out.is_empty());
     }

@@ -42,11 +42,12 @@ pub(super) struct Spec {
 }
 
 impl Spec {
-    /// A target from the command line: the URL only, everything else global.
-    pub(super) fn plain(url: String, option: &str) -> Spec {
+    /// A target from the command line (`--url` or `API_URL`): the URL only, everything else
+    /// global.
+    pub(super) fn plain(url: Setting) -> Spec {
         Spec {
-            origin: option.to_owned(),
-            url: Setting { value: url, source: option.to_owned() },
+            origin: url.source.clone(),
+            url,
             interval: None,
             timeout: None,
             failures: None,
@@ -90,15 +91,18 @@ impl Spec {
 
 /// What is to be probed, as configured. The list replaces rather than merges, so what is
 /// probed never depends on two sources at once: `--url`/`API_URL` replace the file's
-/// `[[target]]`s (and stand on the global settings alone), and with neither the default URL is.
-pub(super) fn specs(urls: Vec<String>, file: &ConfigFile) -> Vec<Spec> {
+/// `[[target]]`s (and stand on the global settings alone). The default URL is probed only
+/// when nothing at all names a target: a config file without a `[[target]]` (empty, or
+/// defaults only) and without `--url`/`API_URL` is an error, not a monitor of someone
+/// else's API.
+pub(super) fn specs(urls: Vec<Setting>, file: &ConfigFile) -> Result<Vec<Spec>, ConfigError> {
     let listed = &file.settings.targets;
     if !urls.is_empty() {
-        urls.into_iter().map(|url| Spec::plain(url, "--url")).collect()
+        Ok(urls.into_iter().map(Spec::plain).collect())
     } else if !listed.is_empty() {
-        listed.iter().enumerate().map(|(i, t)| Spec::from_file(file, i, t)).collect()
+        Ok(listed.iter().enumerate().map(|(i, t)| Spec::from_file(file, i, t)).collect())
     } else {
-        vec![Spec::plain(DEFAULT_URL.to_string(), "--url")]
+        Ok(vec![Spec::plain(Setting { value: DEFAULT_URL.to_string(), source: "--url".into() })])
     }
 }
 

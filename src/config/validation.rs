@@ -132,12 +132,14 @@ pub(super) fn delivery(
 }
 
 /// The `--listen` address; unset, empty or `off`: not served.
-pub(super) fn listen(raw: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
-    match raw.map(str::trim) {
-        None | Some("") | Some("off") => Ok(None),
-        Some(addr) => addr.parse::<SocketAddr>().map(Some).map_err(|_| {
+pub(super) fn listen(setting: Option<&Setting>) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(Setting { value, source }) = setting else { return Ok(None) };
+    match value.trim() {
+        "" | "off" => Ok(None),
+        addr => addr.parse::<SocketAddr>().map(Some).map_err(|_| {
             ConfigError(format!(
-                "--listen: invalid address {addr:?}: expected IP:PORT such as 127.0.0.1:9898"
+                "{source}: invalid address {addr:?}: expected IP:PORT such as 127.0.0.1:9898, \
+                 or off"
             ))
         }),
     }
@@ -220,7 +222,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let region_only = "smtp = \"smtp://mail:25\"\n\
-            [[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\nrecipients = [\"eu@b.co\"]\n";
+            [[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\nrecipients = [\"eu@b.co\"]\n\
+            [[target]]\nurl = \"https://a/h\"\n";
         assert!(matches!(with_file(region_only, &[], &[]).unwrap().delivery, Delivery::Smtp(_)));
         let unused_region = "smtp = \"smtp://mail:25\"\n\
             [[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\nrecipients = [\"eu@b.co\"]\n\
