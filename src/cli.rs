@@ -193,9 +193,11 @@ FAILURES failed probes in a row are an outage, SUCCESSES good probes in a row a 
 OPTIONS (each also read from the environment variable shown; the flag wins, and a variable
 that loses is not read. A variable set but blank is refused, except LISTEN= which is off):
     --config FILE      TOML file with targets, regions    CONFIG
-                       and defaults (examples/monitor.toml documents every key)
+                       and defaults (examples/monitor.toml documents every key); it
+                       needs a [[target]] unless --url/API_URL is given
     --url URL          target health URL, repeatable      API_URL (comma-separated)
-                       [default: https://api.qa.fitpay.ninja/health]
+                       [default, only when neither --url, API_URL nor --config is
+                       given: https://api.qa.fitpay.ninja/health]
     --support EMAIL    recipient, repeatable              SUPPORT (comma-separated)
                        [default: none — notifications are only logged]
     --interval DUR     time between probe starts          INTERVAL  [default: 5s]

@@ -40,6 +40,15 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
     let from_flag = format!("--url: {too_long}");
     let from_variable = format!("API_URL: {too_long}");
     let from_file = format!("{file}: target[1].url: {too_long}");
+    // A file that names no target: it must not monitor the default URL.
+    let empty = dir.join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let empty = empty.to_str().unwrap();
+    let no_target = format!("{empty}: no [[target]]");
+    let defaults_only = dir.join("defaults.toml");
+    std::fs::write(&defaults_only, "interval = \"10s\"\n").unwrap();
+    let defaults_only = defaults_only.to_str().unwrap();
+    let no_target_either = format!("{defaults_only}: no [[target]]");
     // (arguments, environment, what the message must name)
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
@@ -58,6 +67,8 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
         (&["check"], &[("API_URL", "")], "API_URL: set but blank"),
         (&["check"], &[("DATABASE_URL", " ")], "DATABASE_URL: set but blank"),
         (&["check"], &[("CONFIG", "")], "CONFIG: set but blank"),
+        (&["check", "--config", empty], &[], &no_target),
+        (&["check"], &[("CONFIG", defaults_only)], &no_target_either),
         (&["check", "-v", "-q"], &[], "-v and -q: give one or the other"),
         (&["check", "-vvv"], &[], "-v: given 3 times"),
         (&[], &[("LOG_LEVEL", "chatty")], "LOG_LEVEL"),

@@ -97,10 +97,18 @@ impl Spec {
 /// else's API.
 pub(super) fn specs(urls: Vec<Setting>, file: &ConfigFile) -> Result<Vec<Spec>, ConfigError> {
     let listed = &file.settings.targets;
+    // Only a file given with --config/CONFIG has a path.
+    let file_given = !file.path.is_empty();
     if !urls.is_empty() {
         Ok(urls.into_iter().map(Spec::plain).collect())
     } else if !listed.is_empty() {
         Ok(listed.iter().enumerate().map(|(i, t)| Spec::from_file(file, i, t)).collect())
+    } else if file_given {
+        Err(ConfigError(format!(
+            "{}: no [[target]]: add one with the url of each health endpoint to probe, or give \
+             --url/API_URL",
+            file.path
+        )))
     } else {
         Ok(vec![Spec::plain(Setting { value: DEFAULT_URL.to_string(), source: "--url".into() })])
     }
@@ -176,7 +184,7 @@ pub(super) fn target(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::testing::{config, error};
+    use crate::config::testing::{config, error, with_file};
 
     #[test]
     fn fast_intervals_are_allowed_on_loopback_only() {
@@ -206,5 +214,28 @@ mod tests {
             "https://u:two@a.example.com/h",
         ]);
         assert!(e.contains("given twice") && !e.contains("one"), "same name in the store: {e}");
+    }
+
+    #[test]
+    fn a_config_file_without_a_target_is_refused_unless_a_url_is_given() {
+        let without = [
+            "",
+            "# nothing yet\n",
+            "interval = \"10s\"\nsupport = [\"a@b.co\"]\n",
+            "[[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\n",
+        ];
+        for text in without {
+            let e = with_file(text, &[], &[]).expect_err(text).0;
+            assert_eq!(
+                e,
+                "monitor.toml: no [[target]]: add one with the url of each health endpoint to \
+                 probe, or give --url/API_URL",
+                "{text:?}"
+            );
+            let c = with_file(text, &["--url", "https://a.example.com/h"], &[]).unwrap();
+            assert_eq!(c.targets[0].name, "https://a.example.com/h", "{text:?}: defaults only");
+            let c = with_file(text, &[], &[("API_URL", "https://b.example.com/h")]).unwrap();
+            assert_eq!(c.targets[0].name, "https://b.example.com/h", "{text:?}");
+        }
     }
 }
