@@ -240,7 +240,9 @@ SECRETS:   DATABASE_URL_FILE, SMTP_URL_FILE, DATABASE_PASSWORD_FILE and SMTP_PAS
            name a file holding the value of the variable without _FILE (Docker secrets; one
            trailing newline is ignored). The flag wins over the variable, the variable over
            its _FILE. A *_PASSWORD replaces the password in its URL; special characters need
-           no escaping there. Passwords are never printed: URLs are shown as USER:***@HOST.
+           no escaping there. A password written into a URL must have / ? # % percent-encoded
+           (%2F %3F %23 %25); an @ may stay as it is (the last @ ends USER:PASS).
+           Passwords are never printed: URLs are shown as USER:***@HOST.
 EXIT CODES: 0 stopped cleanly / check healthy, 1 check unhealthy or runtime failure,
             2 bad command line or configuration.
 ";

@@ -61,6 +61,16 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
         (&["--interval", "200ms", "--url", "https://example.com/health"], &[], "--interval"),
         (&["--db", "postgres://localhost/db"], &[], "--db"),
         (&["--smtp", "http://mail"], &[], "--smtp"),
+        (
+            &["check", "--smtp", "smtp://mailer:pa#ss@mail.example.com:587"],
+            &[],
+            "--smtp: the password in the URL has a '#' that is not percent-encoded",
+        ),
+        (
+            &["check"],
+            &[("SMTP_URL", "smtp://mailer:pa/ss@mail.example.com:587")],
+            "SMTP_URL: the password in the URL has a '/' that is not percent-encoded",
+        ),
         (&[], &[("INTERVAL", "soon")], "INTERVAL: invalid duration"),
         (&["check"], &[("FAILURE_THRESHOLD", "0")], "FAILURE_THRESHOLD: expected a whole number"),
         (&["check"], &[("SUPPORT", "nobody")], "SUPPORT: invalid email address"),

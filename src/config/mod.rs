@@ -382,6 +382,8 @@ mod tests {
             ("REGIONS", "direct,eu", "REGIONS: \"eu\" has no proxy"),
             ("REGIONS", "eu=http://p", "REGIONS: invalid proxy URL http://p: no port"),
             ("DATABASE_URL", "postgres://h/db", "DATABASE_URL: unsupported database URL"),
+            ("DATABASE_URL", "mysql://u:p/w@db/m", "DATABASE_URL: the password in the URL"),
+            ("SMTP_URL", "smtp://u:p#w@mail:587", "SMTP_URL: the password in the URL has a '#'"),
             ("SMTP_URL", "http://mail:25", "SMTP_URL: invalid SMTP URL"),
             ("MAIL_FROM", "nobody", "MAIL_FROM: invalid email address"),
             ("LISTEN", "everywhere", "LISTEN: invalid address \"everywhere\""),
