@@ -232,7 +232,8 @@ that loses is not read. A variable set but blank is refused, except LISTEN= whic
     -h, --help         print this help
     -V, --version      print the version
 
-DURATIONS: 500ms, 5s, 2m, 1h, 1m30s; --remind also takes `off`.
+DURATIONS: 500ms, 5s, 2m, 1h, 1m30s, 1d; --remind also takes `off`. Each is at most 24h
+           (report --since: at most 10y, default 7d).
 CONFIG:    for each setting, flag > variable > --config file > default; a target's own key
            in the file wins over the global one. --url/API_URL replace the file's targets,
            --region/REGIONS its regions, --support/SUPPORT its support list.

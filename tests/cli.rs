@@ -49,6 +49,13 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
     std::fs::write(&defaults_only, "interval = \"10s\"\n").unwrap();
     let defaults_only = defaults_only.to_str().unwrap();
     let no_target_either = format!("{defaults_only}: no [[target]]");
+    // A timeout the clock cannot add: it made every probe (and `check`) panic.
+    let endless = dir.join("endless.toml");
+    let text = "timeout = \"18446744073709551615s\"\n[[target]]\nurl = \"http://127.0.0.1:1/h\"\n";
+    std::fs::write(&endless, text).unwrap();
+    let endless = endless.to_str().unwrap();
+    let too_long =
+        format!("{endless}: timeout: \"18446744073709551615s\" is too long; at most 24h");
     // (arguments, environment, what the message must name)
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
@@ -80,6 +87,15 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
         (&["check", "--config", empty], &[], &no_target),
         (&["check"], &[("CONFIG", defaults_only)], &no_target_either),
         (&["check", "-v", "-q"], &[], "-v and -q: give one or the other"),
+        (&["--interval", "99999999999999h"], &[], "--interval: \"99999999999999h\" is too long"),
+        (
+            &["check", "--url", "http://127.0.0.1:1/h", "--timeout", "18446744073709551615s"],
+            &[],
+            "--timeout: \"18446744073709551615s\" is too long",
+        ),
+        (&["check"], &[("TIMEOUT", "25h")], "TIMEOUT: \"25h\" is too long; at most 24h"),
+        (&["check", "--config", endless], &[], &too_long),
+        (&["report", "--since", "100y"], &[], "--since: \"100y\" is too long; at most 10y"),
         (&["check", "-vvv"], &[], "-v: given 3 times"),
         (&[], &[("LOG_LEVEL", "chatty")], "LOG_LEVEL"),
         (&["frobnicate"], &[], "frobnicate"),

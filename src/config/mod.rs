@@ -43,7 +43,9 @@ pub use sources::{
     DEFAULT_TIMEOUT, DEFAULT_URL,
 };
 pub use urls::{is_loopback, MAX_URL_LEN};
-pub use validation::{INTERVAL_FLOOR, MAX_CONCURRENCY, MAX_THRESHOLD, MIN_TIMEOUT};
+pub use validation::{
+    INTERVAL_FLOOR, MAX_CONCURRENCY, MAX_DURATION, MAX_REPORT_SPAN, MAX_THRESHOLD, MIN_TIMEOUT,
+};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,7 +61,7 @@ use targets::{specs, targets, Defaults};
 use urls::{database_url, smtp_url};
 use validation::{
     address, concurrency, default_sender, delivery, duration, listen, mailbox, remind, threshold,
-    timeout,
+    timeout, DAY, TEN_YEARS,
 };
 
 /// One monitored health endpoint.
@@ -185,7 +187,7 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
 
     let interval = pick(args.interval, text(&f.interval, "interval"));
     let defaults = Defaults {
-        interval: duration(interval.as_ref(), DEFAULT_INTERVAL)?,
+        interval: duration(interval.as_ref(), DEFAULT_INTERVAL, DAY)?,
         interval_source: interval.map_or_else(|| "--interval".to_owned(), |s| s.source),
         timeout: timeout(
             pick(args.timeout, text(&f.timeout, "timeout")).as_ref(),
@@ -282,6 +284,7 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
             since: duration(
                 args.since.map(|value| Setting { value, source: "--since".into() }).as_ref(),
                 DEFAULT_REPORT_SPAN,
+                TEN_YEARS,
             )?,
             target: args.target,
             json: args.json,

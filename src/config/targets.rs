@@ -12,7 +12,9 @@ use crate::config::file::{self as config_file, ConfigFile, Count, DurationText};
 use crate::config::regions::{named_regions, Defined};
 use crate::config::sources::{Setting, DEFAULT_INTERVAL, DEFAULT_URL};
 use crate::config::urls::{is_loopback, target_url};
-use crate::config::validation::{address, duration, remind, threshold, timeout, INTERVAL_FLOOR};
+use crate::config::validation::{
+    address, duration, remind, threshold, timeout, DAY, INTERVAL_FLOOR,
+};
 use crate::config::{Target, DIRECT};
 use crate::detector::Thresholds;
 
@@ -151,7 +153,7 @@ pub(super) fn target(
 ) -> Result<Target, ConfigError> {
     let (url, name) = target_url(&spec.url)?;
     let (interval, interval_source) = match &spec.interval {
-        Some(s) => (duration(Some(s), DEFAULT_INTERVAL)?, s.source.as_str()),
+        Some(s) => (duration(Some(s), DEFAULT_INTERVAL, DAY)?, s.source.as_str()),
         None => (defaults.interval, defaults.interval_source.as_str()),
     };
     if interval < INTERVAL_FLOOR && !is_loopback(&url) {
