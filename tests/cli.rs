@@ -86,6 +86,7 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
         (&["check"], &[("CONFIG", "")], "CONFIG: set but blank"),
         (&["check", "--config", empty], &[], &no_target),
         (&["check"], &[("CONFIG", defaults_only)], &no_target_either),
+        (&["check", "--log-file", ""], &[], "--log-file: empty"),
         (&["check", "-v", "-q"], &[], "-v and -q: give one or the other"),
         (&["--interval", "99999999999999h"], &[], "--interval: \"99999999999999h\" is too long"),
         (

@@ -362,6 +362,8 @@ mod tests {
             (&["--db", "api-monitor.db"], "--db"),
             (&["--smtp", "http://mail:25"], "--smtp"),
             (&["--smtp", "smtp://mail:25?tls=maybe"], "--smtp"),
+            (&["--log-file", ""], "--log-file: empty"),
+            (&["--log-file", " "], "--log-file: empty"),
         ];
         for (args, option) in cases {
             let message = error(args);
