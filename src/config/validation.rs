@@ -198,7 +198,9 @@ mod tests {
 
     #[test]
     fn durations_are_capped_with_one_line_naming_their_source() {
-        let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        // (arguments, environment, how the message starts)
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (
                 &["--interval", "99999999999999h"],
                 &[],
