@@ -1,16 +1,26 @@
 # api-monitor — the commands a new user needs. `make help` lists them.
 SHELL := /bin/bash
 CARGO ?= cargo
-# Where `make run` / `make demo` keep their SQLite database.
-DB ?= sqlite://api-monitor.db
+# Where cargo puts what it builds.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+# `make run DB=URL` (or DB in the environment) passes `--db URL`. Unset, the binary chooses
+# the database as documented: DATABASE_URL, DATABASE_URL_FILE, the --config/CONFIG file's `db`,
+# else sqlite://api-monitor.db in this directory.
+DB ?=
+# The SQLite file of `make run`, for `make clean-db`: DB's when it is a sqlite:// URL.
+RUN_DB_FILE = $(patsubst sqlite://%,%,$(or $(filter sqlite://%,$(DB)),sqlite://api-monitor.db))
 
 .PHONY: help run demo test soak lint build fmt clean-db
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' \
+	  '{ name[NR] = $$1; text[NR] = $$2; if (length($$1) > width) width = length($$1) } \
+	   END { for (i = 1; i <= NR; i++) printf "  make %-" width "s  %s\n", name[i], text[i] }'
 
 run: ## monitor the real API (settings from the environment, see README), SQLite by default
-	$(CARGO) run --release -p api-monitor -- run --db "$${DATABASE_URL:-$(DB)}"
+	@test -x $(TARGET_DIR)/release/api-monitor || \
+	  echo "make run: building api-monitor (first time: a few minutes)…"
+	$(CARGO) run --release -p api-monitor -- run$(if $(DB), --db "$(DB)")
 
 demo: ## scripted outage against fake-api, emails printed by a local SMTP sink; stops by itself
 	$(CARGO) build --workspace --bins
@@ -38,6 +48,9 @@ build: ## release binaries in target/release
 
 fmt: ## format the code
 	$(CARGO) fmt --all
+
+clean-db: ## delete the SQLite database of `make run` (api-monitor.db, or DB=sqlite://PATH's), -wal and -shm included
+	rm -f "$(RUN_DB_FILE)" "$(RUN_DB_FILE)-wal" "$(RUN_DB_FILE)-shm" "$(RUN_DB_FILE)-journal"
 
 # --- Deploy: container images, the docker compose stack, the static binary ---------------------
 # `make up` needs Docker with the compose plugin; `make static` only cargo (and root, or
@@ -90,8 +103,7 @@ lint-deploy: ## lint Dockerfile, compose file, workflow, .yamllint and scripts (
 # bench-smoke` runs every step with tiny sizes on the debug binaries `make test` builds (about
 # 40 s), writes to a temporary file and fails only when a measurement could not be taken, never
 # on a timing. Both honour CARGO_TARGET_DIR.
-BENCH_TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
-BENCH_DIR := $(BENCH_TARGET_DIR)/release
+BENCH_DIR := $(TARGET_DIR)/release
 .PHONY: bench bench-smoke
 
 bench: ## benchmark: CPU/probe, RSS, alert latency, shutdown, 10k targets, black holes, monit; writes bench/RESULTS.md
@@ -101,5 +113,5 @@ bench: ## benchmark: CPU/probe, RSS, alert latency, shutdown, 10k targets, black
 bench-smoke: ## the benchmark with tiny sizes, so it cannot rot (no timing is asserted)
 	$(CARGO) build --workspace --bins
 	@out=$$(mktemp "$${TMPDIR:-/tmp}/api-monitor-bench-smoke.XXXXXX.md") && \
-	  $(BENCH_TARGET_DIR)/debug/bench --smoke --out "$$out" >/dev/null && \
+	  $(TARGET_DIR)/debug/bench --smoke --out "$$out" >/dev/null && \
 	  echo "bench-smoke: every measurement taken; report in $$out"

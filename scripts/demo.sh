@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `make demo`: the whole outage/recovery cycle on this machine, with nothing but cargo.
 # fake-api plays a scripted outage (ok 4s, down 8s, ok), api-monitor watches it every second
-# with SQLite, and mail-sink (a tiny SMTP server) prints the two emails; then it all stops.
+# with SQLite, and mail-sink (a tiny SMTP server) prints the two emails as they arrive, between
+# the monitor's log lines; then it all stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=target/debug
+bin=${CARGO_TARGET_DIR:-target}/debug
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -32,7 +33,7 @@ sink=${pids[1]}
 api=$(url_of fake-api)
 smtp=$(url_of mail-sink)
 echo "demo: fake-api at $api (ok 4s, then down 8s, then ok); SMTP sink at $smtp"
-echo "demo: api-monitor log follows; the two emails are printed when they arrive"
+echo "demo: api-monitor log follows; each of the two emails is printed as it arrives"
 echo
 
 "$bin/api-monitor" --url "$api/health" --interval 1s --timeout 2s \
@@ -41,11 +42,25 @@ echo
 monitor=$!
 pids+=("$monitor")
 
+# Print what the sink wrote since last time: its complete lines after the "listening" one. It
+# writes each email in one piece, so an email appears whole, as soon as it has arrived.
+shown=1
+show_mail() {
+  local lines
+  lines=$(wc -l <"$work/mail-sink.out")
+  if ((lines > shown)); then
+    sed -n "$((shown + 1)),${lines}p" "$work/mail-sink.out"
+    shown=$lines
+  fi
+}
+
 # The sink exits after the outage and the recovery email.
-for _ in $(seq 1 600); do kill -0 "$sink" 2>/dev/null || break; sleep 0.1; done
-echo
-echo "===== emails received by the SMTP sink ====="
-cat "$work/mail-sink.out"
+for _ in $(seq 1 600); do
+  show_mail
+  kill -0 "$sink" 2>/dev/null || break
+  sleep 0.1
+done
+show_mail
 kill -TERM "$monitor"; wait "$monitor" || true
 echo
 if command -v sqlite3 >/dev/null; then

@@ -2,8 +2,13 @@
 //! environment variables it is handed, and never touches the world. Turning the raw values into
 //! a validated [`crate::config::Config`] is the next step's job.
 //!
-//! Every option also reads an environment variable; a flag wins over its variable. Repeatable
-//! options (`--url`, `--support`, `--region`) take their variable as a comma-separated list.
+//! Every option also reads an environment variable; a flag wins over its variable, and a
+//! variable that loses is not read at all. Repeatable options (`--url`, `--support`,
+//! `--region`) take their variable as a comma-separated list. A variable that is set but blank
+//! is refused, naming it: taken for unset it would quietly apply a default (monitor the
+//! default URL, open the default database). `LISTEN` is the exception: blank is `off`, as
+//! `--listen ''` is, which is also the default. Each value keeps where it came from
+//! ([`Given`]), so that the config step's errors name the flag or the variable.
 //! `--config FILE` only names a TOML file here; the config step reads it and lets these
 //! options win over its values (see [`crate::config::file`]). Secrets can
 //! also come from files (the Docker secrets convention): `DATABASE_URL_FILE`, `SMTP_URL_FILE`,
@@ -49,43 +54,57 @@ pub enum Verbosity {
     Default,
 }
 
+/// A value as typed, and where: the flag (`--failures`) or the variable (`FAILURE_THRESHOLD`),
+/// so that an error about it names what the operator set. `Debug` shows URLs in it masked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Given {
+    pub value: String,
+    pub source: &'static str,
+}
+
+impl fmt::Debug for Given {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={:?}", self.source, redact::text(&self.value))
+    }
+}
+
 /// Raw option values, flag first, else environment, else `None` (the default is the config
 /// step's decision, so it is documented in one place). `Debug` masks every password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Args {
     pub command: Command,
     /// `--config FILE` / `CONFIG`: a TOML file with targets, regions and defaults.
-    pub config: Option<String>,
-    pub urls: Vec<String>,
-    pub support: Vec<String>,
-    pub interval: Option<String>,
-    pub timeout: Option<String>,
-    pub failures: Option<String>,
-    pub successes: Option<String>,
-    pub db: Option<String>,
+    pub config: Option<Given>,
+    pub urls: Vec<Given>,
+    pub support: Vec<Given>,
+    pub interval: Option<Given>,
+    pub timeout: Option<Given>,
+    pub failures: Option<Given>,
+    pub successes: Option<Given>,
+    pub db: Option<Given>,
     /// `DATABASE_URL_FILE`: a file holding the whole database URL; used when `db` is unset.
     pub db_file: Option<String>,
     /// `DATABASE_PASSWORD`; replaces a password in the database URL.
     pub db_password: Option<String>,
     /// `DATABASE_PASSWORD_FILE`: a file holding that password; used when `db_password` is unset.
     pub db_password_file: Option<String>,
-    pub smtp: Option<String>,
+    pub smtp: Option<Given>,
     /// `SMTP_URL_FILE`: a file holding the whole SMTP URL; used when `smtp` is unset.
     pub smtp_file: Option<String>,
     /// `SMTP_PASSWORD`; replaces a password in the SMTP URL.
     pub smtp_password: Option<String>,
     /// `SMTP_PASSWORD_FILE`: a file holding that password; used when `smtp_password` is unset.
     pub smtp_password_file: Option<String>,
-    pub from: Option<String>,
+    pub from: Option<Given>,
     /// `--region NAME=PROXY_URL` or `--region direct`, repeatable / `REGIONS`, as typed: the
     /// config step splits and validates them. May hold proxy passwords.
-    pub regions: Vec<String>,
+    pub regions: Vec<Given>,
     /// `--remind DUR` / `REMIND`: reminder spacing during an outage, or `off`.
-    pub remind: Option<String>,
+    pub remind: Option<Given>,
     /// `--listen ADDR` / `LISTEN`: where to serve /metrics, /healthz and the status page.
-    pub listen: Option<String>,
+    pub listen: Option<Given>,
     /// `--concurrency N` / `CONCURRENCY`: the most probes in flight at once.
-    pub concurrency: Option<String>,
+    pub concurrency: Option<Given>,
     /// `report --since DUR`.
     pub since: Option<String>,
     /// `report --target URL`.
@@ -94,7 +113,7 @@ pub struct Args {
     pub json: bool,
     /// `outbox --requeue ID|all`: make dead notifications pending again.
     pub requeue: Option<Requeue>,
-    pub log_file: Option<String>,
+    pub log_file: Option<Given>,
     pub verbosity: Verbosity,
 }
 
@@ -102,27 +121,26 @@ pub struct Args {
 /// a password: URLs are redacted, passwords shown as `***`. File paths are not secret.
 impl fmt::Debug for Args {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = |u: &Option<String>| u.as_deref().map(redact::url);
         let password = |p: &Option<String>| p.as_ref().map(|_| redact::MASK);
         f.debug_struct("Args")
             .field("command", &self.command)
             .field("config", &self.config)
-            .field("urls", &self.urls.iter().map(|u| redact::url(u)).collect::<Vec<_>>())
+            .field("urls", &self.urls)
             .field("support", &self.support)
             .field("interval", &self.interval)
             .field("timeout", &self.timeout)
             .field("failures", &self.failures)
             .field("successes", &self.successes)
-            .field("db", &url(&self.db))
+            .field("db", &self.db)
             .field("db_file", &self.db_file)
             .field("db_password", &password(&self.db_password))
             .field("db_password_file", &self.db_password_file)
-            .field("smtp", &url(&self.smtp))
+            .field("smtp", &self.smtp)
             .field("smtp_file", &self.smtp_file)
             .field("smtp_password", &password(&self.smtp_password))
             .field("smtp_password_file", &self.smtp_password_file)
             .field("from", &self.from)
-            .field("regions", &self.regions.iter().map(|r| redact::text(r)).collect::<Vec<_>>())
+            .field("regions", &self.regions)
             .field("remind", &self.remind)
             .field("listen", &self.listen)
             .field("concurrency", &self.concurrency)
@@ -172,11 +190,14 @@ USAGE:
 A probe fails unless GET <url> answers HTTP 200 with a JSON body whose \"status\" is \"OK\".
 FAILURES failed probes in a row are an outage, SUCCESSES good probes in a row a recovery.
 
-OPTIONS (each also read from the environment variable shown; the flag wins):
+OPTIONS (each also read from the environment variable shown; the flag wins, and a variable
+that loses is not read. A variable set but blank is refused, except LISTEN= which is off):
     --config FILE      TOML file with targets, regions    CONFIG
-                       and defaults (examples/monitor.toml documents every key)
+                       and defaults (examples/monitor.toml documents every key); it
+                       needs a [[target]] unless --url/API_URL is given
     --url URL          target health URL, repeatable      API_URL (comma-separated)
-                       [default: https://api.qa.fitpay.ninja/health]
+                       [default, only when neither --url, API_URL nor --config is
+                       given: https://api.qa.fitpay.ninja/health]
     --support EMAIL    recipient, repeatable              SUPPORT (comma-separated)
                        [default: none — notifications are only logged]
     --interval DUR     time between probe starts          INTERVAL  [default: 5s]
@@ -205,12 +226,14 @@ OPTIONS (each also read from the environment variable shown; the flag wins):
                        (workers start on demand) [default: enough for every
                        target to hang for its whole timeout, at most 1024]
     --log-file PATH    also append the log to PATH        LOG_FILE
-    -v, --verbose      more log (-v debug: every probe, -vv trace)
+    -v, --verbose      more log (-v debug: every probe, -vv trace, the most)
     -q, --quiet        less log (-q warnings, -qq errors) LOG_LEVEL=error|warn|info|debug|trace
+                       (-v and -q together are refused)
     -h, --help         print this help
     -V, --version      print the version
 
-DURATIONS: 500ms, 5s, 2m, 1h, 1m30s; --remind also takes `off`.
+DURATIONS: 500ms, 5s, 2m, 1h, 1m30s, 1d; --remind also takes `off`. Each is at most 24h
+           (report --since: at most 10y, default 7d).
 CONFIG:    for each setting, flag > variable > --config file > default; a target's own key
            in the file wins over the global one. --url/API_URL replace the file's targets,
            --region/REGIONS its regions, --support/SUPPORT its support list.
@@ -218,7 +241,9 @@ SECRETS:   DATABASE_URL_FILE, SMTP_URL_FILE, DATABASE_PASSWORD_FILE and SMTP_PAS
            name a file holding the value of the variable without _FILE (Docker secrets; one
            trailing newline is ignored). The flag wins over the variable, the variable over
            its _FILE. A *_PASSWORD replaces the password in its URL; special characters need
-           no escaping there. Passwords are never printed: URLs are shown as USER:***@HOST.
+           no escaping there. A password written into a URL must have / ? # % percent-encoded
+           (%2F %3F %23 %25); an @ may stay as it is (the last @ ends USER:PASS).
+           Passwords are never printed: URLs are shown as USER:***@HOST.
 EXIT CODES: 0 stopped cleanly / check healthy, 1 check unhealthy or runtime failure,
             2 bad command line or configuration.
 ";
@@ -262,28 +287,29 @@ where
         log_file: None,
         verbosity: Verbosity::Default,
     };
-    let mut loudness: Option<i8> = None;
+    // How many -v and -q.
+    let (mut louder, mut quieter) = (0u32, 0u32);
 
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Parsed::Help),
             Short('V') | Long("version") => return Ok(Parsed::Version),
-            Short('v') | Long("verbose") => *loudness.get_or_insert(0) += 1,
-            Short('q') | Long("quiet") => *loudness.get_or_insert(0) -= 1,
-            Long("config") => a.config = Some(text(&mut parser, "--config")?),
-            Long("url") => a.urls.push(text(&mut parser, "--url")?),
-            Long("support") => a.support.push(text(&mut parser, "--support")?),
-            Long("interval") => a.interval = Some(text(&mut parser, "--interval")?),
-            Long("timeout") => a.timeout = Some(text(&mut parser, "--timeout")?),
-            Long("failures") => a.failures = Some(text(&mut parser, "--failures")?),
-            Long("successes") => a.successes = Some(text(&mut parser, "--successes")?),
-            Long("db") => a.db = Some(text(&mut parser, "--db")?),
-            Long("smtp") => a.smtp = Some(text(&mut parser, "--smtp")?),
-            Long("from") => a.from = Some(text(&mut parser, "--from")?),
-            Long("region") => a.regions.push(text(&mut parser, "--region")?),
-            Long("remind") => a.remind = Some(text(&mut parser, "--remind")?),
-            Long("listen") => a.listen = Some(text(&mut parser, "--listen")?),
-            Long("concurrency") => a.concurrency = Some(text(&mut parser, "--concurrency")?),
+            Short('v') | Long("verbose") => louder = louder.saturating_add(1),
+            Short('q') | Long("quiet") => quieter = quieter.saturating_add(1),
+            Long("config") => a.config = Some(given(&mut parser, "--config")?),
+            Long("url") => a.urls.push(given(&mut parser, "--url")?),
+            Long("support") => a.support.push(given(&mut parser, "--support")?),
+            Long("interval") => a.interval = Some(given(&mut parser, "--interval")?),
+            Long("timeout") => a.timeout = Some(given(&mut parser, "--timeout")?),
+            Long("failures") => a.failures = Some(given(&mut parser, "--failures")?),
+            Long("successes") => a.successes = Some(given(&mut parser, "--successes")?),
+            Long("db") => a.db = Some(given(&mut parser, "--db")?),
+            Long("smtp") => a.smtp = Some(given(&mut parser, "--smtp")?),
+            Long("from") => a.from = Some(given(&mut parser, "--from")?),
+            Long("region") => a.regions.push(given(&mut parser, "--region")?),
+            Long("remind") => a.remind = Some(given(&mut parser, "--remind")?),
+            Long("listen") => a.listen = Some(given(&mut parser, "--listen")?),
+            Long("concurrency") => a.concurrency = Some(given(&mut parser, "--concurrency")?),
             Long("since") => a.since = Some(text(&mut parser, "--since")?),
             Long("target") => a.target = Some(text(&mut parser, "--target")?),
             Long("json") => a.json = true,
@@ -300,7 +326,7 @@ where
                     }
                 });
             }
-            Long("log-file") => a.log_file = Some(text(&mut parser, "--log-file")?),
+            Long("log-file") => a.log_file = Some(given(&mut parser, "--log-file")?),
             Value(word) if command.is_none() => {
                 command = Some(match word.to_str() {
                     Some("run") => Command::Run,
@@ -320,6 +346,22 @@ where
     }
 
     a.command = command.unwrap_or(Command::Run);
+    let loudness = match (louder, quieter) {
+        (0, 0) => None,
+        (v @ 1..=2, 0) => Some(v as i8),
+        (0, q @ 1..=2) => Some(-(q as i8)),
+        (_, 0) => {
+            return Err(CliError(format!(
+                "-v: given {louder} times; -vv (trace, every detail) is the most verbose level"
+            )))
+        }
+        (0, _) => {
+            return Err(CliError(format!(
+                "-q: given {quieter} times; -qq (errors only) is the quietest level"
+            )))
+        }
+        _ => return Err(CliError("-v and -q: give one or the other, not both".into())),
+    };
     if a.command != Command::Report {
         let only_report =
             [("--since", a.since.is_some()), ("--target", a.target.is_some()), ("--json", a.json)];
@@ -330,56 +372,102 @@ where
     if a.command != Command::Outbox && a.requeue.is_some() {
         return Err(CliError("--requeue: only `api-monitor outbox` takes it".into()));
     }
-    let list = |name: &str| -> Vec<String> {
-        env(name)
-            .map(|v| {
-                v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
-            })
-            .unwrap_or_default()
-    };
-    if a.urls.is_empty() {
-        a.urls = list("API_URL");
-    }
-    if a.support.is_empty() {
-        a.support = list("SUPPORT");
-    }
-    if a.regions.is_empty() {
-        a.regions = list("REGIONS");
-    }
-    let fallback = |slot: &mut Option<String>, name: &str| {
-        if slot.is_none() {
-            *slot = env(name).filter(|v| !v.trim().is_empty());
+    // Each variable is read only when it is to be used: when neither its flag nor a variable
+    // that wins over it is set. Set but blank, it is a mistake (`API_URL=`, or an unset shell
+    // variable in `-e API_URL=$URL`), never taken for "unset": that would quietly monitor the
+    // default URL, or use the default database.
+    let variable = |name: &'static str| -> Result<Option<Given>, CliError> {
+        match env(name) {
+            Some(value) if value.trim().is_empty() => {
+                Err(CliError(format!("{name}: set but blank; give it a value, or unset it")))
+            }
+            value => Ok(value.map(|value| Given { value, source: name })),
         }
     };
-    fallback(&mut a.config, "CONFIG");
-    fallback(&mut a.interval, "INTERVAL");
-    fallback(&mut a.timeout, "TIMEOUT");
-    fallback(&mut a.failures, "FAILURE_THRESHOLD");
-    fallback(&mut a.successes, "SUCCESS_THRESHOLD");
-    fallback(&mut a.db, "DATABASE_URL");
-    fallback(&mut a.db_file, "DATABASE_URL_FILE");
-    fallback(&mut a.db_password, "DATABASE_PASSWORD");
-    fallback(&mut a.db_password_file, "DATABASE_PASSWORD_FILE");
-    fallback(&mut a.smtp, "SMTP_URL");
-    fallback(&mut a.smtp_file, "SMTP_URL_FILE");
-    fallback(&mut a.smtp_password, "SMTP_PASSWORD");
-    fallback(&mut a.smtp_password_file, "SMTP_PASSWORD_FILE");
-    fallback(&mut a.from, "MAIL_FROM");
-    fallback(&mut a.remind, "REMIND");
-    fallback(&mut a.listen, "LISTEN");
-    fallback(&mut a.concurrency, "CONCURRENCY");
-    fallback(&mut a.log_file, "LOG_FILE");
+    // A comma-separated list; blank items (`a,,b`, a trailing comma) are dropped.
+    let list = |name: &'static str| -> Result<Vec<Given>, CliError> {
+        let Some(raw) = variable(name)? else { return Ok(Vec::new()) };
+        let items: Vec<Given> = (raw.value.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|value| Given { value: value.to_owned(), source: name })
+            .collect();
+        if items.is_empty() {
+            return Err(CliError(format!("{name}: set but holds only commas; give it a value")));
+        }
+        Ok(items)
+    };
+    if a.urls.is_empty() {
+        a.urls = list("API_URL")?;
+    }
+    if a.support.is_empty() {
+        a.support = list("SUPPORT")?;
+    }
+    if a.regions.is_empty() {
+        a.regions = list("REGIONS")?;
+    }
+    let fallback = |slot: &mut Option<Given>, name: &'static str| -> Result<(), CliError> {
+        if slot.is_none() {
+            *slot = variable(name)?;
+        }
+        Ok(())
+    };
+    fallback(&mut a.config, "CONFIG")?;
+    fallback(&mut a.interval, "INTERVAL")?;
+    fallback(&mut a.timeout, "TIMEOUT")?;
+    fallback(&mut a.failures, "FAILURE_THRESHOLD")?;
+    fallback(&mut a.successes, "SUCCESS_THRESHOLD")?;
+    fallback(&mut a.db, "DATABASE_URL")?;
+    fallback(&mut a.smtp, "SMTP_URL")?;
+    fallback(&mut a.from, "MAIL_FROM")?;
+    fallback(&mut a.remind, "REMIND")?;
+    fallback(&mut a.concurrency, "CONCURRENCY")?;
+    fallback(&mut a.log_file, "LOG_FILE")?;
+    // Blank means what `--listen ''` means: not served, the default.
+    if a.listen.is_none() {
+        a.listen = env("LISTEN").map(|value| Given { value, source: "LISTEN" });
+    }
+    // The secrets' variables, with no flag of their own: a `_FILE` only when the variable it
+    // stands for is unset (and, for a URL, the flag too).
+    let secret = |slot: &mut Option<String>, name: &'static str| -> Result<(), CliError> {
+        *slot = variable(name)?.map(|g| g.value);
+        Ok(())
+    };
+    if a.db.is_none() {
+        secret(&mut a.db_file, "DATABASE_URL_FILE")?;
+    }
+    secret(&mut a.db_password, "DATABASE_PASSWORD")?;
+    if a.db_password.is_none() {
+        secret(&mut a.db_password_file, "DATABASE_PASSWORD_FILE")?;
+    }
+    if a.smtp.is_none() {
+        secret(&mut a.smtp_file, "SMTP_URL_FILE")?;
+    }
+    secret(&mut a.smtp_password, "SMTP_PASSWORD")?;
+    if a.smtp_password.is_none() {
+        secret(&mut a.smtp_password_file, "SMTP_PASSWORD_FILE")?;
+    }
 
-    a.verbosity = match (loudness, env("LOG_LEVEL").filter(|v| !v.trim().is_empty())) {
-        (Some(n), _) => Verbosity::Flags(n),
-        (None, Some(level)) => Verbosity::Env(level.trim().parse().map_err(|_| {
-            CliError(format!(
-                "LOG_LEVEL: invalid level {level:?}: expected error, warn, info, debug or trace"
-            ))
-        })?),
-        (None, None) => Verbosity::Default,
+    a.verbosity = match loudness {
+        Some(n) => Verbosity::Flags(n),
+        None => match variable("LOG_LEVEL")? {
+            Some(Given { value: level, .. }) => {
+                Verbosity::Env(level.trim().parse().map_err(|_| {
+                    CliError(format!(
+                        "LOG_LEVEL: invalid level {level:?}: expected error, warn, info, debug \
+                         or trace"
+                    ))
+                })?)
+            }
+            None => Verbosity::Default,
+        },
     };
     Ok(Parsed::Go(Box::new(a)))
+}
+
+/// The value of `option` as UTF-8 text, from the flag.
+fn given(parser: &mut lexopt::Parser, option: &'static str) -> Result<Given, CliError> {
+    text(parser, option).map(|value| Given { value, source: option })
 }
 
 /// The value of `option` as UTF-8 text.
@@ -403,6 +491,15 @@ mod tests {
         }
     }
 
+    /// Each value with where it was given, to compare.
+    fn seen(given: &[Given]) -> Vec<(&str, &str)> {
+        given.iter().map(|g| (g.value.as_str(), g.source)).collect()
+    }
+
+    fn one(given: &Option<Given>) -> Option<(&str, &str)> {
+        given.as_ref().map(|g| (g.value.as_str(), g.source))
+    }
+
     #[test]
     fn defaults_are_left_to_the_config_step() {
         let a = go(&[], &no_env);
@@ -418,8 +515,8 @@ mod tests {
             &no_env,
         );
         assert_eq!(a.command, Command::Check);
-        assert_eq!(a.urls, ["http://a/health", "http://b/health"]);
-        assert_eq!(a.support, ["x@y.z"]);
+        assert_eq!(seen(&a.urls), [("http://a/health", "--url"), ("http://b/health", "--url")]);
+        assert_eq!(seen(&a.support), [("x@y.z", "--support")]);
     }
 
     #[test]
@@ -433,13 +530,17 @@ mod tests {
             _ => None,
         };
         let a = go(&["--interval", "2s"], &env);
-        assert_eq!(a.urls, ["http://a/health", "http://b/health"]);
-        assert_eq!(a.support, ["one@x.io", "two@x.io"]);
-        assert_eq!(a.interval.as_deref(), Some("2s"), "flag wins over INTERVAL");
-        assert_eq!(a.db.as_deref(), Some("mysql://u@h/db"));
+        assert_eq!(seen(&a.urls), [("http://a/health", "API_URL"), ("http://b/health", "API_URL")]);
+        assert_eq!(seen(&a.support), [("one@x.io", "SUPPORT"), ("two@x.io", "SUPPORT")]);
+        assert_eq!(one(&a.interval), Some(("2s", "--interval")), "flag wins over INTERVAL");
+        assert_eq!(one(&a.db), Some(("mysql://u@h/db", "DATABASE_URL")));
         assert_eq!(a.verbosity, Verbosity::Env(log::LevelFilter::Debug));
         let a = go(&["--url", "http://c/health"], &env);
-        assert_eq!(a.urls, ["http://c/health"], "a --url flag replaces the API_URL list");
+        assert_eq!(
+            seen(&a.urls),
+            [("http://c/health", "--url")],
+            "a --url flag replaces the API_URL list"
+        );
     }
 
     #[test]
@@ -459,11 +560,12 @@ mod tests {
         assert_eq!(a.db, None, "the file is the config step's to read");
         assert_eq!(a.db_file.as_deref(), Some("/run/secrets/db_url"));
         assert_eq!(a.db_password.as_deref(), Some("s3cret"));
-        assert_eq!(a.db_password_file.as_deref(), Some("/run/secrets/db_password"));
+        assert_eq!(a.db_password_file, None, "loses to DATABASE_PASSWORD: not read");
         assert_eq!(a.smtp_file.as_deref(), Some("/run/secrets/smtp_url"));
         assert_eq!(a.smtp_password_file.as_deref(), Some("/run/secrets/smtp_password"));
         let a = go(&["--db", "sqlite://x.db"], &env);
-        assert_eq!(a.db.as_deref(), Some("sqlite://x.db"), "the flag is kept beside the file");
+        assert_eq!(one(&a.db), Some(("sqlite://x.db", "--db")));
+        assert_eq!(a.db_file, None, "loses to the flag: not read");
     }
 
     #[test]
@@ -508,6 +610,102 @@ mod tests {
         let env = |name: &str| (name == "LOG_LEVEL").then(|| "error".to_string());
         assert_eq!(go(&["-vv"], &env).verbosity, Verbosity::Flags(2));
         assert_eq!(go(&["-q", "-q"], &env).verbosity, Verbosity::Flags(-2));
+    }
+
+    #[test]
+    fn verbosity_beyond_the_levels_or_both_ways_is_refused() {
+        let err = |args: &[&str]| parse_from(args.iter().copied(), &no_env).unwrap_err().0;
+        assert_eq!(err(&["-v", "-q"]), "-v and -q: give one or the other, not both");
+        assert_eq!(err(&["-qv"]), "-v and -q: give one or the other, not both");
+        assert_eq!(
+            err(&["-vvv"]),
+            "-v: given 3 times; -vv (trace, every detail) is the most verbose level"
+        );
+        assert_eq!(err(&["-qqq"]), "-q: given 3 times; -qq (errors only) is the quietest level");
+        let many = vec!["-v"; 300];
+        assert!(err(&many).starts_with("-v: given 300 times"), "counts without overflowing");
+    }
+
+    /// Every variable the binary reads, but `LISTEN` (blank is `off`, like `--listen ''`).
+    const VARIABLES: &[&str] = &[
+        "CONFIG",
+        "API_URL",
+        "SUPPORT",
+        "REGIONS",
+        "INTERVAL",
+        "TIMEOUT",
+        "FAILURE_THRESHOLD",
+        "SUCCESS_THRESHOLD",
+        "DATABASE_URL",
+        "DATABASE_URL_FILE",
+        "DATABASE_PASSWORD",
+        "DATABASE_PASSWORD_FILE",
+        "SMTP_URL",
+        "SMTP_URL_FILE",
+        "SMTP_PASSWORD",
+        "SMTP_PASSWORD_FILE",
+        "MAIL_FROM",
+        "REMIND",
+        "CONCURRENCY",
+        "LOG_FILE",
+        "LOG_LEVEL",
+    ];
+
+    #[test]
+    fn a_variable_set_but_blank_is_refused_by_name() {
+        for &variable in VARIABLES {
+            for blank in ["", "  ", "\t"] {
+                let env = |name: &str| (name == variable).then(|| blank.to_string());
+                let e = parse_from(["check"], &env).expect_err(variable).0;
+                assert_eq!(e, format!("{variable}: set but blank; give it a value, or unset it"));
+            }
+        }
+        for list in ["API_URL", "SUPPORT", "REGIONS"] {
+            let env = |name: &str| (name == list).then(|| " , ,".to_string());
+            let e = parse_from(["check"], &env).expect_err(list).0;
+            assert_eq!(e, format!("{list}: set but holds only commas; give it a value"));
+        }
+        let env = |name: &str| (name == "LISTEN").then(String::new);
+        assert_eq!(one(&go(&[], &env).listen), Some(("", "LISTEN")), "blank LISTEN: off");
+    }
+
+    #[test]
+    fn a_variable_that_loses_is_not_read_so_blank_does_not_matter() {
+        let blank = |name: &str| (name != "DATABASE_URL").then(String::new);
+        let a = go(
+            &[
+                "--config=m.toml",
+                "--url=http://a/h",
+                "--support=a@b.co",
+                "--region=direct",
+                "--interval=5s",
+                "--timeout=5s",
+                "--failures=2",
+                "--successes=2",
+                "--db=sqlite://x.db",
+                "--smtp=smtp://h:25",
+                "--from=a@b.co",
+                "--remind=off",
+                "--concurrency=4",
+                "--log-file=x.log",
+                "-v",
+                "--listen=off",
+            ],
+            &|name| {
+                // The password variables have no flag: only their _FILE can lose.
+                match name {
+                    "DATABASE_PASSWORD" | "SMTP_PASSWORD" => Some("pw".into()),
+                    _ => blank(name),
+                }
+            },
+        );
+        assert_eq!((a.db_file, a.smtp_file, a.db_password_file), (None, None, None));
+        let env = |name: &str| match name {
+            "DATABASE_URL" => Some("sqlite://env.db".to_string()),
+            "DATABASE_URL_FILE" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(go(&[], &env).db_file, None, "DATABASE_URL wins: its _FILE is not read");
     }
 
     #[test]
@@ -582,9 +780,13 @@ mod tests {
             Some(value.to_string())
         };
         let a = go(&[], &env);
-        assert_eq!(a.config.as_deref(), Some("/etc/api-monitor.toml"));
-        assert_eq!(a.regions, ["direct", "eu=http://p:3128"], "comma-separated, blanks dropped");
-        assert_eq!(a.remind.as_deref(), Some("30m"));
+        assert_eq!(one(&a.config), Some(("/etc/api-monitor.toml", "CONFIG")));
+        assert_eq!(
+            seen(&a.regions),
+            [("direct", "REGIONS"), ("eu=http://p:3128", "REGIONS")],
+            "comma-separated, blanks dropped"
+        );
+        assert_eq!(one(&a.remind), Some(("30m", "REMIND")));
         let a = go(
             &[
                 "--config",
@@ -597,11 +799,15 @@ mod tests {
             ],
             &env,
         );
-        assert_eq!(a.config.as_deref(), Some("m.toml"));
-        assert_eq!(a.regions, ["us=http://q:8080", "direct"], "flags replace REGIONS, in order");
-        assert_eq!(a.remind.as_deref(), Some("off"));
+        assert_eq!(one(&a.config), Some(("m.toml", "--config")));
+        assert_eq!(
+            seen(&a.regions),
+            [("us=http://q:8080", "--region"), ("direct", "--region")],
+            "flags replace REGIONS, in order"
+        );
+        assert_eq!(one(&a.remind), Some(("off", "--remind")));
         let a = go(&["check", "--config", "m.toml"], &no_env);
-        assert_eq!((a.command, a.config.as_deref()), (Command::Check, Some("m.toml")));
+        assert_eq!((a.command, one(&a.config)), (Command::Check, Some(("m.toml", "--config"))));
         assert!(a.regions.is_empty() && a.remind.is_none(), "defaults are the config step's");
     }
 

@@ -30,7 +30,7 @@ fn long_url(base: &str, length: usize) -> String {
 #[test]
 fn bad_input_exits_2_with_one_line_naming_the_option() {
     // Target URLs are recorded in a `VARCHAR(2048)` column: a longer one is bad input, named
-    // by where it came from: the flag (also for `API_URL`), or the file and the target.
+    // by where it came from: the flag, the variable, or the file and the target.
     let long = long_url("https://api.example.com/health?pad=", 2049);
     let too_long = "URL is 2049 characters long, the most a target may have is 2048";
     let dir = support::temp_dir("long-url");
@@ -38,7 +38,24 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
     std::fs::write(&file, format!("[[target]]\nurl = \"{long}\"\n")).unwrap();
     let file = file.to_str().unwrap();
     let from_flag = format!("--url: {too_long}");
+    let from_variable = format!("API_URL: {too_long}");
     let from_file = format!("{file}: target[1].url: {too_long}");
+    // A file that names no target: it must not monitor the default URL.
+    let empty = dir.join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let empty = empty.to_str().unwrap();
+    let no_target = format!("{empty}: no [[target]]");
+    let defaults_only = dir.join("defaults.toml");
+    std::fs::write(&defaults_only, "interval = \"10s\"\n").unwrap();
+    let defaults_only = defaults_only.to_str().unwrap();
+    let no_target_either = format!("{defaults_only}: no [[target]]");
+    // A timeout the clock cannot add: it made every probe (and `check`) panic.
+    let endless = dir.join("endless.toml");
+    let text = "timeout = \"18446744073709551615s\"\n[[target]]\nurl = \"http://127.0.0.1:1/h\"\n";
+    std::fs::write(&endless, text).unwrap();
+    let endless = endless.to_str().unwrap();
+    let too_long =
+        format!("{endless}: timeout: \"18446744073709551615s\" is too long; at most 24h");
     // (arguments, environment, what the message must name)
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
@@ -51,7 +68,36 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
         (&["--interval", "200ms", "--url", "https://example.com/health"], &[], "--interval"),
         (&["--db", "postgres://localhost/db"], &[], "--db"),
         (&["--smtp", "http://mail"], &[], "--smtp"),
-        (&[], &[("INTERVAL", "soon")], "--interval"),
+        (
+            &["check", "--smtp", "smtp://mailer:pa#ss@mail.example.com:587"],
+            &[],
+            "--smtp: the password in the URL has a '#' that is not percent-encoded",
+        ),
+        (
+            &["check"],
+            &[("SMTP_URL", "smtp://mailer:pa/ss@mail.example.com:587")],
+            "SMTP_URL: the password in the URL has a '/' that is not percent-encoded",
+        ),
+        (&[], &[("INTERVAL", "soon")], "INTERVAL: invalid duration"),
+        (&["check"], &[("FAILURE_THRESHOLD", "0")], "FAILURE_THRESHOLD: expected a whole number"),
+        (&["check"], &[("SUPPORT", "nobody")], "SUPPORT: invalid email address"),
+        (&["check"], &[("API_URL", "")], "API_URL: set but blank"),
+        (&["check"], &[("DATABASE_URL", " ")], "DATABASE_URL: set but blank"),
+        (&["check"], &[("CONFIG", "")], "CONFIG: set but blank"),
+        (&["check", "--config", empty], &[], &no_target),
+        (&["check"], &[("CONFIG", defaults_only)], &no_target_either),
+        (&["check", "--log-file", ""], &[], "--log-file: empty"),
+        (&["check", "-v", "-q"], &[], "-v and -q: give one or the other"),
+        (&["--interval", "99999999999999h"], &[], "--interval: \"99999999999999h\" is too long"),
+        (
+            &["check", "--url", "http://127.0.0.1:1/h", "--timeout", "18446744073709551615s"],
+            &[],
+            "--timeout: \"18446744073709551615s\" is too long",
+        ),
+        (&["check"], &[("TIMEOUT", "25h")], "TIMEOUT: \"25h\" is too long; at most 24h"),
+        (&["check", "--config", endless], &[], &too_long),
+        (&["report", "--since", "100y"], &[], "--since: \"100y\" is too long; at most 10y"),
+        (&["check", "-vvv"], &[], "-v: given 3 times"),
         (&[], &[("LOG_LEVEL", "chatty")], "LOG_LEVEL"),
         (&["frobnicate"], &[], "frobnicate"),
         (&["--json"], &[], "--json"),
@@ -59,14 +105,14 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
         (&["report", "--since", "a week"], &[], "--since"),
         (&["--listen", "everywhere"], &[], "--listen"),
         (&["check", "--url", &long], &[], &from_flag),
-        (&["check"], &[("API_URL", &long)], &from_flag),
+        (&["check"], &[("API_URL", &long)], &from_variable),
         (&["check", "--config", file], &[], &from_file),
     ];
     for (args, env, option) in cases {
         let (status, out, err) = run_monitor(args, env);
         assert_eq!(status.code(), Some(2), "{args:?} {env:?} → {status:?}, stderr {err:?}");
         assert_eq!(err.lines().count(), 1, "exactly one line for {args:?}: {err:?}");
-        assert!(err.contains(option), "{args:?} → {err:?} should name {option}");
+        assert!(err.contains(option), "{args:?} {env:?} → {err:?} should name {option}");
         assert!(!err.contains("panicked"), "{err}");
         assert!(out.is_empty());
     }

@@ -551,17 +551,17 @@ mod tests {
                 "[[target]]\nurl = \"http://127.0.0.1:8080/h\"\ninterval = \"200ms\"\n[[target]]\nurl = \"https://api.example.com/h\"\ninterval = \"200ms\"\n",
                 "monitor.toml: target[2].interval: 200ms is below the 1s floor, which applies because https://api.example.com/h is not a loopback address",
             ),
-            ("interval = \"500ms\"\n", "monitor.toml: interval: 500ms is below the 1s floor"),
+            ("interval = \"500ms\"\n[[target]]\nurl = \"https://a/h\"\n", "monitor.toml: interval: 500ms is below the 1s floor"),
             ("[[region]]\nname = \"eu\"\nproxy = \"https://p:3128\"\n", "monitor.toml: region[1].proxy: invalid proxy URL https://p:3128: unsupported scheme \"https\""),
             ("[[region]]\nname = \"eu\"\nproxy = \"http://p\"\n", "monitor.toml: region[1].proxy: invalid proxy URL http://p: no port"),
             ("[[region]]\nname = \"eu\"\nrecipients = [\"a@b.co\", \"nobody\"]\n", "monitor.toml: region[1].recipients[2]: invalid email address \"nobody\""),
             ("[[target]]\nurl = \"https://a/h\"\nrecipients = [\"x\"]\n", "monitor.toml: target[1].recipients[1]: invalid email address \"x\""),
-            ("support = [\"a@b.co\", \"@\"]\n", "monitor.toml: support[2]: invalid email address \"@\""),
-            ("from = \"nobody\"\n", "monitor.toml: from: invalid email address \"nobody\""),
-            ("db = \"postgres://h/db\"\n", "monitor.toml: db: unsupported database URL postgres://h/db"),
-            ("smtp = \"http://mail:25\"\n", "monitor.toml: smtp: invalid SMTP URL http://mail:25"),
-            ("log_level = \"loud\"\n", "monitor.toml: log_level: invalid level \"loud\""),
-            ("log_file = \"\"\n", "monitor.toml: log_file: empty"),
+            ("support = [\"a@b.co\", \"@\"]\n[[target]]\nurl = \"https://a/h\"\n", "monitor.toml: support[2]: invalid email address \"@\""),
+            ("from = \"nobody\"\n[[target]]\nurl = \"https://a/h\"\n", "monitor.toml: from: invalid email address \"nobody\""),
+            ("db = \"postgres://h/db\"\n[[target]]\nurl = \"https://a/h\"\n", "monitor.toml: db: unsupported database URL postgres://h/db"),
+            ("smtp = \"http://mail:25\"\n[[target]]\nurl = \"https://a/h\"\n", "monitor.toml: smtp: invalid SMTP URL http://mail:25"),
+            ("log_level = \"loud\"\n[[target]]\nurl = \"https://a/h\"\n", "monitor.toml: log_level: invalid level \"loud\""),
+            ("log_file = \"\"\n[[target]]\nurl = \"https://a/h\"\n", "monitor.toml: log_file: empty"),
             (
                 "[[target]]\nurl = \"https://a/h\"\n[[target]]\nurl = \"https://a/h\"\n",
                 "monitor.toml: target[2].url: https://a/h is already the url of target[1]",
@@ -607,12 +607,13 @@ mod tests {
             "[[region]]\nname = \"eu\"\nproxy = \"http://u:pr0xy@p\"\n",
             "[[region]]\nname = \"eu\"\nproxy = \"http://u:12/pr0xy@p:3128\"\n",
             "[[region]]\nname = \"direct\"\nproxy = \"http://u:pr0xy@p:3128\"\n",
-            "db = \"mysql://u:pr0xy@db\"\n",
-            "smtp = \"smtp://u:pr0xy@mail:25?tls=maybe\"\n",
+            "db = \"mysql://u:pr0xy@db\"\n[[target]]\nurl = \"https://a/h\"\n",
+            "smtp = \"smtp://u:pr0xy@mail:25?tls=maybe\"\n[[target]]\nurl = \"https://a/h\"\n",
             "failures = \"mysql://u:pr0xy@db/m\"\n",
         ] {
             let e = file_error(text);
             assert!(e.starts_with("monitor.toml: ") && !e.contains("pr0xy"), "{text:?} → {e}");
+            assert!(!e.contains("no [[target]]"), "refused for its URL: {e}");
         }
     }
 }

@@ -43,7 +43,9 @@ pub use sources::{
     DEFAULT_TIMEOUT, DEFAULT_URL,
 };
 pub use urls::{is_loopback, MAX_URL_LEN};
-pub use validation::{INTERVAL_FLOOR, MAX_CONCURRENCY, MAX_THRESHOLD, MIN_TIMEOUT};
+pub use validation::{
+    INTERVAL_FLOOR, MAX_CONCURRENCY, MAX_DURATION, MAX_REPORT_SPAN, MAX_THRESHOLD, MIN_TIMEOUT,
+};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,7 +61,7 @@ use targets::{specs, targets, Defaults};
 use urls::{database_url, smtp_url};
 use validation::{
     address, concurrency, default_sender, delivery, duration, listen, mailbox, remind, threshold,
-    timeout,
+    timeout, DAY, TEN_YEARS,
 };
 
 /// One monitored health endpoint.
@@ -171,7 +173,7 @@ pub struct ReportOptions {
 
 /// Validates `args`, and the config file it names, into a [`Config`].
 pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigError> {
-    let file = match args.config.as_deref() {
+    let file = match args.config.as_ref().map(|given| given.value.as_str()) {
         Some(path) => config_file::load(path, |p| world.read_config_file(p))?,
         None => ConfigFile::default(),
     };
@@ -183,35 +185,40 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
         value.map(|v| Setting { value: v.0.to_string(), source: file.key(key) })
     };
 
-    let interval = pick(args.interval, "--interval", text(&f.interval, "interval"));
+    let interval = pick(args.interval, text(&f.interval, "interval"));
     let defaults = Defaults {
-        interval: duration(interval.as_ref(), DEFAULT_INTERVAL)?,
+        interval: duration(interval.as_ref(), DEFAULT_INTERVAL, DAY)?,
         interval_source: interval.map_or_else(|| "--interval".to_owned(), |s| s.source),
         timeout: timeout(
-            pick(args.timeout, "--timeout", text(&f.timeout, "timeout")).as_ref(),
+            pick(args.timeout, text(&f.timeout, "timeout")).as_ref(),
             DEFAULT_TIMEOUT,
         )?,
         thresholds: Thresholds {
             failures: threshold(
-                pick(args.failures, "--failures", count(f.failures, "failures")).as_ref(),
+                pick(args.failures, count(f.failures, "failures")).as_ref(),
                 DEFAULT_THRESHOLDS.failures,
             )?,
             successes: threshold(
-                pick(args.successes, "--successes", count(f.successes, "successes")).as_ref(),
+                pick(args.successes, count(f.successes, "successes")).as_ref(),
                 DEFAULT_THRESHOLDS.successes,
             )?,
         },
-        remind: remind(pick(args.remind, "--remind", text(&f.remind, "remind")).as_ref())?,
+        remind: remind(pick(args.remind, text(&f.remind, "remind")).as_ref())?,
     };
 
     let regions_from_cli = !args.regions.is_empty();
-    let defined = if regions_from_cli { cli_regions(&args.regions)? } else { file_regions(&file)? };
+    let defined = if regions_from_cli {
+        cli_regions(&args.regions.into_iter().map(Setting::from).collect::<Vec<_>>())?
+    } else {
+        file_regions(&file)?
+    };
 
-    let targets = targets(specs(args.urls, &file), &defaults, &defined, regions_from_cli)?;
+    let urls = args.urls.into_iter().map(Setting::from).collect();
+    let targets = targets(specs(urls, &file)?, &defaults, &defined, regions_from_cli)?;
     let regions = used_regions(defined, &targets);
 
     let db = match (args.db, args.db_file, &f.db) {
-        (Some(url), _, _) => Setting { value: url, source: "--db".into() },
+        (Some(url), _, _) => Setting::from(url),
         (None, Some(path), _) => read_file(world, "DATABASE_URL_FILE", &path)?,
         (None, None, Some(url)) => Setting { value: url.expose().into(), source: file.key("db") },
         (None, None, None) => Setting { value: DEFAULT_DB.to_string(), source: "--db".into() },
@@ -232,20 +239,17 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
             })
             .collect()
     } else {
-        args.support
-            .into_iter()
-            .map(|value| Setting { value, source: "--support".into() })
-            .collect()
+        args.support.into_iter().map(Setting::from).collect()
     };
     let support: Vec<String> =
         support.iter().map(|s| address(&s.source, &s.value)).collect::<Result<_, _>>()?;
     let from = f.from.clone().map(|value| Setting { value, source: file.key("from") });
-    let from = match pick(args.from, "--from", from) {
+    let from = match pick(args.from, from) {
         Some(from) => mailbox(&from.source, &from.value)?,
         None => default_sender(&world.host_name()),
     };
     let smtp = match (args.smtp, args.smtp_file, &f.smtp) {
-        (Some(url), _, _) => Some(Setting { value: url, source: "--smtp".into() }),
+        (Some(url), _, _) => Some(Setting::from(url)),
         (None, Some(path), _) => Some(read_file(world, "SMTP_URL_FILE", &path)?),
         (None, None, Some(url)) => {
             Some(Setting { value: url.expose().into(), source: file.key("smtp") })
@@ -261,26 +265,26 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
     let delivery = delivery(smtp, from, support, &targets, &regions);
 
     let log_level = log_level(args.verbosity, &file)?;
-    let log_file = match (args.log_file, &f.log_file) {
-        (Some(path), _) => Some(path),
-        (None, Some(path)) if path.trim().is_empty() => {
+    let log_file = f.log_file.clone().map(|value| Setting { value, source: file.key("log_file") });
+    let log_file = match pick(args.log_file, log_file) {
+        Some(path) if path.value.trim().is_empty() => {
             return Err(ConfigError(format!(
-                "{}: empty; leave the key out to log to stderr only",
-                file.key("log_file")
+                "{}: empty; leave it out to log to stderr only",
+                path.source
             )))
         }
-        (None, path) => path.clone(),
+        path => path.map(|p| p.value),
     };
 
-    let listen = listen(args.listen.as_deref())?;
-    let concurrency = concurrency(
-        pick(args.concurrency, "--concurrency", count(f.concurrency, "concurrency")).as_ref(),
-    )?;
+    let listen = listen(args.listen.map(Setting::from).as_ref())?;
+    let concurrency =
+        concurrency(pick(args.concurrency, count(f.concurrency, "concurrency")).as_ref())?;
     let report = match args.command {
         Command::Report => Some(ReportOptions {
             since: duration(
                 args.since.map(|value| Setting { value, source: "--since".into() }).as_ref(),
                 DEFAULT_REPORT_SPAN,
+                TEN_YEARS,
             )?,
             target: args.target,
             json: args.json,
@@ -358,11 +362,42 @@ mod tests {
             (&["--db", "api-monitor.db"], "--db"),
             (&["--smtp", "http://mail:25"], "--smtp"),
             (&["--smtp", "smtp://mail:25?tls=maybe"], "--smtp"),
+            (&["--log-file", ""], "--log-file: empty"),
+            (&["--log-file", " "], "--log-file: empty"),
         ];
         for (args, option) in cases {
             let message = error(args);
             assert!(message.starts_with(option), "{args:?} → {message:?} should name {option}");
             assert!(!message.contains('\n'), "one line: {message:?}");
+        }
+    }
+
+    #[test]
+    fn bad_input_from_a_variable_names_the_variable() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("FAILURE_THRESHOLD", "0", "FAILURE_THRESHOLD: expected a whole number from 1 to"),
+            ("SUCCESS_THRESHOLD", "two", "SUCCESS_THRESHOLD: expected a whole number"),
+            ("INTERVAL", "soon", "INTERVAL: invalid duration \"soon\""),
+            ("INTERVAL", "500ms", "INTERVAL: 500ms is below the 1s floor"),
+            ("TIMEOUT", "50ms", "TIMEOUT: \"50ms\" is below the 100ms floor"),
+            ("REMIND", "soon", "REMIND: invalid duration"),
+            ("API_URL", "not a url", "API_URL: invalid URL"),
+            ("API_URL", "https://a/h,https://a/h", "API_URL: https://a/h is given twice"),
+            ("SUPPORT", "a@b.co,nobody", "SUPPORT: invalid email address \"nobody\""),
+            ("REGIONS", "direct,eu", "REGIONS: \"eu\" has no proxy"),
+            ("REGIONS", "eu=http://p", "REGIONS: invalid proxy URL http://p: no port"),
+            ("DATABASE_URL", "postgres://h/db", "DATABASE_URL: unsupported database URL"),
+            ("DATABASE_URL", "mysql://u:p/w@db/m", "DATABASE_URL: the password in the URL"),
+            ("SMTP_URL", "smtp://u:p#w@mail:587", "SMTP_URL: the password in the URL has a '#'"),
+            ("SMTP_URL", "http://mail:25", "SMTP_URL: invalid SMTP URL"),
+            ("MAIL_FROM", "nobody", "MAIL_FROM: invalid email address"),
+            ("LISTEN", "everywhere", "LISTEN: invalid address \"everywhere\""),
+            ("CONCURRENCY", "0", "CONCURRENCY: expected a whole number from 1 to 10000"),
+        ];
+        for (variable, value, expected) in cases {
+            let e = config(&[], &[(variable, value)]).expect_err(variable).to_string();
+            assert!(e.starts_with(expected), "{variable}={value:?} → {e:?}\n  expected {expected}");
+            assert!(!e.contains("--"), "names no flag: {e}");
         }
     }
 }

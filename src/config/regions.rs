@@ -61,10 +61,10 @@ pub(super) fn named_regions(
 }
 
 /// The regions of `--region`/`REGIONS`: `NAME=PROXY_URL`, or `direct` alone.
-pub(super) fn cli_regions(raw: &[String]) -> Result<Vec<Defined>, ConfigError> {
-    let option = "--region";
+pub(super) fn cli_regions(raw: &[Setting]) -> Result<Vec<Defined>, ConfigError> {
     let mut out: Vec<Defined> = Vec::with_capacity(raw.len());
-    for entry in raw {
+    for Setting { value: entry, source } in raw {
+        let option = source.as_str();
         let (name, proxy) = match entry.split_once('=') {
             Some((name, proxy)) => (name.trim(), Some(proxy.trim())),
             None if entry.trim() == DIRECT => (DIRECT, None),
@@ -176,9 +176,9 @@ mod tests {
             e.starts_with("monitor.toml: target[1].regions[2]: region \"direct\" is listed twice"),
             "{e}"
         );
-        let c =
-            with_file("[[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\n", &[], &[]).unwrap();
-        assert_eq!(c.targets[0].regions, ["eu"], "the default target is probed from eu");
+        let eu = "[[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\n";
+        let c = with_file(eu, &[], &[("API_URL", "https://a/h")]).unwrap();
+        assert_eq!(c.targets[0].regions, ["eu"], "API_URL's target is probed from eu");
         let c = with_file("[[target]]\nurl = \"https://a/h\"\n", &[], &[]).unwrap();
         assert_eq!((c.targets[0].regions.clone(), c.regions.len()), (vec![DIRECT.to_string()], 1));
     }

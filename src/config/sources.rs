@@ -19,7 +19,7 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use crate::cli::Verbosity;
+use crate::cli::{Given, Verbosity};
 use crate::config::error::ConfigError;
 use crate::config::file::ConfigFile;
 use crate::detector::Thresholds;
@@ -56,10 +56,16 @@ pub(super) struct Setting {
     pub(super) source: String,
 }
 
+impl From<Given> for Setting {
+    fn from(given: Given) -> Setting {
+        Setting { value: given.value, source: given.source.to_owned() }
+    }
+}
+
 /// The command line's value (flag or variable; the low step already chose between them) if
 /// set, else the file's.
-pub(super) fn pick(cli: Option<String>, option: &str, file: Option<Setting>) -> Option<Setting> {
-    cli.map(|value| Setting { value, source: option.to_owned() }).or(file)
+pub(super) fn pick(cli: Option<Given>, file: Option<Setting>) -> Option<Setting> {
+    cli.map(Setting::from).or(file)
 }
 
 /// The value of a variable (`direct`) if set, else the contents of the file its `_FILE`
@@ -295,7 +301,7 @@ mod tests {
 
     #[test]
     fn secret_variables_apply_to_the_files_urls() {
-        let file = "db = \"mysql://monitor@db/monitor\"\n";
+        let file = "db = \"mysql://monitor@db/monitor\"\n[[target]]\nurl = \"https://a/h\"\n";
         let c = with_file(file, &[], &[("DATABASE_PASSWORD", "s3cret")]).unwrap();
         assert_eq!(c.db_url, "mysql://monitor:s3cret@db/monitor");
         let c = with_file(file, &[], &[("DATABASE_URL_FILE", "/run/secrets/db_url")]).unwrap();

@@ -12,7 +12,9 @@ use crate::config::file::{self as config_file, ConfigFile, Count, DurationText};
 use crate::config::regions::{named_regions, Defined};
 use crate::config::sources::{Setting, DEFAULT_INTERVAL, DEFAULT_URL};
 use crate::config::urls::{is_loopback, target_url};
-use crate::config::validation::{address, duration, remind, threshold, timeout, INTERVAL_FLOOR};
+use crate::config::validation::{
+    address, duration, remind, threshold, timeout, DAY, INTERVAL_FLOOR,
+};
 use crate::config::{Target, DIRECT};
 use crate::detector::Thresholds;
 
@@ -42,11 +44,12 @@ pub(super) struct Spec {
 }
 
 impl Spec {
-    /// A target from the command line: the URL only, everything else global.
-    pub(super) fn plain(url: String, option: &str) -> Spec {
+    /// A target from the command line (`--url` or `API_URL`): the URL only, everything else
+    /// global.
+    pub(super) fn plain(url: Setting) -> Spec {
         Spec {
-            origin: option.to_owned(),
-            url: Setting { value: url, source: option.to_owned() },
+            origin: url.source.clone(),
+            url,
             interval: None,
             timeout: None,
             failures: None,
@@ -90,15 +93,26 @@ impl Spec {
 
 /// What is to be probed, as configured. The list replaces rather than merges, so what is
 /// probed never depends on two sources at once: `--url`/`API_URL` replace the file's
-/// `[[target]]`s (and stand on the global settings alone), and with neither the default URL is.
-pub(super) fn specs(urls: Vec<String>, file: &ConfigFile) -> Vec<Spec> {
+/// `[[target]]`s (and stand on the global settings alone). The default URL is probed only
+/// when nothing at all names a target: a config file without a `[[target]]` (empty, or
+/// defaults only) and without `--url`/`API_URL` is an error, not a monitor of someone
+/// else's API.
+pub(super) fn specs(urls: Vec<Setting>, file: &ConfigFile) -> Result<Vec<Spec>, ConfigError> {
     let listed = &file.settings.targets;
+    // Only a file given with --config/CONFIG has a path.
+    let file_given = !file.path.is_empty();
     if !urls.is_empty() {
-        urls.into_iter().map(|url| Spec::plain(url, "--url")).collect()
+        Ok(urls.into_iter().map(Spec::plain).collect())
     } else if !listed.is_empty() {
-        listed.iter().enumerate().map(|(i, t)| Spec::from_file(file, i, t)).collect()
+        Ok(listed.iter().enumerate().map(|(i, t)| Spec::from_file(file, i, t)).collect())
+    } else if file_given {
+        Err(ConfigError(format!(
+            "{}: no [[target]]: add one with the url of each health endpoint to probe, or give \
+             --url/API_URL",
+            file.path
+        )))
     } else {
-        vec![Spec::plain(DEFAULT_URL.to_string(), "--url")]
+        Ok(vec![Spec::plain(Setting { value: DEFAULT_URL.to_string(), source: "--url".into() })])
     }
 }
 
@@ -139,7 +153,7 @@ pub(super) fn target(
 ) -> Result<Target, ConfigError> {
     let (url, name) = target_url(&spec.url)?;
     let (interval, interval_source) = match &spec.interval {
-        Some(s) => (duration(Some(s), DEFAULT_INTERVAL)?, s.source.as_str()),
+        Some(s) => (duration(Some(s), DEFAULT_INTERVAL, DAY)?, s.source.as_str()),
         None => (defaults.interval, defaults.interval_source.as_str()),
     };
     if interval < INTERVAL_FLOOR && !is_loopback(&url) {
@@ -172,7 +186,7 @@ pub(super) fn target(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::testing::{config, error};
+    use crate::config::testing::{config, error, with_file};
 
     #[test]
     fn fast_intervals_are_allowed_on_loopback_only() {
@@ -202,5 +216,28 @@ mod tests {
             "https://u:two@a.example.com/h",
         ]);
         assert!(e.contains("given twice") && !e.contains("one"), "same name in the store: {e}");
+    }
+
+    #[test]
+    fn a_config_file_without_a_target_is_refused_unless_a_url_is_given() {
+        let without = [
+            "",
+            "# nothing yet\n",
+            "interval = \"10s\"\nsupport = [\"a@b.co\"]\n",
+            "[[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\n",
+        ];
+        for text in without {
+            let e = with_file(text, &[], &[]).expect_err(text).0;
+            assert_eq!(
+                e,
+                "monitor.toml: no [[target]]: add one with the url of each health endpoint to \
+                 probe, or give --url/API_URL",
+                "{text:?}"
+            );
+            let c = with_file(text, &["--url", "https://a.example.com/h"], &[]).unwrap();
+            assert_eq!(c.targets[0].name, "https://a.example.com/h", "{text:?}: defaults only");
+            let c = with_file(text, &[], &[("API_URL", "https://b.example.com/h")]).unwrap();
+            assert_eq!(c.targets[0].name, "https://b.example.com/h", "{text:?}");
+        }
     }
 }

@@ -35,8 +35,8 @@ pub(super) fn target_url(url: &Setting) -> Result<(SecretUrl, String), ConfigErr
              {MAX_URL_LEN} (the width of the database column that records it)"
         )));
     }
-    let parsed = url::Url::parse(raw)
-        .map_err(|e| ConfigError(format!("{option}: invalid URL {shown}: {e}")))?;
+    let parsed =
+        parse(option, raw, None, |e| ConfigError(format!("{option}: invalid URL {shown}: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
         return Err(ConfigError(format!(
             "{option}: invalid URL {shown}: expected http://HOST[:PORT]/PATH or https://…"
@@ -59,16 +59,11 @@ pub(super) fn proxy_url(option: &str, raw: &str) -> Result<SecretUrl, ConfigErro
         |why: &str| ConfigError(format!("{option}: invalid proxy URL {shown}: {why}; {expected}"));
     // First, before any message shows the URL: http URLs may hold an '@' after the host, so
     // the redaction would not hide a password that spilled into the path.
-    if redact::stray_at(raw) {
-        return Err(ConfigError(format!(
-            "{option}: the proxy URL has an '@' after its host, so part of it is probably a \
-             password with a '/', '?' or '#' in it: percent-encode those (%2F, %3F, %23)"
-        )));
-    }
+    no_stray_at(option, raw, None)?;
     if let Some(c) = raw.chars().find(|&c| c.is_control() || c.is_whitespace() || is_bidi(c)) {
         return Err(bad(&format!("it contains {c:?}")));
     }
-    let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+    let url = parse(option, raw, None, |e| bad(&e.to_string()))?;
     if url.scheme() != "http" {
         return Err(bad(&format!(
             "unsupported scheme {:?} (only http:// proxies: HTTPS targets are tunnelled through \
@@ -150,11 +145,11 @@ pub(super) fn database_url(
             )))
         }
     }
-    let mut url = url::Url::parse(&db.value)
-        .map_err(|e| ConfigError(format!("{option}: invalid database URL {shown}: {e}")))?;
-    if redact::stray_at(&db.value) {
-        return Err(stray_at(option, "DATABASE_PASSWORD"));
-    }
+    let variable = Some("DATABASE_PASSWORD");
+    let mut url = parse(option, &db.value, variable, |e| {
+        ConfigError(format!("{option}: invalid database URL {shown}: {e}"))
+    })?;
+    no_stray_at(option, &db.value, variable)?;
     if url.host_str().is_none_or(str::is_empty) || url.path().trim_matches('/').is_empty() {
         return Err(ConfigError(format!(
             "{option}: invalid database URL {shown}: no host or no database name; {expected}"
@@ -171,13 +166,69 @@ pub(super) fn database_url(
     }
 }
 
-/// The error for a URL whose password the parser could not find (see [`redact::stray_at`]).
-pub(super) fn stray_at(option: &str, variable: &str) -> ConfigError {
-    ConfigError(format!(
-        "{option}: the URL has an '@' after its host, so part of it is probably a password \
-         with a '/', '?' or '#' in it: percent-encode those (%2F, %3F, %23) or set the \
-         password in {variable}"
-    ))
+/// `raw` parsed. A URL that does not parse because its user-info holds a raw `/`, `?` or `#`
+/// is told so ([`unencoded_userinfo`]): the parser would blame the port. Any other failure is
+/// `invalid`'s to word. `variable`: the password's variable, if it has one.
+pub(super) fn parse(
+    option: &str,
+    raw: &str,
+    variable: Option<&str>,
+    invalid: impl FnOnce(url::ParseError) -> ConfigError,
+) -> Result<url::Url, ConfigError> {
+    url::Url::parse(raw)
+        .map_err(|e| unencoded_userinfo(option, raw, variable).unwrap_or_else(|| invalid(e)))
+}
+
+/// Refuses a URL with an `@` after its host (see [`redact::stray_at`]), for the schemes where
+/// that is never right: part of the user-info spilled past the host. `variable` as for
+/// [`parse`].
+pub(super) fn no_stray_at(
+    option: &str,
+    raw: &str,
+    variable: Option<&str>,
+) -> Result<(), ConfigError> {
+    if !redact::stray_at(raw) {
+        return Ok(());
+    }
+    Err(unencoded_userinfo(option, raw, variable).unwrap_or_else(|| {
+        let or = variable.map_or_else(String::new, |v| format!(", or set the password in {v}"));
+        ConfigError(format!(
+            "{option}: the URL has an '@' after its host, so part of it is probably a password \
+             with a '/', '?' or '#' in it: percent-encode those (%2F, %3F, %23){or}"
+        ))
+    }))
+}
+
+/// The error for a URL whose user-info, as written (between `://` and the last `@`), holds a
+/// raw `/`, `?` or `#`: the URL parser ends the host at the first of them, so the URL either
+/// does not parse (the rest of the password read as a port) or names another host. Says which
+/// character, in the user name or the password, and its escape; `None` when there is none.
+/// Only for a URL already found wrong: an http(s) URL may hold an `@` in its path.
+/// (A raw `@` is fine: the last `@` ends the user-info, and every client here decodes the
+/// user name and password once.)
+pub(super) fn unencoded_userinfo(
+    option: &str,
+    raw: &str,
+    variable: Option<&str>,
+) -> Option<ConfigError> {
+    let rest = raw.split_once("://")?.1;
+    let userinfo = &rest[..rest.rfind('@')?];
+    let at = userinfo.find(['/', '?', '#'])?;
+    let c = userinfo[at..].chars().next()?;
+    let escape = match c {
+        '/' => "%2F",
+        '?' => "%3F",
+        _ => "%23",
+    };
+    let in_password = userinfo[..at].contains(':');
+    let (part, or) = match variable {
+        Some(v) if in_password => ("password", format!(", or set the password in {v}")),
+        _ => (if in_password { "password" } else { "user name" }, String::new()),
+    };
+    Some(ConfigError(format!(
+        "{option}: the {part} in the URL has a '{c}' that is not percent-encoded, so the URL \
+         ends early: write it as {escape}{or}"
+    )))
 }
 
 /// Sets `password` as the password of `url`, percent-encoded. Fails when the URL has no user
@@ -205,10 +256,9 @@ pub(super) fn smtp_url(
              smtp://USER:PASS@HOST:587?tls=required or smtps://USER:PASS@HOST:465"
         ))
     };
-    let mut url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
-    if redact::stray_at(raw) {
-        return Err(stray_at(option, "SMTP_PASSWORD"));
-    }
+    let variable = Some("SMTP_PASSWORD");
+    let mut url = parse(option, raw, variable, |e| bad(&e.to_string()))?;
+    no_stray_at(option, raw, variable)?;
     if !matches!(url.scheme(), "smtp" | "smtps") {
         return Err(bad(&format!("unknown scheme {:?}", url.scheme())));
     }
@@ -340,6 +390,71 @@ mod tests {
             assert!(e.starts_with(option) && !e.contains("cret"), "{args:?}: {e}");
         }
         assert!(error(&["--db", "mysql://u:12/s3cret@db/m"]).contains("percent-encode"));
+    }
+
+    #[test]
+    fn a_raw_slash_question_mark_or_hash_in_a_password_is_named_not_blamed_on_the_port() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--smtp", "smtp://mailer:pa#ss@mail.example.com:587"],
+                "--smtp: the password in the URL has a '#' that is not percent-encoded, so the \
+                 URL ends early: write it as %23, or set the password in SMTP_PASSWORD",
+            ),
+            (
+                &["--smtp", "smtps://mailer:pa/ss@mail.example.com:465"],
+                "--smtp: the password in the URL has a '/' that is not percent-encoded, so the \
+                 URL ends early: write it as %2F, or set the password in SMTP_PASSWORD",
+            ),
+            (
+                &["--smtp", "smtp://mailer:25#ss@mail.example.com:587"],
+                "--smtp: the password in the URL has a '#' that is not percent-encoded",
+            ),
+            (
+                &["--smtp", "smtp://mai?ler:pw@mail.example.com:587"],
+                "--smtp: the user name in the URL has a '?' that is not percent-encoded, so the \
+                 URL ends early: write it as %3F",
+            ),
+            (
+                &["--db", "mysql://monitor:pa?ss@db/monitor"],
+                "--db: the password in the URL has a '?' that is not percent-encoded, so the URL \
+                 ends early: write it as %3F, or set the password in DATABASE_PASSWORD",
+            ),
+            (
+                &["--db", "mysql://u:12/s3cret@db/m"],
+                "--db: the password in the URL has a '/' that is not percent-encoded",
+            ),
+            (
+                &["--region", "eu=http://u:pa#ss@proxy:3128"],
+                "--region: the password in the URL has a '#' that is not percent-encoded, so the \
+                 URL ends early: write it as %23",
+            ),
+            (
+                &["--url", "https://u:pa#ss@api.example.com/health"],
+                "--url: the password in the URL has a '#' that is not percent-encoded",
+            ),
+        ];
+        for (args, expected) in cases {
+            let e = config(args, &[]).expect_err("must be rejected").to_string();
+            assert!(e.starts_with(expected), "{args:?}\n  → {e}\n  expected {expected}");
+            assert!(!e.contains("port") && !e.contains("ss@"), "{args:?}: {e}");
+        }
+        let e = config(&["--region", "eu=http://u:pa#ss@proxy:3128"], &[]).unwrap_err().0;
+        assert!(!e.contains("set the password in"), "a proxy has no password variable: {e}");
+    }
+
+    #[test]
+    fn a_raw_at_sign_in_a_password_is_fine_as_the_last_at_ends_the_user_info() {
+        let decoded = |url: &str| {
+            let url = url::Url::parse(url).unwrap();
+            let password = percent_encoding::percent_decode_str(url.password().unwrap());
+            password.decode_utf8().unwrap().into_owned()
+        };
+        let url = smtp_url(&["--smtp", "smtp://mailer:p@ss@mail.example.com:587"], &[]);
+        assert_eq!(url::Url::parse(&url).unwrap().host_str(), Some("mail.example.com"));
+        assert_eq!(decoded(&url), "p@ss", "what the mailer sends, decoded once");
+        let url = db(&["--db", "mysql://monitor:p@ss@db/monitor"], &[]);
+        assert_eq!(url::Url::parse(&url).unwrap().host_str(), Some("db"));
+        assert_eq!(decoded(&url), "p@ss", "what the mysql driver sends, decoded once");
     }
 
     #[test]

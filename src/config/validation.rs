@@ -26,10 +26,29 @@ pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 /// The most probe workers one may ask for: each is a thread.
 pub const MAX_CONCURRENCY: usize = 10_000;
 
-/// The duration `setting` holds, or `default` when unset; zero is refused.
+/// The longest duration a setting takes, and how its errors write it.
+pub(super) struct Cap {
+    pub(super) max: Duration,
+    pub(super) shown: &'static str,
+}
+
+/// The cap of every interval, timeout and reminder spacing: a day. A longer one is surely a
+/// typo, and a far longer one would overflow the clock arithmetic of the scheduler and the
+/// probe (`timeout = "18446744073709551615s"` made every probe panic).
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+pub(super) const DAY: Cap = Cap { max: MAX_DURATION, shown: "24h" };
+
+/// How far back `report --since` may look: ten years of 365.25 days (a `y` to the duration
+/// parser), so that `10y` is accepted.
+pub const MAX_REPORT_SPAN: Duration = Duration::from_secs(10 * 31_557_600);
+pub(super) const TEN_YEARS: Cap = Cap { max: MAX_REPORT_SPAN, shown: "10y" };
+
+/// The duration `setting` holds, or `default` when unset; zero is refused, and so is anything
+/// longer than `cap`.
 pub(super) fn duration(
     setting: Option<&Setting>,
     default: Duration,
+    cap: Cap,
 ) -> Result<Duration, ConfigError> {
     let Some(Setting { value: raw, source: option }) = setting else { return Ok(default) };
     let d = crate::duration::parse(raw)
@@ -37,15 +56,19 @@ pub(super) fn duration(
     if d.is_zero() {
         return Err(ConfigError(format!("{option}: must be longer than zero, got {raw:?}")));
     }
+    if d > cap.max {
+        return Err(ConfigError(format!("{option}: {raw:?} is too long; at most {}", cap.shown)));
+    }
     Ok(d)
 }
 
-/// The probe timeout `setting` holds (at least [`MIN_TIMEOUT`]), or `default` when unset.
+/// The probe timeout `setting` holds (at least [`MIN_TIMEOUT`], at most a day), or `default`
+/// when unset.
 pub(super) fn timeout(
     setting: Option<&Setting>,
     default: Duration,
 ) -> Result<Duration, ConfigError> {
-    let d = duration(setting, default)?;
+    let d = duration(setting, default, DAY)?;
     match setting {
         Some(Setting { value: raw, source: option }) if d < MIN_TIMEOUT => {
             Err(ConfigError(format!(
@@ -61,7 +84,7 @@ pub(super) fn timeout(
 pub(super) fn remind(setting: Option<&Setting>) -> Result<Option<Duration>, ConfigError> {
     match setting {
         Some(s) if s.value.trim().eq_ignore_ascii_case("off") => Ok(None),
-        Some(s) => duration(Some(s), Duration::ZERO)
+        Some(s) => duration(Some(s), Duration::ZERO, DAY)
             .map(Some)
             .map_err(|ConfigError(e)| ConfigError(format!("{e}; or \"off\" for no reminders"))),
         None => Ok(None),
@@ -132,12 +155,14 @@ pub(super) fn delivery(
 }
 
 /// The `--listen` address; unset, empty or `off`: not served.
-pub(super) fn listen(raw: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
-    match raw.map(str::trim) {
-        None | Some("") | Some("off") => Ok(None),
-        Some(addr) => addr.parse::<SocketAddr>().map(Some).map_err(|_| {
+pub(super) fn listen(setting: Option<&Setting>) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(Setting { value, source }) = setting else { return Ok(None) };
+    match value.trim() {
+        "" | "off" => Ok(None),
+        addr => addr.parse::<SocketAddr>().map(Some).map_err(|_| {
             ConfigError(format!(
-                "--listen: invalid address {addr:?}: expected IP:PORT such as 127.0.0.1:9898"
+                "{source}: invalid address {addr:?}: expected IP:PORT such as 127.0.0.1:9898, \
+                 or off"
             ))
         }),
     }
@@ -157,7 +182,7 @@ pub(super) fn concurrency(setting: Option<&Setting>) -> Result<Option<usize>, Co
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::testing::{config, error, secs, with_file};
+    use crate::config::testing::{config, error, file_error, secs, with_file};
 
     #[test]
     fn timeout_is_taken_as_written_down_to_100ms() {
@@ -169,6 +194,76 @@ mod tests {
         assert_eq!(e, "--timeout: \"99ms\" is below the 100ms floor of a probe timeout");
         let e = config(&[], &[("TIMEOUT", "50ms")]).unwrap_err().0;
         assert!(e.contains("\"50ms\" is below the 100ms floor"), "{e}");
+    }
+
+    #[test]
+    fn durations_are_capped_with_one_line_naming_their_source() {
+        // (arguments, environment, how the message starts)
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (
+                &["--interval", "99999999999999h"],
+                &[],
+                "--interval: \"99999999999999h\" is too long",
+            ),
+            (&["--interval", "25h"], &[], "--interval: \"25h\" is too long; at most 24h"),
+            (&[], &[("INTERVAL", "2d")], "INTERVAL: \"2d\" is too long; at most 24h"),
+            (
+                &["--timeout", "18446744073709551615s"],
+                &[],
+                "--timeout: \"18446744073709551615s\" is too long; at most 24h",
+            ),
+            (&[], &[("TIMEOUT", "24h 1s")], "TIMEOUT: \"24h 1s\" is too long; at most 24h"),
+            (&["--remind", "1d 1ms"], &[], "--remind: \"1d 1ms\" is too long; at most 24h"),
+            (&[], &[("REMIND", "8760h")], "REMIND: \"8760h\" is too long; at most 24h"),
+            (&["report", "--since", "11y"], &[], "--since: \"11y\" is too long; at most 10y"),
+        ];
+        for (args, env, expected) in cases {
+            let e = config(args, env).expect_err(expected).0;
+            assert!(e.starts_with(expected), "{args:?} {env:?}\n  → {e}\n  expected {expected}");
+        }
+        let c =
+            config(&["--interval", "24h", "--timeout", "1d", "--remind", "1440m"], &[]).unwrap();
+        assert_eq!(
+            (c.interval, c.timeout, c.targets[0].remind),
+            (secs(86400), secs(86400), Some(secs(86400)))
+        );
+        let c = config(&["report", "--since", "10y"], &[]).unwrap();
+        assert_eq!(c.report.unwrap().since, secs(10 * 31_557_600), "ten years of 365.25 days");
+    }
+
+    #[test]
+    fn durations_in_the_config_file_are_capped_too() {
+        let cases = [
+            (
+                "timeout = \"18446744073709551615s\"\n[[target]]\nurl = \"https://a/h\"\n",
+                "monitor.toml: timeout: \"18446744073709551615s\" is too long; at most 24h",
+            ),
+            (
+                "interval = \"48h\"\n[[target]]\nurl = \"https://a/h\"\n",
+                "monitor.toml: interval: \"48h\" is too long",
+            ),
+            (
+                "remind = \"2d\"\n[[target]]\nurl = \"https://a/h\"\n",
+                "monitor.toml: remind: \"2d\" is too long",
+            ),
+            (
+                "[[target]]\nurl = \"https://a/h\"\ninterval = \"100000h\"\n",
+                "monitor.toml: target[1].interval: \"100000h\" is too long",
+            ),
+            (
+                "[[target]]\nurl = \"https://a/h\"\ntimeout = \"25h\"\n",
+                "monitor.toml: target[1].timeout: \"25h\" is too long",
+            ),
+            (
+                "[[target]]\nurl = \"https://a/h\"\nremind = \"30d\"\n",
+                "monitor.toml: target[1].remind: \"30d\" is too long",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = file_error(text);
+            assert!(e.starts_with(expected), "{text:?}\n  → {e}\n  expected {expected}");
+        }
     }
 
     #[test]
@@ -220,7 +315,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let region_only = "smtp = \"smtp://mail:25\"\n\
-            [[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\nrecipients = [\"eu@b.co\"]\n";
+            [[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\nrecipients = [\"eu@b.co\"]\n\
+            [[target]]\nurl = \"https://a/h\"\n";
         assert!(matches!(with_file(region_only, &[], &[]).unwrap().delivery, Delivery::Smtp(_)));
         let unused_region = "smtp = \"smtp://mail:25\"\n\
             [[region]]\nname = \"eu\"\nproxy = \"http://p:3128\"\nrecipients = [\"eu@b.co\"]\n\
