@@ -66,8 +66,22 @@ fn hostname_or_localhost() -> String {
 }
 
 fn run() -> Result<ExitCode, Fatal> {
-    let env = |name: &str| std::env::var(name).ok();
-    let args = match cli::parse_from(std::env::args_os().skip(1), &env) {
+    // A value that is not UTF-8 must be refused by name, not taken as unset (which would fall
+    // back to a default, e.g. someone else's API).
+    let not_text = std::cell::RefCell::new(Vec::new());
+    let env = |name: &str| match std::env::var(name) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            not_text.borrow_mut().push(name.to_owned());
+            None
+        }
+    };
+    let parsed = cli::parse_from(std::env::args_os().skip(1), &env);
+    if let Some(name) = not_text.borrow().first() {
+        return Err(Fatal::Usage(format!("{name}: not valid UTF-8 text")));
+    }
+    let args = match parsed {
         Ok(Parsed::Help) => {
             print!("{}", cli::HELP);
             return Ok(ExitCode::SUCCESS);

@@ -145,6 +145,21 @@ fn check_exits_0_when_healthy_and_1_when_not() {
 }
 
 #[test]
+fn a_variable_that_is_not_utf8_is_refused_by_name_not_taken_as_unset() {
+    use std::os::unix::ffi::OsStrExt;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_api-monitor"))
+        .arg("check")
+        .env_clear()
+        .env("API_URL", std::ffi::OsStr::from_bytes(b"http://127.0.0.1:9/h\xffealth"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("API_URL"), "names the variable: {stderr}");
+    assert!(!stderr.contains("fitpay"), "no fallback to the default URL: {stderr}");
+}
+
+#[test]
 fn an_unreachable_database_at_start_is_survived_and_reported_without_its_password() {
     let api = FakeApi::start(&[]);
     let mut mon = monitor(&[
