@@ -12,6 +12,9 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+
 use support::{monitor, reserve_port, temp_dir, FakeApi, Process};
 
 /// Probe deadline used throughout; the reasons below say `1s`.
@@ -152,4 +155,33 @@ fn dns_lookup_failure() {
     let url = "http://nonexistent.invalid/health";
     let mut mon = watch(url, "1s");
     assert_fails_and_keeps_going(&mut mon, url, "DNS lookup failed for nonexistent.invalid");
+}
+
+/// A loopback server that answers every request with `response`, byte for byte: for answers no
+/// `fake-api` mode gives (odd but legal heads). Its thread lives as long as the test process.
+fn raw_api(response: &'static [u8]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/health", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let Ok(reader) = stream.try_clone() else { continue };
+            let mut reader = BufReader::new(reader);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = stream.write_all(response);
+        }
+    });
+    url
+}
+
+#[test]
+fn duplicate_status_field() {
+    let url = raw_api(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 31\r\n\
+          Connection: close\r\n\r\n{\"status\":\"DOWN\",\"status\":\"OK\"}",
+    );
+    let mut mon = watch(&url, "200ms");
+    assert_fails_and_keeps_going(&mut mon, &url, "duplicate \"status\" field in JSON");
 }

@@ -1028,6 +1028,12 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_status_key_is_ambiguous() {
+        let outcome = probe_mock(200, JSON, r#"{"status":"DOWN","status":"OK"}"#);
+        assert_eq!(reason_of(&outcome).as_deref(), Some("duplicate \"status\" field in JSON"));
+    }
+
+    #[test]
     fn a_sub_second_timeout_reads_in_milliseconds() {
         let (address, _server) = silent_listener();
         let deadline = Duration::from_millis(300);
