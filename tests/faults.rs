@@ -15,7 +15,7 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
-use support::{monitor, reserve_port, temp_dir, FakeApi, Process};
+use support::{monitor, reserve_port, run_monitor, temp_dir, FakeApi, Process};
 
 /// Probe deadline used throughout; the reasons below say `1s`.
 const TIMEOUT: &str = "1s";
@@ -174,6 +174,26 @@ fn raw_api(response: &'static [u8]) -> String {
         }
     });
     url
+}
+
+/// `api-monitor check --url url`: (healthy, its stdout line).
+fn check(url: &str) -> (bool, String) {
+    let (status, stdout, stderr) = run_monitor(&["check", "--url", url, "--timeout", TIMEOUT], &[]);
+    assert!(status.code().is_some_and(|c| c <= 1), "{status:?}: {stdout}{stderr}");
+    (status.success(), stdout)
+}
+
+#[test]
+fn interim_responses_before_the_final_one_are_skipped() {
+    // An unsolicited 100 Continue (with a header field, which is legal) and a 103 Early Hints.
+    let url = raw_api(
+        b"HTTP/1.1 100 Continue\r\nServer: edge\r\n\r\n\
+          HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n\
+          HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\
+          Connection: close\r\n\r\n{\"status\":\"OK\"}",
+    );
+    let (healthy, line) = check(&url);
+    assert!(healthy, "{line}");
 }
 
 #[test]
