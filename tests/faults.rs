@@ -184,6 +184,16 @@ fn check(url: &str) -> (bool, String) {
 }
 
 #[test]
+fn a_header_we_do_not_read_may_hold_any_byte() {
+    let url = raw_api(
+        b"HTTP/1.1 200 OK\r\nX-Note: caf\xe9\r\nContent-Type: application/json\r\n\
+          Content-Length: 15\r\nConnection: close\r\n\r\n{\"status\":\"OK\"}",
+    );
+    let (healthy, line) = check(&url);
+    assert!(healthy, "{line}");
+}
+
+#[test]
 fn interim_responses_before_the_final_one_are_skipped() {
     // An unsolicited 100 Continue (with a header field, which is legal) and a 103 Early Hints.
     let url = raw_api(
@@ -204,4 +214,22 @@ fn duplicate_status_field() {
     );
     let mut mon = watch(&url, "200ms");
     assert_fails_and_keeps_going(&mut mon, &url, "duplicate \"status\" field in JSON");
+}
+
+#[test]
+fn ipv6_literal_target() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    let api = FakeApi::start(&["--bind", "::1", "--mode", "down"]);
+    let url = api.health_url();
+    assert!(url.starts_with("http://[::1]:"), "{url}");
+    let mut mon = watch(&url, "200ms");
+    // Reaching the API at all is the point: its own answer, not a lookup failure.
+    assert_fails_and_keeps_going(&mut mon, &url, "status \"DOWN\"");
+    api.set_mode("ok");
+    assert_recovers(&mut mon, &url);
+    let (healthy, line) = check(&url);
+    assert!(healthy && line.starts_with(&format!("OK     {url} from direct")), "{line}");
 }

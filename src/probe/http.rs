@@ -1097,6 +1097,35 @@ mod tests {
     }
 
     #[test]
+    fn a_header_we_do_not_read_that_is_not_utf8_does_not_matter() {
+        let (url, server) = raw_server(|stream| {
+            stream.write_all(
+                b"HTTP/1.1 200 OK\r\nX-Note: caf\xe9\r\nContent-Type: application/json\r\n\
+                  Content-Length: 15\r\n\r\n{\"status\":\"OK\"}",
+            )
+        });
+        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
+        assert!(outcome.is_healthy(), "{outcome:?}");
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_content_type_that_is_not_ascii_still_fails() {
+        let (url, server) = raw_server(|stream| {
+            stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/js\xf6n\r\n\
+                  Content-Length: 15\r\n\r\n{\"status\":\"OK\"}",
+            )
+        });
+        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
+        assert_eq!(
+            reason_of(&outcome).as_deref(),
+            Some("content type \"(not ascii)\", expected application/json")
+        );
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
     fn unsolicited_interim_responses_are_skipped_and_the_final_answer_judged() {
         let ok = r#"{"status":"OK"}"#;
         let cases = [
