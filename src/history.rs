@@ -133,6 +133,23 @@ pub struct WindowStats {
     pub outages: u32,
     /// See [`Availability::uptime_percent`].
     pub uptime_percent: Option<f64>,
+    /// See [`Availability::observed`]: less than `span` when the recorded history is shorter
+    /// than the window, and then the figures cover only this much, the end of the window.
+    pub observed: Duration,
+}
+
+impl WindowStats {
+    /// Whether the recorded history covers the whole window, so "last 30d" is what the figures
+    /// really are about.
+    pub fn is_whole(&self) -> bool {
+        self.observed >= self.span
+    }
+
+    /// When the data behind the figures begins: the window's start, or later when the history
+    /// is shorter (then it is where the first recorded change falls in the window).
+    pub fn data_from(&self, now: Timestamp) -> Timestamp {
+        now.minus(self.observed.min(self.span))
+    }
 }
 
 /// What an email shows about the past of a target.
@@ -146,6 +163,17 @@ pub struct History {
     pub mttr: Option<Duration>,
     /// See [`longest_outage`].
     pub longest_outage: Option<Duration>,
+}
+
+impl History {
+    /// The windows worth showing: each one the history covers whole, then the first it does
+    /// not. The longer windows after that hold the same data (the history began inside the
+    /// shorter one), so they would only repeat its figures under a longer name.
+    pub fn covered(&self) -> &[WindowStats] {
+        let shown =
+            self.windows.iter().position(|w| !w.is_whole()).map_or(self.windows.len(), |i| i + 1);
+        &self.windows[..shown]
+    }
 }
 
 /// Mean length of the completed `Up` periods, each of which ended in an outage: the average
@@ -193,6 +221,7 @@ pub fn summarize(changes: &[Change], now: Timestamp) -> History {
                 span,
                 outages: availability.outages,
                 uptime_percent: availability.uptime_percent(),
+                observed: availability.observed,
             }
         })
         .collect();
@@ -376,6 +405,60 @@ mod tests {
             );
             assert_eq!(w.outages, 1, "{}: one outage", w.label);
         }
+    }
+
+    #[test]
+    fn windows_say_how_much_of_them_the_history_covers() {
+        // (history, now) -> per window: (label, whole?, observed, data from), and the labels shown.
+        type Expected = (&'static [(&'static str, bool, i64, i64)], &'static [&'static str]);
+        let cases: [(&str, Vec<Change>, Expected); 5] = [
+            ("no rows", vec![], (&[("24h", false, 0, 0)], &["24h"])),
+            (
+                "first observation, 5s ago",
+                history(&[(5_000, Down)]),
+                (&[("24h", false, 5_000, 5_000)], &["24h"]),
+            ),
+            (
+                "3 days of data",
+                history(&[(3 * DAY, Up), (HOUR, Down)]),
+                (&[("24h", true, DAY, DAY), ("7d", false, 3 * DAY, 3 * DAY)], &["24h", "7d"]),
+            ),
+            (
+                "exactly 7 days: whole",
+                history(&[(7 * DAY, Up)]),
+                (
+                    &[("7d", true, 7 * DAY, 7 * DAY), ("30d", false, 7 * DAY, 7 * DAY)],
+                    &["24h", "7d", "30d"],
+                ),
+            ),
+            (
+                "since before every window",
+                history(&[(60 * DAY, Up), (2 * DAY, Down), (DAY + HOUR, Up)]),
+                (&[("30d", true, 30 * DAY, 30 * DAY)], &["24h", "7d", "30d"]),
+            ),
+        ];
+        for (name, changes, (windows, shown)) in cases {
+            let h = summarize(&changes, at(NOW));
+            for &(label, whole, observed, from) in windows {
+                let w = h.windows.iter().find(|w| w.label == label).expect("a standard window");
+                assert_eq!(
+                    (w.is_whole(), w.observed, w.data_from(at(NOW))),
+                    (whole, ms(observed), at(NOW - from)),
+                    "{name}: {label}"
+                );
+            }
+            let labels: Vec<_> = h.covered().iter().map(|w| w.label).collect();
+            assert_eq!(labels, shown, "{name}: the windows shown");
+        }
+    }
+
+    #[test]
+    fn a_short_history_has_the_same_figures_in_every_longer_window() {
+        // Why `covered` stops at the first partial window: the rest only repeat it.
+        let h = summarize(&history(&[(10 * HOUR, Up), (5_000, Down)]), at(NOW));
+        let figures: Vec<_> =
+            h.windows.iter().map(|w| (w.outages, w.uptime_percent, w.observed)).collect();
+        assert!(figures.windows(2).all(|pair| pair[0] == pair[1]), "{figures:?}");
     }
 
     #[test]

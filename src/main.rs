@@ -17,6 +17,7 @@ use api_monitor::runtime::ledger::Ledger;
 use api_monitor::runtime::schedule::Shutdown;
 use api_monitor::runtime::state::{self, Ending, Recipients, Snapshot};
 use api_monitor::runtime::{self, pool, Parts, ProberFactory};
+use api_monitor::store::Access;
 use api_monitor::timestamp::{Clock, SystemClock};
 use api_monitor::web::metrics::Registry;
 use api_monitor::web::server::{self, Sources};
@@ -141,7 +142,7 @@ fn report(config: &Config) -> Result<ExitCode, Fatal> {
         target: None,
         json: false,
     });
-    let mut store = open_store(config)?;
+    let mut store = open_store(config, Access::ReadOnly)?;
     let now = SystemClock.now();
     let from = now.minus(options.since);
     let reports = report::load(store.as_mut(), options.target.as_deref(), from, now)
@@ -169,15 +170,21 @@ fn report(config: &Config) -> Result<ExitCode, Fatal> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens the database for a one-shot command: every failure is fatal, a permanent one (wrong
-/// password, unknown database…) is the user's to fix (exit 2).
-fn open_store(config: &Config) -> Result<Box<dyn store::Store>, Fatal> {
-    store::open(&config.db_url).map_err(|e| {
-        if e.is_permanent() {
-            Fatal::Usage(format!("--db: {e}"))
-        } else {
-            Fatal::Runtime(format!("--db: {e}"))
+/// Opens the database for a one-shot command: `report` and the `outbox` listing read only
+/// (nothing created or upgraded) and say on stderr which database they read, since a relative
+/// SQLite path depends on where one stands. Every failure is fatal: a permanent one (wrong
+/// password, unknown database…) is the user's to fix (exit 2); a database that is not there
+/// yet, or not upgraded yet, is said in one line (exit 1).
+fn open_store(config: &Config, access: Access) -> Result<Box<dyn store::Store>, Fatal> {
+    if access == Access::ReadOnly {
+        eprintln!("reading {}", store::location(&config.db_url));
+    }
+    store::open_with(&config.db_url, access).map_err(|e| match e {
+        store::StoreError::NoDatabase { .. } | store::StoreError::OldSchema { .. } => {
+            Fatal::Runtime(e.to_string())
         }
+        e if e.is_permanent() => Fatal::Usage(format!("--db: {e}")),
+        e => Fatal::Runtime(format!("--db: {e}")),
     })
 }
 
@@ -185,7 +192,8 @@ fn open_store(config: &Config) -> Result<Box<dyn store::Store>, Fatal> {
 /// `--requeue`, dead ones become pending again (a running monitor picks them up within a
 /// minute, or the next start does).
 fn outbox(config: &Config, requeue: Option<cli::Requeue>) -> Result<ExitCode, Fatal> {
-    let mut store = open_store(config)?;
+    let access = if requeue.is_some() { Access::ReadWrite } else { Access::ReadOnly };
+    let mut store = open_store(config, access)?;
     let failed = |e: store::StoreError| Fatal::Runtime(e.to_string());
     if let Some(which) = requeue {
         let id = match which {

@@ -12,7 +12,10 @@
 
 mod support;
 
-use support::{monitor, reserve_port, temp_dir, FakeApi, Process};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+
+use support::{monitor, reserve_port, run_monitor, temp_dir, FakeApi, Process};
 
 /// Probe deadline used throughout; the reasons below say `1s`.
 const TIMEOUT: &str = "1s";
@@ -152,4 +155,81 @@ fn dns_lookup_failure() {
     let url = "http://nonexistent.invalid/health";
     let mut mon = watch(url, "1s");
     assert_fails_and_keeps_going(&mut mon, url, "DNS lookup failed for nonexistent.invalid");
+}
+
+/// A loopback server that answers every request with `response`, byte for byte: for answers no
+/// `fake-api` mode gives (odd but legal heads). Its thread lives as long as the test process.
+fn raw_api(response: &'static [u8]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/health", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let Ok(reader) = stream.try_clone() else { continue };
+            let mut reader = BufReader::new(reader);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = stream.write_all(response);
+        }
+    });
+    url
+}
+
+/// `api-monitor check --url url`: (healthy, its stdout line).
+fn check(url: &str) -> (bool, String) {
+    let (status, stdout, stderr) = run_monitor(&["check", "--url", url, "--timeout", TIMEOUT], &[]);
+    assert!(status.code().is_some_and(|c| c <= 1), "{status:?}: {stdout}{stderr}");
+    (status.success(), stdout)
+}
+
+#[test]
+fn a_header_we_do_not_read_may_hold_any_byte() {
+    let url = raw_api(
+        b"HTTP/1.1 200 OK\r\nX-Note: caf\xe9\r\nContent-Type: application/json\r\n\
+          Content-Length: 15\r\nConnection: close\r\n\r\n{\"status\":\"OK\"}",
+    );
+    let (healthy, line) = check(&url);
+    assert!(healthy, "{line}");
+}
+
+#[test]
+fn interim_responses_before_the_final_one_are_skipped() {
+    // An unsolicited 100 Continue (with a header field, which is legal) and a 103 Early Hints.
+    let url = raw_api(
+        b"HTTP/1.1 100 Continue\r\nServer: edge\r\n\r\n\
+          HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n\
+          HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\
+          Connection: close\r\n\r\n{\"status\":\"OK\"}",
+    );
+    let (healthy, line) = check(&url);
+    assert!(healthy, "{line}");
+}
+
+#[test]
+fn duplicate_status_field() {
+    let url = raw_api(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 31\r\n\
+          Connection: close\r\n\r\n{\"status\":\"DOWN\",\"status\":\"OK\"}",
+    );
+    let mut mon = watch(&url, "200ms");
+    assert_fails_and_keeps_going(&mut mon, &url, "duplicate \"status\" field in JSON");
+}
+
+#[test]
+fn ipv6_literal_target() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    let api = FakeApi::start(&["--bind", "::1", "--mode", "down"]);
+    let url = api.health_url();
+    assert!(url.starts_with("http://[::1]:"), "{url}");
+    let mut mon = watch(&url, "200ms");
+    // Reaching the API at all is the point: its own answer, not a lookup failure.
+    assert_fails_and_keeps_going(&mut mon, &url, "status \"DOWN\"");
+    api.set_mode("ok");
+    assert_recovers(&mut mon, &url);
+    let (healthy, line) = check(&url);
+    assert!(healthy && line.starts_with(&format!("OK     {url} from direct")), "{line}");
 }

@@ -3,13 +3,17 @@
 //! MySQL/MariaDB (a scratch database; skipped with `SKIPPED:` when no server is reachable,
 //! unless `REQUIRE_MYSQL=1`).
 //!
+//! Then the command itself: it reads the database read-only, says which one on stderr, and
+//! neither creates nor upgrades one.
+//!
 //! The fixture has an outage crossing the window's start (recorded twice, as after a restart,
 //! once before the window), a completed outage inside it and one still ongoing at `now`.
 
 #[path = "support/scratch_db.rs"]
 mod scratch_db;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use api_monitor::report;
 use api_monitor::store::{self, Commit, NewState, Store};
@@ -103,4 +107,116 @@ fn mysql() {
     let Some(db) = scratch_db::mysql("report") else { return };
     let mut store = store::open(&db.url).expect("open mysql");
     report_over(&mut *store);
+}
+
+/// A fresh, empty directory for one test.
+fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("apimon-report-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// `api-monitor args…` run in `dir` with an empty environment: (exit code, stdout, stderr).
+fn run_in(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_api-monitor"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .expect("run api-monitor");
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8 output");
+    (output.status.code(), text(output.stdout), text(output.stderr))
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect()
+}
+
+#[test]
+fn report_and_outbox_in_a_folder_without_a_database_say_so_and_create_none() {
+    let dir = scratch_dir("nodb");
+    let default = format!("sqlite://api-monitor.db ({})", dir.join("api-monitor.db").display());
+    for command in [&["report"][..], &["report", "--json"], &["outbox"]] {
+        let (code, out, err) = run_in(&dir, command);
+        assert_eq!(
+            (code, out.as_str(), err.as_str()),
+            (
+                Some(1),
+                "",
+                format!(
+                    "reading {default}\napi-monitor: no database at sqlite://api-monitor.db \
+                     (start the monitor first, or pass --db)\n"
+                )
+                .as_str()
+            ),
+            "{command:?}"
+        );
+        assert_eq!(files_in(&dir), Vec::<PathBuf>::new(), "{command:?} created nothing");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn report_and_outbox_say_which_database_they_read() {
+    let dir = scratch_dir("named");
+    let url = format!("sqlite://{}", dir.join("state.db").display());
+    let mut store = store::open(&url).expect("open sqlite");
+    let row = NewState {
+        key: store::new_key(),
+        timestamp: at("2026-11-25 06:00:00"),
+        healthy: true,
+        target: A.into(),
+        region: "direct".into(),
+        reason: None,
+    };
+    store.commit(&Commit { state: Some(row), notifications: Vec::new() }).expect("commit");
+    drop(store);
+    for command in [&["report", "--db", &url][..], &["outbox", "--db", &url]] {
+        let (code, out, err) = run_in(&dir, command);
+        assert_eq!((code, err), (Some(0), format!("reading {url}\n")), "{command:?}: {out}");
+    }
+    let (_, out, _) = run_in(&dir, &["report", "--db", &url, "--since", "3650d"]);
+    assert!(out.contains(A), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn report_masks_the_password_of_the_database_it_reads() {
+    let dir = scratch_dir("masked");
+    // A port nothing listens on: the open fails, after the line.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("mysql://monitor:s3cret-pw@127.0.0.1:{port}/monitor");
+    let (code, _, err) = run_in(&dir, &["report", "--db", &url]);
+    assert_eq!(code, Some(1), "{err}");
+    let shown = format!("reading mysql://monitor:***@127.0.0.1:{port}/monitor\n");
+    assert!(err.starts_with(&shown), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn report_on_a_version_1_database_asks_for_one_run_of_the_monitor() {
+    let dir = scratch_dir("v1");
+    let path = dir.join("state.db");
+    let raw = rusqlite::Connection::open(&path).expect("raw sqlite");
+    raw.execute_batch(include_str!("fixtures/schema_v1_sqlite.sql")).expect("version 1 schema");
+    drop(raw);
+    let before = std::fs::read(&path).unwrap();
+    let url = format!("sqlite://{}", path.display());
+    let (code, _, err) = run_in(&dir, &["report", "--db", &url]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        err.lines().last(),
+        Some(
+            format!(
+                "api-monitor: {url}: schema version 1 is older than this api-monitor's (2): run \
+                 the monitor once to upgrade it"
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the file is left as it was");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -991,9 +991,15 @@ fn mysql_version_1_database_is_upgraded_at_open() {
     assert_eq!(version, Some(2));
 }
 
-/// A database whose schema is newer than this binary is refused, in one line, untouched.
+/// A database whose schema is newer than this binary is refused, in one line, untouched, by
+/// the monitor's open and by the read-only one alike.
 fn assert_too_new(url: &str) {
-    match store::open(url) {
+    assert_too_new_for(url, store::open);
+    assert_too_new_for(url, store::open_read_only);
+}
+
+fn assert_too_new_for(url: &str, open: fn(&str) -> Result<Box<dyn Store>, StoreError>) {
+    match open(url) {
         Ok(_) => panic!("opened a database of schema version 3"),
         Err(e) => {
             assert!(matches!(e, StoreError::Permanent { .. }), "{e:?}");
@@ -1049,6 +1055,8 @@ fn sqlite_garbage_file_is_permanent() {
     std::fs::write(dir.path().join("state.db"), "not a database\n".repeat(500)).unwrap();
     let e = assert_permanent(store::open(&dir.sqlite_url()), "not a SQLite database", "\0");
     eprintln!("garbage file: {e}");
+    let read = assert_permanent(store::open_read_only(&dir.sqlite_url()), "not a SQLite", "\0");
+    assert_eq!(read.to_string(), e.to_string(), "the read-only open says the same");
 }
 
 #[test]
@@ -1216,4 +1224,134 @@ fn mysql_reconnects_after_the_server_kills_the_connection() {
 
     assert_eq!(kill_store_connections(&db), 1);
     assert_eq!(store.since(A, DIRECT, at(0)).unwrap(), vec![first, second]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read-only opens (`report`, `outbox`): nothing is created, applied, upgraded or written.
+// ---------------------------------------------------------------------------------------------
+
+/// A read-only open of the database at `url`, which the monitor's open wrote a row into: the
+/// row reads back, and a write is refused in one clear line and changes nothing.
+fn read_only_reads_and_writes_nothing(url: &str) {
+    let mut monitor = open(url);
+    let row = insert(&mut *monitor, down(A, DIRECT, 0, "HTTP 503"));
+    drop(monitor);
+    let mut reader = store::open_read_only(url).expect("read-only open");
+    assert_eq!(reader.last(A, DIRECT).unwrap(), Some(row.clone()));
+    assert_eq!(reader.series().unwrap(), [(A.to_owned(), DIRECT.to_owned())]);
+    assert!(reader.pending().unwrap().is_empty() && reader.dead().unwrap().is_empty());
+    let write = Commit { state: Some(up(A, DIRECT, 1_000)), notifications: Vec::new() };
+    let refused = reader.commit(&write).expect_err("a read-only store writes nothing");
+    assert_one_clear_line(&refused);
+    assert_eq!(reader.since(A, DIRECT, at(-1)).unwrap(), [row], "nothing was written");
+}
+
+/// `result` is [`StoreError::NoDatabase`] reading `expected`.
+fn assert_no_database<T>(result: Result<T, StoreError>, expected: &str) {
+    match result {
+        Ok(_) => panic!("a read-only open found a database: expected {expected:?}"),
+        Err(e) => {
+            assert!(matches!(e, StoreError::NoDatabase { .. }), "{e:?}");
+            assert!(!e.is_permanent(), "the monitor may create it yet: {e:?}");
+            assert_eq!(e.to_string(), expected);
+        }
+    }
+}
+
+/// `result` is [`StoreError::OldSchema`] for version 1, in one line.
+fn assert_old_schema<T>(result: Result<T, StoreError>) {
+    match result {
+        Ok(_) => panic!("a read-only open read a version 1 database"),
+        Err(e) => {
+            assert!(matches!(e, StoreError::OldSchema { found: 1, .. }), "{e:?}");
+            assert!(
+                e.to_string().ends_with(
+                    "schema version 1 is older than this api-monitor's (2): run the monitor \
+                     once to upgrade it"
+                ),
+                "{e}"
+            );
+            assert_one_clear_line(&e);
+        }
+    }
+}
+
+#[test]
+fn sqlite_read_only_reads_and_writes_nothing() {
+    let dir = TempDir::new("ro");
+    read_only_reads_and_writes_nothing(&dir.sqlite_url());
+}
+
+#[test]
+fn sqlite_read_only_creates_no_file() {
+    let dir = TempDir::new("ro-missing");
+    let url = dir.sqlite_url();
+    assert_no_database(
+        store::open_read_only(&url),
+        &format!("no database at {url} (start the monitor first, or pass --db)"),
+    );
+    let missing_dir = format!("sqlite://{}", dir.path().join("nope/state.db").display());
+    assert_no_database(
+        store::open_read_only(&missing_dir),
+        &format!("no database at {missing_dir} (start the monitor first, or pass --db)"),
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "no file created: {left:?}");
+}
+
+#[test]
+fn sqlite_read_only_finds_no_tables_in_an_empty_file() {
+    let dir = TempDir::new("ro-empty");
+    let path = dir.path().join("state.db");
+    std::fs::write(&path, b"").unwrap();
+    let url = dir.sqlite_url();
+    assert_no_database(
+        store::open_read_only(&url),
+        &format!("no api-monitor tables in {url} (start the monitor first, or pass --db)"),
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "still empty: no schema applied");
+}
+
+#[test]
+fn sqlite_read_only_leaves_a_version_1_database_as_it_is() {
+    let dir = TempDir::new("ro-v1");
+    raw_sqlite(&dir).execute_batch(include_str!("fixtures/schema_v1_sqlite.sql")).unwrap();
+    assert_old_schema(store::open_read_only(&dir.sqlite_url()));
+    let upgraded: bool = raw_sqlite(&dir)
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!upgraded, "not upgraded: a read-only open writes nothing");
+}
+
+/// The tables of the scratch database.
+fn mysql_tables(db: &scratch_db::ScratchDb) -> Vec<String> {
+    use mysql::prelude::Queryable;
+    raw_mysql(db)
+        .query("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()")
+        .unwrap()
+}
+
+#[test]
+fn mysql_read_only_applies_no_schema_and_writes_nothing() {
+    let Some(db) = scratch_db::mysql("ro") else { return };
+    let shown = api_monitor::redact::url(&db.url);
+    assert_no_database(
+        store::open_read_only(&db.url),
+        &format!("no api-monitor tables in {shown} (start the monitor first, or pass --db)"),
+    );
+    assert!(mysql_tables(&db).is_empty(), "no schema applied: {:?}", mysql_tables(&db));
+    read_only_reads_and_writes_nothing(&db.url);
+}
+
+#[test]
+fn mysql_read_only_leaves_a_version_1_database_as_it_is() {
+    let Some(db) = scratch_db::mysql("ro_v1") else { return };
+    run_mysql_file(&mut raw_mysql(&db), include_str!("fixtures/schema_v1_mysql.sql"));
+    assert_old_schema(store::open_read_only(&db.url));
+    let tables = mysql_tables(&db);
+    assert!(!tables.iter().any(|t| t == "schema_version"), "not upgraded: {tables:?}");
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::detector::{Health, Transition};
 use crate::duration::human;
-use crate::history::History;
+use crate::history::{History, WindowStats};
 use crate::timestamp::Timestamp;
 
 /// A composed notification, ready for any mailer (or the log when none is configured).
@@ -200,7 +200,7 @@ impl Content {
             facts,
             reasons,
             ended,
-            history: history_rows(notice.history),
+            history: history_rows(notice.history, notice.now),
             footer: format!("Composed by api-monitor at {}.", notice.now),
         }
     }
@@ -302,22 +302,46 @@ fn count_reasons(reasons: &[String]) -> Vec<String> {
     counted.into_iter().map(|(reason, count)| format!("{reason} ({count}×)")).collect()
 }
 
-/// The history block: one row per window, then MTBF, MTTR and the longest outage.
-fn history_rows(history: &History) -> Vec<(String, String)> {
+/// The history block: one row per window the history covers, then MTBF, MTTR and the longest
+/// outage. A window is named for what its figures really cover: `last 7d` when the history
+/// covers all of it, else `since 14:42 UTC today (5s of data)`, and no longer window follows
+/// (it would repeat the same figures, see [`History::covered`]).
+fn history_rows(history: &History, now: Timestamp) -> Vec<(String, String)> {
     let duration = |d: Option<Duration>| d.map_or_else(|| "n/a".to_owned(), human);
     let mut rows: Vec<(String, String)> = history
-        .windows
+        .covered()
         .iter()
         .map(|w| {
             let noun = if w.outages == 1 { "outage" } else { "outages" };
             let uptime = w.uptime_percent.map_or_else(|| "n/a".to_owned(), percent);
-            (format!("last {}", w.label), format!("{} {noun}, uptime {uptime}", w.outages))
+            (window_name(w, now), format!("{} {noun}, uptime {uptime}", w.outages))
         })
         .collect();
     rows.push(("mean time between outages".to_owned(), duration(history.mtbf)));
     rows.push(("mean time to recovery".to_owned(), duration(history.mttr)));
     rows.push(("longest outage".to_owned(), duration(history.longest_outage)));
     rows
+}
+
+/// How a window is named in the history block: `last 24h` when the history covers it whole,
+/// else from when the data really goes: `since 14:42 UTC today (5s of data)`, or
+/// `since 2026-11-22 10:15 UTC (3d 4h of data)` on an earlier day.
+fn window_name(w: &WindowStats, now: Timestamp) -> String {
+    if w.is_whole() {
+        return format!("last {}", w.label);
+    }
+    format!("since {} ({} of data)", minute_of(w.data_from(now), now), human(w.observed))
+}
+
+/// `14:42 UTC today` when `t` is on `now`'s UTC day, else `2026-11-22 10:15 UTC`.
+fn minute_of(t: Timestamp, now: Timestamp) -> String {
+    let (sql, today) = (t.to_sql(), now.to_sql());
+    let (day, time) = (sql.get(..10).unwrap_or(&sql), sql.get(11..16).unwrap_or_default());
+    if today.starts_with(day) {
+        format!("{time} UTC today")
+    } else {
+        format!("{day} {time} UTC")
+    }
 }
 
 /// An uptime with two decimals, `99.93%`. Rounding never reaches a bound the data did not: any
@@ -365,7 +389,6 @@ pub(crate) fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::WindowStats;
 
     const MIN: u64 = 60;
     const HOUR: u64 = 3_600;
@@ -380,7 +403,8 @@ mod tests {
     }
 
     fn window(label: &'static str, days: u64, outages: u32, uptime: Option<f64>) -> WindowStats {
-        WindowStats { label, span: secs(days * DAY), outages, uptime_percent: uptime }
+        let span = secs(days * DAY);
+        WindowStats { label, span, outages, uptime_percent: uptime, observed: span }
     }
 
     fn history() -> History {
@@ -748,6 +772,87 @@ Composed by api-monitor at 2026-11-25T14:44:20.000Z.
     }
 
     #[test]
+    fn a_history_shorter_than_a_window_says_what_it_covers() {
+        let now = ts("2026-11-25 14:42:07.500");
+        let partial = |label, days, outages, uptime, observed: Duration| WindowStats {
+            observed,
+            ..window(label, days, outages, uptime)
+        };
+        let ms = Duration::from_millis;
+        let cases: [(&str, Vec<WindowStats>, &[&str]); 5] = [
+            (
+                "a first observation, 5s of data: one row, not three that claim 30 days",
+                vec![
+                    partial("24h", 1, 1, Some(79.97), ms(5_000)),
+                    partial("7d", 7, 1, Some(79.97), ms(5_000)),
+                    partial("30d", 30, 1, Some(79.97), ms(5_000)),
+                ],
+                &["since 14:42 UTC today (5s of data): 1 outage, uptime 79.97%"],
+            ),
+            (
+                "the outage being announced is all there is",
+                vec![
+                    partial("24h", 1, 1, Some(0.0), ms(200)),
+                    partial("7d", 7, 1, Some(0.0), ms(200)),
+                ],
+                &["since 14:42 UTC today (200ms of data): 1 outage, uptime 0.00%"],
+            ),
+            (
+                "since yesterday: the date is given",
+                vec![partial("24h", 1, 0, Some(100.0), secs(15 * HOUR))],
+                &["since 2026-11-24 23:42 UTC (15h of data): 0 outages, uptime 100.00%"],
+            ),
+            (
+                "3 days of data: a whole day, then what the rest covers",
+                vec![
+                    window("24h", 1, 0, Some(100.0)),
+                    partial("7d", 7, 2, Some(99.5), secs(3 * DAY + 4 * HOUR)),
+                    partial("30d", 30, 2, Some(99.5), secs(3 * DAY + 4 * HOUR)),
+                ],
+                &[
+                    "last 24h: 0 outages, uptime 100.00%",
+                    "since 2026-11-22 10:42 UTC (3d 4h of data): 2 outages, uptime 99.50%",
+                ],
+            ),
+            (
+                "nothing recorded",
+                vec![partial("24h", 1, 0, None, Duration::ZERO)],
+                &["since 14:42 UTC today (0s of data): 0 outages, uptime n/a"],
+            ),
+        ];
+        for (name, windows, expected) in cases {
+            let h = History { windows, ..history() };
+            let rows: Vec<String> = history_rows(&h, now)
+                .into_iter()
+                .map(|(label, value)| format!("{label}: {value}"))
+                .take_while(|row| !row.starts_with("mean time"))
+                .collect();
+            assert_eq!(rows, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_outage_email_of_a_first_observation_does_not_claim_30_days() {
+        let t = Transition { from: None, ..outage() };
+        let h = crate::history::summarize(
+            &[crate::history::Change { at: t.since, health: Health::Down }],
+            ts("2026-11-25 14:42:05.123"),
+        );
+        let email =
+            compose(&Notice { ended: None, now: ts("2026-11-25 14:42:05.123"), ..notice(&t, &h) });
+        assert!(
+            email.text.contains(
+                "History:\nsince 14:42 UTC today (5s of data): 1 outage, uptime 0.00%\n\
+                 mean time between outages: n/a\n"
+            ),
+            "{}",
+            email.text
+        );
+        assert!(!email.text.contains("last "), "{}", email.text);
+        assert!(email.html.contains(">since 14:42 UTC today (5s of data)</th>"), "{}", email.html);
+    }
+
+    #[test]
     fn percent_never_rounds_to_a_bound_it_did_not_reach() {
         let cases: &[(f64, &str, &str)] = &[
             (100.0, "100.00%", "no downtime at all"),
@@ -771,7 +876,7 @@ Composed by api-monitor at 2026-11-25T14:44:20.000Z.
             window("7d", 7, 1, Some(99.0)),
             window("30d", 30, 2, Some(98.0)),
         ];
-        let rows = history_rows(&h);
+        let rows = history_rows(&h, ts("2026-11-25 14:42:07.500"));
         assert_eq!(rows[0].1, "0 outages, uptime 100.00%", "zero is plural");
         assert_eq!(rows[1].1, "1 outage, uptime 99.00%", "one is singular");
         assert_eq!(rows[2].1, "2 outages, uptime 98.00%", "two is plural");

@@ -13,7 +13,8 @@
 //! The connector chain is `ureq`'s own pieces (CONNECT proxy, TCP, rustls) plus two thin
 //! wrappers: [`ProxyLeg`] marks every error raised while talking to the proxy (so a silent or
 //! dead proxy blinds the region instead of failing the API) and [`Witnessed`] keeps a peer's
-//! reset visible (`ureq` reads a reset in the body as an end of input).
+//! reset visible (`ureq` reads a reset in the body as an end of input) and drops interim `1xx`
+//! heads before `ureq` sees them (it refuses a `100 Continue` that carries headers).
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -338,7 +339,7 @@ fn is_lookup_failure(io: &io::Error) -> bool {
 }
 
 /// The connector chain: `ureq`'s default pieces (CONNECT proxy, TCP, rustls) with the proxy
-/// leg marked and resets witnessed. No SOCKS: region proxies are HTTP CONNECT proxies.
+/// leg marked, resets witnessed and interim heads dropped. No SOCKS: region proxies are HTTP CONNECT proxies.
 fn connector() -> impl Connector {
     ().chain(ProxyLeg(ConnectProxyConnector::default()))
         .chain(TcpConnector::default())
@@ -388,15 +389,30 @@ impl<In: Transport> Connector<In> for Witness {
         _details: &ConnectionDetails,
         chained: Option<In>,
     ) -> Result<Option<Self::Out>, Error> {
-        Ok(chained.map(Witnessed))
+        Ok(chained.map(|inner| Witnessed { inner, interim: Interim::Possible(0) }))
     }
 }
 
 /// A transport whose reset (`ECONNRESET`, `ECONNABORTED`) surfaces as a [`PeerReset`] error
 /// rather than an I/O error `ureq` would take for the end of a body: a body cut by a reset
 /// reads `connection reset while reading the body`, not `… closed before …`.
+///
+/// It also drops the interim responses (`1xx` but `101`, RFC 9110 §15.2) a server may send
+/// before the final one, unasked: `ureq` skips them too, except a `100 Continue` with header
+/// fields, which it calls an invalid response. Interim heads count toward the head cap.
 #[derive(Debug)]
-struct Witnessed<T>(T);
+struct Witnessed<T> {
+    inner: T,
+    interim: Interim,
+}
+
+/// Whether interim heads may still come, and how many bytes of them were dropped so far.
+#[derive(Clone, Copy, Debug)]
+enum Interim {
+    Possible(usize),
+    /// The final head has begun: nothing is dropped any more (a body may look like a head).
+    Over,
+}
 
 /// The peer reset the connection.
 #[derive(Debug)]
@@ -426,23 +442,76 @@ fn witness(error: Error) -> Error {
 
 impl<T: Transport> Transport for Witnessed<T> {
     fn buffers(&mut self) -> &mut dyn Buffers {
-        self.0.buffers()
+        self.inner.buffers()
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
-        self.0.transmit_output(amount, timeout).map_err(witness)
+        self.inner.transmit_output(amount, timeout).map_err(witness)
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
-        self.0.await_input(timeout).map_err(witness)
+        let progress = self.inner.await_input(timeout).map_err(witness)?;
+        while let Interim::Possible(dropped) = self.interim {
+            let buffers = self.inner.buffers();
+            match interim_head(buffers.input()) {
+                Head::Incomplete => break,
+                Head::Final => self.interim = Interim::Over,
+                Head::Interim(length) => {
+                    let dropped = dropped + length;
+                    if dropped > HEAD_CAP {
+                        return Err(Error::LargeResponseHeader(dropped, HEAD_CAP));
+                    }
+                    buffers.input_consume(length);
+                    self.interim = Interim::Possible(dropped);
+                }
+            }
+        }
+        Ok(progress)
     }
 
     fn is_open(&mut self) -> bool {
-        self.0.is_open()
+        self.inner.is_open()
     }
 
     fn is_tls(&self) -> bool {
-        self.0.is_tls()
+        self.inner.is_tls()
+    }
+}
+
+/// What the start of a response stream holds, as far as interim responses go.
+#[derive(Debug, PartialEq, Eq)]
+enum Head {
+    /// A complete interim head (`1xx` but `101`) of this many bytes.
+    Interim(usize),
+    /// The final head begins here (or something `ureq` is to judge: `101`, or no HTTP at all).
+    Final,
+    /// Too little to tell yet.
+    Incomplete,
+}
+
+/// Classifies the start of `input`. Only a status line `HTTP/1.x 1…` is parsed in full, so a
+/// final head costs a comparison of ten bytes.
+fn interim_head(input: &[u8]) -> Head {
+    const HEADERS: usize = 128; // as many as `ureq` accepts in a head
+    let Some(line) = input.get(..10) else {
+        // A stream that cannot become `HTTP/1.x 1` is no interim head, however short.
+        let prefix = &b"HTTP/1.x 1"[..input.len()];
+        let may_be = input.iter().zip(prefix).all(|(a, b)| a == b || *b == b'x');
+        return if may_be { Head::Incomplete } else { Head::Final };
+    };
+    if !(line.starts_with(b"HTTP/1.") && line[8] == b' ' && line[9] == b'1') {
+        return Head::Final;
+    }
+    match ureq_proto::parser::try_parse_response::<HEADERS>(input) {
+        Ok(None) => Head::Incomplete,
+        Ok(Some((length, head)))
+            if head.status().is_informational()
+                && head.status() != ureq::http::StatusCode::SWITCHING_PROTOCOLS =>
+        {
+            Head::Interim(length)
+        }
+        // `101`, or a head `ureq` will refuse with its own words.
+        Ok(Some(_)) | Err(_) => Head::Final,
     }
 }
 
@@ -987,20 +1056,34 @@ mod tests {
     }
 
     #[test]
-    fn endless_header_lines_are_cut_at_the_head_cap() {
-        let (url, server) = raw_server(|stream| {
-            stream.write_all(b"HTTP/1.1 200 OK\r\n")?;
-            // 64 MiB of header lines if nobody stopped reading them.
-            let lines =
-                b"X-More: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(1024);
-            for _ in 0..1024 {
-                stream.write_all(&lines)?;
-            }
-            Ok(())
-        });
-        let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
-        assert_eq!(reason_of(&outcome).as_deref(), Some("response headers too large"));
-        assert!(server.join().unwrap().is_err(), "the probe hung up instead of reading on");
+    fn endless_header_lines_or_interim_responses_are_cut_at_the_head_cap() {
+        // 64 MiB of head if nobody stopped reading it: header lines, or interim responses
+        // (each dropped, but they count toward the cap all the same).
+        let cases: [(&'static [u8], &'static [u8]); 2] = [
+            (
+                b"HTTP/1.1 200 OK\r\n",
+                b"X-More: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+            ),
+            (b"", b"HTTP/1.1 100 Continue\r\nX-Wait: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n"),
+        ];
+        for (start, unit) in cases {
+            let (url, server) = raw_server(move |stream| {
+                stream.write_all(start)?;
+                let units = unit.repeat(1024);
+                for _ in 0..1024 {
+                    stream.write_all(&units)?;
+                }
+                Ok(())
+            });
+            let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
+            let shown = String::from_utf8_lossy(unit);
+            assert_eq!(
+                reason_of(&outcome).as_deref(),
+                Some("response headers too large"),
+                "{shown}"
+            );
+            assert!(server.join().unwrap().is_err(), "{shown}: the probe hung up, not read on");
+        }
     }
 
     #[test]
@@ -1025,6 +1108,91 @@ mod tests {
         let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
         assert!(outcome.is_healthy(), "{outcome:?}");
         server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn bytes_beyond_ascii_only_matter_in_a_header_we_read() {
+        let cases: [(&'static [u8], Option<&str>); 3] = [
+            (b"X-Note: caf\xe9", None),
+            (b"X-Note: \xff\xfe\x80", None),
+            (
+                b"Content-Type: application/js\xf6n",
+                Some("content type \"(not ascii)\", expected application/json"),
+            ),
+        ];
+        for (header, reason) in cases {
+            let (url, server) = raw_server(move |stream| {
+                stream.write_all(b"HTTP/1.1 200 OK\r\n")?;
+                stream.write_all(header)?;
+                stream.write_all(b"\r\nContent-Length: 15\r\n\r\n{\"status\":\"OK\"}")
+            });
+            let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
+            let shown = String::from_utf8_lossy(header);
+            assert_eq!(reason_of(&outcome).as_deref(), reason, "{shown}: {outcome:?}");
+            server.join().unwrap().unwrap();
+        }
+    }
+
+    #[test]
+    fn unsolicited_interim_responses_are_skipped_and_the_final_answer_judged() {
+        let ok = r#"{"status":"OK"}"#;
+        let cases = [
+            ("HTTP/1.1 100 Continue\r\n\r\n", ok, None),
+            // Header fields in a 1xx are allowed (RFC 9110 §15.2); `ureq` alone refuses them
+            // in a 100 ("received headers with 100-continue response").
+            ("HTTP/1.1 100 Continue\r\nServer: edge\r\n\r\n", ok, None),
+            ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n", ok, None),
+            ("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", ok, None),
+            (
+                "HTTP/1.1 100 Continue\r\nX: y\r\n\r\n",
+                r#"{"status":"DOWN"}"#,
+                Some("status \"DOWN\""),
+            ),
+            ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", ok, Some("HTTP 101")),
+        ];
+        for (interim, body, reason) in cases {
+            let (url, server) = raw_server(move |stream| {
+                // The interim head alone first, as a server that is still thinking sends it.
+                stream.write_all(interim.as_bytes())?;
+                stream.flush()?;
+                thread::sleep(Duration::from_millis(50));
+                write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            });
+            let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
+            assert_eq!(reason_of(&outcome).as_deref(), reason, "{interim:?}: {outcome:?}");
+            let _ = server.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn interim_heads_are_told_from_final_ones() {
+        let cases: [(&[u8], Head); 11] = [
+            (b"", Head::Incomplete),
+            (b"HTTP/1.1 1", Head::Incomplete),
+            (b"HTTP/1.", Head::Incomplete),
+            (b"HTTP/1.1 100 Continue\r\n", Head::Incomplete),
+            (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", Head::Interim(25)),
+            (b"HTTP/1.0 103 Early Hints\r\nLink: <a>\r\n\r\n", Head::Interim(39)),
+            (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", Head::Final),
+            (b"HTTP/1.1 200 OK\r\n", Head::Final),
+            (b"HTTP/2 ", Head::Final),
+            (b"<html>", Head::Final),
+            (b"HTTP/1.1 1xx Nonsense\r\n\r\n", Head::Final),
+        ];
+        for (input, head) in cases {
+            assert_eq!(interim_head(input), head, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn a_duplicate_status_key_is_ambiguous() {
+        let outcome = probe_mock(200, JSON, r#"{"status":"DOWN","status":"OK"}"#);
+        assert_eq!(reason_of(&outcome).as_deref(), Some("duplicate \"status\" field in JSON"));
     }
 
     #[test]

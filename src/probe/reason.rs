@@ -59,6 +59,9 @@ pub enum Reason {
     BodyNotJson,
     /// The JSON has no `status` field.
     NoStatusField,
+    /// The JSON object has `status` more than once at its top level: which one counts is
+    /// anybody's guess (serde_json keeps the last), so the answer is ambiguous.
+    DuplicateStatusField,
     /// The `status` field is not a string; what it is instead (`a number`, `null`, …).
     StatusNotString(&'static str),
     /// The `status` field is a string other than `"OK"`; clipped to 64 characters.
@@ -113,7 +116,10 @@ impl Reason {
             Reason::HttpStatus(_) => "http_status",
             Reason::ContentType(_) => "content_type",
             Reason::BodyTooLarge { .. } | Reason::BodyNotUtf8 | Reason::BodyNotJson => "body",
-            Reason::NoStatusField | Reason::StatusNotString(_) | Reason::Status(_) => "status",
+            Reason::NoStatusField
+            | Reason::DuplicateStatusField
+            | Reason::StatusNotString(_)
+            | Reason::Status(_) => "status",
             Reason::RedirectLoop
             | Reason::TooManyRedirects { .. }
             | Reason::RedirectWithoutLocation
@@ -171,6 +177,7 @@ impl fmt::Display for Reason {
             Reason::BodyNotUtf8 => f.write_str("body is not UTF-8 text"),
             Reason::BodyNotJson => f.write_str("body is not JSON"),
             Reason::NoStatusField => f.write_str("no \"status\" field in JSON"),
+            Reason::DuplicateStatusField => f.write_str("duplicate \"status\" field in JSON"),
             Reason::StatusNotString(what) => write!(f, "\"status\" is not a string: {what}"),
             Reason::Status(value) => write!(f, "status {value:?}"),
             Reason::RedirectLoop => f.write_str("redirect loop"),
@@ -249,6 +256,7 @@ mod tests {
             (Reason::BodyNotUtf8, "body is not UTF-8 text", "body"),
             (Reason::BodyNotJson, "body is not JSON", "body"),
             (Reason::NoStatusField, "no \"status\" field in JSON", "status"),
+            (Reason::DuplicateStatusField, "duplicate \"status\" field in JSON", "status"),
             (Reason::StatusNotString("a number"), "\"status\" is not a string: a number", "status"),
             (Reason::Status("DEGRADED".into()), "status \"DEGRADED\"", "status"),
             (Reason::RedirectLoop, "redirect loop", "redirect"),

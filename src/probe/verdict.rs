@@ -1,6 +1,8 @@
 //! Judging what a 200 answer carries — its `Content-Type` and its body — apart from any I/O,
 //! so the rules can be tested as plain functions over text and bytes.
 
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+
 use super::Reason;
 
 /// Judges the `Content-Type` of a 200: JSON media types (`application/json`, with or without
@@ -21,17 +23,115 @@ pub fn content_type_verdict(value: Option<&str>) -> Result<(), Reason> {
     Err(Reason::ContentType(media.chars().take(64).collect()))
 }
 
-/// Judges a complete HTTP 200 body: healthy only if it is UTF-8 JSON with `"status": "OK"`.
+/// Judges a complete HTTP 200 body: healthy only if it is UTF-8 JSON with `"status": "OK"`,
+/// and only one `status` at the top level (serde_json would silently keep the last of two, so
+/// `{"status":"DOWN","status":"OK"}` would pass; an ambiguous body is a failure).
 pub fn verdict(body: &[u8]) -> Result<(), Reason> {
-    let json: serde_json::Value = match std::str::from_utf8(body) {
-        Err(_) => return Err(Reason::BodyNotUtf8),
-        Ok(text) => serde_json::from_str(text).map_err(|_| Reason::BodyNotJson)?,
-    };
-    match json.get("status") {
+    let text = std::str::from_utf8(body).map_err(|_| Reason::BodyNotUtf8)?;
+    let top: TopLevel = serde_json::from_str(text).map_err(|_| Reason::BodyNotJson)?;
+    if top.repeated {
+        return Err(Reason::DuplicateStatusField);
+    }
+    match top.status {
         None => Err(Reason::NoStatusField),
         Some(serde_json::Value::String(s)) if s == "OK" => Ok(()),
         Some(serde_json::Value::String(s)) => Err(Reason::Status(s.chars().take(64).collect())),
-        Some(other) => Err(Reason::StatusNotString(json_kind(other))),
+        Some(other) => Err(Reason::StatusNotString(json_kind(&other))),
+    }
+}
+
+/// What the verdict needs of a JSON document, read in one pass: the top-level `status` value
+/// and whether that key came more than once. Everything else is checked for syntax only, never
+/// kept. A document that is not an object has no `status`.
+#[derive(Debug, Default)]
+struct TopLevel {
+    status: Option<serde_json::Value>,
+    repeated: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TopLevelVisitor)
+    }
+}
+
+/// Visits the top-level value: an object is walked key by key; any other value is skipped
+/// (through [`IgnoredAny`], which still checks its syntax) and has no `status`.
+struct TopLevelVisitor;
+
+impl<'de> Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+        let mut top = TopLevel::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Status => {
+                    let value = map.next_value()?;
+                    top.repeated |= top.status.replace(value).is_some();
+                }
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(top)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<TopLevel, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| TopLevel::default())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+        Ok(TopLevel::default())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+        Ok(TopLevel::default())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+        Ok(TopLevel::default())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+        Ok(TopLevel::default())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+        Ok(TopLevel::default())
+    }
+
+    fn visit_unit<E>(self) -> Result<TopLevel, E> {
+        Ok(TopLevel::default())
+    }
+}
+
+/// A top-level key: `status` (after JSON unescaping, so `"st\u0061tus"` is one too) or not.
+enum Key {
+    Status,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+                Ok(if key == "status" { Key::Status } else { Key::Other })
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -80,5 +180,29 @@ mod tests {
         assert_eq!(text(br#"{"healthy":true}"#), Err("no \"status\" field in JSON".into()));
         assert_eq!(text(br#"{"status":[]}"#), Err("\"status\" is not a string: an array".into()));
         assert_eq!(text(b"<html>"), Err("body is not JSON".into()));
+    }
+
+    #[test]
+    fn a_repeated_top_level_status_is_ambiguous() {
+        let text = |body: &str| verdict(body.as_bytes()).map_err(|r| r.to_string());
+        let duplicate = Err("duplicate \"status\" field in JSON".to_string());
+        let cases = [
+            (r#"{"status":"DOWN","status":"OK"}"#, duplicate.clone()),
+            (r#"{"status":"OK","status":"OK"}"#, duplicate.clone()),
+            (r#"{"status":"OK","x":1,"st\u0061tus":"OK"}"#, duplicate.clone()),
+            (r#"{"status":"OK","version":"1.2","version":"1.3"}"#, Ok(())),
+            (r#"{"status":"OK","detail":{"status":"DOWN","status":"OK"}}"#, Ok(())),
+            (r#"{"status":"OK","checks":[{"status":"DOWN"},{"status":"OK"}]}"#, Ok(())),
+            (r#"{"status":"DOWN","status":"OK"} x"#, Err("body is not JSON".into())),
+            (r#"{"status":"DOWN","status":"OK""#, Err("body is not JSON".into())),
+            (r#"[{"status":"OK"}]"#, Err("no \"status\" field in JSON".into())),
+            (r#""OK""#, Err("no \"status\" field in JSON".into())),
+            ("null", Err("no \"status\" field in JSON".into())),
+            ("12.5", Err("no \"status\" field in JSON".into())),
+            (r#"{"status":{"status":"OK"}}"#, Err("\"status\" is not a string: an object".into())),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(text(body), expected, "{body}");
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! Two implementations share one logical schema (`sql/sqlite.sql`, `sql/mysql.sql`): SQLite,
 //! the embedded default, and MySQL/MariaDB for production. The schema is applied idempotently
 //! when a store is opened, after a database of an older version has been upgraded in place
-//! (see `SCHEMA_VERSION`). Every query is parameterised.
+//! (see `SCHEMA_VERSION`). Every query is parameterised. The read-only commands (`report`,
+//! `outbox`) use [`open_read_only`] instead, which creates, applies and upgrades nothing.
 //!
 //! What both backends share lives here as pure functions: the version check, the claim
 //! decision, how an outbox row becomes an [`OutboxEntry`], and the clipping of free text.
@@ -159,6 +160,18 @@ pub enum StoreError {
     Query(Box<dyn std::error::Error + Send + Sync>),
     #[error("bad timestamp in database: {0}")]
     Timestamp(#[from] crate::timestamp::TimestampError),
+    /// A read-only open found nothing to read: no such file, or no `state` table in it.
+    #[error(
+        "{} {url} (start the monitor first, or pass --db)",
+        if *.exists { "no api-monitor tables in" } else { "no database at" }
+    )]
+    NoDatabase { url: String, exists: bool },
+    /// A read-only open found an older schema, which only a read-write open upgrades.
+    #[error(
+        "{url}: schema version {found} is older than this api-monitor's ({SCHEMA_VERSION}): \
+         run the monitor once to upgrade it"
+    )]
+    OldSchema { url: String, found: i64 },
 }
 
 impl StoreError {
@@ -309,6 +322,27 @@ pub(crate) const HOLDER_NAME: &str = "api-monitor";
 /// this prefix and its id. Never a valid [`new_key`] (those are hex only), so never a clash.
 pub(crate) const LEGACY_KEY_PREFIX: &str = "v1-";
 
+/// What a read-only open makes of the database it found: `has_state`, whether the `state`
+/// table exists, and `version`, the `schema_version` (`None`: no such table). Only the current
+/// version is read: an older one (a `state` table without a version is version 1) lacks
+/// columns the queries read, and upgrading it is a write.
+pub(crate) fn check_readable(
+    url: &str,
+    has_state: bool,
+    version: Option<i64>,
+) -> Result<(), StoreError> {
+    let url = url.to_owned();
+    match (has_state, version) {
+        (_, Some(found)) if found > SCHEMA_VERSION => {
+            let reason = check_version(found).err().unwrap_or_default();
+            Err(StoreError::Permanent { url, reason })
+        }
+        (false, _) => Err(StoreError::NoDatabase { url, exists: true }),
+        (true, Some(SCHEMA_VERSION)) => Ok(()),
+        (true, found) => Err(StoreError::OldSchema { url, found: found.unwrap_or(1) }),
+    }
+}
+
 /// Whether this binary may use a database whose `schema_version` says `found`: the reason it
 /// may not, as the one line [`StoreError::Permanent`] shows.
 pub(crate) fn check_version(found: i64) -> Result<(), String> {
@@ -403,15 +437,54 @@ impl RawEntry {
     }
 }
 
+/// How a store is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Created if missing, upgraded in place, schema applied: the monitor.
+    ReadWrite,
+    /// Nothing created, upgraded or applied; a missing database or an older schema is an
+    /// error ([`StoreError::NoDatabase`], [`StoreError::OldSchema`]): `report`, `outbox`.
+    ReadOnly,
+}
+
 /// Opens the store named by a `sqlite://` or `mysql://` URL and applies the schema.
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    open_with(url, Access::ReadWrite)
+}
+
+/// Opens the store named by `url` to read it only: a SQLite file is opened read-only
+/// (`SQLITE_OPEN_READ_ONLY`, never created), a MySQL session is read-only, and no schema is
+/// applied or upgraded. The database must exist, with a `state` table of the current schema
+/// version: see [`StoreError::NoDatabase`] and [`StoreError::OldSchema`].
+pub fn open_read_only(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    open_with(url, Access::ReadOnly)
+}
+
+/// [`open`] or [`open_read_only`], as `access` says.
+pub fn open_with(url: &str, access: Access) -> Result<Box<dyn Store>, StoreError> {
     match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("sqlite") => Ok(Box::new(sqlite::SqliteStore::open(url)?)),
-        Some("mysql") => Ok(Box::new(mysql::MysqlStore::open(url)?)),
+        Some("sqlite") => Ok(Box::new(sqlite::SqliteStore::open_with(url, access)?)),
+        Some("mysql") => Ok(Box::new(mysql::MysqlStore::open_with(url, access)?)),
         _ => Err(StoreError::Url {
             url: crate::redact::url(url),
             reason: "expected sqlite://PATH or mysql://USER:PASS@HOST:PORT/DB".into(),
         }),
+    }
+}
+
+/// The database `url` names, as a person checking "which database is this?" needs it: the
+/// URL with its password masked and, for a relative SQLite path, the file it is from the
+/// current directory: `sqlite://api-monitor.db (/srv/monitor/api-monitor.db)`.
+pub fn location(url: &str) -> String {
+    let shown = crate::redact::url(url);
+    match url.strip_prefix("sqlite://").map(std::path::Path::new) {
+        Some(path) if path.is_relative() && path != std::path::Path::new(":memory:") => {
+            match std::env::current_dir() {
+                Ok(dir) => format!("{shown} ({})", dir.join(path).display()),
+                Err(_) => shown,
+            }
+        }
+        _ => shown,
     }
 }
 
@@ -459,6 +532,69 @@ mod tests {
     fn negative_heartbeat_ages_count_as_zero() {
         assert_eq!(age_from_micros(-5), Duration::ZERO);
         assert_eq!(age_from_micros(1_500_000), Duration::from_millis(1_500));
+    }
+
+    #[test]
+    fn a_location_names_the_file_a_relative_path_resolves_to_and_masks_passwords() {
+        let here = std::env::current_dir().expect("a current directory");
+        let cases = [
+            ("sqlite:///abs/a.db", "sqlite:///abs/a.db".to_owned()),
+            ("sqlite://:memory:", "sqlite://:memory:".to_owned()),
+            ("sqlite://a.db", format!("sqlite://a.db ({})", here.join("a.db").display())),
+            (
+                "sqlite://./d/a.db",
+                format!("sqlite://./d/a.db ({})", here.join("./d/a.db").display()),
+            ),
+            (
+                "mysql://monitor:s3cret@db:3306/monitor",
+                "mysql://monitor:***@db:3306/monitor".to_owned(),
+            ),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(location(url), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_read_only_open_reads_the_current_schema_only() {
+        let url = "sqlite://a.db";
+        let cases: [(bool, Option<i64>, &str); 6] = [
+            (true, Some(SCHEMA_VERSION), "ok"),
+            (
+                false,
+                None,
+                "no api-monitor tables in sqlite://a.db (start the monitor first, or pass --db)",
+            ),
+            (
+                true,
+                None,
+                "sqlite://a.db: schema version 1 is older than this api-monitor's (2): run the \
+                 monitor once to upgrade it",
+            ),
+            (
+                true,
+                Some(1),
+                "sqlite://a.db: schema version 1 is older than this api-monitor's (2): run the \
+                 monitor once to upgrade it",
+            ),
+            (
+                true,
+                Some(SCHEMA_VERSION + 1),
+                "sqlite://a.db: schema version 3 is newer than this api-monitor understands (2): \
+                 upgrade api-monitor",
+            ),
+            // A version table without `state` (someone dropped it): nothing to read either.
+            (
+                false,
+                Some(SCHEMA_VERSION),
+                "no api-monitor tables in sqlite://a.db (start the monitor first, or pass --db)",
+            ),
+        ];
+        for (has_state, version, expected) in cases {
+            let got = check_readable(url, has_state, version)
+                .map_or_else(|e| e.to_string(), |()| "ok".to_owned());
+            assert_eq!(got, expected, "state table: {has_state}, version {version:?}");
+        }
     }
 
     #[test]

@@ -22,6 +22,9 @@
 //!   version 1 database in place (checking `information_schema`, since MySQL 8 has no
 //!   `ADD COLUMN IF NOT EXISTS`), then applies `sql/mysql.sql`. Two instances upgrading at once
 //!   are harmless: the loser's "duplicate column/key" is taken as done.
+//! - **Read-only opens** (`report`, `outbox`): the session is `READ ONLY` and nothing is
+//!   upgraded or applied; the tables are only looked for (a database without `state`, or of an
+//!   older schema, is said so in one line).
 //! - **Matched rows.** The connection sets `CLIENT_FOUND_ROWS`, so an `UPDATE` reports the rows
 //!   it matched, as SQLite does, not only those it changed: a heartbeat within the same
 //!   microsecond still counts as "still mine".
@@ -38,9 +41,9 @@ use mysql::prelude::{FromValue, Queryable};
 use mysql::{Conn, FromRowError, Opts, OptsBuilder, TxOpts};
 
 use super::{
-    check_version, clip, clip_reason, decide_claim, Claim, Commit, Holder, OutboxEntry, RawEntry,
-    StateRow, Store, StoreError, ERROR_MAX_CHARS, HOLDER_NAME, HOST_MAX_CHARS, LEGACY_KEY_PREFIX,
-    REFUSED_MAX_CHARS,
+    check_readable, check_version, clip, clip_reason, decide_claim, Access, Claim, Commit, Holder,
+    OutboxEntry, RawEntry, StateRow, Store, StoreError, ERROR_MAX_CHARS, HOLDER_NAME,
+    HOST_MAX_CHARS, LEGACY_KEY_PREFIX, REFUSED_MAX_CHARS,
 };
 use crate::timestamp::Timestamp;
 
@@ -112,6 +115,8 @@ pub struct MysqlStore {
     password: Option<String>,
     /// The live connection; `None` after a failure, until the next call reconnects.
     conn: Option<Conn>,
+    /// Read-only: each connection only checks the schema, in a read-only session.
+    access: Access,
 }
 
 impl MysqlStore {
@@ -123,6 +128,12 @@ impl MysqlStore {
     /// privilege or a schema newer than this binary is [`StoreError::Permanent`]; an
     /// unreachable server is [`StoreError::Connect`]. No message contains the password.
     pub fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, Access::ReadWrite)
+    }
+
+    /// [`MysqlStore::open`], or with [`Access::ReadOnly`] a read-only session that applies and
+    /// upgrades nothing (see [`super::open_read_only`]).
+    pub(crate) fn open_with(url: &str, access: Access) -> Result<Self, StoreError> {
         let shown_url = show_url(url);
         let bad_url = |reason: String| StoreError::Url { url: shown_url.clone(), reason };
         let parsed = Opts::from_url(url).map_err(|e| bad_url(format!("{e}")))?;
@@ -130,8 +141,12 @@ impl MysqlStore {
             return Err(bad_url("no database name (mysql://USER:PASS@HOST:PORT/DB)".into()));
         }
         let password = parsed.get_pass().filter(|p| !p.is_empty()).map(str::to_owned);
+        let mut init = vec!["SET time_zone = '+00:00'"];
+        if access == Access::ReadOnly {
+            init.push("SET SESSION TRANSACTION READ ONLY");
+        }
         let mut builder = OptsBuilder::from_opts(parsed.clone())
-            .init(vec!["SET time_zone = '+00:00'"])
+            .init(init)
             .tcp_connect_timeout(parsed.get_tcp_connect_timeout().or(Some(CONNECT_TIMEOUT)))
             .additional_capabilities(
                 parsed.get_additional_capabilities() | CapabilityFlags::CLIENT_FOUND_ROWS,
@@ -142,16 +157,44 @@ impl MysqlStore {
         if parsed.get_write_timeout().is_none() {
             builder = builder.write_timeout(Some(IO_TIMEOUT));
         }
-        let mut store = MysqlStore { opts: builder.into(), shown_url, password, conn: None };
+        let mut store =
+            MysqlStore { opts: builder.into(), shown_url, password, conn: None, access };
         store.conn = Some(store.connect()?);
         Ok(store)
     }
 
-    /// A new connection with the schema applied.
+    /// A new connection with the schema applied (read-only: with the schema checked).
     fn connect(&self) -> Result<Conn, StoreError> {
         let mut conn = Conn::new(self.opts.clone()).map_err(|e| self.fail(Doing::Connect, e))?;
-        self.prepare(&mut conn)?;
+        match self.access {
+            Access::ReadWrite => self.prepare(&mut conn)?,
+            Access::ReadOnly => {
+                let (has_state, version) = self.inspect(&mut conn)?;
+                check_readable(&self.shown_url, has_state, version)?;
+            }
+        }
         Ok(conn)
+    }
+
+    /// Whether the `state` table exists, and the schema version (`None`: no `schema_version`
+    /// table, so a new database or version 1). Reads only.
+    fn inspect(&self, conn: &mut Conn) -> Result<(bool, Option<i64>), StoreError> {
+        let schema = |e| self.fail(Doing::Schema, e);
+        let tables: Vec<String> = conn
+            .query(
+                "SELECT LOWER(table_name) FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name IN ('state', 'schema_version')",
+            )
+            .map_err(schema)?;
+        let has = |name: &str| tables.iter().any(|t| t == name);
+        let version = if has("schema_version") {
+            let version: Option<Option<i64>> =
+                conn.query_first("SELECT MAX(version) FROM schema_version").map_err(schema)?;
+            version.flatten()
+        } else {
+            None
+        };
+        Ok((has("state"), version))
     }
 
     /// Version check, in-place upgrade, schema. MySQL commits each DDL statement by itself, so
@@ -159,21 +202,9 @@ impl MysqlStore {
     /// upgrade resumes at the next connect.
     fn prepare(&self, conn: &mut Conn) -> Result<(), StoreError> {
         let schema = |e| self.fail(Doing::Schema, e);
-        let has_version: Option<i64> = conn
-            .query_first(
-                "SELECT COUNT(*) FROM information_schema.tables \
-                 WHERE table_schema = DATABASE() AND table_name = 'schema_version'",
-            )
-            .map_err(schema)?;
-        if has_version.unwrap_or(0) > 0 {
-            let version: Option<Option<i64>> =
-                conn.query_first("SELECT MAX(version) FROM schema_version").map_err(schema)?;
-            if let Some(version) = version.flatten() {
-                check_version(version).map_err(|reason| StoreError::Permanent {
-                    url: self.shown_url.clone(),
-                    reason,
-                })?;
-            }
+        if let (_, Some(version)) = self.inspect(conn)? {
+            check_version(version)
+                .map_err(|reason| StoreError::Permanent { url: self.shown_url.clone(), reason })?;
         }
         let columns: Vec<(String, String, String)> = conn
             .query(

@@ -14,6 +14,9 @@
 //! - **The file is watched.** SQLite writes on happily into a file deleted (or renamed over)
 //!   after open, and every later write would vanish with it; so the (device, inode) seen at open
 //!   is compared before each commit and heartbeat.
+//! - **Read-only opens** (`report`, `outbox`) use `SQLITE_OPEN_READ_ONLY` and write nothing:
+//!   no file is created, no schema applied, no journal mode set; a missing file, a file without
+//!   a `state` table or an older schema is said so in one line instead.
 //! - **Permanent faults are told apart** (`permanent_reason`): not a database, cannot open,
 //!   read-only, no permission; busy, locked, full disk and I/O errors stay transient.
 
@@ -27,9 +30,9 @@ use rusqlite::{ffi, params, Connection, ErrorCode, OpenFlags, OptionalExtension,
 use rusqlite::{Error as SqlError, TransactionBehavior};
 
 use super::{
-    check_version, clip, clip_reason, decide_claim, Claim, Commit, Holder, NewState, Notification,
-    OutboxEntry, RawEntry, StateRow, Store, StoreError, ERROR_MAX_CHARS, HOLDER_NAME,
-    HOST_MAX_CHARS, LEGACY_KEY_PREFIX, REFUSED_MAX_CHARS,
+    check_readable, check_version, clip, clip_reason, decide_claim, Access, Claim, Commit, Holder,
+    NewState, Notification, OutboxEntry, RawEntry, StateRow, Store, StoreError, ERROR_MAX_CHARS,
+    HOLDER_NAME, HOST_MAX_CHARS, LEGACY_KEY_PREFIX, REFUSED_MAX_CHARS,
 };
 use crate::timestamp::Timestamp;
 
@@ -120,6 +123,12 @@ impl SqliteStore {
     /// A fault waiting cannot cure (no such directory, not a database, no permission, a schema
     /// newer than this binary) is [`StoreError::Permanent`].
     pub fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, Access::ReadWrite)
+    }
+
+    /// [`SqliteStore::open`], or with [`Access::ReadOnly`] the file as it is: opened
+    /// read-only, never created, nothing written (see [`super::open_read_only`]).
+    pub(crate) fn open_with(url: &str, access: Access) -> Result<Self, StoreError> {
         let shown_url = crate::redact::url(url);
         let location = parse_url(url)?;
         let name = match &location {
@@ -130,6 +139,16 @@ impl SqliteStore {
         let conn = match &location {
             Location::Memory => Connection::open_in_memory()
                 .map_err(|e| fail("cannot open in-memory database", e))?,
+            Location::File(path) if access == Access::ReadOnly => {
+                if !path.is_file() {
+                    return Err(StoreError::NoDatabase { url: shown_url, exists: false });
+                }
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let conn = Connection::open_with_flags(path, flags)
+                    .map_err(|e| fail(&format!("cannot open {}", path.display()), e))?;
+                conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail("cannot set busy_timeout", e))?;
+                conn
+            }
             Location::File(path) => {
                 let dir = match path.parent() {
                     Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -166,14 +185,19 @@ impl SqliteStore {
             }
         };
         let mut conn = conn;
-        match prepare(&mut conn) {
-            Ok(Ok(())) => {}
-            Ok(Err(reason)) => return Err(StoreError::Permanent { url: shown_url, reason }),
-            Err(e) => {
-                return Err(match permanent_reason(&e) {
-                    Some(reason) => StoreError::Permanent { url: shown_url, reason },
-                    None => StoreError::Schema(format!("sqlite: {}", describe(&e)).into()),
-                })
+        if access == Access::ReadOnly {
+            let (has_state, version) = inspect(&conn).map_err(|e| fail("cannot read", e))?;
+            check_readable(&shown_url, has_state, version)?;
+        } else {
+            match prepare(&mut conn) {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => return Err(StoreError::Permanent { url: shown_url, reason }),
+                Err(e) => {
+                    return Err(match permanent_reason(&e) {
+                        Some(reason) => StoreError::Permanent { url: shown_url, reason },
+                        None => StoreError::Schema(format!("sqlite: {}", describe(&e)).into()),
+                    })
+                }
             }
         }
         let file = match location {
@@ -284,16 +308,25 @@ fn prepare(conn: &mut Connection) -> rusqlite::Result<Result<(), String>> {
 }
 
 /// The `schema_version` of the database; `None` when it has none (new, or version 1).
-fn stored_version(tx: &Transaction<'_>) -> rusqlite::Result<Option<i64>> {
-    let has_table: bool = tx.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
-        [],
-        |row| row.get(0),
-    )?;
-    if !has_table {
+fn stored_version(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    if !has_table(conn, "schema_version")? {
         return Ok(None);
     }
-    tx.query_row("SELECT max(version) FROM schema_version", [], |row| row.get(0))
+    conn.query_row("SELECT max(version) FROM schema_version", [], |row| row.get(0))
+}
+
+fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |row| row.get(0),
+    )
+}
+
+/// What a read-only open needs to know: whether there is a `state` table, and the schema
+/// version. Reads only.
+fn inspect(conn: &Connection) -> rusqlite::Result<(bool, Option<i64>)> {
+    Ok((has_table(conn, "state")?, stored_version(conn)?))
 }
 
 /// The statements that add what version 2 added to the tables that exist (`columns`: each

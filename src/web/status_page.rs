@@ -145,8 +145,17 @@ fn render_row(row: &StatusRow, periods: &[Period], now: Timestamp) -> String {
     let windows: String = history::WINDOWS
         .iter()
         .map(|&(_, span)| {
-            let uptime = history::window(periods, now.minus(span), now).uptime_percent();
-            format!("<td class=\"uptime\">{}</td>", escape(&uptime_text(uptime)))
+            let availability = history::window(periods, now.minus(span), now);
+            let uptime = availability.uptime_percent();
+            // A history shorter than the column's window: say what the figure covers.
+            let partial = match uptime {
+                Some(_) if availability.observed < span => format!(
+                    " <span class=\"since\">({} of data)</span>",
+                    escape(&human(availability.observed))
+                ),
+                _ => String::new(),
+            };
+            format!("<td class=\"uptime\">{}{partial}</td>", escape(&uptime_text(uptime)))
         })
         .collect();
     format!(
@@ -363,6 +372,16 @@ mod tests {
             .collect();
         // 24 h: no outage. 7 d: 2 h 10 min down of 168 h. 30 d: 2 h 41 min of 720 h.
         assert_eq!(uptimes, ["100.00%", "98.71%", "99.63%"], "24 h, 7 d, 30 d");
+        let uptimes: Vec<String> = rows[1]
+            .split("<td class=\"uptime\">")
+            .skip(1)
+            .map(|td| td[..td.find("</td>").expect("closed")].to_owned())
+            .collect();
+        assert_eq!(
+            uptimes,
+            ["91.67%", "98.81%", "99.15% <span class=\"since\">(9d 18h of data)</span>"],
+            "first seen 9d 18h ago: the 30 d column covers only that"
+        );
         assert!(rows[1].contains("<span class=\"down\">Down</span>"), "{}", rows[1]);
         assert!(page.contains("<p class=\"summary down\">1 of 2 down.</p>"));
     }
