@@ -192,8 +192,12 @@ fn open_store(config: &Config, access: Access) -> Result<Box<dyn store::Store>, 
 /// `--requeue`, dead ones become pending again (a running monitor picks them up within a
 /// minute, or the next start does).
 fn outbox(config: &Config, requeue: Option<cli::Requeue>) -> Result<ExitCode, Fatal> {
-    let access = if requeue.is_some() { Access::ReadWrite } else { Access::ReadOnly };
-    let mut store = open_store(config, access)?;
+    // Read-only first, so a mistyped --db is an error rather than a new empty database;
+    // `--requeue` then reopens it for writing.
+    let mut store = open_store(config, Access::ReadOnly)?;
+    if requeue.is_some() {
+        store = open_store(config, Access::ReadWrite)?;
+    }
     let failed = |e: store::StoreError| Fatal::Runtime(e.to_string());
     if let Some(which) = requeue {
         let id = match which {

@@ -138,7 +138,9 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 fn report_and_outbox_in_a_folder_without_a_database_say_so_and_create_none() {
     let dir = scratch_dir("nodb");
     let default = format!("sqlite://api-monitor.db ({})", dir.join("api-monitor.db").display());
-    for command in [&["report"][..], &["report", "--json"], &["outbox"]] {
+    let commands =
+        [&["report"][..], &["report", "--json"], &["outbox"], &["outbox", "--requeue", "all"]];
+    for command in commands {
         let (code, out, err) = run_in(&dir, command);
         assert_eq!(
             (code, out.as_str(), err.as_str()),
