@@ -68,7 +68,7 @@ image: ## build the images: api-monitor (scratch, static musl) and fake-api
 	docker build -t $(IMAGE) .
 	docker build --target fake-api -t $(FAKE_API_IMAGE) .
 
-up: ## start MySQL, Mailpit (UI :8025), fake-api (:8000) and api-monitor in docker compose
+up: ## start MySQL, Mailpit (UI :8025), fake-api (:8000) and api-monitor (:9898) in docker compose
 	$(COMPOSE) up -d --build
 
 down: ## stop the compose stack (the database volume is kept; `docker compose down -v` drops it)

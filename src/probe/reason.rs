@@ -30,7 +30,7 @@ impl Phase {
 }
 
 /// Why a probe failed, or why its region could not see the API. Its `Display` is the reason
-/// text of the logs and emails (README, "Assumptions").
+/// text of the logs and emails (`docs/probing.md`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
     /// The request's deadline passed: `timeout after 5s`, or `… while reading the body`.

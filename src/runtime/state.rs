@@ -13,8 +13,8 @@
 //! where it waits until the recorder has written it (so no email ever goes out for a
 //! transition a crash could still lose). A crash leaves both or neither in the database; a retry after a lost reply writes nothing
 //! twice; the courier's acceptance is recorded at once, so a crash can repeat an email only in
-//! the round trip between the server's "250" to DATA and that record (see the README's
-//! "exactly once").
+//! the round trip between the server's "250" to DATA and that record (see "Exactly once" in
+//! `docs/failure-handling.md`).
 //!
 //! **Resuming.** Nothing is decided from nothing: until this instance holds the database (one
 //! instance per database, a second one waits as a standby) and has read every pair's last
