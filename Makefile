@@ -86,8 +86,13 @@ recover: ## switch the compose fake-api back to ok: RECOVERED email after two pr
 # An explicit --target keeps RUSTFLAGS off build scripts and puts the static artifacts in their
 # own subdirectory, so even a shared target/ would keep both caches valid (checked). The
 # separate target/static also means it never waits on the lock of a build running in target/.
+# getrandom (row keys, MySQL's auth) finds glibc's getrandom() with dlsym, which a static glibc
+# binary cannot do: it would fall back to /dev/urandom, which an empty root (and a scratch
+# container without /dev) lacks, and the first key would panic. The cfg makes it call
+# getrandom() directly; musl builds (the image) link it directly anyway.
 static: ## fully static glibc build, proven to run alone in an empty root (scripts/static-check.sh)
-	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release \
+	RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"' \
+	  $(CARGO) build --release \
 	  --target $(STATIC_TARGET) --target-dir target/static -p api-monitor
 	bash scripts/static-check.sh $(STATIC_BIN)
 
