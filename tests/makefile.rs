@@ -158,3 +158,34 @@ fn make_clean_db_removes_the_sqlite_files_of_make_run_and_nothing_else() {
     assert!(!dir.join("other.db").exists(), "`make run DB=…`'s database");
     make_in(&dir, &["clean-db"], &[]);
 }
+
+/// `make demo`'s script with the workspace's debug binaries (built by `make test` first), its
+/// stdout and stderr in one stream, in the order written.
+fn demo_output() -> String {
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg("bash scripts/demo.sh 2>&1")
+        .current_dir(repo())
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("the demo runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "the demo ends well:\n{text}");
+    text
+}
+
+#[test]
+fn make_demo_prints_each_email_as_it_arrives() {
+    if !repo().join("target/debug/mail-sink").exists() {
+        panic!("build the binaries first (make test does: cargo build --workspace --bins)");
+    }
+    let text = demo_output();
+    let at = |needle: &str| {
+        text.find(needle).unwrap_or_else(|| panic!("no {needle:?} in the demo's output:\n{text}"))
+    };
+    // The outage email is printed before the monitor even sees the recovery, and the recovery
+    // email after it: each as it arrives, not both at the end.
+    assert!(at("Subject: [api-monitor] OUTAGE") < at("RECOVERED target="), "{text}");
+    assert!(at("RECOVERED target=") < at("Subject: [api-monitor] RECOVERED"), "{text}");
+    assert!(text.contains("demo: done"), "{text}");
+}
