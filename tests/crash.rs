@@ -186,7 +186,10 @@ fn crash_loop(db: &str, read: fn(&str) -> Recorded) {
     loop {
         let r = read(db);
         let notifying = r.notifications.len();
-        let settled = r.notifications.iter().all(|n| n.4 || n.5);
+        // Every notification delivered, and every target back up in the database (the APIs are
+        // healthy now), so no transition, and no email, is still to come.
+        let settled = r.notifications.iter().all(|n| n.4 || n.5)
+            && urls.iter().all(|u| r.states.iter().rev().find(|s| &s.1 == u).is_some_and(|s| s.2));
         let delivered: std::collections::HashSet<String> =
             smtp.mails.snapshot().iter().map(key_of).collect();
         if settled && r.notifications.iter().all(|n| delivered.contains(&n.0)) && notifying > 0 {
