@@ -40,7 +40,7 @@
 
 pub mod assign;
 // pub mod lease;
-// pub mod quorum;
+pub mod quorum;
 
 use std::fmt;
 
