@@ -39,7 +39,7 @@
 //! heartbeat_at`), never instants of a host, so skew between hosts cannot enter a decision.
 
 pub mod assign;
-// pub mod lease;
+pub mod lease;
 pub mod quorum;
 
 use std::fmt;
