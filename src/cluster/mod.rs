@@ -35,6 +35,12 @@
 //!   row still holds it (same transaction as a `SELECT … FOR UPDATE` of the leader row, or a
 //!   conditional `UPDATE … WHERE` joined to it), so a stale leader's write affects nothing.
 //!
+//! Also left to them: the `member` and `leader` tables (with the schema version), registering
+//! and heartbeating with `NOW(6)`, reading ages as `TIMESTAMPDIFF(MICROSECOND, heartbeat_at,
+//! NOW(6))` ([`lease::age`]), replacing the single-instance `holder` lock by membership in
+//! cluster mode, resuming a moved target's detector from its site's last row, and the emails of
+//! members and sites that stop or resume reporting.
+//!
 //! Clocks: the functions here take ages (`Duration`s measured by the database: `NOW(6) -
 //! heartbeat_at`), never instants of a host, so skew between hosts cannot enter a decision.
 
