@@ -9,12 +9,14 @@
 //! - [`store`]: the `state` and `notification` tables in SQLite or MySQL;
 //! - [`notify`]: email text and the mailer;
 //! - [`web`]: the `--listen` server, metrics and the status page;
-//! - [`report`]: `api-monitor report`.
+//! - [`report`]: `api-monitor report`;
+//! - [`cluster`]: several instances on one database (pure decisions so far).
 //!
-//! Pure core: [`detector`], [`history`], [`notify::message`], [`timestamp`], [`duration`].
+//! Pure core: [`detector`], [`history`], [`notify::message`], [`timestamp`], [`duration`], [`cluster`].
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod detector;
 pub mod duration;
