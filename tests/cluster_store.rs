@@ -15,7 +15,7 @@ use api_monitor::cluster::lease::{decide, LeaderRow, LeaseDecision};
 use api_monitor::cluster::MemberId;
 use api_monitor::store::cluster::ClusterStore;
 use api_monitor::store::mysql::MysqlStore;
-use api_monitor::store::{self, Commit, NewState, Notification, Store};
+use api_monitor::store::{self, Commit, NewState, Notification};
 use api_monitor::timestamp::Timestamp;
 use mysql::prelude::Queryable;
 
@@ -25,8 +25,10 @@ const CLUSTER: &str = "prod";
 const LEASE: Duration = Duration::from_millis(300);
 const TARGET: &str = "https://a.example/health";
 
-fn open(db: &scratch_db::ScratchDb) -> MysqlStore {
-    MysqlStore::open(&db.url).unwrap_or_else(|e| panic!("cannot open {}: {e}", db.name))
+/// The store as cluster mode opens it: `store::cluster::open`, a `Box<dyn ClusterStore>` that is
+/// a `Store` too.
+fn open(db: &scratch_db::ScratchDb) -> Box<dyn ClusterStore> {
+    store::cluster::open(&db.url).unwrap_or_else(|e| panic!("cannot open {}: {e}", db.name))
 }
 
 fn id(name: &str) -> MemberId {
@@ -52,7 +54,7 @@ fn wait_for<T: std::fmt::Debug>(
 }
 
 /// The leader row once its lease has expired by the database's clock.
-fn expired_leader(store: &mut MysqlStore) -> LeaderRow {
+fn expired_leader(store: &mut dyn ClusterStore) -> LeaderRow {
     wait_for(
         "the lease to expire",
         || store.leader(CLUSTER).expect("leader").expect("a leader row"),
@@ -61,7 +63,7 @@ fn expired_leader(store: &mut MysqlStore) -> LeaderRow {
 }
 
 /// `me` reads the leader row, decides, and carries the decision out: whether it leads now.
-fn read_decide_lead(store: &mut MysqlStore, me: &MemberId) -> (LeaseDecision, bool) {
+fn read_decide_lead(store: &mut dyn ClusterStore, me: &MemberId) -> (LeaseDecision, bool) {
     let row = store.leader(CLUSTER).expect("leader");
     let decision = decide(row.as_ref(), me, LEASE);
     let won = store.lead(CLUSTER, me, &decision, LEASE).expect("lead");
@@ -169,9 +171,9 @@ fn the_first_lead_wins_term_1_and_a_second_contender_loses() {
     let row = b_store.leader(CLUSTER).unwrap().expect("a leader row");
     assert_eq!((row.holder.as_str(), row.term), ("a", 1));
     assert!(row.age < LEASE, "{row:?}");
-    assert_eq!(read_decide_lead(&mut a_store, &a), (LeaseDecision::Keep { term: 1 }, true));
+    assert_eq!(read_decide_lead(&mut *a_store, &a), (LeaseDecision::Keep { term: 1 }, true));
     assert_eq!(
-        read_decide_lead(&mut b_store, &b),
+        read_decide_lead(&mut *b_store, &b),
         (LeaseDecision::Follow { leader: a.clone(), term: 1 }, false)
     );
     assert!(
@@ -192,7 +194,7 @@ fn after_the_lease_a_contender_takes_over_with_term_2_and_the_old_renewal_fails(
         "the database refuses a takeover of a fresh lease, whatever the caller decided"
     );
 
-    let expired = expired_leader(&mut b_store);
+    let expired = expired_leader(&mut *b_store);
     assert_eq!((expired.holder.as_str(), expired.term), ("a", 1));
     assert!(
         !a_store.lead(CLUSTER, &a, &LeaseDecision::Keep { term: 1 }, LEASE).unwrap(),
@@ -212,15 +214,15 @@ fn after_the_lease_a_contender_takes_over_with_term_2_and_the_old_renewal_fails(
     assert!(!b_store.lead(CLUSTER, &b, &b_decision, LEASE).unwrap(), "taken once, not twice");
     let row = a_store.leader(CLUSTER).unwrap().expect("a leader row");
     assert_eq!((row.holder.as_str(), row.term), ("b", 2), "unchanged by the losers");
-    assert_eq!(read_decide_lead(&mut b_store, &b), (LeaseDecision::Keep { term: 2 }, true));
+    assert_eq!(read_decide_lead(&mut *b_store, &b), (LeaseDecision::Keep { term: 2 }, true));
     assert_eq!(
-        read_decide_lead(&mut a_store, &a),
+        read_decide_lead(&mut *a_store, &a),
         (LeaseDecision::Follow { leader: b, term: 2 }, false)
     );
 
     // Even once term 2 has expired in turn, a takeover decided from term 1 is refused: it is the
     // term read that is taken over, not whatever term is there now.
-    assert_eq!(expired_leader(&mut a_store).term, 2);
+    assert_eq!(expired_leader(&mut *a_store).term, 2);
     assert!(!a_store.lead(CLUSTER, &a, &a_stale, LEASE).unwrap(), "decided from term 1");
     let row = a_store.leader(CLUSTER).unwrap().expect("a leader row");
     assert_eq!((row.holder.as_str(), row.term), ("b", 2));
@@ -237,7 +239,7 @@ fn a_deposed_leaders_fenced_commit_writes_nothing_and_the_new_leaders_does() {
         !b_store.commit_fenced(CLUSTER, &b, 1, &outage("not the holder")).unwrap(),
         "a follower's write is refused"
     );
-    let expired = expired_leader(&mut b_store);
+    let expired = expired_leader(&mut *b_store);
     assert!(b_store.lead(CLUSTER, &b, &decide(Some(&expired), &b, LEASE), LEASE).unwrap());
 
     assert!(
@@ -264,7 +266,7 @@ fn two_members_racing_for_an_expired_lease_have_exactly_one_winner() {
         .lead(CLUSTER, &id("old"), &LeaseDecision::TakeOver { next_term: 1 }, LEASE)
         .unwrap());
     for round in 0..3u64 {
-        let expired = expired_leader(&mut watcher);
+        let expired = expired_leader(&mut *watcher);
         assert_eq!(expired.term, round + 1);
         let barrier = Arc::new(Barrier::new(2));
         let racers: Vec<_> = ["x", "y"]

@@ -17,6 +17,21 @@ use super::{Commit, Store, StoreError};
 use crate::cluster::lease::{LeaderRow, LeaseDecision, MemberRow};
 use crate::cluster::MemberId;
 
+/// Opens the store named by `url` for cluster mode: a `mysql://` URL, read-write, schema
+/// applied. Any other URL is [`StoreError::Url`] (permanent, so start-up exits 2) saying that
+/// cluster mode needs MySQL: a SQLite file cannot be shared by instances on several hosts.
+pub fn open(url: &str) -> Result<Box<dyn ClusterStore>, StoreError> {
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("mysql") => Ok(Box::new(super::mysql::MysqlStore::open(url)?)),
+        _ => Err(StoreError::Url {
+            url: crate::redact::url(url),
+            reason: "cluster mode needs a MySQL store (mysql://USER:PASS@HOST:PORT/DB): \
+                     a SQLite file cannot be shared by instances on several hosts"
+                .into(),
+        }),
+    }
+}
+
 /// The cluster's tables (`cluster_member`, `cluster_leader`), on the store's connection.
 pub trait ClusterStore: Store {
     /// Registers `me` or refreshes its heartbeat: upserts its member row with `heartbeat_at =
@@ -64,4 +79,25 @@ pub trait ClusterStore: Store {
         term: u64,
         commit: &Commit,
     ) -> Result<bool, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_mode_refuses_every_store_but_mysql_and_says_why() {
+        for url in ["sqlite://state.db", "sqlite://:memory:", "postgres://u:s3cret@db/m", "x"] {
+            match open(url) {
+                Err(e @ StoreError::Url { .. }) => {
+                    let shown = e.to_string();
+                    assert!(e.is_permanent(), "{shown}");
+                    assert!(shown.contains("cluster mode needs a MySQL store"), "{shown}");
+                    assert!(!shown.contains("s3cret") && !shown.contains('\n'), "{shown}");
+                }
+                Err(e) => panic!("{url}: expected a URL error, got {e}"),
+                Ok(_) => panic!("{url}: expected a refusal, got a store"),
+            }
+        }
+    }
 }
