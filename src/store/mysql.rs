@@ -25,6 +25,10 @@
 //! - **Read-only opens** (`report`, `outbox`): the session is `READ ONLY` and nothing is
 //!   upgraded or applied; the tables are only looked for (a database without `state`, or of an
 //!   older schema, is said so in one line).
+//! - **Cluster mode** ([`ClusterStore`], issue 12): the `cluster_member` and `cluster_leader`
+//!   tables, every time `NOW(6)` (UTC in this session). Each lease decision is one conditional
+//!   statement whose matched-row count says whether it won; a fenced commit locks the leader
+//!   row (`FOR UPDATE`, holder and term) in the commit's own transaction.
 //! - **Matched rows.** The connection sets `CLIENT_FOUND_ROWS`, so an `UPDATE` reports the rows
 //!   it matched, as SQLite does, not only those it changed: a heartbeat within the same
 //!   microsecond still counts as "still mine".
