@@ -294,3 +294,21 @@ fn two_members_racing_for_an_expired_lease_have_exactly_one_winner() {
         assert_eq!((&row.holder, row.term), (winners[0], round + 2), "round {round}");
     }
 }
+
+#[test]
+fn a_version_2_database_without_the_cluster_tables_gets_them_at_open_and_stays_version_2() {
+    let Some(db) = scratch_db::mysql("cluster_v2") else { return };
+    drop(open(&db));
+    let mut raw = db.admin().expect("admin connection");
+    raw.query_drop(format!("USE `{}`", db.name)).expect("use the scratch database");
+    // The database as a version 2 binary from before cluster mode left it.
+    raw.query_drop("DROP TABLE cluster_member, cluster_leader").expect("drop the cluster tables");
+
+    let mut store = open(&db);
+    store.beat(CLUSTER, &id("a"), "eu", "1.0.0").expect("the tables are back");
+    assert!(store
+        .lead(CLUSTER, &id("a"), &LeaseDecision::TakeOver { next_term: 1 }, LEASE)
+        .unwrap());
+    let versions: Vec<i64> = raw.query("SELECT version FROM schema_version").unwrap();
+    assert_eq!(versions, [2], "new tables only: no new schema version");
+}
