@@ -86,6 +86,40 @@ CREATE TABLE IF NOT EXISTS holder (
     PRIMARY KEY (name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
+-- Cluster mode (issue 12; MySQL only: SQLite is refused in cluster mode). New tables only, no
+-- change to the tables above, so the schema version stays 2: an older binary opening this
+-- database sees two extra empty tables and never reads them. Every time is the database's clock
+-- (NOW(6), the session zone being +00:00): ages are TIMESTAMPDIFF(MICROSECOND, heartbeat_at,
+-- NOW(6)), so hosts' clocks never meet.
+--
+-- `cluster_member`: one row per running instance of a cluster, upserted at every heartbeat
+-- (started_at kept from the first insert). A member whose heartbeat is older than the lease is
+-- gone. Rows are not deleted: a gone member is only old.
+
+CREATE TABLE IF NOT EXISTS cluster_member (
+    cluster      VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    instance_id  VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    site         VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    version      VARCHAR(64) NOT NULL,
+    started_at   DATETIME(6) NOT NULL,
+    heartbeat_at DATETIME(6) NOT NULL,
+    PRIMARY KEY (cluster, instance_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- `cluster_leader`: the leader lease, one row per cluster, only ever changed by conditional
+-- statements. The first leader inserts it with term 1 (a duplicate key means another won); a
+-- takeover adds 1 to the term it read, only while the lease is expired; a renewal only matches
+-- its own holder and term. Leader-only writes lock this row (SELECT ... FOR UPDATE on holder
+-- and term) in their transaction, so a deposed leader writes nothing.
+
+CREATE TABLE IF NOT EXISTS cluster_leader (
+    cluster      VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    holder       VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    term         BIGINT UNSIGNED NOT NULL,
+    heartbeat_at DATETIME(6) NOT NULL,
+    PRIMARY KEY (cluster)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
 -- The schema version (see SCHEMA_VERSION in src/store/mod.rs): one row, id 1. A database whose
 -- version is newer than the binary's is refused at open.
 

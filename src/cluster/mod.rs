@@ -21,7 +21,7 @@
 //! - [`lease`]: whether a member keeps, takes over or follows the leader lease, with which term,
 //!   and which members are alive.
 //!
-//! # What it leaves to the store and the runtime (not built yet)
+//! # What it leaves to the store and the runtime
 //! None of these decisions is safe on its own: two members may decide "take over" from the same
 //! stale row, and a leader frozen after deciding "keep" may wake up deposed. What makes the
 //! decisions real is that each is *applied* by a conditional statement in the database, which
@@ -35,11 +35,16 @@
 //!   row still holds it (same transaction as a `SELECT … FOR UPDATE` of the leader row, or a
 //!   conditional `UPDATE … WHERE` joined to it), so a stale leader's write affects nothing.
 //!
-//! Also left to them: the `member` and `leader` tables (with the schema version), registering
-//! and heartbeating with `NOW(6)`, reading ages as `TIMESTAMPDIFF(MICROSECOND, heartbeat_at,
-//! NOW(6))` ([`lease::age`]), replacing the single-instance `holder` lock by membership in
-//! cluster mode, resuming a moved target's detector from its site's last row, and the emails of
-//! members and sites that stop or resume reporting.
+//! Built in the store ([`crate::store::cluster::ClusterStore`], MySQL only): the
+//! `cluster_member` and `cluster_leader` tables (new tables only, so the schema stays version
+//! 2), registering and heartbeating with `NOW(6)`, reading ages as `TIMESTAMPDIFF(MICROSECOND,
+//! heartbeat_at, NOW(6))` ([`lease::age`]), the three conditional statements above (`lead`),
+//! and a commit fenced by the term (`commit_fenced`).
+//!
+//! Still left: fencing the claim of an outbox row by the term, replacing the single-instance
+//! `holder` lock by membership in cluster mode, resuming a moved target's detector from its
+//! site's last row, the emails of members and sites that stop or resume reporting, and all of
+//! the runtime and options.
 //!
 //! Clocks: the functions here take ages (`Duration`s measured by the database: `NOW(6) -
 //! heartbeat_at`), never instants of a host, so skew between hosts cannot enter a decision.

@@ -9,6 +9,7 @@
 //! What both backends share lives here as pure functions: the version check, the claim
 //! decision, how an outbox row becomes an [`OutboxEntry`], and the clipping of free text.
 
+pub mod cluster;
 pub mod mysql;
 pub mod sqlite;
 

@@ -25,6 +25,10 @@
 //! - **Read-only opens** (`report`, `outbox`): the session is `READ ONLY` and nothing is
 //!   upgraded or applied; the tables are only looked for (a database without `state`, or of an
 //!   older schema, is said so in one line).
+//! - **Cluster mode** ([`ClusterStore`], issue 12): the `cluster_member` and `cluster_leader`
+//!   tables, every time `NOW(6)` (UTC in this session). Each lease decision is one conditional
+//!   statement whose matched-row count says whether it won; a fenced commit locks the leader
+//!   row (`FOR UPDATE`, holder and term) in the commit's own transaction.
 //! - **Matched rows.** The connection sets `CLIENT_FOUND_ROWS`, so an `UPDATE` reports the rows
 //!   it matched, as SQLite does, not only those it changed: a heartbeat within the same
 //!   microsecond still counts as "still mine".
@@ -38,13 +42,16 @@ use std::time::Duration;
 
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::{FromValue, Queryable};
-use mysql::{Conn, FromRowError, Opts, OptsBuilder, TxOpts};
+use mysql::{Conn, FromRowError, Opts, OptsBuilder, Transaction, TxOpts};
 
+use super::cluster::ClusterStore;
 use super::{
     check_readable, check_version, clip, clip_reason, decide_claim, Access, Claim, Commit, Holder,
     OutboxEntry, RawEntry, StateRow, Store, StoreError, ERROR_MAX_CHARS, HOLDER_NAME,
     HOST_MAX_CHARS, LEGACY_KEY_PREFIX, REFUSED_MAX_CHARS,
 };
+use crate::cluster::lease::{age, LeaderRow, LeaseDecision, MemberRow};
+use crate::cluster::MemberId;
 use crate::timestamp::Timestamp;
 
 /// The schema, applied on every new connection; plain SQL that the `mysql` client also runs.
@@ -99,6 +106,9 @@ const ADDED_INDEXES: &[(&str, &str, &str)] = &[
 
 /// Version 1's `subject VARCHAR(1024)` failed the insert of a long subject (error 1406).
 const WIDEN_SUBJECT: &str = "ALTER TABLE notification MODIFY subject TEXT NOT NULL";
+
+/// "Duplicate entry" for a unique key: the first leader's row was inserted by another member.
+const DUPLICATE_KEY: u16 = 1062;
 
 /// "Duplicate column name" and "duplicate key name": another instance upgrading the same
 /// database at the same moment did that step first.
@@ -524,11 +534,153 @@ impl Store for MysqlStore {
     }
 }
 
+impl ClusterStore for MysqlStore {
+    fn beat(
+        &mut self,
+        cluster: &str,
+        me: &MemberId,
+        site: &str,
+        version: &str,
+    ) -> Result<(), StoreError> {
+        self.run("member heartbeat", |c| {
+            c.exec_drop(
+                "INSERT INTO cluster_member \
+                 (cluster, instance_id, site, version, started_at, heartbeat_at) \
+                 VALUES (?, ?, ?, ?, NOW(6), NOW(6)) ON DUPLICATE KEY UPDATE \
+                 site = ?, version = ?, heartbeat_at = NOW(6)",
+                (cluster, me.as_str(), site, version, site, version),
+            )
+        })
+    }
+
+    fn members(&mut self, cluster: &str) -> Result<Vec<MemberRow>, StoreError> {
+        let rows = self.run("members", |c| {
+            c.exec::<(String, String, i64), _, _>(
+                "SELECT instance_id, site, TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(6)) \
+                 FROM cluster_member WHERE cluster = ?",
+                (cluster,),
+            )
+        })?;
+        let mut members: Vec<MemberRow> = rows
+            .into_iter()
+            .map(|(id, site, micros)| MemberRow { id: MemberId(id), site, age: age(micros) })
+            .collect();
+        // Sorted here, not by the collation, so the order is the same everywhere.
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(members)
+    }
+
+    fn leader(&mut self, cluster: &str) -> Result<Option<LeaderRow>, StoreError> {
+        let row = self.run("leader", |c| {
+            c.exec_first::<(String, u64, i64), _, _>(
+                "SELECT holder, term, TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(6)) \
+                 FROM cluster_leader WHERE cluster = ?",
+                (cluster,),
+            )
+        })?;
+        Ok(row.map(|(holder, term, micros)| LeaderRow {
+            holder: MemberId(holder),
+            term,
+            age: age(micros),
+        }))
+    }
+
+    fn lead(
+        &mut self,
+        cluster: &str,
+        me: &MemberId,
+        decision: &LeaseDecision,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let lease_us = u64::try_from(lease.as_micros()).unwrap_or(u64::MAX);
+        let matched = match decision {
+            LeaseDecision::Follow { .. } => return Ok(false),
+            LeaseDecision::TakeOver { next_term: 1 } => self.run("first leader", |c| {
+                match c.exec_drop(
+                    "INSERT INTO cluster_leader (cluster, holder, term, heartbeat_at) \
+                     VALUES (?, ?, 1, NOW(6))",
+                    (cluster, me.as_str()),
+                ) {
+                    Ok(()) => Ok(c.affected_rows()),
+                    // Another member inserted the first term: lost, not an error.
+                    Err(mysql::Error::MySqlError(e)) if e.code == DUPLICATE_KEY => Ok(0),
+                    Err(e) => Err(e),
+                }
+            })?,
+            LeaseDecision::TakeOver { next_term } => self.run("leader takeover", |c| {
+                // The term read, and the lease still expired: a renewal or another takeover
+                // since the read makes this match nothing.
+                c.exec_drop(
+                    "UPDATE cluster_leader SET holder = ?, term = term + 1, heartbeat_at = NOW(6) \
+                     WHERE cluster = ? AND term = ? \
+                     AND heartbeat_at <= NOW(6) - INTERVAL ? MICROSECOND",
+                    (me.as_str(), cluster, next_term.saturating_sub(1), lease_us),
+                )?;
+                Ok(c.affected_rows())
+            })?,
+            LeaseDecision::Keep { term } => self.run("leader renewal", |c| {
+                // Only a fresh lease is kept (see `lease::decide`): an expired one may be being
+                // taken over, and its holder must race for the next term like anyone else.
+                c.exec_drop(
+                    "UPDATE cluster_leader SET heartbeat_at = NOW(6) \
+                     WHERE cluster = ? AND holder = ? AND term = ? \
+                     AND heartbeat_at > NOW(6) - INTERVAL ? MICROSECOND",
+                    (cluster, me.as_str(), term, lease_us),
+                )?;
+                Ok(c.affected_rows())
+            })?,
+        };
+        Ok(matched == 1)
+    }
+
+    fn commit_fenced(
+        &mut self,
+        cluster: &str,
+        me: &MemberId,
+        term: u64,
+        commit: &Commit,
+    ) -> Result<bool, StoreError> {
+        let written = self.run("fenced commit", |c| {
+            let mut tx = c.start_transaction(TxOpts::default())?;
+            // Locks the leader row while the commit is written: a takeover waits for it, so no
+            // write of this term lands after the next term begins.
+            let held: Option<u64> = tx.exec_first(
+                "SELECT term FROM cluster_leader \
+                 WHERE cluster = ? AND holder = ? AND term = ? FOR UPDATE",
+                (cluster, me.as_str(), term),
+            )?;
+            if held.is_none() {
+                tx.rollback()?;
+                return Ok(None);
+            }
+            let state_id = write_commit_in(&mut tx, commit)?;
+            tx.commit()?;
+            Ok(Some(state_id))
+        })?;
+        match (&commit.state, written) {
+            (_, None) => Ok(false),
+            (Some(row), Some(None)) => Err(StoreError::Query(
+                format!("mysql fenced commit: no state row with key {} after writing it", row.key)
+                    .into(),
+            )),
+            _ => Ok(true),
+        }
+    }
+}
+
 /// The whole of `commit`, in one transaction (rolled back when dropped on an error); see
 /// [`Store::commit`]. `ON DUPLICATE KEY UPDATE row_key = row_key` rather than `INSERT IGNORE`:
 /// only a duplicate key is ignored, while truncation and every other error still fail it.
 fn write_commit(conn: &mut Conn, commit: &Commit) -> mysql::Result<Option<i64>> {
     let mut tx = conn.start_transaction(TxOpts::default())?;
+    let state_id = write_commit_in(&mut tx, commit)?;
+    tx.commit()?;
+    Ok(state_id)
+}
+
+/// The statements of `commit` inside the open transaction `tx` (committed by the caller); the
+/// id of its state row, if any.
+fn write_commit_in(tx: &mut Transaction<'_>, commit: &Commit) -> mysql::Result<Option<i64>> {
     let state_id = match &commit.state {
         Some(row) => {
             let reason = row.reason.as_deref().map(clip_reason);
@@ -560,7 +712,6 @@ fn write_commit(conn: &mut Conn, commit: &Commit) -> mysql::Result<Option<i64>> 
             params,
         )?;
     }
-    tx.commit()?;
     Ok(state_id)
 }
 
@@ -735,17 +886,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shipped_schema_is_four_create_tables_and_the_version_without_comments() {
+    fn shipped_schema_is_six_create_tables_and_the_version_without_comments() {
         let statements = statements(SCHEMA);
-        assert_eq!(statements.len(), 5, "{statements:?}");
-        for (statement, table) in statements.iter().zip(["state", "notification", "holder"]) {
+        assert_eq!(statements.len(), 7, "{statements:?}");
+        let tables = [
+            "state",
+            "notification",
+            "holder",
+            "cluster_member",
+            "cluster_leader",
+            "schema_version",
+        ];
+        for (statement, table) in statements.iter().zip(tables) {
             let start = format!("CREATE TABLE IF NOT EXISTS {table} ");
             assert!(statement.starts_with(&start), "{statement}");
         }
-        assert!(statements[3].starts_with("CREATE TABLE IF NOT EXISTS schema_version"));
-        assert!(statements[4].starts_with("INSERT INTO schema_version"), "{}", statements[4]);
+        assert!(statements[6].starts_with("INSERT INTO schema_version"), "{}", statements[6]);
         assert!(
-            statements[4].contains("VALUES (1, 2)"),
+            statements[6].contains("VALUES (1, 2)"),
             "the version is {}",
             super::super::SCHEMA_VERSION
         );
