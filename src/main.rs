@@ -314,7 +314,7 @@ fn watch(config: Config) -> Result<(), Fatal> {
         metrics: Arc::clone(&metrics),
         concurrency,
         shutdown,
-        me: state::holder(),
+        me: state::holder(&hostname_or_localhost()),
         retry_base,
     };
     let running = runtime::start(slots, parts)

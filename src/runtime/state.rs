@@ -122,11 +122,9 @@ pub struct Recipients {
     pub mail: bool,
 }
 
-/// This process as the database's holder, and how it tells a dead holder on the same host.
-pub fn holder() -> Holder {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into());
+/// This process as the database's holder: a fresh id, the host (with its pid namespace) and pid.
+/// `host` is this machine's name (the one the `From:` default uses).
+pub fn holder(host: &str) -> Holder {
     Holder { id: new_key(), host: format!("{host}{}", pid_namespace()), pid: std::process::id() }
 }
 
