@@ -105,6 +105,14 @@ pub struct Args {
     pub listen: Option<Given>,
     /// `--concurrency N` / `CONCURRENCY`: the most probes in flight at once.
     pub concurrency: Option<Given>,
+    /// `--cluster NAME` / `CLUSTER`: run as a member of the cluster NAME.
+    pub cluster: Option<Given>,
+    /// `--site NAME` / `SITE`: where this member probes from.
+    pub site: Option<Given>,
+    /// `--lease DUR` / `LEASE`: how long a silent member (or leader) stays a member.
+    pub lease: Option<Given>,
+    /// `--quorum K` / `QUORUM`: sites that must see a target down for a global outage.
+    pub quorum: Option<Given>,
     /// `report --since DUR`.
     pub since: Option<String>,
     /// `report --target URL`.
@@ -144,6 +152,10 @@ impl fmt::Debug for Args {
             .field("remind", &self.remind)
             .field("listen", &self.listen)
             .field("concurrency", &self.concurrency)
+            .field("cluster", &self.cluster)
+            .field("site", &self.site)
+            .field("lease", &self.lease)
+            .field("quorum", &self.quorum)
             .field("since", &self.since)
             .field("target", &self.target.as_deref().map(redact::url))
             .field("json", &self.json)
@@ -225,6 +237,14 @@ that loses is not read. A variable set but blank is refused, except LISTEN= whic
     --concurrency N    most probes in flight at once      CONCURRENCY
                        (workers start on demand) [default: enough for every
                        target to hang for its whole timeout, at most 1024]
+    --cluster NAME     run as a member of cluster NAME:   CLUSTER   [default: off]
+                       instances sharing the MySQL --db and NAME split the targets
+                       of each site and send each email once (docs/cluster.md)
+    --site NAME        where this member probes from      SITE      [default: direct]
+    --lease DUR        a member silent this long is gone  LEASE     [default: 15s]
+                       (3s to 10m; members beat every third of it)
+    --quorum K         sites that must see a target down  QUORUM
+                       for an outage [default: a majority of the live sites]
     --log-file PATH    also append the log to PATH        LOG_FILE
     -v, --verbose      more log (-v debug: every probe, -vv trace, the most)
     -q, --quiet        less log (-q warnings, -qq errors) LOG_LEVEL=error|warn|info|debug|trace
@@ -280,6 +300,10 @@ where
         remind: None,
         listen: None,
         concurrency: None,
+        cluster: None,
+        site: None,
+        lease: None,
+        quorum: None,
         since: None,
         target: None,
         json: false,
@@ -310,6 +334,10 @@ where
             Long("remind") => a.remind = Some(given(&mut parser, "--remind")?),
             Long("listen") => a.listen = Some(given(&mut parser, "--listen")?),
             Long("concurrency") => a.concurrency = Some(given(&mut parser, "--concurrency")?),
+            Long("cluster") => a.cluster = Some(given(&mut parser, "--cluster")?),
+            Long("site") => a.site = Some(given(&mut parser, "--site")?),
+            Long("lease") => a.lease = Some(given(&mut parser, "--lease")?),
+            Long("quorum") => a.quorum = Some(given(&mut parser, "--quorum")?),
             Long("since") => a.since = Some(text(&mut parser, "--since")?),
             Long("target") => a.target = Some(text(&mut parser, "--target")?),
             Long("json") => a.json = true,
@@ -422,6 +450,10 @@ where
     fallback(&mut a.from, "MAIL_FROM")?;
     fallback(&mut a.remind, "REMIND")?;
     fallback(&mut a.concurrency, "CONCURRENCY")?;
+    fallback(&mut a.cluster, "CLUSTER")?;
+    fallback(&mut a.site, "SITE")?;
+    fallback(&mut a.lease, "LEASE")?;
+    fallback(&mut a.quorum, "QUORUM")?;
     fallback(&mut a.log_file, "LOG_FILE")?;
     // Blank means what `--listen ''` means: not served, the default.
     if a.listen.is_none() {
@@ -647,6 +679,10 @@ mod tests {
         "MAIL_FROM",
         "REMIND",
         "CONCURRENCY",
+        "CLUSTER",
+        "SITE",
+        "LEASE",
+        "QUORUM",
         "LOG_FILE",
         "LOG_LEVEL",
     ];

@@ -55,6 +55,11 @@ pub struct FileSettings {
     pub remind: Option<DurationText>,
     /// The most probes in flight at once.
     pub concurrency: Option<Count>,
+    /// Cluster mode: the cluster's name, this instance's site, the lease, the site quorum.
+    pub cluster: Option<String>,
+    pub site: Option<String>,
+    pub lease: Option<DurationText>,
+    pub quorum: Option<Count>,
     pub support: Option<Vec<String>>,
     #[serde(default, deserialize_with = "optional_secret")]
     pub db: Option<SecretUrl>,
@@ -430,6 +435,16 @@ mod tests {
     // ---- the file as the config step reads it --------------------------------------------
 
     const EXAMPLE: &str = include_str!("../../examples/monitor.toml");
+    /// The keys of cluster mode, which the main example cannot set (it uses SQLite).
+    const CLUSTER_EXAMPLE: &str = include_str!("../../examples/cluster.toml");
+
+    #[test]
+    fn the_cluster_example_is_valid() {
+        let c = with_file(CLUSTER_EXAMPLE, &["check"], &[]).expect("the cluster example is valid");
+        let cluster = c.cluster.expect("cluster mode");
+        assert_eq!((cluster.name.as_str(), cluster.site.as_str()), ("prod", "eu"));
+        assert_eq!((cluster.lease.as_secs(), cluster.quorum.map(|q| q.get())), (15, Some(2)));
+    }
 
     #[test]
     fn the_example_file_round_trips() {
@@ -487,6 +502,7 @@ mod tests {
             listen: None,
             concurrency: Some(64),
             report: None,
+            cluster: None,
         };
         assert_eq!(c, expected);
         assert!(!format!("{c:?}").contains("CHANGE_ME"), "the proxy password is masked");
@@ -509,7 +525,9 @@ mod tests {
             let keys = accepted_keys(probe);
             assert!(keys.len() > 2, "{section}: {keys:?}");
             for key in keys {
-                let set = EXAMPLE.lines().any(|l| l.starts_with(&format!("{key} = ")));
+                let set = [EXAMPLE, CLUSTER_EXAMPLE]
+                    .iter()
+                    .any(|e| e.lines().any(|l| l.starts_with(&format!("{key} = "))));
                 let table = EXAMPLE.contains(&format!("[[{key}]]"));
                 assert!(set || table, "examples/monitor.toml must show {section} key {key}");
             }

@@ -25,6 +25,7 @@
 //! this file but for the `Config` types it builds. Every public item of the parts is
 //! re-exported here: outside this module, `crate::config::X` is the only path.
 
+pub mod cluster;
 mod error;
 pub mod file;
 mod regions;
@@ -36,6 +37,7 @@ mod validation;
 #[cfg(test)]
 mod testing;
 
+pub use cluster::ClusterSettings;
 pub use error::ConfigError;
 pub use regions::MAX_REGION_NAME;
 pub use sources::{
@@ -159,6 +161,8 @@ pub struct Config {
     pub concurrency: Option<usize>,
     /// What `api-monitor report` shows (set for that command only).
     pub report: Option<ReportOptions>,
+    /// Cluster mode (`--cluster`); `None`: a single instance.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// `api-monitor report [--since DUR] [--target URL] [--json]`.
@@ -216,6 +220,7 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
     let urls = args.urls.into_iter().map(Setting::from).collect();
     let targets = targets(specs(urls, &file)?, &defaults, &defined, regions_from_cli)?;
     let regions = used_regions(defined, &targets);
+    let mut targets = targets;
 
     let db = match (args.db, args.db_file, &f.db) {
         (Some(url), _, _) => Setting::from(url),
@@ -277,6 +282,30 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
     };
 
     let listen = listen(args.listen.map(Setting::from).as_ref())?;
+    let named = |value: &Option<String>, key: &str| {
+        value.clone().map(|value| Setting { value, source: file.key(key) })
+    };
+    let cluster = cluster::settings(
+        cluster::Raw {
+            cluster: pick(args.cluster, named(&f.cluster, "cluster")),
+            site: pick(args.site, named(&f.site, "site")),
+            lease: pick(args.lease, text(&f.lease, "lease")),
+            quorum: pick(args.quorum, count(f.quorum, "quorum")),
+        },
+        (db_url.expose(), &db.source),
+        &regions,
+    )?;
+    // In a cluster the site is the one place this member probes from: it is the region of
+    // every target, so rows, emails and the status page name it as they name a region.
+    let regions = match &cluster {
+        Some(c) => {
+            for target in &mut targets {
+                target.regions = vec![c.site.clone()];
+            }
+            vec![Region { name: c.site.clone(), proxy: None, recipients: Vec::new() }]
+        }
+        None => regions,
+    };
     let concurrency =
         concurrency(pick(args.concurrency, count(f.concurrency, "concurrency")).as_ref())?;
     let report = match args.command {
@@ -306,6 +335,7 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
         listen,
         concurrency,
         report,
+        cluster,
     })
 }
 
