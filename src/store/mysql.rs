@@ -76,6 +76,15 @@ const OUTBOX_COLUMNS: &str = "id, row_key, target, region, recipients, subject, 
 /// reason)`.
 type RawRow = (i64, String, bool, String, String, Option<String>);
 
+/// The columns of a [`MemberRow`], in the order of [`RawMember`]. The times are read as text,
+/// like [`COLUMNS`], so `seen_at` is the stored value itself, the same from every connection.
+const MEMBER_COLUMNS: &str = "instance_id, site, version, CAST(started_at AS CHAR), \
+     CAST(heartbeat_at AS CHAR), TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(6))";
+
+/// A `cluster_member` row as the driver returns it: `(instance id, site, version, started_at
+/// text, heartbeat_at text, age in microseconds)`.
+type RawMember = (String, String, String, String, String, i64);
+
 /// The columns version 2 added to version 1's tables, with the statement adding each. A new
 /// database gets them from [`SCHEMA`]; only an existing table that lacks one is altered.
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
@@ -554,17 +563,12 @@ impl ClusterStore for MysqlStore {
     }
 
     fn members(&mut self, cluster: &str) -> Result<Vec<MemberRow>, StoreError> {
-        let rows = self.run("members", |c| {
-            c.exec::<(String, String, i64), _, _>(
-                "SELECT instance_id, site, TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(6)) \
-                 FROM cluster_member WHERE cluster = ?",
-                (cluster,),
-            )
-        })?;
-        let mut members: Vec<MemberRow> = rows
+        let sql = format!("SELECT {MEMBER_COLUMNS} FROM cluster_member WHERE cluster = ?");
+        let rows = self.run("members", |c| c.exec_opt::<RawMember, _, _>(&sql, (cluster,)))?;
+        let mut members = rows
             .into_iter()
-            .map(|(id, site, micros)| MemberRow { id: MemberId(id), site, age: age(micros) })
-            .collect();
+            .map(|row| into_member(row.map_err(unexpected_row)?))
+            .collect::<Result<Vec<_>, _>>()?;
         // Sorted here, not by the collation, so the order is the same everywhere.
         members.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(members)
@@ -836,6 +840,27 @@ fn read_entry(mut row: mysql::Row) -> Result<RawEntry, StoreError> {
     })
 }
 
+/// A row the driver could not convert to the expected columns: an error, never the driver's
+/// panic (`exec` panics on such a row; these queries use `exec_opt`).
+fn unexpected_row(e: FromRowError) -> StoreError {
+    StoreError::Query(format!("mysql: unexpected row: {e}").into())
+}
+
+/// Converts a driver member row, parsing its time texts (`DATETIME(6)`, truncated to the
+/// millisecond: a [`Timestamp`]'s precision).
+fn into_member(
+    (id, site, version, started, seen, micros): RawMember,
+) -> Result<MemberRow, StoreError> {
+    Ok(MemberRow {
+        id: MemberId(id),
+        site,
+        version,
+        started_at: Timestamp::parse_sql(&started)?,
+        seen_at: Timestamp::parse_sql(&seen)?,
+        age: age(micros),
+    })
+}
+
 /// Converts a driver row, parsing its timestamp text.
 fn into_state(raw: Result<RawRow, FromRowError>) -> Result<StateRow, StoreError> {
     let (id, timestamp, healthy, target, region, reason) =
@@ -948,6 +973,28 @@ mod tests {
         for code in [1040, 1205, 1213, 1053, 1290, 1146] {
             assert!(permanent_code_hint(code).is_none(), "{code}");
         }
+    }
+
+    #[test]
+    fn member_times_of_microsecond_columns_truncate_to_the_millisecond() {
+        let raw = |seen: &str| {
+            (
+                "a".into(),
+                "eu".into(),
+                "1.2.3".into(),
+                "2026-11-18 11:06:40.000000".into(),
+                seen.into(),
+                -5,
+            )
+        };
+        let member = into_member(raw("2026-11-18 11:06:40.123999")).unwrap();
+        assert_eq!(member.seen_at, Timestamp::from_millis(1_795_000_000_123), "truncated");
+        assert_eq!(member.started_at, Timestamp::from_millis(1_795_000_000_000));
+        assert_eq!((member.version.as_str(), member.age), ("1.2.3", Duration::ZERO));
+        assert!(
+            matches!(into_member(raw("garbage")), Err(StoreError::Timestamp(_))),
+            "a bad time is an error, not a panic"
+        );
     }
 
     #[test]
