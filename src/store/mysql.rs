@@ -28,7 +28,10 @@
 //! - **Cluster mode** ([`ClusterStore`], issue 12): the `cluster_member` and `cluster_leader`
 //!   tables, every time `NOW(6)` (UTC in this session). Each lease decision is one conditional
 //!   statement whose matched-row count says whether it won; a fenced commit locks the leader
-//!   row (`FOR UPDATE`, holder and term) in the commit's own transaction.
+//!   row (`FOR UPDATE`, holder and term) in the commit's own transaction. What every member
+//!   polls each interval is one statement each (`view` is a `UNION ALL` of the member and
+//!   leader rows), and so is the check before each email (`may_send`, a join of the leader
+//!   row and the notification).
 //! - **Matched rows.** The connection sets `CLIENT_FOUND_ROWS`, so an `UPDATE` reports the rows
 //!   it matched, as SQLite does, not only those it changed: a heartbeat within the same
 //!   microsecond still counts as "still mine".
@@ -44,7 +47,7 @@ use mysql::consts::CapabilityFlags;
 use mysql::prelude::{FromValue, Queryable};
 use mysql::{Conn, FromRowError, Opts, OptsBuilder, Transaction, TxOpts};
 
-use super::cluster::ClusterStore;
+use super::cluster::{ClusterStore, SiteState};
 use super::{
     check_readable, check_version, clip, clip_reason, decide_claim, Access, Claim, Commit, Holder,
     OutboxEntry, RawEntry, StateRow, Store, StoreError, ERROR_MAX_CHARS, HOLDER_NAME,
@@ -84,6 +87,20 @@ const MEMBER_COLUMNS: &str = "instance_id, site, version, CAST(started_at AS CHA
 /// A `cluster_member` row as the driver returns it: `(instance id, site, version, started_at
 /// text, heartbeat_at text, age in microseconds)`.
 type RawMember = (String, String, String, String, String, i64);
+
+/// A row of the `view` query: the columns of a [`RawMember`] (`id or holder, site, version,
+/// started_at text, heartbeat_at text, age in microseconds`) between a kind ([`VIEW_MEMBER`] or
+/// [`VIEW_LEADER`]) and the term, with `NULL` in the columns the other kind lacks.
+type RawView =
+    (u8, String, Option<String>, Option<String>, Option<String>, Option<String>, i64, Option<u64>);
+
+/// The kinds of row in the `view` query.
+const VIEW_MEMBER: u8 = 0;
+const VIEW_LEADER: u8 = 1;
+
+/// Far in the past, by any database's clock: the heartbeat a leader that leaves writes, so its
+/// lease is expired at once for everyone. Not `0000-00-00`, which strict modes refuse.
+const EXPIRED_HEARTBEAT: &str = "1970-01-01 00:00:01";
 
 /// The columns version 2 added to version 1's tables, with the statement adding each. A new
 /// database gets them from [`SCHEMA`]; only an existing table that lacks one is altered.
@@ -589,6 +606,106 @@ impl ClusterStore for MysqlStore {
         }))
     }
 
+    fn view(&mut self, cluster: &str) -> Result<(Vec<MemberRow>, Option<LeaderRow>), StoreError> {
+        // One statement, so one round trip and one NOW(6) for every age in it.
+        let sql = format!(
+            "SELECT {VIEW_MEMBER}, {MEMBER_COLUMNS}, NULL FROM cluster_member WHERE cluster = ? \
+             UNION ALL \
+             SELECT {VIEW_LEADER}, holder, NULL, NULL, NULL, NULL, \
+             TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(6)), term \
+             FROM cluster_leader WHERE cluster = ?"
+        );
+        let rows =
+            self.run("cluster view", |c| c.exec_opt::<RawView, _, _>(&sql, (cluster, cluster)))?;
+        let mut members = Vec::new();
+        let mut leader = None;
+        for row in rows {
+            match row.map_err(unexpected_row)? {
+                (VIEW_MEMBER, id, Some(site), Some(version), Some(started), Some(seen), us, _) => {
+                    members.push(into_member((id, site, version, started, seen, us))?);
+                }
+                (VIEW_LEADER, holder, _, _, _, _, micros, Some(term)) => {
+                    leader = Some(LeaderRow { holder: MemberId(holder), term, age: age(micros) });
+                }
+                (kind, ..) => {
+                    return Err(StoreError::Query(
+                        format!("mysql cluster view: unexpected row of kind {kind}").into(),
+                    ))
+                }
+            }
+        }
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok((members, leader))
+    }
+
+    fn leave(&mut self, cluster: &str, me: &MemberId) -> Result<(), StoreError> {
+        self.run("leave the cluster", |c| {
+            // Holder only, term untouched: the next member's takeover is the ordinary one, from
+            // the term it reads, and another holder's lease is not mine to end.
+            c.exec_drop(
+                "UPDATE cluster_leader SET heartbeat_at = ? WHERE cluster = ? AND holder = ?",
+                (EXPIRED_HEARTBEAT, cluster, me.as_str()),
+            )?;
+            c.exec_drop(
+                "DELETE FROM cluster_member WHERE cluster = ? AND instance_id = ?",
+                (cluster, me.as_str()),
+            )
+        })
+    }
+
+    fn site_states(&mut self, sites: &[String]) -> Result<Vec<SiteState>, StoreError> {
+        if sites.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; sites.len()].join(", ");
+        // The join reads only each pair's latest row, but finding those scans `state`: the
+        // `state_target_region_time` index holds a 255-character prefix of target and does not
+        // start with region, so it cannot serve this GROUP BY (EXPLAIN: full scan). Bearable
+        // while `state` holds transitions only (rows per outage, not per probe); an index on
+        // `(region, target(255), id)` would be a schema change.
+        let sql = format!(
+            "SELECT s.target, s.region, s.healthy, CAST(s.`timestamp` AS CHAR) FROM state s \
+             JOIN (SELECT MAX(id) AS id FROM state WHERE region IN ({marks}) \
+             GROUP BY target, region) latest ON latest.id = s.id"
+        );
+        let params: Vec<mysql::Value> = sites.iter().map(|site| site.as_str().into()).collect();
+        let rows = self.run("site states", |c| {
+            c.exec_opt::<(String, String, bool, String), _, _>(&sql, params)
+        })?;
+        let mut states = rows
+            .into_iter()
+            .map(|row| {
+                let (target, site, healthy, since) = row.map_err(unexpected_row)?;
+                Ok(SiteState { target, site, healthy, since: Timestamp::parse_sql(&since)? })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Sorted here, not by the collation, so the order is the same everywhere.
+        states.sort_by(|a, b| (&a.target, &a.site).cmp(&(&b.target, &b.site)));
+        Ok(states)
+    }
+
+    fn may_send(
+        &mut self,
+        cluster: &str,
+        me: &MemberId,
+        term: u64,
+        lease: Duration,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let count = self.run("may send", |c| {
+            // Freshness as a renewal requires it: a lease the holder could no longer renew is
+            // one another member may be taking over.
+            c.exec_first::<i64, _, _>(
+                "SELECT COUNT(*) FROM cluster_leader l JOIN notification n ON n.row_key = ? \
+                 WHERE l.cluster = ? AND l.holder = ? AND l.term = ? \
+                 AND l.heartbeat_at > NOW(6) - INTERVAL ? MICROSECOND \
+                 AND n.sent_at IS NULL AND n.dead_at IS NULL",
+                (key, cluster, me.as_str(), term, lease_micros(lease)),
+            )
+        })?;
+        Ok(count.unwrap_or(0) > 0)
+    }
+
     fn lead(
         &mut self,
         cluster: &str,
@@ -596,7 +713,7 @@ impl ClusterStore for MysqlStore {
         decision: &LeaseDecision,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let lease_us = u64::try_from(lease.as_micros()).unwrap_or(u64::MAX);
+        let lease_us = lease_micros(lease);
         let matched = match decision {
             LeaseDecision::Follow { .. } => return Ok(false),
             LeaseDecision::TakeOver { next_term: 1 } => self.run("first leader", |c| {
@@ -844,6 +961,11 @@ fn read_entry(mut row: mysql::Row) -> Result<RawEntry, StoreError> {
 /// panic (`exec` panics on such a row; these queries use `exec_opt`).
 fn unexpected_row(e: FromRowError) -> StoreError {
     StoreError::Query(format!("mysql: unexpected row: {e}").into())
+}
+
+/// `lease` in whole microseconds for `INTERVAL ? MICROSECOND` (saturating: no panic path).
+fn lease_micros(lease: Duration) -> u64 {
+    u64::try_from(lease.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Converts a driver member row, parsing its time texts (`DATETIME(6)`, truncated to the
