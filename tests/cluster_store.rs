@@ -16,7 +16,7 @@ use api_monitor::cluster::lease::{decide, LeaderRow, LeaseDecision, MemberRow};
 use api_monitor::cluster::MemberId;
 use api_monitor::store::cluster::{ClusterStore, SiteState};
 use api_monitor::store::mysql::MysqlStore;
-use api_monitor::store::{self, Commit, NewState, Notification};
+use api_monitor::store::{self, Commit, NewState, Notification, Store};
 use api_monitor::timestamp::Timestamp;
 use mysql::prelude::Queryable;
 
@@ -509,4 +509,22 @@ fn may_send_only_for_the_fresh_leader_of_its_term_and_a_pending_email() {
     assert!(b_store.may_send(CLUSTER, &b, 2, LEASE, pending).unwrap(), "the new leader's term");
     assert!(!a_store.may_send(CLUSTER, &a, 1, LEASE, pending).unwrap(), "an older term");
     assert!(!a_store.may_send(CLUSTER, &a, 2, LEASE, pending).unwrap(), "not the holder of 2");
+}
+
+#[test]
+fn a_mysql_store_held_as_a_plain_store_reaches_its_cluster_operations() {
+    let Some(db) = scratch_db::mysql("cluster_as") else { return };
+    let mut plain: Box<dyn Store> = store::open(&db.url).expect("open");
+    let cluster = plain.as_cluster().expect("MySQL serves cluster mode");
+    cluster.beat(CLUSTER, &id("a"), "eu", "1.0.0").unwrap();
+    // The trait-object upcast: a cluster store handed on as a plain one is still one.
+    let mut upcast: Box<dyn Store> = open(&db);
+    let members = upcast.as_cluster().expect("still MySQL").members(CLUSTER).unwrap();
+    assert_eq!(members.len(), 1, "the same database: {members:?}");
+}
+
+#[test]
+fn a_sqlite_store_has_no_cluster_operations() {
+    let mut sqlite = store::open("sqlite://:memory:").expect("an in-memory SQLite store");
+    assert!(sqlite.as_cluster().is_none(), "cluster mode needs MySQL");
 }

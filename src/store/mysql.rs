@@ -558,6 +558,10 @@ impl Store for MysqlStore {
         series.sort_unstable();
         Ok(series)
     }
+
+    fn as_cluster(&mut self) -> Option<&mut dyn ClusterStore> {
+        Some(self)
+    }
 }
 
 impl ClusterStore for MysqlStore {
