@@ -94,7 +94,7 @@ CREATE TABLE IF NOT EXISTS holder (
 --
 -- `cluster_member`: one row per running instance of a cluster, upserted at every heartbeat
 -- (started_at kept from the first insert). A member whose heartbeat is older than the lease is
--- gone. Rows are not deleted: a gone member is only old.
+-- gone. A member that stops cleanly deletes its row; one that dies is only old.
 
 CREATE TABLE IF NOT EXISTS cluster_member (
     cluster      VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,

@@ -1,6 +1,7 @@
 //! The cluster's tables on a real MariaDB/MySQL ([`ClusterStore`] of `MysqlStore`): member
 //! heartbeats and ages by the database's clock, the leader lease taken, kept and lost through
-//! conditional statements, writes fenced by the term, and a race for an expired lease.
+//! conditional statements, writes fenced by the term, and a race for an expired lease; the
+//! one-query view, a clean leave, the sites' latest states and the fence before each email.
 //!
 //! A scratch database per test (`TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306/test`);
 //! without a server the tests print `SKIPPED:` and pass, unless `REQUIRE_MYSQL=1`.
@@ -11,11 +12,11 @@ mod scratch_db;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use api_monitor::cluster::lease::{decide, LeaderRow, LeaseDecision};
+use api_monitor::cluster::lease::{decide, LeaderRow, LeaseDecision, MemberRow};
 use api_monitor::cluster::MemberId;
-use api_monitor::store::cluster::ClusterStore;
+use api_monitor::store::cluster::{ClusterStore, SiteState};
 use api_monitor::store::mysql::MysqlStore;
-use api_monitor::store::{self, Commit, NewState, Notification};
+use api_monitor::store::{self, Commit, NewState, Notification, Store};
 use api_monitor::timestamp::Timestamp;
 use mysql::prelude::Queryable;
 
@@ -311,4 +312,219 @@ fn a_version_2_database_without_the_cluster_tables_gets_them_at_open_and_stays_v
         .unwrap());
     let versions: Vec<i64> = raw.query("SELECT version FROM schema_version").unwrap();
     assert_eq!(versions, [2], "new tables only: no new schema version");
+}
+
+/// A member row without its age, which moves between two reads.
+fn still(row: &MemberRow) -> (&str, &str, &str, Timestamp, Timestamp) {
+    (row.id.as_str(), row.site.as_str(), row.version.as_str(), row.started_at, row.seen_at)
+}
+
+#[test]
+fn view_reads_the_members_and_the_leader_that_members_and_leader_read() {
+    let Some(db) = scratch_db::mysql("cluster_view") else { return };
+    let (mut store, mut other) = (open(&db), open(&db));
+    assert_eq!(store.view(CLUSTER).unwrap(), (vec![], None), "nothing yet");
+    let (a, b) = (id("a"), id("b"));
+    store.beat(CLUSTER, &b, "us", "2.0.0").unwrap();
+    store.beat(CLUSTER, &a, "eu", "1.0.0").unwrap();
+    store.beat("staging", &id("c"), "eu", "1.0.0").unwrap();
+    let (members, leader) = store.view(CLUSTER).unwrap();
+    assert_eq!(leader, None, "members but no leader yet");
+    let listed: Vec<_> = members.iter().map(still).collect();
+    let read = store.members(CLUSTER).unwrap();
+    let expected: Vec<_> = read.iter().map(still).collect();
+    assert_eq!(listed, expected, "the same rows, sorted by id, this cluster only");
+    assert_eq!(listed.len(), 2, "{members:?}");
+    assert_eq!((listed[0].0, listed[0].2, listed[1].0, listed[1].2), ("a", "1.0.0", "b", "2.0.0"));
+    assert!(members.iter().all(|row| row.age < LEASE), "alive: {members:?}");
+
+    // The times are the stored ones, as the database writes them.
+    let (started, seen) = member_times(&db, &a);
+    let parse = |text: &str| Timestamp::parse_sql(text).expect("a database time");
+    assert_eq!((members[0].started_at, members[0].seen_at), (parse(&started), parse(&seen)));
+
+    assert!(store.lead(CLUSTER, &a, &LeaseDecision::TakeOver { next_term: 1 }, LEASE).unwrap());
+    let (_, leader) = store.view(CLUSTER).unwrap();
+    let leader = leader.expect("the leader row");
+    let read = store.leader(CLUSTER).unwrap().expect("the leader row");
+    assert_eq!((&leader.holder, leader.term), (&read.holder, read.term));
+    assert_eq!((leader.holder.as_str(), leader.term), ("a", 1));
+    assert!(leader.age < LEASE, "{leader:?}");
+
+    // seen_at names a heartbeat: the same from every connection, however old it grows.
+    let (here, _) = store.view(CLUSTER).unwrap();
+    let (there, _) = wait_for(
+        "a's heartbeat to age",
+        || other.view(CLUSTER).unwrap(),
+        |(rows, _)| rows[0].age >= Duration::from_millis(20),
+    );
+    assert_eq!(here[0].seen_at, there[0].seen_at, "no beat in between: the same instant");
+    assert_eq!(
+        here.iter().map(still).collect::<Vec<_>>(),
+        there.iter().map(still).collect::<Vec<_>>()
+    );
+    store.beat(CLUSTER, &a, "eu", "1.0.1").unwrap();
+    let (after, _) = other.view(CLUSTER).unwrap();
+    assert!(after[0].seen_at > here[0].seen_at, "a beat moves it: {after:?}");
+    assert_eq!(after[0].started_at, here[0].started_at, "started_at stays");
+    assert_eq!(after[0].version, "1.0.1");
+
+    let (rows, leader) = store.view("staging").unwrap();
+    assert_eq!((rows.len(), leader), (1, None), "another cluster, its own rows");
+}
+
+#[test]
+fn leave_deletes_my_row_and_ends_my_lease_at_once_but_no_one_elses() {
+    let Some(db) = scratch_db::mysql("cluster_leave") else { return };
+    let (mut a_store, mut b_store) = (open(&db), open(&db));
+    let (a, b) = (id("a"), id("b"));
+    a_store.beat(CLUSTER, &a, "eu", "1.0.0").unwrap();
+    b_store.beat(CLUSTER, &b, "eu", "1.0.0").unwrap();
+    assert!(a_store.lead(CLUSTER, &a, &LeaseDecision::TakeOver { next_term: 1 }, LEASE).unwrap());
+    assert_eq!(
+        read_decide_lead(&mut *b_store, &b),
+        (LeaseDecision::Follow { leader: a.clone(), term: 1 }, false)
+    );
+
+    a_store.leave(CLUSTER, &a).unwrap();
+    let ids: Vec<MemberId> = b_store.members(CLUSTER).unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, [id("b")], "a's row is gone");
+    let row = b_store.leader(CLUSTER).unwrap().expect("the row stays");
+    assert_eq!((row.holder.as_str(), row.term), ("a", 1), "holder and term unchanged");
+    assert!(row.age >= LEASE, "expired at once, not a lease later: {row:?}");
+    assert_eq!(
+        read_decide_lead(&mut *b_store, &b),
+        (LeaseDecision::TakeOver { next_term: 2 }, true),
+        "the next member takes over at its next interval"
+    );
+
+    // a leaves again (a repeated stop), and c, never a member, leaves: b's lease is not theirs.
+    a_store.leave(CLUSTER, &a).unwrap();
+    a_store.leave(CLUSTER, &id("c")).unwrap();
+    let row = a_store.leader(CLUSTER).unwrap().expect("b's row");
+    assert_eq!((row.holder.as_str(), row.term), ("b", 2));
+    assert!(row.age < LEASE, "b's lease untouched: {row:?}");
+    assert_eq!(read_decide_lead(&mut *b_store, &b), (LeaseDecision::Keep { term: 2 }, true));
+    assert_eq!(a_store.members(CLUSTER).unwrap().len(), 1, "b's member row untouched");
+
+    // Leaving another cluster touches nothing of this one.
+    b_store.leave("staging", &b).unwrap();
+    assert_eq!(a_store.members(CLUSTER).unwrap().len(), 1);
+    assert_eq!(read_decide_lead(&mut *b_store, &b), (LeaseDecision::Keep { term: 2 }, true));
+}
+
+/// A transition with no email, as a site's member writes it.
+fn transition(target: &str, region: &str, healthy: bool, at_ms: i64) -> Commit {
+    Commit {
+        state: Some(NewState {
+            key: store::new_key(),
+            timestamp: Timestamp::from_millis(at_ms),
+            healthy,
+            target: target.into(),
+            region: region.into(),
+            reason: (!healthy).then(|| "HTTP 503".into()),
+        }),
+        notifications: vec![],
+    }
+}
+
+#[test]
+fn site_states_are_the_latest_row_of_each_target_in_the_sites_asked() {
+    let Some(db) = scratch_db::mysql("cluster_sites") else { return };
+    let mut store = open(&db);
+    let sites = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    assert_eq!(store.site_states(&sites(&["eu"])).unwrap(), [], "no rows yet");
+    const OTHER: &str = "https://b.example/health";
+    for commit in [
+        // Written first, so a sort by id alone would put it first.
+        transition(OTHER, "eu", true, 500),
+        // Written last with an earlier timestamp (another host's clock): still the latest.
+        transition(OTHER, "eu", false, 400),
+        transition(TARGET, "eu", false, 1_000),
+        transition(TARGET, "eu", true, 2_000),
+        transition(TARGET, "us", true, 1_500),
+        transition(TARGET, "eu", false, 3_000),
+        transition(TARGET, "ap", false, 9_000),
+        transition(OTHER, "eu2", true, 9_000),
+    ] {
+        store.commit(&commit).unwrap();
+    }
+    let state = |target: &str, site: &str, healthy, since| SiteState {
+        target: target.into(),
+        site: site.into(),
+        healthy,
+        since: Timestamp::from_millis(since),
+    };
+    assert_eq!(
+        store.site_states(&sites(&["us", "eu"])).unwrap(),
+        [
+            state(TARGET, "eu", false, 3_000),
+            state(TARGET, "us", true, 1_500),
+            state(OTHER, "eu", false, 400),
+        ],
+        "the latest row of each pair, sorted by target then site; ap and eu2 not asked"
+    );
+    assert_eq!(store.site_states(&sites(&["ap"])).unwrap(), [state(TARGET, "ap", false, 9_000)]);
+    assert_eq!(store.site_states(&sites(&["nowhere"])).unwrap(), []);
+    assert_eq!(store.site_states(&[]).unwrap(), [], "no sites, no states");
+}
+
+#[test]
+fn may_send_only_for_the_fresh_leader_of_its_term_and_a_pending_email() {
+    let Some(db) = scratch_db::mysql("cluster_may_send") else { return };
+    let (mut a_store, mut b_store) = (open(&db), open(&db));
+    let (a, b) = (id("a"), id("b"));
+    let mut commit = outage("down");
+    for subject in ["sent", "dead"] {
+        let mut n = commit.notifications[0].clone();
+        (n.key, n.subject) = (store::new_key(), subject.into());
+        commit.notifications.push(n);
+    }
+    let keys: Vec<String> = commit.notifications.iter().map(|n| n.key.clone()).collect();
+    let (pending, sent, dead) = (&keys[0], &keys[1], &keys[2]);
+    a_store.commit(&commit).unwrap();
+    assert!(!a_store.may_send(CLUSTER, &a, 1, LEASE, pending).unwrap(), "no leader row yet");
+    assert!(a_store.lead(CLUSTER, &a, &LeaseDecision::TakeOver { next_term: 1 }, LEASE).unwrap());
+    a_store.record_sent(sent, 1, Timestamp::from_millis(1_795_000_001_000), None).unwrap();
+    a_store
+        .record_dead(dead, 1, "550 no such user", Timestamp::from_millis(1_795_000_001_000))
+        .unwrap();
+
+    assert_eq!(read_decide_lead(&mut *a_store, &a), (LeaseDecision::Keep { term: 1 }, true));
+    assert!(
+        a_store.may_send(CLUSTER, &a, 1, LEASE, pending).unwrap(),
+        "the leader, a pending email"
+    );
+    assert!(!a_store.may_send(CLUSTER, &a, 1, LEASE, sent).unwrap(), "already sent");
+    assert!(!a_store.may_send(CLUSTER, &a, 1, LEASE, dead).unwrap(), "dead");
+    assert!(!a_store.may_send(CLUSTER, &a, 1, LEASE, &store::new_key()).unwrap(), "unknown key");
+    assert!(!b_store.may_send(CLUSTER, &b, 1, LEASE, pending).unwrap(), "not the holder");
+    assert!(!a_store.may_send(CLUSTER, &a, 2, LEASE, pending).unwrap(), "not its term");
+    assert!(!a_store.may_send("staging", &a, 1, LEASE, pending).unwrap(), "another cluster");
+    assert!(a_store.may_send(CLUSTER, &a, 1, LEASE, pending).unwrap(), "still fresh");
+
+    let expired = expired_leader(&mut *b_store);
+    assert!(!a_store.may_send(CLUSTER, &a, 1, LEASE, pending).unwrap(), "the lease expired");
+    assert!(b_store.lead(CLUSTER, &b, &decide(Some(&expired), &b, LEASE), LEASE).unwrap());
+    assert!(b_store.may_send(CLUSTER, &b, 2, LEASE, pending).unwrap(), "the new leader's term");
+    assert!(!a_store.may_send(CLUSTER, &a, 1, LEASE, pending).unwrap(), "an older term");
+    assert!(!a_store.may_send(CLUSTER, &a, 2, LEASE, pending).unwrap(), "not the holder of 2");
+}
+
+#[test]
+fn a_mysql_store_held_as_a_plain_store_reaches_its_cluster_operations() {
+    let Some(db) = scratch_db::mysql("cluster_as") else { return };
+    let mut plain: Box<dyn Store> = store::open(&db.url).expect("open");
+    let cluster = plain.as_cluster().expect("MySQL serves cluster mode");
+    cluster.beat(CLUSTER, &id("a"), "eu", "1.0.0").unwrap();
+    // The trait-object upcast: a cluster store handed on as a plain one is still one.
+    let mut upcast: Box<dyn Store> = open(&db);
+    let members = upcast.as_cluster().expect("still MySQL").members(CLUSTER).unwrap();
+    assert_eq!(members.len(), 1, "the same database: {members:?}");
+}
+
+#[test]
+fn a_sqlite_store_has_no_cluster_operations() {
+    let mut sqlite = store::open("sqlite://:memory:").expect("an in-memory SQLite store");
+    assert!(sqlite.as_cluster().is_none(), "cluster mode needs MySQL");
 }

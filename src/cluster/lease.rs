@@ -27,6 +27,7 @@
 use std::time::Duration;
 
 use crate::cluster::MemberId;
+use crate::timestamp::Timestamp;
 
 /// The leader row of a cluster as read from the database.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +70,14 @@ pub fn decide(row: Option<&LeaderRow>, me: &MemberId, lease: Duration) -> LeaseD
 pub struct MemberRow {
     pub id: MemberId,
     pub site: String,
+    /// The version the member runs, as it wrote it at its last heartbeat.
+    pub version: String,
+    /// When it first registered, by the database's clock (kept across its heartbeats).
+    pub started_at: Timestamp,
+    /// Its last heartbeat as a database time, truncated to the millisecond. Unlike [`Self::age`]
+    /// it does not move between reads: every member reads the same value until the next beat,
+    /// so it can name a silence (e.g. the key of the "member stopped reporting" email).
+    pub seen_at: Timestamp,
     /// Age of its last heartbeat by the database's clock (see [`age`]).
     pub age: Duration,
 }
@@ -184,6 +193,9 @@ mod tests {
         let member = |id: &str, site: &str, age_ms| MemberRow {
             id: MemberId::new(id),
             site: site.into(),
+            version: "1.0.0".into(),
+            started_at: Timestamp::from_millis(0),
+            seen_at: Timestamp::from_millis(1_000),
             age: Duration::from_millis(age_ms),
         };
         let rows = [

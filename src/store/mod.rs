@@ -274,6 +274,14 @@ pub trait Store: Send {
     /// then region in Rust's string order (the same on every backend), each pair once: what
     /// `api-monitor report` walks, including targets no longer in the configuration.
     fn series(&mut self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// The same store as a [`cluster::ClusterStore`], when its backend can serve cluster mode
+    /// (MySQL); `None` otherwise (SQLite). So that code holding a `Box<dyn Store>` (the
+    /// runtime's ledger) reaches the cluster's operations on the same connection, without a
+    /// second connection or a second trait object.
+    fn as_cluster(&mut self) -> Option<&mut dyn cluster::ClusterStore> {
+        None
+    }
 }
 
 /// The longest reason either store keeps, in characters (`reason VARCHAR(1024)`).

@@ -28,7 +28,10 @@
 //! - **Cluster mode** ([`ClusterStore`], issue 12): the `cluster_member` and `cluster_leader`
 //!   tables, every time `NOW(6)` (UTC in this session). Each lease decision is one conditional
 //!   statement whose matched-row count says whether it won; a fenced commit locks the leader
-//!   row (`FOR UPDATE`, holder and term) in the commit's own transaction.
+//!   row (`FOR UPDATE`, holder and term) in the commit's own transaction. What every member
+//!   polls each interval is one statement each (`view` is a `UNION ALL` of the member and
+//!   leader rows), and so is the check before each email (`may_send`, a join of the leader
+//!   row and the notification).
 //! - **Matched rows.** The connection sets `CLIENT_FOUND_ROWS`, so an `UPDATE` reports the rows
 //!   it matched, as SQLite does, not only those it changed: a heartbeat within the same
 //!   microsecond still counts as "still mine".
@@ -44,7 +47,7 @@ use mysql::consts::CapabilityFlags;
 use mysql::prelude::{FromValue, Queryable};
 use mysql::{Conn, FromRowError, Opts, OptsBuilder, Transaction, TxOpts};
 
-use super::cluster::ClusterStore;
+use super::cluster::{ClusterStore, SiteState};
 use super::{
     check_readable, check_version, clip, clip_reason, decide_claim, Access, Claim, Commit, Holder,
     OutboxEntry, RawEntry, StateRow, Store, StoreError, ERROR_MAX_CHARS, HOLDER_NAME,
@@ -75,6 +78,29 @@ const OUTBOX_COLUMNS: &str = "id, row_key, target, region, recipients, subject, 
 /// A `state` row as the driver returns it: `(id, timestamp text, healthy, target, region,
 /// reason)`.
 type RawRow = (i64, String, bool, String, String, Option<String>);
+
+/// The columns of a [`MemberRow`], in the order of [`RawMember`]. The times are read as text,
+/// like [`COLUMNS`], so `seen_at` is the stored value itself, the same from every connection.
+const MEMBER_COLUMNS: &str = "instance_id, site, version, CAST(started_at AS CHAR), \
+     CAST(heartbeat_at AS CHAR), TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(6))";
+
+/// A `cluster_member` row as the driver returns it: `(instance id, site, version, started_at
+/// text, heartbeat_at text, age in microseconds)`.
+type RawMember = (String, String, String, String, String, i64);
+
+/// A row of the `view` query: the columns of a [`RawMember`] (`id or holder, site, version,
+/// started_at text, heartbeat_at text, age in microseconds`) between a kind ([`VIEW_MEMBER`] or
+/// [`VIEW_LEADER`]) and the term, with `NULL` in the columns the other kind lacks.
+type RawView =
+    (u8, String, Option<String>, Option<String>, Option<String>, Option<String>, i64, Option<u64>);
+
+/// The kinds of row in the `view` query.
+const VIEW_MEMBER: u8 = 0;
+const VIEW_LEADER: u8 = 1;
+
+/// Far in the past, by any database's clock: the heartbeat a leader that leaves writes, so its
+/// lease is expired at once for everyone. Not `0000-00-00`, which strict modes refuse.
+const EXPIRED_HEARTBEAT: &str = "1970-01-01 00:00:01";
 
 /// The columns version 2 added to version 1's tables, with the statement adding each. A new
 /// database gets them from [`SCHEMA`]; only an existing table that lacks one is altered.
@@ -532,6 +558,10 @@ impl Store for MysqlStore {
         series.sort_unstable();
         Ok(series)
     }
+
+    fn as_cluster(&mut self) -> Option<&mut dyn ClusterStore> {
+        Some(self)
+    }
 }
 
 impl ClusterStore for MysqlStore {
@@ -554,17 +584,12 @@ impl ClusterStore for MysqlStore {
     }
 
     fn members(&mut self, cluster: &str) -> Result<Vec<MemberRow>, StoreError> {
-        let rows = self.run("members", |c| {
-            c.exec::<(String, String, i64), _, _>(
-                "SELECT instance_id, site, TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(6)) \
-                 FROM cluster_member WHERE cluster = ?",
-                (cluster,),
-            )
-        })?;
-        let mut members: Vec<MemberRow> = rows
+        let sql = format!("SELECT {MEMBER_COLUMNS} FROM cluster_member WHERE cluster = ?");
+        let rows = self.run("members", |c| c.exec_opt::<RawMember, _, _>(&sql, (cluster,)))?;
+        let mut members = rows
             .into_iter()
-            .map(|(id, site, micros)| MemberRow { id: MemberId(id), site, age: age(micros) })
-            .collect();
+            .map(|row| into_member(row.map_err(unexpected_row)?))
+            .collect::<Result<Vec<_>, _>>()?;
         // Sorted here, not by the collation, so the order is the same everywhere.
         members.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(members)
@@ -585,6 +610,106 @@ impl ClusterStore for MysqlStore {
         }))
     }
 
+    fn view(&mut self, cluster: &str) -> Result<(Vec<MemberRow>, Option<LeaderRow>), StoreError> {
+        // One statement, so one round trip and one NOW(6) for every age in it.
+        let sql = format!(
+            "SELECT {VIEW_MEMBER}, {MEMBER_COLUMNS}, NULL FROM cluster_member WHERE cluster = ? \
+             UNION ALL \
+             SELECT {VIEW_LEADER}, holder, NULL, NULL, NULL, NULL, \
+             TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(6)), term \
+             FROM cluster_leader WHERE cluster = ?"
+        );
+        let rows =
+            self.run("cluster view", |c| c.exec_opt::<RawView, _, _>(&sql, (cluster, cluster)))?;
+        let mut members = Vec::new();
+        let mut leader = None;
+        for row in rows {
+            match row.map_err(unexpected_row)? {
+                (VIEW_MEMBER, id, Some(site), Some(version), Some(started), Some(seen), us, _) => {
+                    members.push(into_member((id, site, version, started, seen, us))?);
+                }
+                (VIEW_LEADER, holder, _, _, _, _, micros, Some(term)) => {
+                    leader = Some(LeaderRow { holder: MemberId(holder), term, age: age(micros) });
+                }
+                (kind, ..) => {
+                    return Err(StoreError::Query(
+                        format!("mysql cluster view: unexpected row of kind {kind}").into(),
+                    ))
+                }
+            }
+        }
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok((members, leader))
+    }
+
+    fn leave(&mut self, cluster: &str, me: &MemberId) -> Result<(), StoreError> {
+        self.run("leave the cluster", |c| {
+            // Holder only, term untouched: the next member's takeover is the ordinary one, from
+            // the term it reads, and another holder's lease is not mine to end.
+            c.exec_drop(
+                "UPDATE cluster_leader SET heartbeat_at = ? WHERE cluster = ? AND holder = ?",
+                (EXPIRED_HEARTBEAT, cluster, me.as_str()),
+            )?;
+            c.exec_drop(
+                "DELETE FROM cluster_member WHERE cluster = ? AND instance_id = ?",
+                (cluster, me.as_str()),
+            )
+        })
+    }
+
+    fn site_states(&mut self, sites: &[String]) -> Result<Vec<SiteState>, StoreError> {
+        if sites.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; sites.len()].join(", ");
+        // The join reads only each pair's latest row, but finding those scans `state`: the
+        // `state_target_region_time` index holds a 255-character prefix of target and does not
+        // start with region, so it cannot serve this GROUP BY (EXPLAIN: full scan). Bearable
+        // while `state` holds transitions only (rows per outage, not per probe); an index on
+        // `(region, target(255), id)` would be a schema change.
+        let sql = format!(
+            "SELECT s.target, s.region, s.healthy, CAST(s.`timestamp` AS CHAR) FROM state s \
+             JOIN (SELECT MAX(id) AS id FROM state WHERE region IN ({marks}) \
+             GROUP BY target, region) latest ON latest.id = s.id"
+        );
+        let params: Vec<mysql::Value> = sites.iter().map(|site| site.as_str().into()).collect();
+        let rows = self.run("site states", |c| {
+            c.exec_opt::<(String, String, bool, String), _, _>(&sql, params)
+        })?;
+        let mut states = rows
+            .into_iter()
+            .map(|row| {
+                let (target, site, healthy, since) = row.map_err(unexpected_row)?;
+                Ok(SiteState { target, site, healthy, since: Timestamp::parse_sql(&since)? })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Sorted here, not by the collation, so the order is the same everywhere.
+        states.sort_by(|a, b| (&a.target, &a.site).cmp(&(&b.target, &b.site)));
+        Ok(states)
+    }
+
+    fn may_send(
+        &mut self,
+        cluster: &str,
+        me: &MemberId,
+        term: u64,
+        lease: Duration,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let count = self.run("may send", |c| {
+            // Freshness as a renewal requires it: a lease the holder could no longer renew is
+            // one another member may be taking over.
+            c.exec_first::<i64, _, _>(
+                "SELECT COUNT(*) FROM cluster_leader l JOIN notification n ON n.row_key = ? \
+                 WHERE l.cluster = ? AND l.holder = ? AND l.term = ? \
+                 AND l.heartbeat_at > NOW(6) - INTERVAL ? MICROSECOND \
+                 AND n.sent_at IS NULL AND n.dead_at IS NULL",
+                (key, cluster, me.as_str(), term, lease_micros(lease)),
+            )
+        })?;
+        Ok(count.unwrap_or(0) > 0)
+    }
+
     fn lead(
         &mut self,
         cluster: &str,
@@ -592,7 +717,7 @@ impl ClusterStore for MysqlStore {
         decision: &LeaseDecision,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let lease_us = u64::try_from(lease.as_micros()).unwrap_or(u64::MAX);
+        let lease_us = lease_micros(lease);
         let matched = match decision {
             LeaseDecision::Follow { .. } => return Ok(false),
             LeaseDecision::TakeOver { next_term: 1 } => self.run("first leader", |c| {
@@ -836,6 +961,32 @@ fn read_entry(mut row: mysql::Row) -> Result<RawEntry, StoreError> {
     })
 }
 
+/// A row the driver could not convert to the expected columns: an error, never the driver's
+/// panic (`exec` panics on such a row; these queries use `exec_opt`).
+fn unexpected_row(e: FromRowError) -> StoreError {
+    StoreError::Query(format!("mysql: unexpected row: {e}").into())
+}
+
+/// `lease` in whole microseconds for `INTERVAL ? MICROSECOND` (saturating: no panic path).
+fn lease_micros(lease: Duration) -> u64 {
+    u64::try_from(lease.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Converts a driver member row, parsing its time texts (`DATETIME(6)`, truncated to the
+/// millisecond: a [`Timestamp`]'s precision).
+fn into_member(
+    (id, site, version, started, seen, micros): RawMember,
+) -> Result<MemberRow, StoreError> {
+    Ok(MemberRow {
+        id: MemberId(id),
+        site,
+        version,
+        started_at: Timestamp::parse_sql(&started)?,
+        seen_at: Timestamp::parse_sql(&seen)?,
+        age: age(micros),
+    })
+}
+
 /// Converts a driver row, parsing its timestamp text.
 fn into_state(raw: Result<RawRow, FromRowError>) -> Result<StateRow, StoreError> {
     let (id, timestamp, healthy, target, region, reason) =
@@ -948,6 +1099,28 @@ mod tests {
         for code in [1040, 1205, 1213, 1053, 1290, 1146] {
             assert!(permanent_code_hint(code).is_none(), "{code}");
         }
+    }
+
+    #[test]
+    fn member_times_of_microsecond_columns_truncate_to_the_millisecond() {
+        let raw = |seen: &str| {
+            (
+                "a".into(),
+                "eu".into(),
+                "1.2.3".into(),
+                "2026-11-18 11:06:40.000000".into(),
+                seen.into(),
+                -5,
+            )
+        };
+        let member = into_member(raw("2026-11-18 11:06:40.123999")).unwrap();
+        assert_eq!(member.seen_at, Timestamp::from_millis(1_795_000_000_123), "truncated");
+        assert_eq!(member.started_at, Timestamp::from_millis(1_795_000_000_000));
+        assert_eq!((member.version.as_str(), member.age), ("1.2.3", Duration::ZERO));
+        assert!(
+            matches!(into_member(raw("garbage")), Err(StoreError::Timestamp(_))),
+            "a bad time is an error, not a panic"
+        );
     }
 
     #[test]
