@@ -39,6 +39,9 @@ pub struct ClusterSettings {
     /// Sites that must see a target down for a global outage; `None`: a majority of the live
     /// sites.
     pub quorum: Option<NonZeroUsize>,
+    /// The site as a region: its proxy and recipients when a region of the same name is
+    /// configured (so one file can serve the members of every site), else direct.
+    pub region: Region,
 }
 
 impl ClusterSettings {
@@ -56,8 +59,9 @@ pub(super) struct Raw {
     pub quorum: Option<Setting>,
 }
 
-/// Cluster mode from `raw`, or `None` without `--cluster`; `db_url` and `regions` are the
-/// validated store and regions, which cluster mode restricts.
+/// Cluster mode from `raw`, or `None` without `--cluster`; `db` is the validated store URL
+/// with its source (cluster mode needs MySQL), `regions` the configured regions (the one named
+/// like the site, if any, gives the site its proxy).
 pub(super) fn settings(
     raw: Raw,
     db: (&str, &str),
@@ -89,13 +93,6 @@ pub(super) fn settings(
              {db_source} names another: a SQLite file cannot be shared by instances on several \
              hosts",
             cluster.source
-        )));
-    }
-    if let Some(region) = regions.iter().find(|r| r.name != DIRECT) {
-        return Err(ConfigError(format!(
-            "{}: regions are not used in cluster mode (region {:?} is configured): run members \
-             where you want to probe from and name that place with --site",
-            cluster.source, region.name
         )));
     }
     let site = match raw.site {
@@ -143,7 +140,14 @@ pub(super) fn settings(
         },
         None => None,
     };
-    Ok(Some(ClusterSettings { name: name.to_owned(), site, lease, quorum }))
+    // A region named like the site gives it a proxy and recipients: one config file can list
+    // every site's region, and each member takes its own.
+    let region = regions.iter().find(|r| r.name == site).cloned().unwrap_or(Region {
+        name: site.clone(),
+        proxy: None,
+        recipients: Vec::new(),
+    });
+    Ok(Some(ClusterSettings { name: name.to_owned(), site, lease, quorum, region }))
 }
 
 #[cfg(test)]
@@ -178,6 +182,15 @@ mod tests {
         assert_eq!((c.site.as_str(), c.lease.as_secs(), c.quorum), ("us", 15, None));
         let c = config(&["--db", DB, "--cluster", "prod"], &[]).unwrap().cluster.unwrap();
         assert_eq!(c.site, "direct");
+        let regions =
+            ["--region", "eu=http://proxy-eu:3128", "--region", "us=http://proxy-us:3128"];
+        let c =
+            config(&[&["--db", DB, "--cluster", "p", "--site", "us"][..], &regions].concat(), &[])
+                .unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.region.proxy_address().as_deref(), Some("http://proxy-us:3128"));
+        assert_eq!(c.regions, vec![cluster.region.clone()], "only the site's region is probed");
+        assert!(c.targets.iter().all(|t| t.regions == ["us"]));
     }
 
     #[test]
@@ -194,11 +207,6 @@ mod tests {
             (&["--db", DB, "--cluster", "p", "--lease", "1h"], &[], "--lease: \"1h\" is too long"),
             (&["--db", DB, "--cluster", "p", "--quorum", "0"], &[], "--quorum: expected"),
             (&["--db", DB, "--cluster", "p"], &[("QUORUM", "x")], "QUORUM: expected a number"),
-            (
-                &["--db", DB, "--cluster", "p", "--region", "eu=http://proxy:3128"],
-                &[],
-                "--cluster: regions are not used in cluster mode",
-            ),
         ] {
             let shown = error(args, env);
             assert!(shown.contains(expected), "{args:?} {env:?}: {shown}");

@@ -302,7 +302,7 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
             for target in &mut targets {
                 target.regions = vec![c.site.clone()];
             }
-            vec![Region { name: c.site.clone(), proxy: None, recipients: Vec::new() }]
+            vec![c.region.clone()]
         }
         None => regions,
     };
