@@ -160,6 +160,14 @@ fn report(config: &Config) -> Result<ExitCode, Fatal> {
         print!("{}", report::json(&reports, from, now));
     } else {
         print!("{}", report::table(&reports, from, now));
+        if let (Some(cluster), Some(members)) = (&config.cluster, store.as_cluster()) {
+            let (rows, leader) =
+                members.view(&cluster.name).map_err(|e| Fatal::Runtime(e.to_string()))?;
+            print!(
+                "{}",
+                report::members::table(&cluster.name, &rows, leader.as_ref(), cluster.lease)
+            );
+        }
         let dead = store.dead().map_err(|e| Fatal::Runtime(e.to_string()))?;
         if !dead.is_empty() {
             println!(

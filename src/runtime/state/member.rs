@@ -101,6 +101,21 @@ struct Global {
     health: Option<GlobalHealth>,
     since: Option<Timestamp>,
     changes: Vec<Change>,
+    /// Reminder periods of the current global outage already covered (see [`reminder_due`]).
+    reminded: u128,
+}
+
+/// The reminder period `k` (the `k`-th multiple of `every` since the outage began at `since`)
+/// that is due at `now` and not yet covered by `reminded`, if any.
+fn reminder_due(
+    every: Option<std::time::Duration>,
+    since: Timestamp,
+    now: Timestamp,
+    reminded: u128,
+) -> Option<u128> {
+    let every = every?.as_millis().max(1);
+    let period = now.since(since).as_millis() / every;
+    (period > reminded).then_some(period)
 }
 
 impl Membership {
@@ -438,12 +453,23 @@ impl StateOwner {
             leading.asked = false;
             return;
         };
+        let now = self.clock.now();
+        let slots = Arc::clone(&self.slots);
         let globals = histories
             .into_iter()
-            .map(|rows| {
+            .zip(slots.iter())
+            .map(|(rows, slot)| {
                 let changes: Vec<Change> = rows.iter().map(StateRow::change).collect();
                 let last = changes.last().copied();
+                // Reminders that fell due before this leader began are not sent late.
+                let reminded = match last {
+                    Some(Change { health: Health::Down, at }) => {
+                        reminder_due(slot.target.remind, at, now, 0).unwrap_or(0)
+                    }
+                    _ => 0,
+                };
                 Global {
+                    reminded,
                     health: last.map(|c| match c.health {
                         Health::Up => GlobalHealth::Up,
                         Health::Down => GlobalHealth::Down { sites_down: Vec::new() },
@@ -524,10 +550,42 @@ impl StateOwner {
                     verdict.live
                 );
             }
-            leading.partial[index] = down;
+            leading.partial[index] = down.clone();
             let global = &mut globals[index];
             let Some(change) = quorum::transition(global.health.as_ref(), verdict.global.as_ref())
             else {
+                let remind = self.slots[index].target.remind;
+                let down_since = match (&global.health, global.since) {
+                    (Some(GlobalHealth::Down { .. }), Some(since)) => since,
+                    _ => continue,
+                };
+                let Some(period) = reminder_due(remind, down_since, now, global.reminded) else {
+                    continue;
+                };
+                global.reminded = period;
+                let term = leading.lead.term;
+                let down_for = now.since(down_since);
+                log::warn!("STILL DOWN target={target} down_for={}", human(down_for));
+                let reason = (!down.is_empty()).then(|| format!("down from {}", down.join(", ")));
+                let email = message::compose_reminder(&message::Reminder {
+                    target: &target,
+                    region: None,
+                    since: down_since,
+                    down_for,
+                    reason: reason.as_deref(),
+                    now,
+                });
+                // Derived: a leader that takes over mid-period writes the same reminder.
+                let key = derived_key(&[
+                    "remind",
+                    &settings.name,
+                    &target,
+                    &down_since.to_string(),
+                    &period.to_string(),
+                ]);
+                let slots = Arc::clone(&self.slots);
+                let recipients = self.recipients_of(&slots[index]).join(",");
+                self.post_fenced(term, &target, GLOBAL, recipients, None, email, Some(key));
                 continue;
             };
             let since = change_since(&change, &target, &verdict, sites, now);
@@ -538,6 +596,7 @@ impl StateOwner {
             let ended = global.since.map(|s| since.since(s));
             global.health = verdict.global.clone();
             global.since = Some(since);
+            global.reminded = 0;
             let to = if matches!(change, GlobalTransition::Outage { .. }) {
                 Health::Down
             } else {
@@ -764,6 +823,18 @@ fn change_since(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reminder_is_due_once_per_whole_period_of_the_outage() {
+        let t = |s: i64| Timestamp::from_millis(s * 1000);
+        let every = Some(std::time::Duration::from_secs(60));
+        for (now, reminded, due) in
+            [(59, 0, None), (60, 0, Some(1)), (119, 1, None), (185, 1, Some(3)), (185, 3, None)]
+        {
+            assert_eq!(reminder_due(every, t(0), t(now), reminded), due, "{now} {reminded}");
+        }
+        assert_eq!(reminder_due(None, t(0), t(10_000), 0), None, "off");
+    }
 
     #[test]
     fn derived_keys_are_stable_hex_and_tell_their_parts_apart() {
