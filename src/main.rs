@@ -382,7 +382,13 @@ fn watch(config: Config) -> Result<(), Fatal> {
 /// The status page's source: the history the state owner publishes in memory, so a page view
 /// never waits on the database or on the state owner.
 fn status_page(snapshot: Arc<Snapshot>) -> server::StatusSource {
-    Arc::new(move || Ok(status_page::render(&snapshot.rows(), SystemClock.now())))
+    Arc::new(move || {
+        let now = SystemClock.now();
+        Ok(match snapshot.cluster() {
+            Some(panel) => status_page::render_member(&snapshot.rows(), &panel, now),
+            None => status_page::render(&snapshot.rows(), now),
+        })
+    })
 }
 
 /// Probes must go exactly where the configuration says — directly, or through a region's

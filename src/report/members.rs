@@ -99,7 +99,8 @@ mod tests {
         assert!(lines[3].contains("a-1") && lines[3].ends_with("leader"), "{shown}");
         assert!(lines[4].contains("40s ago") && lines[4].ends_with("gone"), "{shown}");
         let stale = LeaderRow { age: Duration::from_secs(20), ..leader };
-        assert!(table("prod", &members, Some(&stale), lease).contains("no leader (the lease of term 3 expired"));
+        assert!(table("prod", &members, Some(&stale), lease)
+            .contains("no leader (the lease of term 3 expired"));
         assert!(table("prod", &[], None, lease).contains("0 live member(s), no leader yet"));
     }
 }

@@ -53,6 +53,7 @@ use crate::runtime::Slot;
 use crate::store::cluster::SiteState;
 use crate::store::{new_key, Commit, NewState, Notification, OutboxEntry, StateRow};
 use crate::timestamp::Timestamp;
+use crate::web::status_page::ClusterPanel;
 
 /// What the runtime hands the state owner in cluster mode.
 pub struct Member {
@@ -197,6 +198,16 @@ impl StateOwner {
         }
         self.reshare(&view.members);
         self.relead(&view);
+        if let Some(m) = self.member.as_ref() {
+            self.snapshot.set_cluster(ClusterPanel {
+                name: m.identity.settings.name.clone(),
+                site: m.identity.settings.site.clone(),
+                lease: m.identity.settings.lease,
+                members: view.members,
+                leader: view.leader,
+                owned: m.owned.iter().map(|o| o.load(Ordering::Relaxed)).collect(),
+            });
+        }
     }
 
     /// Drops what this host's clock says no longer holds: the share after a lease without a
@@ -584,7 +595,7 @@ impl StateOwner {
                     &period.to_string(),
                 ]);
                 let slots = Arc::clone(&self.slots);
-                let recipients = self.recipients_of(&slots[index]).join(",");
+                let recipients = self.global_recipients(&slots[index]);
                 self.post_fenced(term, &target, GLOBAL, recipients, None, email, Some(key));
                 continue;
             };
@@ -660,7 +671,7 @@ impl StateOwner {
                 }),
                 now,
             });
-            let recipients = self.recipients_of(slot).join(",");
+            let recipients = self.global_recipients(slot);
             self.post_fenced(term, &target, GLOBAL, recipients, Some(row), email, None);
         }
         self.members_news(members, &settings.name, settings.lease, now);
@@ -781,6 +792,21 @@ impl StateOwner {
         self.ask_fenced(term, Commit { state, notifications: vec![notification.clone()] });
         self.outbox.push(notification, instant);
         self.metrics.set_pending_notifications(self.outbox.len());
+    }
+
+    /// Who gets a global email of `slot`'s target: the global recipients and the target's. Not
+    /// a site's: the email is about every site, and the leader knows only its own site's.
+    fn global_recipients(&self, slot: &Slot) -> String {
+        if !self.recipients.mail {
+            return String::new();
+        }
+        let mut all: Vec<&String> = Vec::new();
+        for r in self.recipients.global.iter().chain(&slot.target.recipients) {
+            if !all.iter().any(|seen| seen.eq_ignore_ascii_case(r)) {
+                all.push(r);
+            }
+        }
+        all.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
     }
 
     fn ask_fenced(&mut self, term: u64, commit: Commit) {
