@@ -248,6 +248,7 @@ impl StateOwner {
         }
         let me = m.identity.me.clone();
         let mut gained = Vec::new();
+        let mut lost = Vec::new();
         let mut owned = 0usize;
         for (index, slot) in self.slots.iter().enumerate() {
             let mine = assign::owner(&slot.target.name, &ids) == Some(&me);
@@ -255,8 +256,11 @@ impl StateOwner {
             let was = m.owned[index].swap(mine, Ordering::Relaxed);
             if mine && !was {
                 gained.push(index);
+            } else if was && !mine {
+                lost.push(index);
             }
         }
+        self.disown(&lost);
         let Some(m) = self.member.as_mut() else { return };
         m.adopting.retain(|slot, _| m.owned[*slot].load(Ordering::Relaxed));
         for slot in &gained {
@@ -295,10 +299,24 @@ impl StateOwner {
         self.ask(Job::Adopt { slots, pairs, from });
     }
 
+    /// Tells the recorder that `slots` are another member's now.
+    fn disown(&mut self, slots: &[usize]) {
+        if slots.is_empty() {
+            return;
+        }
+        let pairs = slots
+            .iter()
+            .map(|&s| (self.slots[s].target.name.clone(), self.slots[s].region.name.clone()))
+            .collect();
+        self.ask(Job::Disown { pairs });
+    }
+
     /// Owns nothing any more.
     fn drop_share(&mut self) {
         let Some(m) = self.member.as_mut() else { return };
-        let had = m.owned.iter().filter(|o| o.swap(false, Ordering::Relaxed)).count();
+        let lost: Vec<usize> =
+            (0..m.owned.len()).filter(|&i| m.owned[i].swap(false, Ordering::Relaxed)).collect();
+        let had = lost.len();
         m.adopting.clear();
         if m.share.take().is_some() || had > 0 {
             log::warn!(
@@ -308,6 +326,7 @@ impl StateOwner {
             );
         }
         self.metrics.set_owned_targets(0);
+        self.disown(&lost);
     }
 
     /// The recorder read the histories of adopted slots: resume their detectors from the
