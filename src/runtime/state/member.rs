@@ -719,36 +719,7 @@ impl StateOwner {
             .filter(|s| !alive_now.values().any(|a| a == *s))
             .map(|s| (*s).to_owned())
             .collect();
-        let mut news: Vec<(MemberRow, bool, String)> = Vec::new();
-        for row in members {
-            let was_alive = match &leading.alive {
-                Some(alive) => alive.contains_key(&row.id),
-                // A new leader: every expired member not yet announced is news (the derived
-                // key makes an announcement another leader made a no-op).
-                None => true,
-            };
-            let is_alive = row.age < lease;
-            if was_alive && !is_alive && !leading.lost.contains_key(&row.id) {
-                leading.lost.insert(row.id.clone(), row.seen_at);
-                let key = derived_key(&[
-                    "member-lost",
-                    cluster,
-                    row.id.as_str(),
-                    &row.seen_at.to_string(),
-                ]);
-                news.push((row.clone(), false, key));
-            } else if is_alive {
-                if let Some(lost_at) = leading.lost.remove(&row.id) {
-                    let key = derived_key(&[
-                        "member-back",
-                        cluster,
-                        row.id.as_str(),
-                        &lost_at.to_string(),
-                    ]);
-                    news.push((row.clone(), true, key));
-                }
-            }
-        }
+        let news = member_news(leading.alive.as_ref(), &mut leading.lost, members, lease, cluster);
         for id in alive_now.keys() {
             if leading.alive.as_ref().is_some_and(|a| !a.contains_key(id)) {
                 log::info!("member joined cluster={cluster} instance={id}");
@@ -840,6 +811,39 @@ impl StateOwner {
     }
 }
 
+/// PURE: what the leader announces about members from one view: `(row, back, key)` for each
+/// member that stopped reporting (`back` false) or reports again (`back` true). `previous` is
+/// who was alive at the last view (`None` for a new leader: then every expired member not yet
+/// announced is news, and the derived key makes an announcement another leader made a no-op);
+/// `lost` is who this leader announced lost, updated here. A member whose row is gone left
+/// cleanly and is not news.
+fn member_news(
+    previous: Option<&BTreeMap<MemberId, String>>,
+    lost: &mut HashMap<MemberId, Timestamp>,
+    members: &[MemberRow],
+    lease: std::time::Duration,
+    cluster: &str,
+) -> Vec<(MemberRow, bool, String)> {
+    let mut news = Vec::new();
+    for row in members {
+        let was_alive = previous.is_none_or(|alive| alive.contains_key(&row.id));
+        let is_alive = row.age < lease;
+        if was_alive && !is_alive && !lost.contains_key(&row.id) {
+            lost.insert(row.id.clone(), row.seen_at);
+            let seen = row.seen_at.to_string();
+            let key = derived_key(&["member-lost", cluster, row.id.as_str(), &seen]);
+            news.push((row.clone(), false, key));
+        } else if is_alive {
+            if let Some(lost_at) = lost.remove(&row.id) {
+                let at = lost_at.to_string();
+                let key = derived_key(&["member-back", cluster, row.id.as_str(), &at]);
+                news.push((row.clone(), true, key));
+            }
+        }
+    }
+    news
+}
+
 /// When a global change happened, from the sites' rows: an outage when the quorum-th site went
 /// down, a recovery when the last site that kept it down came back up.
 fn change_since(
@@ -879,6 +883,51 @@ mod tests {
             assert_eq!(reminder_due(every, t(0), t(now), reminded), due, "{now} {reminded}");
         }
         assert_eq!(reminder_due(None, t(0), t(10_000), 0), None, "off");
+    }
+
+    #[test]
+    fn members_are_announced_once_when_they_stop_and_once_when_they_return() {
+        let lease = std::time::Duration::from_secs(15);
+        let row = |id: &str, age: u64, seen: i64| MemberRow {
+            id: MemberId::new(id),
+            site: "eu".into(),
+            version: "0.1.0".into(),
+            started_at: Timestamp::from_millis(0),
+            seen_at: Timestamp::from_millis(seen),
+            age: std::time::Duration::from_secs(age),
+        };
+        let alive = |ids: &[&str]| -> BTreeMap<MemberId, String> {
+            ids.iter().map(|id| (MemberId::new(*id), "eu".to_string())).collect()
+        };
+        let said = |news: &[(MemberRow, bool, String)]| -> Vec<(String, bool)> {
+            news.iter().map(|(r, back, _)| (r.id.to_string(), *back)).collect()
+        };
+        let mut lost = HashMap::new();
+        // A new leader: the expired one is news, the live one is not.
+        let first = member_news(None, &mut lost, &[row("a", 1, 0), row("b", 20, 5)], lease, "p");
+        assert_eq!(said(&first), [("b".into(), false)]);
+        // The same view again, then a live member expiring, then a return.
+        let prev = alive(&["a"]);
+        let rows = [row("a", 1, 0), row("b", 21, 5)];
+        assert!(member_news(Some(&prev), &mut lost, &rows, lease, "p").is_empty(), "once");
+        let rows = [row("a", 16, 9), row("b", 22, 5)];
+        assert_eq!(
+            said(&member_news(Some(&prev), &mut lost, &rows, lease, "p")),
+            [("a".into(), false)]
+        );
+        let rows = [row("a", 17, 9), row("b", 1, 30)];
+        let back = member_news(Some(&alive(&[])), &mut lost, &rows, lease, "p");
+        assert_eq!(said(&back), [("b".into(), true)]);
+        // A member that left cleanly has no row: not news. A new member alive: not news.
+        assert!(
+            member_news(Some(&alive(&["b"])), &mut lost, &[row("c", 1, 40)], lease, "p").is_empty()
+        );
+        // Keys: the same loss gives the same key to any leader; another loss another key.
+        let mut other = HashMap::new();
+        let again = member_news(None, &mut other, &[row("b", 20, 5)], lease, "p");
+        assert_eq!(again[0].2, first[0].2);
+        let later = member_news(None, &mut HashMap::new(), &[row("b", 20, 6)], lease, "p");
+        assert_ne!(later[0].2, first[0].2);
     }
 
     #[test]
