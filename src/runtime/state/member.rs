@@ -931,6 +931,38 @@ mod tests {
     }
 
     #[test]
+    fn a_global_change_is_dated_by_the_site_that_made_the_quorum() {
+        let t = Timestamp::from_millis;
+        let state = |site: &str, healthy: bool, ms: i64| SiteState {
+            target: "x".into(),
+            site: site.into(),
+            healthy,
+            since: t(ms),
+        };
+        let verdict = |quorum: usize| quorum::Verdict {
+            global: None,
+            quorum,
+            live: 3,
+            missing: Vec::new(),
+            unknown: Vec::new(),
+        };
+        let rows = [state("eu", false, 10), state("us", false, 20), state("ap", true, 5)];
+        let outage = GlobalTransition::Outage { sites_down: vec!["eu".into(), "us".into()] };
+        for (quorum, expected) in [(1, 10), (2, 20), (3, 20)] {
+            assert_eq!(change_since(&outage, "x", &verdict(quorum), &rows, t(99)), t(expected));
+        }
+        let rows = [state("eu", true, 30), state("us", true, 40), state("ap", false, 35)];
+        assert_eq!(
+            change_since(&GlobalTransition::Recovery, "x", &verdict(2), &rows, t(99)),
+            t(40)
+        );
+        assert_eq!(
+            change_since(&GlobalTransition::Recovery, "y", &verdict(2), &rows, t(99)),
+            t(99)
+        );
+    }
+
+    #[test]
     fn derived_keys_are_stable_hex_and_tell_their_parts_apart() {
         let a = derived_key(&["member-lost", "prod", "m1", "2026-12-01 10:00:00.000"]);
         assert_eq!(a.len(), 32);
