@@ -78,6 +78,8 @@ pub(super) struct Membership {
     share: Option<Vec<MemberId>>,
     /// When the last successful beat began.
     last_beat: Option<Instant>,
+    /// Targets this member wins but takes at the next beat (see [`claim`]).
+    deferred: usize,
     lead: Option<Leading>,
 }
 
@@ -127,6 +129,7 @@ impl Membership {
             adopting: HashMap::new(),
             share: None,
             last_beat: None,
+            deferred: 0,
             lead: None,
         }
     }
@@ -164,6 +167,29 @@ impl Membership {
         }
         let mine = self.owned.get(slot).is_some_and(|o| o.load(Ordering::Relaxed));
         mine.then_some(outcome)
+    }
+}
+
+/// Whether this member probes a target after a view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Claim {
+    Mine,
+    /// Mine now, but its previous owner is alive and probes it until its own next beat shows
+    /// it the new membership: taken at the next beat, so that two members never probe (and
+    /// record) the same target. A target whose owner is gone is taken at once.
+    NextBeat,
+    NotMine,
+}
+
+/// PURE: `me`'s claim on `target` with the live members `now` of its site, given who the members
+/// were `before` (the last share).
+fn claim(target: &str, me: &MemberId, before: &[MemberId], now: &[MemberId]) -> Claim {
+    if assign::owner(target, now) != Some(me) {
+        return Claim::NotMine;
+    }
+    match assign::owner(target, before) {
+        Some(previous) if previous != me && now.contains(previous) => Claim::NextBeat,
+        _ => Claim::Mine,
     }
 }
 
@@ -243,15 +269,24 @@ impl StateOwner {
             self.drop_share();
             return;
         }
-        if m.share.as_ref() == Some(&ids) {
+        if m.share.as_ref() == Some(&ids) && m.deferred == 0 {
             return;
         }
         let me = m.identity.me.clone();
+        // Who owned what before this view: the last share, or for a member (re)joining, the
+        // others, who still probe until their next beat shows them this member.
+        let before: Vec<MemberId> = match &m.share {
+            Some(share) => share.clone(),
+            None => ids.iter().filter(|id| **id != me).cloned().collect(),
+        };
         let mut gained = Vec::new();
         let mut lost = Vec::new();
         let mut owned = 0usize;
+        let mut deferred = 0usize;
         for (index, slot) in self.slots.iter().enumerate() {
-            let mine = assign::owner(&slot.target.name, &ids) == Some(&me);
+            let claim = claim(&slot.target.name, &me, &before, &ids);
+            deferred += usize::from(claim == Claim::NextBeat);
+            let mine = claim == Claim::Mine;
             owned += usize::from(mine);
             let was = m.owned[index].swap(mine, Ordering::Relaxed);
             if mine && !was {
@@ -262,6 +297,13 @@ impl StateOwner {
         }
         self.disown(&lost);
         let Some(m) = self.member.as_mut() else { return };
+        m.deferred = deferred;
+        if deferred > 0 {
+            log::info!(
+                "taking over targets={deferred} at the next beat, once their owners have seen \
+                 this member (no target is probed twice)"
+            );
+        }
         m.adopting.retain(|slot, _| m.owned[*slot].load(Ordering::Relaxed));
         for slot in &gained {
             m.adopting.insert(*slot, Adoption { waiting: VecDeque::new(), asked: false });
@@ -960,6 +1002,39 @@ mod tests {
             change_since(&GlobalTransition::Recovery, "y", &verdict(2), &rows, t(99)),
             t(99)
         );
+    }
+
+    #[test]
+    fn a_target_moves_at_once_from_a_gone_member_and_a_beat_later_from_a_live_one() {
+        let ids =
+            |names: &[&str]| -> Vec<MemberId> { names.iter().map(|n| MemberId::new(*n)).collect() };
+        let (a, b, c) = (MemberId::new("a"), MemberId::new("b"), MemberId::new("c"));
+        // Targets and who owns them among a, b, c and among a, c.
+        let targets: Vec<String> = (0..200).map(|i| format!("http://t/{i}")).collect();
+        let owner = |t: &str, of: &[&str]| assign::owner(t, &ids(of)).cloned();
+        let moving = targets
+            .iter()
+            .find(|t| {
+                owner(t, &["a", "b", "c"]) == Some(b.clone())
+                    && owner(t, &["a", "c"]) == Some(a.clone())
+            })
+            .expect("some target of b falls to a");
+        let kept = targets
+            .iter()
+            .find(|t| owner(t, &["a", "b", "c"]) == Some(a.clone()))
+            .expect("some target of a");
+        for (target, me, before, now, expected, why) in [
+            (moving, &a, &["a", "b", "c"][..], &["a", "c"][..], Claim::Mine, "b is gone: at once"),
+            (moving, &a, &["a", "c"], &["a", "b", "c"], Claim::NotMine, "b joined: it is b's"),
+            (moving, &b, &["a", "c"], &["a", "b", "c"], Claim::NextBeat, "a still probes it"),
+            (moving, &b, &["a", "b", "c"], &["a", "b", "c"], Claim::Mine, "a beat later"),
+            (kept, &a, &["a", "b", "c"], &["a", "b", "c"], Claim::Mine, "unchanged"),
+            (kept, &a, &[], &["a", "b", "c"], Claim::Mine, "nobody else had it"),
+            (kept, &c, &["a", "b", "c"], &["a", "b", "c"], Claim::NotMine, "a's"),
+        ] {
+            assert_eq!(claim(target, me, &ids(before), &ids(now)), expected, "{why}");
+        }
+        let _ = c;
     }
 
     #[test]
