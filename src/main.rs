@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_monitor::cli::{self, Command, Parsed};
+use api_monitor::cluster::MemberId;
 use api_monitor::config::{self, Config, Delivery, ReportOptions, Surroundings};
 use api_monitor::notify::mailer::{LogMailer, Mailer, SmtpMailer, SMTP_TIMEOUT};
 use api_monitor::probe::{HttpProber, Outcome, Prober};
+use api_monitor::runtime::coordinator::Identity;
 use api_monitor::runtime::ledger::Ledger;
 use api_monitor::runtime::schedule::Shutdown;
 use api_monitor::runtime::state::{self, Ending, Recipients, Snapshot};
-use api_monitor::runtime::{self, pool, Parts, ProberFactory};
+use api_monitor::runtime::{self, pool, ClusterParts, Parts, ProberFactory};
 use api_monitor::store::Access;
 use api_monitor::timestamp::{Clock, SystemClock};
 use api_monitor::web::metrics::Registry;
@@ -306,6 +308,28 @@ fn watch(config: Config) -> Result<(), Fatal> {
     let origin = if config.concurrency.is_some() { "--concurrency" } else { "default" };
     log::info!("probe pool workers={concurrency} source={origin} (at most; started on demand)");
     metrics.set_workers(concurrency);
+    let host = hostname_or_localhost();
+    let cluster = config.cluster.as_ref().map(|settings| {
+        // Unique per process run: a restarted member is a new member (the old one's loss is
+        // announced once, by the key of its last heartbeat).
+        let key = store::new_key();
+        let me = MemberId::new(format!("{host}-{}-{}", std::process::id(), &key[..6]));
+        log::info!(
+            "cluster member cluster={} site={} instance={me} lease={} quorum={}",
+            settings.name,
+            settings.site,
+            duration::human(settings.lease),
+            settings.quorum.map_or_else(|| "majority".to_string(), |q| q.to_string()),
+        );
+        ClusterParts {
+            identity: Identity {
+                settings: settings.clone(),
+                me,
+                version: env!("CARGO_PKG_VERSION"),
+            },
+            db_url: config.db_url.expose().to_owned(),
+        }
+    });
     let parts = Parts {
         ledger,
         mailer,
@@ -314,8 +338,9 @@ fn watch(config: Config) -> Result<(), Fatal> {
         metrics: Arc::clone(&metrics),
         concurrency,
         shutdown,
-        me: state::holder(&hostname_or_localhost()),
+        me: state::holder(&host),
         retry_base,
+        cluster,
     };
     let running = runtime::start(slots, parts)
         .map_err(|e| Fatal::Runtime(format!("cannot start a thread: {e}")))?;

@@ -47,8 +47,93 @@ pub struct Notice<'a> {
     pub history: &'a History,
     /// For an outage seen from several regions: `Some(n)` when it is now down from all `n`.
     pub all_regions_down: Option<usize>,
+    /// In cluster mode, how the sites see the target (the quorum's verdict).
+    pub sites: Option<&'a Sites>,
     /// When the email is composed.
     pub now: Timestamp,
+}
+
+/// How the sites of a cluster see a target when the leader announces its global state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sites {
+    /// The sites that see it down, sorted.
+    pub down: Vec<String>,
+    /// The quorum applied, and how many sites are live.
+    pub quorum: usize,
+    pub live: usize,
+    /// Sites that probe it but have no live member, sorted.
+    pub missing: Vec<String>,
+}
+
+/// A member of the cluster stopped reporting, or reports again.
+#[derive(Clone, Copy, Debug)]
+pub struct MemberNotice<'a> {
+    pub cluster: &'a str,
+    pub instance: &'a str,
+    pub site: &'a str,
+    /// Its last heartbeat, by the database's clock.
+    pub last_seen: Timestamp,
+    /// `false`: it stopped reporting; `true`: it reports again.
+    pub back: bool,
+    /// The live members left in its site (after a loss) or now (after a return).
+    pub site_members: usize,
+    /// Sites with no live member now, sorted.
+    pub missing_sites: &'a [String],
+    pub now: Timestamp,
+}
+
+/// The email about a member that stopped reporting (`MEMBER LOST`) or is back (`MEMBER BACK`).
+pub fn compose_member(m: &MemberNotice) -> Email {
+    let instance = one_line(m.instance);
+    let site = one_line(m.site);
+    let cluster = one_line(m.cluster);
+    let (health, headline, ended) = if m.back {
+        (
+            Health::Up,
+            format!("MEMBER BACK: instance {instance} in site {site} reports again"),
+            format!(
+                "Instance {instance} of cluster {cluster} heartbeats again; its site has {} live                  member(s) and shares its targets among them.",
+                m.site_members
+            ),
+        )
+    } else {
+        let left = if m.site_members == 0 {
+            format!(
+                "Site {site} has no live member left: it no longer probes, and the quorum counts                  the sites left."
+            )
+        } else {
+            format!(
+                "Its targets moved to the {} other live member(s) of site {site}.",
+                m.site_members
+            )
+        };
+        (
+            Health::Down,
+            format!("MEMBER LOST: instance {instance} in site {site} stopped reporting"),
+            format!(
+                "Instance {instance} of cluster {cluster} has not heart-beaten for a lease (last                  seen {}). {left}",
+                m.last_seen
+            ),
+        )
+    };
+    let mut facts = vec![
+        ("Cluster", cluster),
+        ("Instance", instance),
+        ("Site", site),
+        ("Last seen", m.last_seen.to_string()),
+    ];
+    if !m.missing_sites.is_empty() {
+        facts.push(("Sites not reporting", m.missing_sites.join(", ")));
+    }
+    render(Content {
+        health,
+        headline,
+        facts,
+        reasons: None,
+        ended,
+        history: Vec::new(),
+        footer: format!("Composed by api-monitor at {}.", m.now),
+    })
 }
 
 /// A reminder that an outage goes on (`--remind`).
@@ -192,6 +277,15 @@ impl Content {
         facts.push((since_label, since));
         if let (Health::Down, Some(n)) = (health, notice.all_regions_down) {
             facts.push(("Scope", format!("down from all {n} regions")));
+        }
+        if let Some(sites) = notice.sites {
+            if !sites.down.is_empty() {
+                facts.push(("Seen down from", one_line(&sites.down.join(", "))));
+            }
+            facts.push(("Quorum", format!("{} of {} live site(s)", sites.quorum, sites.live)));
+            if !sites.missing.is_empty() {
+                facts.push(("Sites not reporting", one_line(&sites.missing.join(", "))));
+            }
         }
 
         Content {
@@ -446,6 +540,7 @@ mod tests {
             ended: Some(secs(3 * DAY + 4 * HOUR + 12 * MIN)),
             history,
             all_regions_down: None,
+            sites: None,
             now: ts("2026-11-25 14:42:07.500"),
         }
     }

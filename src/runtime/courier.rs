@@ -13,23 +13,42 @@ use std::time::{Duration, Instant};
 
 use crate::notify::mailer::Mailer;
 use crate::notify::message::Email;
+use crate::runtime::coordinator::{Gate, Lead};
 use crate::runtime::state::Event;
 use crate::store::Notification;
 use crate::timestamp::Clock;
+
+/// A notification to carry, and in cluster mode the leadership it was handed over under: the
+/// courier checks that it still holds (by the clock, then in the database) right before it
+/// opens the conversation, so a deposed leader sends nothing.
+#[derive(Clone, Debug)]
+pub struct Parcel {
+    pub notification: Notification,
+    pub lead: Option<Lead>,
+}
 
 /// The longest one SMTP conversation may take, connect to end of DATA, whatever the server
 /// does (a tarpit that sends a line every few seconds, a trickle).
 pub const SMTP_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Delivers each notification received on `notifications` with `mailer`, reporting to
-/// `events`, until the sender is dropped.
+/// Delivers each notification received on `parcels` with `mailer`, reporting to `events`,
+/// until the sender is dropped. `gate` fences parcels sent under a lead (cluster mode).
 pub fn run(
-    notifications: &Receiver<Notification>,
+    parcels: &Receiver<Parcel>,
     events: &Sender<Event>,
     mailer: &mut dyn Mailer,
     clock: &dyn Clock,
+    mut gate: Option<Gate>,
 ) {
-    for n in notifications {
+    for Parcel { notification: n, lead } in parcels {
+        if let (Some(lead), Some(gate)) = (&lead, gate.as_mut()) {
+            if let Err(why) = gate.may_send(&n.key, lead) {
+                if events.send(Event::Withheld { key: n.key.clone(), why }).is_err() {
+                    break;
+                }
+                continue;
+            }
+        }
         let to: Vec<&str> =
             n.recipients.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
         let email = Email {

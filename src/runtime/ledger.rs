@@ -19,6 +19,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::cluster::MemberId;
 use crate::duration::human;
 use crate::redact;
 use crate::store::{Claim, Commit, Holder, Notification, OutboxEntry, StateRow, Store, StoreError};
@@ -293,6 +294,23 @@ impl Ledger {
     /// Refreshes `me`'s heartbeat: `Ok(false)` when another instance holds the database now.
     pub fn heartbeat(&mut self, me: &Holder, now: Instant) -> Result<bool, Unavailable> {
         self.read(now, |s| s.heartbeat(me))
+    }
+
+    /// [`crate::store::cluster::ClusterStore::commit_fenced`], after the writes queued before
+    /// it: `Ok(false)` when `me` no longer holds `term` (nothing written). Never queued: a
+    /// leader's write that cannot be made now is dropped, and the next leader decides again.
+    pub fn commit_fenced(
+        &mut self,
+        cluster: &str,
+        me: &MemberId,
+        term: u64,
+        commit: &Commit,
+        now: Instant,
+    ) -> Result<bool, Unavailable> {
+        self.read(now, |s| match s.as_cluster() {
+            Some(c) => c.commit_fenced(cluster, me, term, commit),
+            None => Err(StoreError::Query("cluster mode needs a MySQL store".into())),
+        })
     }
 
     /// Lets go of the database (clean stop), best effort.

@@ -22,6 +22,7 @@
 //! target only the worker probing it (for at most its timeout). Nothing is dropped: outcomes wait
 //! in the state owner's channel, in order.
 
+pub mod coordinator;
 pub mod courier;
 pub mod ledger;
 pub mod pool;
@@ -31,6 +32,7 @@ pub mod state;
 pub mod step;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,10 +40,11 @@ use std::time::{Duration, Instant};
 use crate::config::{Region, Target};
 use crate::notify::mailer::Mailer;
 use crate::probe::Prober;
+use crate::runtime::coordinator::{Gate, Identity};
 use crate::runtime::ledger::Ledger;
 use crate::runtime::pool::{Job, Lateness, Pool};
 use crate::runtime::schedule::{Scheduler, Shutdown};
-use crate::runtime::state::{Ending, Event, Owned, Recipients, Snapshot, StateOwner};
+use crate::runtime::state::{Ending, Event, Member, Owned, Recipients, Snapshot, StateOwner};
 use crate::store::Holder;
 use crate::timestamp::Clock;
 use crate::web::metrics::{Registry, WatchMetrics};
@@ -121,6 +124,15 @@ pub struct Parts {
     pub me: Holder,
     /// The first wait before a failed delivery is retried.
     pub retry_base: Duration,
+    /// Cluster mode: who this member is, and the database the cluster shares.
+    pub cluster: Option<ClusterParts>,
+}
+
+/// What cluster mode adds to the runtime: a coordinator thread (heartbeat, view, lease) and
+/// the courier's fence, each with its own connection to `db_url`.
+pub struct ClusterParts {
+    pub identity: Identity,
+    pub db_url: String,
 }
 
 /// A started runtime: its snapshot for the status page, and how to wait for its end.
@@ -154,8 +166,19 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
         shutdown,
         me,
         retry_base,
+        cluster,
     } = parts;
     let slots: Arc<[Slot]> = slots.into();
+    // Every slot is probed, unless cluster mode says it is another member's.
+    let owned: Arc<[AtomicBool]> =
+        slots.iter().map(|_| AtomicBool::new(cluster.is_none())).collect();
+    let member = cluster
+        .as_ref()
+        .map(|c| Member { identity: c.identity.clone(), owned: Arc::clone(&owned) });
+    let gate = cluster.as_ref().map(|c| Gate::new(&c.identity, &c.db_url));
+    if let Some(c) = &cluster {
+        metrics.set_cluster_site(&c.identity.settings.site);
+    }
     let (events_tx, events_rx) = mpsc::channel::<Event>();
     let (notifications_tx, notifications_rx) = mpsc::channel();
     let (owner, snapshot) = StateOwner::start(Owned {
@@ -170,15 +193,27 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
         me,
         shutdown: Arc::clone(&shutdown),
         retry_base,
+        member,
     })?;
     let courier = {
         let events = events_tx.clone();
         let clock = Arc::clone(&clock);
         spawn("courier", move || {
-            courier::run(&notifications_rx, &events, mailer.as_mut(), &*clock)
+            courier::run(&notifications_rx, &events, mailer.as_mut(), &*clock, gate)
         })?
     };
     let state = spawn("state", move || owner.run(&events_rx))?;
+    let coordinator = match cluster {
+        Some(ClusterParts { identity, db_url }) => {
+            let (stop_tx, stop_rx) = mpsc::channel::<()>();
+            let events = events_tx.clone();
+            let thread = spawn("coordinator", move || {
+                coordinator::run(&identity, &db_url, &stop_rx, &events)
+            })?;
+            Some((stop_tx, thread))
+        }
+        None => None,
+    };
 
     // Probe workers: probe, count, hand the outcome to the state owner, free the slot.
     let (done_tx, done_rx) = mpsc::channel::<Option<(usize, Instant)>>();
@@ -191,6 +226,11 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
         let metrics = Arc::clone(&metrics);
         Pool::new(concurrency, Arc::clone(&lateness), move |job: Job| {
             if shutdown.is_triggered() {
+                return;
+            }
+            if !owned[job.slot].load(Ordering::Relaxed) {
+                // Another member of the site probes it now.
+                let _ = done.send(Some((job.slot, Instant::now())));
                 return;
             }
             let slot = &slots[job.slot];
@@ -247,6 +287,13 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
         });
         if courier.join().is_err() {
             log::error!("the courier thread panicked");
+        }
+        // Last, so that the lease is let go only once nothing more can be sent from here.
+        if let Some((stop, thread)) = coordinator {
+            let _ = stop.send(());
+            if thread.join().is_err() {
+                log::error!("the coordinator thread panicked");
+            }
         }
         ending
     });

@@ -13,9 +13,11 @@
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+use crate::cluster::MemberId;
+use crate::config::cluster::GLOBAL;
 use crate::runtime::ledger::{Ledger, Unavailable, Write};
 use crate::runtime::state::Event;
-use crate::store::{Claim, Holder, Notification, OutboxEntry, StateRow};
+use crate::store::{Claim, Commit, Holder, Notification, OutboxEntry, StateRow};
 use crate::timestamp::Timestamp;
 
 /// How often the holder refreshes its heartbeat in the database.
@@ -33,6 +35,15 @@ pub enum Job {
     Resume { pairs: Vec<(String, String)>, from: Timestamp },
     /// Read the pending notifications (to find the re-queued ones).
     Rescan,
+    /// Cluster mode: read the history of `pairs` (target, site), which this member has just
+    /// taken over as `slots`, since `from`.
+    Adopt { slots: Vec<usize>, pairs: Vec<(String, String)>, from: Timestamp },
+    /// Cluster mode: this member leads under `term`; read the global history of `targets`
+    /// since `from` and the notifications still to deliver.
+    Lead { term: u64, targets: Vec<String>, from: Timestamp },
+    /// Cluster mode: write a global transition (or a member notice) only while `me` holds
+    /// `term` ([`Ledger::commit_fenced`]).
+    Fenced { cluster: String, me: MemberId, term: u64, commit: Commit },
     /// Write what can be written, let go of the database and end.
     Stop,
 }
@@ -52,6 +63,14 @@ pub enum Answer {
     Written(Vec<String>),
     /// The pending notifications, for [`Job::Rescan`].
     Pending(Vec<OutboxEntry>),
+    /// [`Job::Adopt`]: the histories in the order asked, `None` when the database is away.
+    Adopted { slots: Vec<usize>, histories: Option<Vec<Vec<StateRow>>> },
+    /// [`Job::Lead`]: the global histories in the order asked and the pending notifications;
+    /// `None` when the database is away.
+    Leading { term: u64, read: Option<(Vec<Vec<StateRow>>, Vec<OutboxEntry>)> },
+    /// [`Job::Fenced`] wrote nothing: `term` is over (or the database is away). The keys of the
+    /// notifications it carried, which must not be delivered.
+    Fenced { term: u64, keys: Vec<String> },
     /// The monitor must stop: why.
     Fatal(String),
 }
@@ -126,6 +145,31 @@ pub fn run(
                 Ok(pending) => Answer::Pending(pending),
                 Err(Unavailable) => continue,
             },
+            Ok(Job::Adopt { slots, pairs, from }) => {
+                let histories = pairs
+                    .iter()
+                    .map(|(target, site)| ledger.history(target, site, from, now))
+                    .collect::<Result<Vec<_>, _>>()
+                    .ok();
+                Answer::Adopted { slots, histories }
+            }
+            Ok(Job::Lead { term, targets, from }) => {
+                let read = targets
+                    .iter()
+                    .map(|target| ledger.history(target, GLOBAL, from, now))
+                    .collect::<Result<Vec<_>, _>>()
+                    .and_then(|histories| Ok((histories, ledger.pending(now)?)))
+                    .ok();
+                Answer::Leading { term, read }
+            }
+            Ok(Job::Fenced { cluster, me: member, term, commit }) => {
+                let keys: Vec<String> =
+                    commit.notifications.iter().map(|n| n.key.clone()).collect();
+                match ledger.commit_fenced(&cluster, &member, term, &commit, now) {
+                    Ok(true) => Answer::Written(keys),
+                    Ok(false) | Err(Unavailable) => Answer::Fenced { term, keys },
+                }
+            }
             Err(RecvTimeoutError::Timeout) => continue,
             Ok(Job::Stop) | Err(RecvTimeoutError::Disconnected) => break,
         };

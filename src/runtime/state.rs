@@ -26,6 +26,10 @@
 //! This thread never waits on the database: a database that is slow, hangs or reconnects
 //! delays only the recorder, and decisions and emails go on from memory.
 
+mod member;
+
+pub use member::Member;
+
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,6 +44,8 @@ use crate::notify::mailer::AbortHandle;
 use crate::notify::message::{self, Blindness, Email, Notice, Reminder};
 use crate::notify::outbox::{AfterFailure, Outbox};
 use crate::probe::Outcome;
+use crate::runtime::coordinator::View;
+use crate::runtime::courier::Parcel;
 use crate::runtime::ledger::{Ledger, Write};
 use crate::runtime::recorder::{self, Answer, Job};
 use crate::runtime::schedule::Shutdown;
@@ -81,6 +87,11 @@ pub enum Event {
     DeliveryFailed { key: String, error: String, permanent: bool },
     /// The recorder (the database's thread) answers.
     Recorder(Answer),
+    /// Cluster mode: what the coordinator's beat saw (`None`: the beat failed).
+    Cluster(Option<View>),
+    /// Cluster mode: the courier did not send notification `key`: this member may no longer
+    /// send it (its lease is over) or it is sent already.
+    Withheld { key: String, why: String },
     /// Every probe has ended: finish the delivery in flight, report what is left, return.
     Stop,
 }
@@ -164,7 +175,7 @@ pub struct Owned {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Registry>,
     /// Notifications for the courier.
-    pub courier: Sender<Notification>,
+    pub courier: Sender<Parcel>,
     /// The state owner's own channel, for the recorder's answers.
     pub events: Sender<Event>,
     /// Cuts the courier's conversation in flight (at a stop that cannot wait).
@@ -173,6 +184,8 @@ pub struct Owned {
     pub shutdown: Arc<Shutdown>,
     /// The first wait before a delivery is retried.
     pub retry_base: Duration,
+    /// Cluster mode: who this member is and the share it publishes to the probe pool.
+    pub member: Option<Member>,
 }
 
 /// See the module doc.
@@ -189,13 +202,15 @@ pub struct StateOwner {
     clock: Arc<dyn Clock>,
     metrics: Arc<Registry>,
     /// Notifications for the courier; `None` once it has been told to stop.
-    courier: Option<Sender<Notification>>,
+    courier: Option<Sender<Parcel>>,
     abort: AbortHandle,
     /// The notification the courier is carrying now.
     carrying: Option<String>,
     shutdown: Arc<Shutdown>,
     retry_base: Duration,
     fatal: Option<String>,
+    /// Cluster mode: the share, the lead and the leader's global state.
+    member: Option<member::Membership>,
 }
 
 impl StateOwner {
@@ -215,6 +230,7 @@ impl StateOwner {
             me,
             shutdown,
             retry_base,
+            member,
         } = owned;
         let (recorder, jobs) = std::sync::mpsc::channel();
         let recorder_thread = std::thread::Builder::new()
@@ -223,8 +239,10 @@ impl StateOwner {
             .spawn(move || recorder::run(ledger, &jobs, &events, &me))?;
         let snapshot = Arc::new(Snapshot::default());
         let now = Instant::now();
-        let mut owner = StateOwner {
-            phase: Phase::Resuming {
+        let phase = match member {
+            // A member holds no lock and reads each target's history when it takes it over.
+            Some(_) => Phase::Active { next_rescan: now + RESCAN_EVERY },
+            None => Phase::Resuming {
                 waiting: vec![VecDeque::new(); slots.len()],
                 dropped: 0,
                 standby: None,
@@ -232,8 +250,27 @@ impl StateOwner {
                 asked: false,
                 next_try: now,
             },
+        };
+        let mut watches = Vec::new();
+        if member.is_some() {
+            let clock_now = clock.now();
+            watches = slots
+                .iter()
+                .map(|s| Watch::resume(s.target.thresholds, None, None, clock_now))
+                .collect();
+            *snapshot.lock() = slots
+                .iter()
+                .map(|s| StatusRow {
+                    target: s.target.name.clone(),
+                    region: s.region.name.clone(),
+                    changes: Vec::new(),
+                })
+                .collect();
+        }
+        let mut owner = StateOwner {
+            phase,
             slots,
-            watches: Vec::new(),
+            watches,
             recorder,
             recorder_thread: Some(recorder_thread),
             outbox: Outbox::default(),
@@ -247,6 +284,7 @@ impl StateOwner {
             shutdown,
             retry_base,
             fatal: None,
+            member: member.map(member::Membership::new),
         };
         owner.tend(now);
         Ok((owner, snapshot))
@@ -367,18 +405,22 @@ impl StateOwner {
 
     /// The next instant something is due: a notification, a resume attempt, a rescan.
     fn next_wake(&self) -> Option<Instant> {
-        let delivery = if self.carrying.is_none() { self.outbox.next_wake() } else { None };
+        let sending = self.member.as_ref().is_none_or(|m| m.sending_lead(Instant::now()).is_some());
+        let delivery =
+            if self.carrying.is_none() && sending { self.outbox.next_wake() } else { None };
+        let expiry = self.member.as_ref().and_then(member::Membership::next_expiry);
         let phase = match &self.phase {
             Phase::Resuming { asked: true, .. } => None,
             Phase::Resuming { next_try, .. } => Some(*next_try),
             Phase::Active { next_rescan } => Some(*next_rescan),
         };
-        delivery.into_iter().chain(phase).min()
+        delivery.into_iter().chain(phase).chain(expiry).min()
     }
 
     /// Periodic work of the phase: ask to resume while resuming, look for re-queued
     /// notifications when active.
     fn tend(&mut self, now: Instant) {
+        self.member_tend(now);
         match &mut self.phase {
             Phase::Resuming { next_try, asked, .. } if now >= *next_try && !*asked => {
                 *asked = true;
@@ -392,7 +434,10 @@ impl StateOwner {
             }
             Phase::Active { next_rescan } if now >= *next_rescan => {
                 *next_rescan = now + RESCAN_EVERY;
-                self.ask(Job::Rescan);
+                // In a cluster only the leader delivers, so only it looks for re-queued ones.
+                if self.member.as_ref().is_none_or(member::Membership::leads) {
+                    self.ask(Job::Rescan);
+                }
             }
             Phase::Resuming { .. } | Phase::Active { .. } => {}
         }
@@ -413,6 +458,9 @@ impl StateOwner {
                 }
             }
             Answer::Written(keys) => self.outbox.written(&keys),
+            Answer::Adopted { slots, histories } => self.adopted(slots, histories),
+            Answer::Leading { term, read } => self.leading(term, read),
+            Answer::Fenced { term, keys } => self.fenced(term, &keys),
             Answer::Fatal(why) => self.fatal = Some(why),
             Answer::Unavailable | Answer::Standby { .. } => {
                 let Phase::Resuming { standby, said, asked, next_try, .. } = &mut self.phase else {
@@ -612,6 +660,18 @@ impl StateOwner {
                 self.metrics.set_pending_notifications(self.outbox.len());
             }
             Event::Recorder(answer) => self.answered(answer),
+            Event::Cluster(view) => self.member_view(view),
+            Event::Withheld { key, why } => {
+                self.carrying = None;
+                if let Some(entry) = self.outbox.delivered(&key) {
+                    log::warn!(
+                        "notification withheld key={key} target={} subject={:?}: {why}",
+                        entry.notification.target,
+                        entry.notification.subject
+                    );
+                    self.metrics.set_pending_notifications(self.outbox.len());
+                }
+            }
             Event::Stop => {}
         }
     }
@@ -619,6 +679,7 @@ impl StateOwner {
     /// An outcome: decided now when active, kept (bounded) while resuming.
     fn probed(&mut self, slot: usize, outcome: Outcome, at: Timestamp) {
         match &mut self.phase {
+            Phase::Active { .. } if self.member.is_some() => self.member_probed(slot, outcome, at),
             Phase::Active { .. } => self.observe(slot, &outcome, at),
             Phase::Resuming { waiting, dropped, .. } => {
                 if let Some(s) = self.slots.get(slot) {
@@ -640,11 +701,18 @@ impl StateOwner {
         if self.carrying.is_some() {
             return;
         }
+        let lead = match &self.member {
+            Some(m) => match m.sending_lead(now) {
+                Some(lead) => Some(lead),
+                None => return,
+            },
+            None => None,
+        };
         let (Some(courier), Some(entry)) = (&self.courier, self.outbox.next_due(now)) else {
             return;
         };
         let key = entry.notification.key.clone();
-        if courier.send(entry.notification.clone()).is_ok() {
+        if courier.send(Parcel { notification: entry.notification.clone(), lead }).is_ok() {
             self.carrying = Some(key);
         }
     }
@@ -662,8 +730,10 @@ impl StateOwner {
                 .filter(|&&s| self.watches[s].health() == Some(Health::Down))
                 .count(),
         };
+        // A member's site watch never reminds: reminders are about announced outages.
+        let remind = if self.member.is_some() { None } else { slot.target.remind };
         let watch = &mut self.watches[index];
-        let effects = step::step(watch, outcome, at, now, slot.target.remind, scope);
+        let effects = step::step(watch, outcome, at, now, remind, scope);
         log_probe(slot, outcome, watch.detector.streak());
         for effect in effects {
             self.apply(index, slot, effect, now);
@@ -673,6 +743,13 @@ impl StateOwner {
     fn apply(&mut self, index: usize, slot: &Slot, effect: Effect, now: Timestamp) {
         let (name, region) = (&slot.target.name, &slot.region.name);
         match effect {
+            Effect::Blind { since, reason } if self.member.is_some() => log::warn!(
+                "BLIND target={name} site={region} since={since} reason={reason:?}: the site's \
+                 proxy fails; its probes do not count until it works again"
+            ),
+            Effect::Changed { transition, .. } if self.member.is_some() => {
+                self.site_changed(index, slot, &transition);
+            }
             Effect::Blind { since, reason } => {
                 log::warn!(
                     "BLIND target={name} region={region} reason={reason:?}: the region's proxy \
@@ -748,6 +825,7 @@ impl StateOwner {
             ended,
             history: &history,
             all_regions_down,
+            sites: None,
             now,
         });
         self.post(slot, Some(row), email, now);

@@ -72,6 +72,22 @@ pub struct Registry {
     waiting: Mutex<Option<String>>,
     /// Outcomes handed to the state owner and outcomes it has handled, for `/healthz`.
     state: StateQueue,
+    /// Cluster mode's gauges; `None` for a single instance (then not rendered).
+    cluster: Mutex<Option<ClusterGauges>>,
+}
+
+/// What `/metrics` says of the cluster, as the state owner last saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterGauges {
+    pub site: String,
+    /// Live members of the whole cluster.
+    pub members: u64,
+    /// The term this member leads under; `None` while it follows.
+    pub leading: Option<u64>,
+    /// The leader row's term as last read.
+    pub term: u64,
+    /// Targets this member probes.
+    pub owned: u64,
 }
 
 /// How far the state owner is behind the probe workers. A state owner that has outcomes
@@ -317,6 +333,46 @@ impl Registry {
         self.pending.store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    /// Turns cluster gauges on (cluster mode) for `site`.
+    pub fn set_cluster_site(&self, site: &str) {
+        self.cluster_gauges(|g| g.site = site.to_owned());
+    }
+
+    /// `api_monitor_cluster_members`: live members of the cluster.
+    pub fn set_cluster_members(&self, n: usize) {
+        self.cluster_gauges(|g| g.members = u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// `api_monitor_cluster_leader` (1 while `Some`) and, while leading, its term.
+    pub fn set_cluster_lead(&self, term: Option<u64>) {
+        self.cluster_gauges(|g| {
+            g.leading = term;
+            if let Some(t) = term {
+                g.term = g.term.max(t);
+            }
+        });
+    }
+
+    /// `api_monitor_cluster_term`: the leader row's term as last read.
+    pub fn set_cluster_term(&self, term: u64) {
+        self.cluster_gauges(|g| g.term = term);
+    }
+
+    /// `api_monitor_cluster_targets_owned{site}`: targets this member probes.
+    pub fn set_owned_targets(&self, n: usize) {
+        self.cluster_gauges(|g| g.owned = u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// The cluster gauges as last set; `None` for a single instance.
+    pub fn cluster(&self) -> Option<ClusterGauges> {
+        self.cluster.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn cluster_gauges(&self, change: impl FnOnce(&mut ClusterGauges)) {
+        let mut gauges = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
+        change(gauges.get_or_insert_with(ClusterGauges::default));
+    }
+
     /// Sets `api_monitor_probe_workers_max`: the probe pool's cap.
     pub fn set_workers(&self, n: usize) {
         self.workers.store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
@@ -419,6 +475,7 @@ impl Registry {
             workers: self.workers.load(Ordering::Relaxed),
             late: self.lateness.late.load(Ordering::Relaxed),
             dead: self.dead.load(Ordering::Relaxed),
+            cluster: self.cluster(),
         };
         let mut out = String::with_capacity(1024 + snapshot.len() * 2048);
         // Writing into a `String` cannot fail; a formatting error would only truncate it.
@@ -438,6 +495,7 @@ struct Exposition<'a> {
     workers: u64,
     late: u64,
     dead: u64,
+    cluster: Option<ClusterGauges>,
 }
 
 /// The labels every per-loop sample carries, escaped: `target="…",region="…"`.
@@ -487,6 +545,29 @@ impl fmt::Display for Exposition<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let series = self.series;
         let settled = || series.iter().filter_map(|(s, c)| c.state.map(|state| (s, state)));
+
+        if let Some(c) = &self.cluster {
+            let gauges: [(&str, &str, u64); 3] = [
+                ("api_monitor_cluster_members", "Live members of the cluster.", c.members),
+                (
+                    "api_monitor_cluster_leader",
+                    "1 while this member holds the leader lease (it alone sends).",
+                    u64::from(c.leading.is_some()),
+                ),
+                (
+                    "api_monitor_cluster_term",
+                    "The leader lease's term as last read: it grows at every takeover.",
+                    c.term,
+                ),
+            ];
+            for (name, help, value) in gauges {
+                header(f, name, "gauge", help)?;
+                writeln!(f, "{name} {value}")?;
+            }
+            let name = "api_monitor_cluster_targets_owned";
+            header(f, name, "gauge", "Targets this member probes for its site.")?;
+            writeln!(f, "{name}{{site=\"{}\"}} {}", Escaped(&c.site), c.owned)?;
+        }
 
         if settled().next().is_some() {
             let name = "api_monitor_up";

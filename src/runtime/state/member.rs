@@ -1,0 +1,777 @@
+//! The state owner in cluster mode: this member's share of the targets, and — while it leads —
+//! the global decisions and the announcements of members that stop or resume reporting.
+//!
+//! **The share.** At every view (one per beat, from [`crate::runtime::coordinator`]) the live
+//! members of this member's site decide, by rendezvous hashing ([`assign::owner`]), which target
+//! each probes. A target this member gains is *adopted*: its outcomes wait while the site's
+//! recorded history of it is read, then its detector resumes from the site's last row — so a
+//! target that moves mid-outage is neither announced again nor loses its recovery. A target it
+//! loses stops being probed here. A member that cannot heartbeat for a lease owns nothing:
+//! by then the others have taken its targets.
+//!
+//! **Site transitions** are recorded as `state` rows of the site (region = site) and never
+//! mailed: only the leader announces, and only global transitions.
+//!
+//! **The leader** reads every site's latest row of every target each beat and combines them
+//! with the site quorum ([`quorum::judge`]). A global transition is a `state` row of region
+//! [`GLOBAL`] and its notification, written by a commit fenced by the lease's term; the email
+//! goes out only once that write succeeded, and the courier checks the term again in the
+//! database right before sending ([`crate::runtime::coordinator::Gate`]). A leader that loses
+//! the lease (by the database or by its own clock) drops its outbox at once; the next leader
+//! resumes the global state and the outbox from the database.
+//!
+//! **Members.** The leader mails once when a member's heartbeat expires (`MEMBER LOST`) and once
+//! when it returns (`MEMBER BACK`). The key of a loss notification is derived from the member
+//! and its last heartbeat, so a new leader that sees the same loss writes nothing new and the
+//! courier's check finds it sent. A member that stops cleanly leaves the cluster and is not
+//! announced.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use twox_hash::XxHash64;
+
+use super::{StateOwner, MAX_CHANGES, WAITING_PER_PAIR};
+use crate::cluster::lease::{members_alive, site_members, MemberRow};
+use crate::cluster::quorum::{self, GlobalHealth, GlobalTransition, SiteView};
+use crate::cluster::{assign, MemberId};
+use crate::config::cluster::GLOBAL;
+use crate::detector::{Health, Transition};
+use crate::duration::human;
+use crate::history::{self, Change};
+use crate::notify::message::{self, Email, MemberNotice, Notice, Sites};
+use crate::notify::outbox::Outbox;
+use crate::probe::Outcome;
+use crate::runtime::coordinator::{Identity, Lead, View};
+use crate::runtime::ledger::Write;
+use crate::runtime::recorder::Job;
+use crate::runtime::step::Watch;
+use crate::runtime::Slot;
+use crate::store::cluster::SiteState;
+use crate::store::{new_key, Commit, NewState, Notification, OutboxEntry, StateRow};
+use crate::timestamp::Timestamp;
+
+/// What the runtime hands the state owner in cluster mode.
+pub struct Member {
+    pub identity: Identity,
+    /// Per slot, whether this member probes it now: written here, read by the probe pool.
+    pub owned: Arc<[AtomicBool]>,
+}
+
+/// A slot being adopted: the outcomes that wait for its history.
+struct Adoption {
+    waiting: VecDeque<(Outcome, Timestamp)>,
+    /// Whether its history has been asked and not yet answered.
+    asked: bool,
+}
+
+/// This member's standing in the cluster.
+pub(super) struct Membership {
+    identity: Identity,
+    owned: Arc<[AtomicBool]>,
+    adopting: HashMap<usize, Adoption>,
+    /// The live members of this site the share was computed from; `None`: owns nothing.
+    share: Option<Vec<MemberId>>,
+    /// When the last successful beat began.
+    last_beat: Option<Instant>,
+    lead: Option<Leading>,
+}
+
+/// This member as leader.
+struct Leading {
+    lead: Lead,
+    /// Per slot (one per target), the global state; `None` until it is read from the database.
+    globals: Option<Vec<Global>>,
+    /// Whether the global state and outbox are asked and not yet answered.
+    asked: bool,
+    /// Members alive at the last view, with their sites; `None` before the first judged view.
+    alive: Option<BTreeMap<MemberId, String>>,
+    /// Members this leader announced lost, with the last heartbeat they were lost at.
+    lost: HashMap<MemberId, Timestamp>,
+    /// Per slot, the sites that saw it down at the last view (for the "seen down" line).
+    partial: Vec<Vec<String>>,
+}
+
+/// The global state of one target, as the leader knows it.
+#[derive(Default)]
+struct Global {
+    health: Option<GlobalHealth>,
+    since: Option<Timestamp>,
+    changes: Vec<Change>,
+}
+
+impl Membership {
+    pub(super) fn new(member: Member) -> Membership {
+        Membership {
+            identity: member.identity,
+            owned: member.owned,
+            adopting: HashMap::new(),
+            share: None,
+            last_beat: None,
+            lead: None,
+        }
+    }
+
+    /// The lead to send notifications under, while it holds by this host's clock and the
+    /// global state is known.
+    pub(super) fn sending_lead(&self, now: Instant) -> Option<Lead> {
+        self.lead
+            .as_ref()
+            .filter(|l| l.globals.is_some() && now < l.lead.valid_until)
+            .map(|l| l.lead)
+    }
+
+    /// Whether this member leads with its state read (it then rescans the outbox).
+    pub(super) fn leads(&self) -> bool {
+        self.lead.as_ref().is_some_and(|l| l.globals.is_some())
+    }
+
+    /// The next instant the share or the lead expires by this host's clock.
+    pub(super) fn next_expiry(&self) -> Option<Instant> {
+        let share =
+            self.share.as_ref().and(self.last_beat).map(|at| at + self.identity.settings.lease);
+        let lead = self.lead.as_ref().map(|l| l.lead.valid_until);
+        share.into_iter().chain(lead).min()
+    }
+
+    /// Whether `slot`'s outcome is decided now (`Ok`), waits for its adoption, or is not ours.
+    fn accepts(&mut self, slot: usize, outcome: Outcome, at: Timestamp) -> Option<Outcome> {
+        if let Some(adoption) = self.adopting.get_mut(&slot) {
+            if adoption.waiting.len() == WAITING_PER_PAIR {
+                adoption.waiting.pop_front();
+            }
+            adoption.waiting.push_back((outcome, at));
+            return None;
+        }
+        let mine = self.owned.get(slot).is_some_and(|o| o.load(Ordering::Relaxed));
+        mine.then_some(outcome)
+    }
+}
+
+/// 32 hex digits derived from `parts`: the key of a notification every leader would write
+/// alike, so that the unique key makes the second write a no-op.
+fn derived_key(parts: &[&str]) -> String {
+    let hash = |seed: u64| {
+        let mut hasher = XxHash64::with_seed(seed);
+        for part in parts {
+            hasher.write(&(part.len() as u64).to_le_bytes());
+            hasher.write(part.as_bytes());
+        }
+        hasher.finish()
+    };
+    format!("{:016x}{:016x}", hash(1), hash(2))
+}
+
+impl StateOwner {
+    /// A probe outcome in cluster mode.
+    pub(super) fn member_probed(&mut self, slot: usize, outcome: Outcome, at: Timestamp) {
+        let Some(m) = self.member.as_mut() else { return };
+        if let Some(outcome) = m.accepts(slot, outcome, at) {
+            self.observe(slot, &outcome, at);
+        }
+    }
+
+    /// A beat's view (`None`: the beat failed; the share and lead expire by the clock).
+    pub(super) fn member_view(&mut self, view: Option<View>) {
+        let Some(view) = view else { return };
+        if let Some(m) = self.member.as_mut() {
+            m.last_beat = Some(view.at);
+        }
+        self.reshare(&view.members);
+        self.relead(&view);
+    }
+
+    /// Drops what this host's clock says no longer holds: the share after a lease without a
+    /// heartbeat, the lead at its end.
+    pub(super) fn member_tend(&mut self, now: Instant) {
+        let Some(m) = self.member.as_ref() else { return };
+        let lease = m.identity.settings.lease;
+        if m.share.is_some() && m.last_beat.is_none_or(|at| now >= at + lease) {
+            log::error!(
+                "CUT OFF: no heartbeat reached the database for {}; this member stops probing \
+                 (the other members of its site have taken its targets) until it can again",
+                human(lease)
+            );
+            self.drop_share();
+        }
+        if self
+            .member
+            .as_ref()
+            .and_then(|m| m.lead.as_ref())
+            .is_some_and(|l| now >= l.lead.valid_until)
+        {
+            self.depose("its lease ran out by this host's clock before it could be renewed");
+        }
+    }
+
+    /// Recomputes this member's share of the targets from the live members of its site.
+    fn reshare(&mut self, members: &[MemberRow]) {
+        let Some(m) = self.member.as_ref() else { return };
+        let settings = &m.identity.settings;
+        let alive = members_alive(members, settings.lease);
+        let ids = site_members(&alive, &settings.site);
+        if !ids.contains(&m.identity.me) {
+            self.drop_share();
+            return;
+        }
+        if m.share.as_ref() == Some(&ids) {
+            return;
+        }
+        let me = m.identity.me.clone();
+        let mut gained = Vec::new();
+        let mut owned = 0usize;
+        for (index, slot) in self.slots.iter().enumerate() {
+            let mine = assign::owner(&slot.target.name, &ids) == Some(&me);
+            owned += usize::from(mine);
+            let was = m.owned[index].swap(mine, Ordering::Relaxed);
+            if mine && !was {
+                gained.push(index);
+            }
+        }
+        let Some(m) = self.member.as_mut() else { return };
+        m.adopting.retain(|slot, _| m.owned[*slot].load(Ordering::Relaxed));
+        for slot in &gained {
+            m.adopting.insert(*slot, Adoption { waiting: VecDeque::new(), asked: false });
+        }
+        log::info!(
+            "owning targets={owned} of {} site={} members={}",
+            self.slots.len(),
+            m.identity.settings.site,
+            ids.len()
+        );
+        m.share = Some(ids);
+        self.metrics.set_owned_targets(owned);
+        self.ask_adoptions();
+    }
+
+    /// Asks the history of every slot being adopted that is not asked yet.
+    fn ask_adoptions(&mut self) {
+        let Some(m) = self.member.as_mut() else { return };
+        let mut slots: Vec<usize> =
+            m.adopting.iter_mut().filter(|(_, a)| !a.asked).map(|(s, _)| *s).collect();
+        if slots.is_empty() {
+            return;
+        }
+        slots.sort_unstable();
+        for slot in &slots {
+            if let Some(a) = m.adopting.get_mut(slot) {
+                a.asked = true;
+            }
+        }
+        let pairs = slots
+            .iter()
+            .map(|&s| (self.slots[s].target.name.clone(), self.slots[s].region.name.clone()))
+            .collect();
+        let from = self.clock.now().minus(crate::web::status_page::HISTORY_SPAN);
+        self.ask(Job::Adopt { slots, pairs, from });
+    }
+
+    /// Owns nothing any more.
+    fn drop_share(&mut self) {
+        let Some(m) = self.member.as_mut() else { return };
+        let had = m.owned.iter().filter(|o| o.swap(false, Ordering::Relaxed)).count();
+        m.adopting.clear();
+        if m.share.take().is_some() || had > 0 {
+            log::warn!(
+                "owning targets=0 of {} site={} (not a live member of its site)",
+                self.slots.len(),
+                m.identity.settings.site
+            );
+        }
+        self.metrics.set_owned_targets(0);
+    }
+
+    /// The recorder read the histories of adopted slots: resume their detectors from the
+    /// site's last row and decide what waited.
+    pub(super) fn adopted(&mut self, slots: Vec<usize>, histories: Option<Vec<Vec<StateRow>>>) {
+        let Some(histories) = histories else {
+            if let Some(m) = self.member.as_mut() {
+                for slot in &slots {
+                    if let Some(a) = m.adopting.get_mut(slot) {
+                        a.asked = false;
+                    }
+                }
+            }
+            return;
+        };
+        let now = self.clock.now();
+        for (slot, history) in slots.into_iter().zip(histories) {
+            let Some(adoption) = self.member.as_mut().and_then(|m| m.adopting.remove(&slot)) else {
+                continue;
+            };
+            let target = &self.slots[slot].target;
+            let changes: Vec<Change> = history.iter().map(StateRow::change).collect();
+            let last = changes.last().map(|c| (c.health, c.at));
+            if let Some((health, at)) = last {
+                self.slots[slot].metrics.resume(health, at);
+            }
+            self.watches[slot] = Watch::resume(target.thresholds, last, None, now);
+            if let Some(row) = self.snapshot.lock().get_mut(slot) {
+                row.changes = changes;
+            }
+            let since = last.map(|(_, at)| at);
+            for (outcome, at) in adoption.waiting {
+                if since.is_none_or(|s| at >= s) {
+                    self.observe(slot, &outcome, at);
+                }
+            }
+        }
+    }
+
+    /// A site transition: recorded as the site's row, logged, never mailed.
+    pub(super) fn site_changed(&mut self, index: usize, slot: &Slot, transition: &Transition) {
+        slot.metrics.transition(transition);
+        let now = self.clock.now();
+        self.remember(index, Change { at: transition.since, health: transition.to }, now);
+        let (name, site) = (&slot.target.name, &slot.region.name);
+        match transition.to {
+            Health::Down => log::warn!(
+                "SITE DOWN target={name} site={site} since={} reason={:?}",
+                transition.since,
+                transition.reasons.first().map_or("", String::as_str)
+            ),
+            Health::Up => {
+                log::info!("SITE UP target={name} site={site} since={}", transition.since)
+            }
+        }
+        let row = NewState {
+            key: new_key(),
+            timestamp: transition.since,
+            healthy: transition.to.is_up(),
+            target: name.clone(),
+            region: site.clone(),
+            reason: transition.reasons.first().cloned(),
+        };
+        self.ask(Job::Write(Write::Commit(Commit { state: Some(row), ..Commit::default() })));
+    }
+
+    /// Takes, keeps or loses the lead as the beat says, then judges as leader.
+    fn relead(&mut self, view: &View) {
+        let Some(m) = self.member.as_mut() else { return };
+        match (view.lead, m.lead.as_mut()) {
+            (Some(lead), Some(leading)) if leading.lead.term == lead.term => {
+                leading.lead = lead;
+            }
+            (Some(lead), current) => {
+                if current.is_some() {
+                    self.depose("a newer term began");
+                }
+                let Some(m) = self.member.as_mut() else { return };
+                log::warn!(
+                    "LEADER cluster={} term={} instance={}",
+                    m.identity.settings.name,
+                    lead.term,
+                    m.identity.me
+                );
+                m.lead = Some(Leading {
+                    lead,
+                    globals: None,
+                    asked: false,
+                    alive: None,
+                    lost: HashMap::new(),
+                    partial: vec![Vec::new(); self.slots.len()],
+                });
+                self.metrics.set_cluster_lead(Some(lead.term));
+            }
+            (None, Some(_)) => {
+                let holder = view.leader.as_ref().map_or("nobody".into(), |(id, term)| {
+                    format!("instance {id} under term {term}")
+                });
+                self.depose(&format!("the lease is held by {holder}"));
+            }
+            (None, None) => {}
+        }
+        if let Some((_, term)) = &view.leader {
+            self.metrics.set_cluster_term(*term);
+        }
+        self.metrics.set_cluster_members(
+            members_alive(
+                &view.members,
+                self.member.as_ref().map_or_else(Default::default, |m| m.identity.settings.lease),
+            )
+            .len(),
+        );
+        let Some(leading) = self.member.as_mut().and_then(|m| m.lead.as_mut()) else { return };
+        if leading.globals.is_none() {
+            if !leading.asked {
+                leading.asked = true;
+                let term = leading.lead.term;
+                let targets = self.slots.iter().map(|s| s.target.name.clone()).collect();
+                let from = self.clock.now().minus(crate::web::status_page::HISTORY_SPAN);
+                self.ask(Job::Lead { term, targets, from });
+            }
+            return;
+        }
+        if let Some(sites) = &view.sites {
+            self.judge(&view.members, sites);
+        }
+    }
+
+    /// No longer leader: nothing more is sent from here; the next leader resumes the outbox.
+    fn depose(&mut self, why: &str) {
+        let Some(m) = self.member.as_mut() else { return };
+        let Some(leading) = m.lead.take() else { return };
+        log::warn!(
+            "NOT LEADER cluster={} term={}: {why}; this member sends nothing more",
+            m.identity.settings.name,
+            leading.lead.term
+        );
+        self.outbox = Outbox::default();
+        self.metrics.set_pending_notifications(0);
+        self.metrics.set_cluster_lead(None);
+    }
+
+    /// The recorder read the global state and the outbox for `term`.
+    pub(super) fn leading(
+        &mut self,
+        term: u64,
+        read: Option<(Vec<Vec<StateRow>>, Vec<OutboxEntry>)>,
+    ) {
+        let Some(leading) = self.member.as_mut().and_then(|m| m.lead.as_mut()) else { return };
+        if leading.lead.term != term {
+            return;
+        }
+        let Some((histories, pending)) = read else {
+            leading.asked = false;
+            return;
+        };
+        let globals = histories
+            .into_iter()
+            .map(|rows| {
+                let changes: Vec<Change> = rows.iter().map(StateRow::change).collect();
+                let last = changes.last().copied();
+                Global {
+                    health: last.map(|c| match c.health {
+                        Health::Up => GlobalHealth::Up,
+                        Health::Down => GlobalHealth::Down { sites_down: Vec::new() },
+                    }),
+                    since: last.map(|c| c.at),
+                    changes,
+                }
+            })
+            .collect();
+        leading.globals = Some(globals);
+        if !pending.is_empty() {
+            log::warn!("resuming {} undelivered notification(s) as leader", pending.len());
+        }
+        self.outbox.resume(pending, Instant::now());
+        self.metrics.set_pending_notifications(self.outbox.len());
+    }
+
+    /// A fenced write was refused: the term is over (or the database away). Its notifications
+    /// must not go out; whoever leads next decides again from the database.
+    pub(super) fn fenced(&mut self, term: u64, keys: &[String]) {
+        for key in keys {
+            self.outbox.delivered(key);
+        }
+        let ours =
+            self.member.as_ref().and_then(|m| m.lead.as_ref()).is_some_and(|l| l.lead.term == term);
+        if ours {
+            self.depose("a write under its term was refused by the database");
+        }
+    }
+
+    /// As leader: the global verdict of every target from its sites, and the members' news.
+    fn judge(&mut self, members: &[MemberRow], sites: &[SiteState]) {
+        let Some(m) = self.member.as_ref() else { return };
+        let settings = m.identity.settings.clone();
+        let alive: Vec<&MemberRow> = members_alive(members, settings.lease);
+        let mut known: Vec<&str> = members.iter().map(|r| r.site.as_str()).collect();
+        known.sort_unstable();
+        known.dedup();
+        let live = |site: &str| alive.iter().any(|r| r.site == site);
+        let by_pair: HashMap<(&str, &str), &SiteState> =
+            sites.iter().map(|s| ((s.target.as_str(), s.site.as_str()), s)).collect();
+        let now = self.clock.now();
+        for index in 0..self.slots.len() {
+            let target = self.slots[index].target.name.clone();
+            let views: Vec<(&str, SiteView)> = known
+                .iter()
+                .map(|&site| {
+                    let view = if live(site) {
+                        SiteView::Live(by_pair.get(&(target.as_str(), site)).map(|s| {
+                            if s.healthy {
+                                Health::Up
+                            } else {
+                                Health::Down
+                            }
+                        }))
+                    } else {
+                        SiteView::Gone
+                    };
+                    (site, view)
+                })
+                .collect();
+            let verdict = quorum::judge(&views, settings.quorum);
+            let down: Vec<String> = views
+                .iter()
+                .filter(|(_, v)| *v == SiteView::Live(Some(Health::Down)))
+                .map(|(s, _)| (*s).to_owned())
+                .collect();
+            let Some(leading) = self.member.as_mut().and_then(|m| m.lead.as_mut()) else { return };
+            let Some(globals) = leading.globals.as_mut() else { return };
+            if verdict.global == Some(GlobalHealth::Up)
+                && !down.is_empty()
+                && leading.partial[index] != down
+            {
+                log::warn!(
+                    "seen down target={target} sites_down={} quorum={} live_sites={}: not an outage",
+                    down.join(","),
+                    verdict.quorum,
+                    verdict.live
+                );
+            }
+            leading.partial[index] = down;
+            let global = &mut globals[index];
+            let Some(change) = quorum::transition(global.health.as_ref(), verdict.global.as_ref())
+            else {
+                continue;
+            };
+            let since = change_since(&change, &target, &verdict, sites, now);
+            let from = global.health.as_ref().map(|h| match h {
+                GlobalHealth::Up => Health::Up,
+                GlobalHealth::Down { .. } => Health::Down,
+            });
+            let ended = global.since.map(|s| since.since(s));
+            global.health = verdict.global.clone();
+            global.since = Some(since);
+            let to = if matches!(change, GlobalTransition::Outage { .. }) {
+                Health::Down
+            } else {
+                Health::Up
+            };
+            global.changes.push(Change { at: since, health: to });
+            let keep = global.changes.len().saturating_sub(MAX_CHANGES);
+            global.changes.drain(..keep);
+            let changes = global.changes.clone();
+            let term = leading.lead.term;
+            let sites_down = match &change {
+                GlobalTransition::Outage { sites_down } => sites_down.clone(),
+                _ => Vec::new(),
+            };
+            let reason =
+                (!sites_down.is_empty()).then(|| format!("down from {}", sites_down.join(", ")));
+            let row = NewState {
+                key: new_key(),
+                timestamp: since,
+                healthy: to.is_up(),
+                target: target.clone(),
+                region: GLOBAL.to_owned(),
+                reason: reason.clone(),
+            };
+            let transition = Transition { from, to, since, reasons: reason.into_iter().collect() };
+            match &change {
+                GlobalTransition::Outage { sites_down } => log::error!(
+                    "OUTAGE target={target} sites_down={} quorum={} live_sites={} since={since}",
+                    sites_down.join(","),
+                    verdict.quorum,
+                    verdict.live
+                ),
+                GlobalTransition::Recovery => log::info!(
+                    "RECOVERED target={target} at={since} down_for={}",
+                    ended.map_or_else(|| "unknown".into(), human)
+                ),
+                GlobalTransition::FirstUp => {
+                    log::info!("UP target={target} since={since} (first global state, recorded)")
+                }
+            }
+            let slots = Arc::clone(&self.slots);
+            let slot = &slots[index];
+            if !change.notifies() {
+                let commit = Commit { state: Some(row), ..Commit::default() };
+                self.ask_fenced(term, commit);
+                continue;
+            }
+            let summary = history::summarize(&changes, now);
+            let email = message::compose(&Notice {
+                target: &target,
+                region: None,
+                transition: &transition,
+                ended,
+                history: &summary,
+                all_regions_down: None,
+                sites: Some(&Sites {
+                    down: sites_down,
+                    quorum: verdict.quorum,
+                    live: verdict.live,
+                    missing: verdict.missing.clone(),
+                }),
+                now,
+            });
+            let recipients = self.recipients_of(slot).join(",");
+            self.post_fenced(term, &target, GLOBAL, recipients, Some(row), email, None);
+        }
+        self.members_news(members, &settings.name, settings.lease, now);
+    }
+
+    /// As leader: mails members that stopped reporting and those back.
+    fn members_news(
+        &mut self,
+        members: &[MemberRow],
+        cluster: &str,
+        lease: std::time::Duration,
+        now: Timestamp,
+    ) {
+        let Some(leading) = self.member.as_mut().and_then(|m| m.lead.as_mut()) else { return };
+        let term = leading.lead.term;
+        let alive_now: BTreeMap<MemberId, String> = members
+            .iter()
+            .filter(|r| r.age < lease)
+            .map(|r| (r.id.clone(), r.site.clone()))
+            .collect();
+        let mut sites: Vec<&str> = members.iter().map(|r| r.site.as_str()).collect();
+        sites.sort_unstable();
+        sites.dedup();
+        let missing: Vec<String> = sites
+            .iter()
+            .filter(|s| !alive_now.values().any(|a| a == *s))
+            .map(|s| (*s).to_owned())
+            .collect();
+        let mut news: Vec<(MemberRow, bool, String)> = Vec::new();
+        for row in members {
+            let was_alive = match &leading.alive {
+                Some(alive) => alive.contains_key(&row.id),
+                // A new leader: every expired member not yet announced is news (the derived
+                // key makes an announcement another leader made a no-op).
+                None => true,
+            };
+            let is_alive = row.age < lease;
+            if was_alive && !is_alive && !leading.lost.contains_key(&row.id) {
+                leading.lost.insert(row.id.clone(), row.seen_at);
+                let key = derived_key(&[
+                    "member-lost",
+                    cluster,
+                    row.id.as_str(),
+                    &row.seen_at.to_string(),
+                ]);
+                news.push((row.clone(), false, key));
+            } else if is_alive {
+                if let Some(lost_at) = leading.lost.remove(&row.id) {
+                    let key = derived_key(&[
+                        "member-back",
+                        cluster,
+                        row.id.as_str(),
+                        &lost_at.to_string(),
+                    ]);
+                    news.push((row.clone(), true, key));
+                }
+            }
+        }
+        for id in alive_now.keys() {
+            if leading.alive.as_ref().is_some_and(|a| !a.contains_key(id)) {
+                log::info!("member joined cluster={cluster} instance={id}");
+            }
+        }
+        leading.alive = Some(alive_now.clone());
+        for (row, back, key) in news {
+            let site_members = alive_now.values().filter(|s| **s == row.site).count();
+            let instance = row.id.as_str();
+            if back {
+                log::warn!("MEMBER BACK cluster={cluster} instance={instance} site={}", row.site);
+            } else {
+                log::error!(
+                    "MEMBER LOST cluster={cluster} instance={instance} site={} last_seen={}",
+                    row.site,
+                    row.seen_at
+                );
+            }
+            let email = message::compose_member(&MemberNotice {
+                cluster,
+                instance,
+                site: &row.site,
+                last_seen: row.seen_at,
+                back,
+                site_members,
+                missing_sites: &missing,
+                now,
+            });
+            let recipients =
+                if self.recipients.mail { self.recipients.global.join(",") } else { String::new() };
+            let target = format!("cluster {cluster}");
+            self.post_fenced(term, &target, &row.site, recipients, None, email, Some(key));
+        }
+    }
+
+    /// Writes `email` (with the global row it announces) fenced by `term`, and queues it; it
+    /// goes out only once the write succeeded.
+    #[allow(clippy::too_many_arguments)]
+    fn post_fenced(
+        &mut self,
+        term: u64,
+        target: &str,
+        region: &str,
+        recipients: String,
+        state: Option<NewState>,
+        email: Email,
+        key: Option<String>,
+    ) {
+        let notification = Notification {
+            key: key.unwrap_or_else(new_key),
+            target: target.to_owned(),
+            region: region.to_owned(),
+            recipients,
+            subject: email.subject,
+            text: email.text,
+            html: email.html,
+            created_at: self.clock.now(),
+        };
+        let instant = Instant::now();
+        self.ask_fenced(term, Commit { state, notifications: vec![notification.clone()] });
+        self.outbox.push(notification, instant);
+        self.metrics.set_pending_notifications(self.outbox.len());
+    }
+
+    fn ask_fenced(&mut self, term: u64, commit: Commit) {
+        let Some(m) = self.member.as_ref() else { return };
+        let job = Job::Fenced {
+            cluster: m.identity.settings.name.clone(),
+            me: m.identity.me.clone(),
+            term,
+            commit,
+        };
+        self.ask(job);
+    }
+}
+
+/// When a global change happened, from the sites' rows: an outage when the quorum-th site went
+/// down, a recovery when the last site that kept it down came back up.
+fn change_since(
+    change: &GlobalTransition,
+    target: &str,
+    verdict: &quorum::Verdict,
+    sites: &[SiteState],
+    now: Timestamp,
+) -> Timestamp {
+    let rows = sites.iter().filter(|s| s.target == target);
+    match change {
+        GlobalTransition::Outage { sites_down } => {
+            let mut down: Vec<Timestamp> = rows
+                .filter(|s| !s.healthy && sites_down.contains(&s.site))
+                .map(|s| s.since)
+                .collect();
+            down.sort_unstable();
+            down.get(verdict.quorum.saturating_sub(1)).or(down.last()).copied().unwrap_or(now)
+        }
+        GlobalTransition::Recovery | GlobalTransition::FirstUp => {
+            rows.filter(|s| s.healthy).map(|s| s.since).max().unwrap_or(now)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_keys_are_stable_hex_and_tell_their_parts_apart() {
+        let a = derived_key(&["member-lost", "prod", "m1", "2026-12-01 10:00:00.000"]);
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a, derived_key(&["member-lost", "prod", "m1", "2026-12-01 10:00:00.000"]));
+        assert_ne!(a, derived_key(&["member-lost", "prod", "m1", "2026-12-01 10:00:05.000"]));
+        assert_ne!(derived_key(&["ab", "c"]), derived_key(&["a", "bc"]));
+    }
+}
