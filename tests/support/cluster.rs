@@ -43,14 +43,16 @@ pub struct Member {
 pub struct Owning {
     pub targets: usize,
     pub of: usize,
-    pub members: usize,
+    /// `members=K`; absent from the line of a member that is no live member of its site (cut
+    /// off, frozen), which owns nothing.
+    pub members: Option<usize>,
 }
 
 impl Owning {
     fn parse(line: &str) -> Option<Owning> {
         let number = |key: &str| testkit::fake_api::token(line, key)?.parse().ok();
         let of = line.split(" of ").nth(1)?.split_whitespace().next()?.parse().ok()?;
-        Some(Owning { targets: number("owning targets=")?, of, members: number("members=")? })
+        Some(Owning { targets: number("owning targets=")?, of, members: number("members=") })
     }
 }
 
