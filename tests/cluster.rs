@@ -383,6 +383,72 @@ fn two_sites_quorum_two() {
 }
 
 #[test]
+fn sigterm_the_leader_hands_over_within_a_beat_and_is_not_lost() {
+    let _turn = shared_turn();
+    let Some(mut cluster) = Cluster::new("cl_sigterm") else { return };
+    let api = FakeApi::start(&[]);
+    let url = api.health_url();
+    let all: Vec<usize> = (0..2).map(|_| cluster.join("direct", &["--url", &url])).collect();
+    let old = cluster.wait_for_leader(&[]);
+    cluster.wait_settled(&all, 1);
+    let heir = all[1 - old];
+    let leaving_id = cluster.members[old].id.clone();
+    let mark = cluster.members[heir].mark();
+
+    cluster.members[old].signal("TERM");
+    let stopped_at = Instant::now();
+    let status = cluster.members[old].process.wait_exit();
+    assert_eq!(status.code(), Some(0), "a clean stop");
+    cluster.members[heir].wait_since(mark, "LEADER cluster=", CLUSTER_DEADLINE);
+    let handover = stopped_at.elapsed();
+    eprintln!("SIGTERM of the leader → the other member leads after {handover:?}");
+    // The lease was expired by the one leaving, so the heir takes over at its next beat (a
+    // third of the lease), not when the lease runs out as after a crash.
+    assert!(handover < LEASE, "took {handover:?}: as slow as a crash failover");
+    let sql = format!("SELECT COUNT(*) FROM cluster_member WHERE instance_id = '{leaving_id}'");
+    assert_eq!(cluster.query::<i64>(&sql), [0], "the member row went with it");
+    cluster.wait_settled(&[heir], 1);
+
+    // Leaving is not being lost: nothing is mailed about it.
+    wait_probes(&api, 2 * (LEASE.as_secs() as usize) + 1);
+    assert!(cluster.subjects().is_empty(), "{:?}", cluster.subjects());
+}
+
+#[test]
+fn a_lone_surviving_site_still_alerts() {
+    let _turn = shared_turn();
+    let Some(mut cluster) = Cluster::new("cl_lone") else { return };
+    let (a, b) = (FakeApi::start(&[]), FakeApi::start(&[]));
+    let eu_proxy = ConnectProxy::tunnel_to(a.addr().parse().unwrap());
+    let us_proxy = ConnectProxy::tunnel_to(b.addr().parse().unwrap());
+    let url = a.health_url();
+    let (eu, us) = (format!("eu={}", eu_proxy.url), format!("us={}", us_proxy.url));
+    let args = ["--url", &url, "--region", &eu, "--region", &us, "--quorum", "2"];
+    let eu_member = cluster.join("eu", &args);
+    let us_member = cluster.join("us", &args);
+    cluster.wait_settled(&[eu_member], 1);
+    cluster.wait_settled(&[us_member], 1);
+    // The us site goes away entirely (its only member killed, the leader or not); eu is then
+    // the one live site.
+    cluster.members[us_member].signal("KILL");
+    cluster.wait_mails("MEMBER LOST", 1, CLUSTER_DEADLINE);
+    cluster.wait_for_leader(&[us_member]);
+
+    // A quorum of 2 is capped at the 1 live site: eu alone seeing it down is an outage.
+    a.set_mode("down");
+    let outage = cluster.wait_mails("OUTAGE:", 1, CLUSTER_DEADLINE).remove(0);
+    assert_eq!(outage.subject(), format!("[api-monitor] OUTAGE: {url} is down"));
+    assert_eq!(fact(&outage, "Seen down from").as_deref(), Some("eu"), "{}", outage.text());
+    assert_eq!(fact(&outage, "Sites not reporting").as_deref(), Some("us"), "{}", outage.text());
+    a.set_mode("ok");
+    cluster.wait_mails("RECOVERED:", 1, CLUSTER_DEADLINE);
+    wait_probes(&a, 2 * (LEASE.as_secs() as usize) + 1);
+    let count = |needle| cluster.mails(needle).len();
+    assert_eq!((count("OUTAGE:"), count("RECOVERED:")), (1, 1), "{:?}", cluster.subjects());
+    cluster.assert_keys_unique();
+}
+
+#[test]
 fn three_members_three_thousand_targets() {
     let _alone = HEAVY.write().unwrap_or_else(|p| p.into_inner());
     let Some(mut cluster) = Cluster::new("cl_3000") else { return };
