@@ -228,6 +228,45 @@ fn sigstop_the_leader_two_leases_sends_nothing_stale() {
     assert_eq!(downs(&rows, "global"), 1, "{rows:?}");
 }
 
+#[test]
+fn sigstop_the_owner_two_leases_writes_nothing_stale() {
+    let _turn = shared_turn();
+    let Some(mut cluster) = Cluster::new("cl_owner") else { return };
+    let api = FakeApi::start(&[]);
+    let url = api.health_url();
+    let all: Vec<usize> = (0..3).map(|_| cluster.join("direct", &["--url", &url])).collect();
+    cluster.wait_for_leader(&[]);
+    cluster.wait_settled(&all, 1);
+    let owner = *all
+        .iter()
+        .find(|&&i| cluster.members[i].owning().is_some_and(|o| o.targets == 1))
+        .expect("an owner");
+
+    // Frozen mid-schedule with the API up, woken two leases later with it down: its probe
+    // schedule is far behind, and whatever it catches up on must not be recorded, since the
+    // target was adopted by another member meanwhile.
+    cluster.members[owner].signal("STOP");
+    let stopped_at = Instant::now();
+    api.set_mode("down");
+    cluster.wait_mails("OUTAGE:", 1, CLUSTER_DEADLINE);
+    sleep_until(stopped_at + 2 * LEASE + Duration::from_secs(1));
+    let frozen = &cluster.members[owner];
+    let woke = frozen.mark();
+    frozen.signal("CONT");
+    frozen.wait_since(woke, "owning targets=0 ", CLUSTER_DEADLINE);
+    wait_probes(&api, 2 * (LEASE.as_secs() as usize) + 1);
+
+    let after = frozen.lines_since(woke);
+    assert!(
+        !after.iter().any(|l| l.contains("SITE DOWN") || l.contains("SITE UP")),
+        "the woken ex-owner decided nothing: {after:#?}"
+    );
+    let rows = state_rows(&cluster, &url);
+    assert_eq!(downs(&rows, "direct"), 1, "one site transition to down: {rows:?}");
+    assert_eq!(cluster.mails("OUTAGE:").len(), 1, "{:?}", cluster.subjects());
+    cluster.assert_keys_unique();
+}
+
 /// Per path, the probes a [`HealthServer`] answered over `length` from `from` (after waiting
 /// for its end), with every path of `paths` present (0 when never hit).
 fn probes_per_path(
