@@ -267,6 +267,39 @@ fn sigstop_the_owner_two_leases_writes_nothing_stale() {
     cluster.assert_keys_unique();
 }
 
+#[test]
+fn members_starting_together_record_each_site_transition_once() {
+    let _turn = shared_turn();
+    let Some(mut cluster) = Cluster::new("cl_join") else { return };
+    // The default lease (members beat every 5 s) and thresholds, four targets down from the
+    // start (nothing listens: each probe fails at once).
+    cluster.lease = Duration::from_secs(15);
+    let dead = support::reserve_port();
+    let urls: Vec<String> = (0..4).map(|i| format!("http://127.0.0.1:{dead}/t/{i}")).collect();
+    let args: Vec<&str> = urls.iter().flat_map(|u| ["--url", u.as_str()]).collect();
+    let all: Vec<usize> = (0..3).map(|_| cluster.join("direct", &args)).collect();
+    cluster.wait_for_leader(&[]);
+    cluster.wait_settled(&all, 4);
+    let mails = cluster.wait_mails("OUTAGE:", 4, CLUSTER_DEADLINE);
+    // A beat more, so that every member has acted on the view it settled on.
+    std::thread::sleep(cluster.lease / 3);
+
+    let mut per_target = Vec::new();
+    for url in &urls {
+        let rows = state_rows(&cluster, url);
+        per_target.push((url.as_str(), downs(&rows, "direct"), downs(&rows, "global")));
+    }
+    eprintln!("(target, site rows down, global rows down): {per_target:?}");
+    assert_eq!(mails.len(), 4, "one OUTAGE per target: {:?}", cluster.subjects());
+    cluster.assert_keys_unique();
+    assert!(
+        per_target.iter().all(|&(_, site, global)| site == 1 && global == 1),
+        "each target's site transition recorded once, by its one owner; a member that joins \
+         claims its share before the others have seen it join, so for up to a beat two members \
+         own (probe and record) the same target: {per_target:?}"
+    );
+}
+
 /// Per path, the probes a [`HealthServer`] answered over `length` from `from` (after waiting
 /// for its end), with every path of `paths` present (0 when never hit).
 fn probes_per_path(

@@ -129,6 +129,8 @@ pub struct Cluster {
     pub interval: Duration,
     /// Whether members log at debug level (`-v`): every probe, every notification recorded.
     pub verbose: bool,
+    /// `--lease` of every member ([`LEASE`] unless a test changes it before the first join).
+    pub lease: Duration,
 }
 
 impl Cluster {
@@ -143,6 +145,7 @@ impl Cluster {
             name: "prod".to_owned(),
             interval: Duration::from_secs(1),
             verbose: true,
+            lease: LEASE,
         })
     }
 
@@ -153,7 +156,7 @@ impl Cluster {
         let n = self.members.iter().filter(|m| m.site == site).count();
         let label = format!("{site}-{n}");
         let interval = format!("{}ms", self.interval.as_millis());
-        let lease = format!("{}s", LEASE.as_secs());
+        let lease = format!("{}s", self.lease.as_secs());
         let mut all = vec![
             "run",
             "--cluster",
@@ -255,7 +258,7 @@ impl Cluster {
                 CLUSTER_DEADLINE,
                 || holds().then_some(()),
             );
-            std::thread::sleep(LEASE / 3);
+            std::thread::sleep(self.lease / 3);
             if holds() {
                 return started.elapsed();
             }
