@@ -160,6 +160,14 @@ fn report(config: &Config) -> Result<ExitCode, Fatal> {
         print!("{}", report::json(&reports, from, now));
     } else {
         print!("{}", report::table(&reports, from, now));
+        if let (Some(cluster), Some(members)) = (&config.cluster, store.as_cluster()) {
+            let (rows, leader) =
+                members.view(&cluster.name).map_err(|e| Fatal::Runtime(e.to_string()))?;
+            print!(
+                "{}",
+                report::members::table(&cluster.name, &rows, leader.as_ref(), cluster.lease)
+            );
+        }
         let dead = store.dead().map_err(|e| Fatal::Runtime(e.to_string()))?;
         if !dead.is_empty() {
             println!(
@@ -374,7 +382,13 @@ fn watch(config: Config) -> Result<(), Fatal> {
 /// The status page's source: the history the state owner publishes in memory, so a page view
 /// never waits on the database or on the state owner.
 fn status_page(snapshot: Arc<Snapshot>) -> server::StatusSource {
-    Arc::new(move || Ok(status_page::render(&snapshot.rows(), SystemClock.now())))
+    Arc::new(move || {
+        let now = SystemClock.now();
+        Ok(match snapshot.cluster() {
+            Some(panel) => status_page::render_member(&snapshot.rows(), &panel, now),
+            None => status_page::render(&snapshot.rows(), now),
+        })
+    })
 }
 
 /// Probes must go exactly where the configuration says — directly, or through a region's

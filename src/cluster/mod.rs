@@ -35,16 +35,15 @@
 //!   row still holds it (same transaction as a `SELECT … FOR UPDATE` of the leader row, or a
 //!   conditional `UPDATE … WHERE` joined to it), so a stale leader's write affects nothing.
 //!
-//! Built in the store ([`crate::store::cluster::ClusterStore`], MySQL only): the
-//! `cluster_member` and `cluster_leader` tables (new tables only, so the schema stays version
-//! 2), registering and heartbeating with `NOW(6)`, reading ages as `TIMESTAMPDIFF(MICROSECOND,
-//! heartbeat_at, NOW(6))` ([`lease::age`]), the three conditional statements above (`lead`),
-//! and a commit fenced by the term (`commit_fenced`).
-//!
-//! Still left: fencing the claim of an outbox row by the term, replacing the single-instance
-//! `holder` lock by membership in cluster mode, resuming a moved target's detector from its
-//! site's last row, the emails of members and sites that stop or resume reporting, and all of
-//! the runtime and options.
+//! Carried out by the store ([`crate::store::cluster::ClusterStore`], MySQL only: the
+//! `cluster_member` and `cluster_leader` tables, heartbeats with `NOW(6)`, ages as
+//! `TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(6))` ([`lease::age`]), the conditional
+//! statements above, `commit_fenced`, and `may_send`, the fence of every email) and by the
+//! runtime: the coordinator thread ([`crate::runtime::coordinator`]) beats and reads the
+//! cluster; the state owner ([`crate::runtime::state`], its `member` module) computes the share
+//! of targets, adopts moved targets from their site's last row and, while leading, judges the
+//! quorum and announces global transitions and members that stop or resume reporting; the
+//! courier checks the fence right before each email.
 //!
 //! Clocks: the functions here take ages (`Duration`s measured by the database: `NOW(6) -
 //! heartbeat_at`), never instants of a host, so skew between hosts cannot enter a decision.

@@ -92,14 +92,16 @@ pub fn compose_member(m: &MemberNotice) -> Email {
             Health::Up,
             format!("MEMBER BACK: instance {instance} in site {site} reports again"),
             format!(
-                "Instance {instance} of cluster {cluster} heartbeats again; its site has {} live                  member(s) and shares its targets among them.",
+                "Instance {instance} of cluster {cluster} heartbeats again; its site has {} live \
+                 member(s) and shares its targets among them.",
                 m.site_members
             ),
         )
     } else {
         let left = if m.site_members == 0 {
             format!(
-                "Site {site} has no live member left: it no longer probes, and the quorum counts                  the sites left."
+                "Site {site} has no live member left: it no longer probes, and the quorum counts \
+                 the sites left."
             )
         } else {
             format!(
@@ -111,7 +113,8 @@ pub fn compose_member(m: &MemberNotice) -> Email {
             Health::Down,
             format!("MEMBER LOST: instance {instance} in site {site} stopped reporting"),
             format!(
-                "Instance {instance} of cluster {cluster} has not heart-beaten for a lease (last                  seen {}). {left}",
+                "Instance {instance} of cluster {cluster} has not heart-beaten for a lease (last \
+                 seen {}). {left}",
                 m.last_seen
             ),
         )
@@ -542,6 +545,34 @@ mod tests {
             all_regions_down: None,
             sites: None,
             now: ts("2026-11-25 14:42:07.500"),
+        }
+    }
+
+    #[test]
+    fn member_emails_say_who_where_and_what_is_left_in_plain_sentences() {
+        let now = Timestamp::from_millis(1_795_000_000_000);
+        let lost = MemberNotice {
+            cluster: "prod",
+            instance: "host-1-abc",
+            site: "eu",
+            last_seen: now,
+            back: false,
+            site_members: 0,
+            missing_sites: &["eu".to_string()],
+            now,
+        };
+        let email = compose_member(&lost);
+        assert_eq!(
+            email.subject,
+            "[api-monitor] MEMBER LOST: instance host-1-abc in site eu stopped reporting"
+        );
+        assert!(email.text.contains("Site eu has no live member left"), "{}", email.text);
+        assert!(email.text.contains("Sites not reporting: eu"), "{}", email.text);
+        let back = compose_member(&MemberNotice { back: true, site_members: 2, ..lost });
+        assert!(back.subject.contains("MEMBER BACK: instance host-1-abc in site eu"));
+        for text in [&email.text, &back.text] {
+            assert!(!text.contains("  member") && !text.contains("  seen"), "{text}");
+            assert!(!text.lines().any(|l| l.contains(". ") && l.contains("   ")), "{text}");
         }
     }
 

@@ -59,6 +59,7 @@
 //! }
 //! ```
 
+pub mod members;
 mod outbox;
 pub use outbox::outbox;
 

@@ -313,6 +313,24 @@ impl Ledger {
         })
     }
 
+    /// Cluster mode: drops the `state` rows of `pairs` (target, site) still waiting to be
+    /// written, because another member probes those targets now and writes their rows. Were
+    /// they replayed later (a member cut from the database, back after its targets moved), they
+    /// would land after the new owner's rows and make the site's latest state a stale one.
+    /// Returns how many were dropped. Rows that carry a notification are never dropped.
+    pub fn disown(&mut self, pairs: &[(String, String)]) -> usize {
+        let before = self.backlog.len();
+        self.backlog.retain(|write| match write {
+            Write::Commit(Commit { state: Some(row), notifications })
+                if notifications.is_empty() =>
+            {
+                !pairs.iter().any(|(target, site)| *target == row.target && *site == row.region)
+            }
+            _ => true,
+        });
+        before - self.backlog.len()
+    }
+
     /// Lets go of the database (clean stop), best effort.
     pub fn release(&mut self, me: &Holder, now: Instant) {
         let _ = self.read(now, |s| s.release(me));
@@ -607,6 +625,33 @@ mod tests {
         assert!(l.is_up(), "retried after the backoff");
         assert_eq!(rows(&db), [(1000, true), (5000, false), (9000, true)]);
         assert_eq!(l.history("t", "direct", Timestamp::from_millis(0), t0).map(|r| r.len()), Ok(3));
+    }
+
+    #[test]
+    fn disowned_site_rows_are_dropped_unwritten_and_notifications_never_are() {
+        let db = Arc::new(Mutex::new(Db::default()));
+        let t0 = Instant::now();
+        let mut l = ledger(&db, t0);
+        db.lock().unwrap().down = true;
+        let site_row = |key: &str, ms: i64, target: &str| {
+            let Write::Commit(mut commit) = transition(key, ms, false) else { unreachable!() };
+            commit.notifications.clear();
+            if let Some(row) = commit.state.as_mut() {
+                row.target = target.into();
+            }
+            Write::Commit(commit)
+        };
+        l.write(site_row("a", 1000, "http://t/health"), t0);
+        l.write(transition("b", 2000, false), t0);
+        l.write(site_row("c", 3000, "http://u/health"), t0);
+        l.write(site_row("d", 4000, "http://t/health"), t0);
+        let pairs = [("http://t/health".to_string(), "direct".to_string())];
+        assert_eq!(l.disown(&pairs), 2, "the two site rows of t");
+        assert_eq!(l.backlog(), 2, "t's row with its email, and u's row, stay");
+        assert_eq!(l.disown(&pairs), 0);
+        db.lock().unwrap().down = false;
+        l.maintain(t0 + BASE);
+        assert_eq!(rows(&db), [(2000, false), (3000, false)]);
     }
 
     #[test]

@@ -230,6 +230,7 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
             }
             if !owned[job.slot].load(Ordering::Relaxed) {
                 // Another member of the site probes it now.
+                slots[job.slot].metrics.elsewhere(Instant::now());
                 let _ = done.send(Some((job.slot, Instant::now())));
                 return;
             }

@@ -41,6 +41,9 @@ pub enum Job {
     /// Cluster mode: this member leads under `term`; read the global history of `targets`
     /// since `from` and the notifications still to deliver.
     Lead { term: u64, targets: Vec<String>, from: Timestamp },
+    /// Cluster mode: another member probes `pairs` (target, site) now; drop their unwritten
+    /// site rows ([`Ledger::disown`]).
+    Disown { pairs: Vec<(String, String)> },
     /// Cluster mode: write a global transition (or a member notice) only while `me` holds
     /// `term` ([`Ledger::commit_fenced`]).
     Fenced { cluster: String, me: MemberId, term: u64, commit: Commit },
@@ -161,6 +164,16 @@ pub fn run(
                     .and_then(|histories| Ok((histories, ledger.pending(now)?)))
                     .ok();
                 Answer::Leading { term, read }
+            }
+            Ok(Job::Disown { pairs }) => {
+                let dropped = ledger.disown(&pairs);
+                if dropped > 0 {
+                    log::warn!(
+                        "dropped {dropped} unwritten site row(s) of targets another member probes \
+                         now (it records their state)"
+                    );
+                }
+                continue;
             }
             Ok(Job::Fenced { cluster, me: member, term, commit }) => {
                 let keys: Vec<String> =

@@ -54,7 +54,7 @@ use crate::runtime::Slot;
 use crate::store::{new_key, Commit, Holder, NewState, Notification, OutboxEntry, StateRow};
 use crate::timestamp::{Clock, Timestamp};
 use crate::web::metrics::Registry;
-use crate::web::status_page::{self, StatusRow};
+use crate::web::status_page::{self, ClusterPanel, StatusRow};
 
 /// How far back the history in an email looks (its longest window).
 const EMAIL_HISTORY: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -110,12 +110,23 @@ pub enum Ending {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     rows: Mutex<Vec<StatusRow>>,
+    /// Cluster mode: the members and this member's share, as of the last heartbeat.
+    cluster: Mutex<Option<ClusterPanel>>,
 }
 
 impl Snapshot {
     /// A copy of every row, in slot order.
     pub fn rows(&self) -> Vec<StatusRow> {
         self.lock().clone()
+    }
+
+    /// A copy of the cluster panel; `None` for a single instance.
+    pub fn cluster(&self) -> Option<ClusterPanel> {
+        self.cluster.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_cluster(&self, panel: ClusterPanel) {
+        *self.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(panel);
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<StatusRow>> {

@@ -210,6 +210,13 @@ impl WatchMetrics {
         counts.duration_sum = counts.duration_sum.saturating_add(latency);
     }
 
+    /// In cluster mode, the slot came due but another member of the site probes it: the
+    /// schedule is alive (for `/healthz`), and nothing was probed.
+    pub fn elsewhere(&self, at: Instant) {
+        let mut counts = self.series.lock();
+        counts.last_tick = counts.last_tick.max(at);
+    }
+
     /// Sets the state the loop resumed from (the last recorded row) without counting an
     /// outage: a restart during an outage continues it.
     pub fn resume(&self, health: Health, since: Timestamp) {

@@ -59,8 +59,32 @@ pub struct StatusRow {
     pub changes: Vec<Change>,
 }
 
+/// What a member of a cluster shows beside its rows: the members, the leader, and which rows
+/// another member of its site probes (their state is not known here).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterPanel {
+    pub name: String,
+    pub site: String,
+    pub lease: std::time::Duration,
+    pub members: Vec<crate::cluster::lease::MemberRow>,
+    pub leader: Option<(crate::cluster::MemberId, u64)>,
+    /// Per row, whether this member probes it.
+    pub owned: Vec<bool>,
+}
+
 /// The whole page for `rows`, in the order given, as of `now`.
 pub fn render(rows: &[StatusRow], now: Timestamp) -> String {
+    render_page(rows, None, now)
+}
+
+/// The page of a cluster member: its rows, those another member probes marked so, and the
+/// members.
+pub fn render_member(rows: &[StatusRow], panel: &ClusterPanel, now: Timestamp) -> String {
+    render_page(rows, Some(panel), now)
+}
+
+fn render_page(rows: &[StatusRow], panel: Option<&ClusterPanel>, now: Timestamp) -> String {
+    let elsewhere = |i: usize| panel.is_some_and(|p| !p.owned.get(i).copied().unwrap_or(false));
     let evaluated: Vec<(&StatusRow, Vec<Period>)> =
         rows.iter().map(|row| (row, history::periods(&row.changes))).collect();
     let down = evaluated
@@ -73,9 +97,19 @@ pub fn render(rows: &[StatusRow], now: Timestamp) -> String {
         (n, d) => format!("{d} of {n} down."),
     };
     let mut body = String::new();
-    for (row, periods) in &evaluated {
-        body.push_str(&render_row(row, periods, now));
+    for (i, (row, periods)) in evaluated.iter().enumerate() {
+        if elsewhere(i) {
+            body.push_str(&format!(
+                "<tr class=\"target\"><td>{}</td><td>{}</td><td colspan=\"5\">\
+                 <span class=\"unknown\">probed by another member of this site</span></td></tr>\n",
+                escape(&row.target),
+                escape(&row.region)
+            ));
+        } else {
+            body.push_str(&render_row(row, periods, now));
+        }
     }
+    let members = panel.map(members_table).unwrap_or_default();
     format!(
         "<!DOCTYPE html>\n\
          <html lang=\"en\">\n\
@@ -95,6 +129,7 @@ pub fn render(rows: &[StatusRow], now: Timestamp) -> String {
          <tbody>\n{body}</tbody>\n\
          </table>\n\
          <p class=\"legend\">{}</p>\n\
+         {members}\
          <p class=\"generated\">Generated {}; refreshes every 30 s.</p>\n\
          </body>\n\
          </html>\n",
@@ -102,6 +137,38 @@ pub fn render(rows: &[StatusRow], now: Timestamp) -> String {
         escape(&summary),
         legend(),
         escape(&clock(now)),
+    )
+}
+
+/// The members of the cluster, as the last heartbeat read them.
+fn members_table(panel: &ClusterPanel) -> String {
+    let live = panel.members.iter().filter(|m| m.age < panel.lease).count();
+    let mut rows = String::new();
+    for m in &panel.members {
+        let leads = panel.leader.as_ref().is_some_and(|(id, _)| *id == m.id);
+        let state = match (m.age < panel.lease, leads) {
+            (false, _) => "<span class=\"down\">gone</span>",
+            (true, true) => "<span class=\"up\">leader</span>",
+            (true, false) => "<span class=\"up\">live</span>",
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ago</td><td>{state}</td></tr>\n",
+            escape(m.id.as_str()),
+            escape(&m.site),
+            escape(&m.version),
+            escape(&clock(m.started_at)),
+            escape(&human(m.age)),
+        ));
+    }
+    let term = panel.leader.as_ref().map_or(String::new(), |(_, t)| format!(", term {t}"));
+    format!(
+        "<h2>Cluster {}: {live} live member(s){}</h2>\n\
+         <p class=\"legend\">This member probes from site {}.</p>\n\
+         <table>\n<thead><tr><th>Instance</th><th>Site</th><th>Version</th><th>Started</th>\
+         <th>Heartbeat</th><th>State</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n",
+        escape(&panel.name),
+        escape(&term),
+        escape(&panel.site),
     )
 }
 
@@ -265,6 +332,39 @@ mod tests {
 
     fn row(target: &str, changes: Vec<Change>) -> StatusRow {
         StatusRow { target: target.into(), region: "direct".into(), changes }
+    }
+
+    #[test]
+    fn a_member_marks_the_rows_another_member_probes_and_lists_the_members() {
+        use crate::cluster::lease::MemberRow;
+        use crate::cluster::MemberId;
+        let member = |id: &str, age: u64| MemberRow {
+            id: MemberId::new(id),
+            site: "eu".into(),
+            version: "0.1.0".into(),
+            started_at: Timestamp::from_millis(NOW - HOUR),
+            seen_at: Timestamp::from_millis(NOW),
+            age: std::time::Duration::from_secs(age),
+        };
+        let panel = ClusterPanel {
+            name: "prod".into(),
+            site: "eu".into(),
+            lease: std::time::Duration::from_secs(15),
+            members: vec![member("m-1", 1), member("m-2", 40)],
+            leader: Some((MemberId::new("m-1"), 4)),
+            owned: vec![true, false],
+        };
+        let page = render_member(&fixture(), &panel, Timestamp::from_millis(NOW));
+        let new_row = page.lines().find(|l| l.contains("https://new.example/health")).unwrap();
+        assert!(new_row.contains("probed by another member of this site"), "{new_row}");
+        let api_row = page.lines().find(|l| l.contains("<td>https://api.example/health")).unwrap();
+        assert!(!api_row.contains("another member"), "{api_row}");
+        assert!(page.contains("Cluster prod: 1 live member(s), term 4"), "{page}");
+        let m1 = page.lines().find(|l| l.contains("<td>m-1</td>")).unwrap();
+        assert!(m1.contains(">leader<"), "{m1}");
+        let m2 = page.lines().find(|l| l.contains("<td>m-2</td>")).unwrap();
+        assert!(m2.contains(">gone<") && m2.contains("40s ago"), "{m2}");
+        assert!(!render(&fixture(), Timestamp::from_millis(NOW)).contains("Cluster"));
     }
 
     /// The fixture: `api` up since long before the bar, with outages of known sizes on known

@@ -53,6 +53,7 @@ use crate::runtime::Slot;
 use crate::store::cluster::SiteState;
 use crate::store::{new_key, Commit, NewState, Notification, OutboxEntry, StateRow};
 use crate::timestamp::Timestamp;
+use crate::web::status_page::ClusterPanel;
 
 /// What the runtime hands the state owner in cluster mode.
 pub struct Member {
@@ -101,6 +102,21 @@ struct Global {
     health: Option<GlobalHealth>,
     since: Option<Timestamp>,
     changes: Vec<Change>,
+    /// Reminder periods of the current global outage already covered (see [`reminder_due`]).
+    reminded: u128,
+}
+
+/// The reminder period `k` (the `k`-th multiple of `every` since the outage began at `since`)
+/// that is due at `now` and not yet covered by `reminded`, if any.
+fn reminder_due(
+    every: Option<std::time::Duration>,
+    since: Timestamp,
+    now: Timestamp,
+    reminded: u128,
+) -> Option<u128> {
+    let every = every?.as_millis().max(1);
+    let period = now.since(since).as_millis() / every;
+    (period > reminded).then_some(period)
 }
 
 impl Membership {
@@ -182,6 +198,16 @@ impl StateOwner {
         }
         self.reshare(&view.members);
         self.relead(&view);
+        if let Some(m) = self.member.as_ref() {
+            self.snapshot.set_cluster(ClusterPanel {
+                name: m.identity.settings.name.clone(),
+                site: m.identity.settings.site.clone(),
+                lease: m.identity.settings.lease,
+                members: view.members,
+                leader: view.leader,
+                owned: m.owned.iter().map(|o| o.load(Ordering::Relaxed)).collect(),
+            });
+        }
     }
 
     /// Drops what this host's clock says no longer holds: the share after a lease without a
@@ -222,6 +248,7 @@ impl StateOwner {
         }
         let me = m.identity.me.clone();
         let mut gained = Vec::new();
+        let mut lost = Vec::new();
         let mut owned = 0usize;
         for (index, slot) in self.slots.iter().enumerate() {
             let mine = assign::owner(&slot.target.name, &ids) == Some(&me);
@@ -229,8 +256,11 @@ impl StateOwner {
             let was = m.owned[index].swap(mine, Ordering::Relaxed);
             if mine && !was {
                 gained.push(index);
+            } else if was && !mine {
+                lost.push(index);
             }
         }
+        self.disown(&lost);
         let Some(m) = self.member.as_mut() else { return };
         m.adopting.retain(|slot, _| m.owned[*slot].load(Ordering::Relaxed));
         for slot in &gained {
@@ -269,10 +299,24 @@ impl StateOwner {
         self.ask(Job::Adopt { slots, pairs, from });
     }
 
+    /// Tells the recorder that `slots` are another member's now.
+    fn disown(&mut self, slots: &[usize]) {
+        if slots.is_empty() {
+            return;
+        }
+        let pairs = slots
+            .iter()
+            .map(|&s| (self.slots[s].target.name.clone(), self.slots[s].region.name.clone()))
+            .collect();
+        self.ask(Job::Disown { pairs });
+    }
+
     /// Owns nothing any more.
     fn drop_share(&mut self) {
         let Some(m) = self.member.as_mut() else { return };
-        let had = m.owned.iter().filter(|o| o.swap(false, Ordering::Relaxed)).count();
+        let lost: Vec<usize> =
+            (0..m.owned.len()).filter(|&i| m.owned[i].swap(false, Ordering::Relaxed)).collect();
+        let had = lost.len();
         m.adopting.clear();
         if m.share.take().is_some() || had > 0 {
             log::warn!(
@@ -282,6 +326,7 @@ impl StateOwner {
             );
         }
         self.metrics.set_owned_targets(0);
+        self.disown(&lost);
     }
 
     /// The recorder read the histories of adopted slots: resume their detectors from the
@@ -438,12 +483,23 @@ impl StateOwner {
             leading.asked = false;
             return;
         };
+        let now = self.clock.now();
+        let slots = Arc::clone(&self.slots);
         let globals = histories
             .into_iter()
-            .map(|rows| {
+            .zip(slots.iter())
+            .map(|(rows, slot)| {
                 let changes: Vec<Change> = rows.iter().map(StateRow::change).collect();
                 let last = changes.last().copied();
+                // Reminders that fell due before this leader began are not sent late.
+                let reminded = match last {
+                    Some(Change { health: Health::Down, at }) => {
+                        reminder_due(slot.target.remind, at, now, 0).unwrap_or(0)
+                    }
+                    _ => 0,
+                };
                 Global {
+                    reminded,
                     health: last.map(|c| match c.health {
                         Health::Up => GlobalHealth::Up,
                         Health::Down => GlobalHealth::Down { sites_down: Vec::new() },
@@ -524,10 +580,42 @@ impl StateOwner {
                     verdict.live
                 );
             }
-            leading.partial[index] = down;
+            leading.partial[index] = down.clone();
             let global = &mut globals[index];
             let Some(change) = quorum::transition(global.health.as_ref(), verdict.global.as_ref())
             else {
+                let remind = self.slots[index].target.remind;
+                let down_since = match (&global.health, global.since) {
+                    (Some(GlobalHealth::Down { .. }), Some(since)) => since,
+                    _ => continue,
+                };
+                let Some(period) = reminder_due(remind, down_since, now, global.reminded) else {
+                    continue;
+                };
+                global.reminded = period;
+                let term = leading.lead.term;
+                let down_for = now.since(down_since);
+                log::warn!("STILL DOWN target={target} down_for={}", human(down_for));
+                let reason = (!down.is_empty()).then(|| format!("down from {}", down.join(", ")));
+                let email = message::compose_reminder(&message::Reminder {
+                    target: &target,
+                    region: None,
+                    since: down_since,
+                    down_for,
+                    reason: reason.as_deref(),
+                    now,
+                });
+                // Derived: a leader that takes over mid-period writes the same reminder.
+                let key = derived_key(&[
+                    "remind",
+                    &settings.name,
+                    &target,
+                    &down_since.to_string(),
+                    &period.to_string(),
+                ]);
+                let slots = Arc::clone(&self.slots);
+                let recipients = self.global_recipients(&slots[index]);
+                self.post_fenced(term, &target, GLOBAL, recipients, None, email, Some(key));
                 continue;
             };
             let since = change_since(&change, &target, &verdict, sites, now);
@@ -538,6 +626,7 @@ impl StateOwner {
             let ended = global.since.map(|s| since.since(s));
             global.health = verdict.global.clone();
             global.since = Some(since);
+            global.reminded = 0;
             let to = if matches!(change, GlobalTransition::Outage { .. }) {
                 Health::Down
             } else {
@@ -601,7 +690,7 @@ impl StateOwner {
                 }),
                 now,
             });
-            let recipients = self.recipients_of(slot).join(",");
+            let recipients = self.global_recipients(slot);
             self.post_fenced(term, &target, GLOBAL, recipients, Some(row), email, None);
         }
         self.members_news(members, &settings.name, settings.lease, now);
@@ -630,36 +719,7 @@ impl StateOwner {
             .filter(|s| !alive_now.values().any(|a| a == *s))
             .map(|s| (*s).to_owned())
             .collect();
-        let mut news: Vec<(MemberRow, bool, String)> = Vec::new();
-        for row in members {
-            let was_alive = match &leading.alive {
-                Some(alive) => alive.contains_key(&row.id),
-                // A new leader: every expired member not yet announced is news (the derived
-                // key makes an announcement another leader made a no-op).
-                None => true,
-            };
-            let is_alive = row.age < lease;
-            if was_alive && !is_alive && !leading.lost.contains_key(&row.id) {
-                leading.lost.insert(row.id.clone(), row.seen_at);
-                let key = derived_key(&[
-                    "member-lost",
-                    cluster,
-                    row.id.as_str(),
-                    &row.seen_at.to_string(),
-                ]);
-                news.push((row.clone(), false, key));
-            } else if is_alive {
-                if let Some(lost_at) = leading.lost.remove(&row.id) {
-                    let key = derived_key(&[
-                        "member-back",
-                        cluster,
-                        row.id.as_str(),
-                        &lost_at.to_string(),
-                    ]);
-                    news.push((row.clone(), true, key));
-                }
-            }
-        }
+        let news = member_news(leading.alive.as_ref(), &mut leading.lost, members, lease, cluster);
         for id in alive_now.keys() {
             if leading.alive.as_ref().is_some_and(|a| !a.contains_key(id)) {
                 log::info!("member joined cluster={cluster} instance={id}");
@@ -724,6 +784,21 @@ impl StateOwner {
         self.metrics.set_pending_notifications(self.outbox.len());
     }
 
+    /// Who gets a global email of `slot`'s target: the global recipients and the target's. Not
+    /// a site's: the email is about every site, and the leader knows only its own site's.
+    fn global_recipients(&self, slot: &Slot) -> String {
+        if !self.recipients.mail {
+            return String::new();
+        }
+        let mut all: Vec<&String> = Vec::new();
+        for r in self.recipients.global.iter().chain(&slot.target.recipients) {
+            if !all.iter().any(|seen| seen.eq_ignore_ascii_case(r)) {
+                all.push(r);
+            }
+        }
+        all.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    }
+
     fn ask_fenced(&mut self, term: u64, commit: Commit) {
         let Some(m) = self.member.as_ref() else { return };
         let job = Job::Fenced {
@@ -734,6 +809,39 @@ impl StateOwner {
         };
         self.ask(job);
     }
+}
+
+/// PURE: what the leader announces about members from one view: `(row, back, key)` for each
+/// member that stopped reporting (`back` false) or reports again (`back` true). `previous` is
+/// who was alive at the last view (`None` for a new leader: then every expired member not yet
+/// announced is news, and the derived key makes an announcement another leader made a no-op);
+/// `lost` is who this leader announced lost, updated here. A member whose row is gone left
+/// cleanly and is not news.
+fn member_news(
+    previous: Option<&BTreeMap<MemberId, String>>,
+    lost: &mut HashMap<MemberId, Timestamp>,
+    members: &[MemberRow],
+    lease: std::time::Duration,
+    cluster: &str,
+) -> Vec<(MemberRow, bool, String)> {
+    let mut news = Vec::new();
+    for row in members {
+        let was_alive = previous.is_none_or(|alive| alive.contains_key(&row.id));
+        let is_alive = row.age < lease;
+        if was_alive && !is_alive && !lost.contains_key(&row.id) {
+            lost.insert(row.id.clone(), row.seen_at);
+            let seen = row.seen_at.to_string();
+            let key = derived_key(&["member-lost", cluster, row.id.as_str(), &seen]);
+            news.push((row.clone(), false, key));
+        } else if is_alive {
+            if let Some(lost_at) = lost.remove(&row.id) {
+                let at = lost_at.to_string();
+                let key = derived_key(&["member-back", cluster, row.id.as_str(), &at]);
+                news.push((row.clone(), true, key));
+            }
+        }
+    }
+    news
 }
 
 /// When a global change happened, from the sites' rows: an outage when the quorum-th site went
@@ -764,6 +872,95 @@ fn change_since(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reminder_is_due_once_per_whole_period_of_the_outage() {
+        let t = |s: i64| Timestamp::from_millis(s * 1000);
+        let every = Some(std::time::Duration::from_secs(60));
+        for (now, reminded, due) in
+            [(59, 0, None), (60, 0, Some(1)), (119, 1, None), (185, 1, Some(3)), (185, 3, None)]
+        {
+            assert_eq!(reminder_due(every, t(0), t(now), reminded), due, "{now} {reminded}");
+        }
+        assert_eq!(reminder_due(None, t(0), t(10_000), 0), None, "off");
+    }
+
+    #[test]
+    fn members_are_announced_once_when_they_stop_and_once_when_they_return() {
+        let lease = std::time::Duration::from_secs(15);
+        let row = |id: &str, age: u64, seen: i64| MemberRow {
+            id: MemberId::new(id),
+            site: "eu".into(),
+            version: "0.1.0".into(),
+            started_at: Timestamp::from_millis(0),
+            seen_at: Timestamp::from_millis(seen),
+            age: std::time::Duration::from_secs(age),
+        };
+        let alive = |ids: &[&str]| -> BTreeMap<MemberId, String> {
+            ids.iter().map(|id| (MemberId::new(*id), "eu".to_string())).collect()
+        };
+        let said = |news: &[(MemberRow, bool, String)]| -> Vec<(String, bool)> {
+            news.iter().map(|(r, back, _)| (r.id.to_string(), *back)).collect()
+        };
+        let mut lost = HashMap::new();
+        // A new leader: the expired one is news, the live one is not.
+        let first = member_news(None, &mut lost, &[row("a", 1, 0), row("b", 20, 5)], lease, "p");
+        assert_eq!(said(&first), [("b".into(), false)]);
+        // The same view again, then a live member expiring, then a return.
+        let prev = alive(&["a"]);
+        let rows = [row("a", 1, 0), row("b", 21, 5)];
+        assert!(member_news(Some(&prev), &mut lost, &rows, lease, "p").is_empty(), "once");
+        let rows = [row("a", 16, 9), row("b", 22, 5)];
+        assert_eq!(
+            said(&member_news(Some(&prev), &mut lost, &rows, lease, "p")),
+            [("a".into(), false)]
+        );
+        let rows = [row("a", 17, 9), row("b", 1, 30)];
+        let back = member_news(Some(&alive(&[])), &mut lost, &rows, lease, "p");
+        assert_eq!(said(&back), [("b".into(), true)]);
+        // A member that left cleanly has no row: not news. A new member alive: not news.
+        assert!(
+            member_news(Some(&alive(&["b"])), &mut lost, &[row("c", 1, 40)], lease, "p").is_empty()
+        );
+        // Keys: the same loss gives the same key to any leader; another loss another key.
+        let mut other = HashMap::new();
+        let again = member_news(None, &mut other, &[row("b", 20, 5)], lease, "p");
+        assert_eq!(again[0].2, first[0].2);
+        let later = member_news(None, &mut HashMap::new(), &[row("b", 20, 6)], lease, "p");
+        assert_ne!(later[0].2, first[0].2);
+    }
+
+    #[test]
+    fn a_global_change_is_dated_by_the_site_that_made_the_quorum() {
+        let t = Timestamp::from_millis;
+        let state = |site: &str, healthy: bool, ms: i64| SiteState {
+            target: "x".into(),
+            site: site.into(),
+            healthy,
+            since: t(ms),
+        };
+        let verdict = |quorum: usize| quorum::Verdict {
+            global: None,
+            quorum,
+            live: 3,
+            missing: Vec::new(),
+            unknown: Vec::new(),
+        };
+        let rows = [state("eu", false, 10), state("us", false, 20), state("ap", true, 5)];
+        let outage = GlobalTransition::Outage { sites_down: vec!["eu".into(), "us".into()] };
+        for (quorum, expected) in [(1, 10), (2, 20), (3, 20)] {
+            assert_eq!(change_since(&outage, "x", &verdict(quorum), &rows, t(99)), t(expected));
+        }
+        let rows = [state("eu", true, 30), state("us", true, 40), state("ap", false, 35)];
+        assert_eq!(
+            change_since(&GlobalTransition::Recovery, "x", &verdict(2), &rows, t(99)),
+            t(40)
+        );
+        assert_eq!(
+            change_since(&GlobalTransition::Recovery, "y", &verdict(2), &rows, t(99)),
+            t(99)
+        );
+    }
 
     #[test]
     fn derived_keys_are_stable_hex_and_tell_their_parts_apart() {
