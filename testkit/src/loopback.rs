@@ -77,6 +77,24 @@ impl HealthServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// How many times each path was hit in `[from, to)`; paths never hit are absent.
+    ///
+    /// For checks that *each* target was probed so often, which a total cannot show: one
+    /// target probed twice and another not at all add up the same.
+    pub fn hits_per_path(
+        &self,
+        from: Instant,
+        to: Instant,
+    ) -> std::collections::HashMap<String, usize> {
+        self.hits.read(|hits| {
+            let mut counts = std::collections::HashMap::new();
+            for hit in hits.iter().filter(|h| h.at >= from && h.at < to) {
+                *counts.entry(hit.path.clone()).or_insert(0) += 1;
+            }
+            counts
+        })
+    }
+
     /// Requests answered since `since`.
     pub fn hits_since(&self, since: Instant) -> usize {
         // Workers push in the order they finish, so the stamps are only nearly sorted.
@@ -191,6 +209,8 @@ mod tests {
             assert!(answer.ends_with(r#"{"status":"OK"}"#), "healthy JSON: {answer:?}");
         }
         let hits = server.hits.wait_until("two hits", |h| h.len() == 2);
+        let counts = server.hits_per_path(hits[0].at, Instant::now() + Duration::from_secs(1));
+        assert_eq!((counts["/t/1"], counts["/t/2?x=y"], counts.len()), (1, 1, 2), "per path");
         let paths: Vec<_> = hits.iter().map(|h| h.path.as_str()).collect();
         assert_eq!(paths, ["/t/1", "/t/2?x=y"], "paths with their query, in order");
     }

@@ -139,7 +139,21 @@ pub struct ConnectProxy {
 }
 
 impl ConnectProxy {
+    /// A proxy that tunnels each `CONNECT` to the authority it names.
     pub fn start() -> Self {
+        Self::launch(None)
+    }
+
+    /// A proxy that tunnels every `CONNECT`, whatever authority it names, to `backend`.
+    ///
+    /// Why: two sites probing the *same* target URL must be able to see different answers, as
+    /// when one site's network path to the API breaks. Give each site such a proxy towards its
+    /// own fake API, and one URL is up from one site and down from the other.
+    pub fn tunnel_to(backend: std::net::SocketAddr) -> Self {
+        Self::launch(Some(backend))
+    }
+
+    fn launch(backend: Option<std::net::SocketAddr>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let blocked = Arc::new(AtomicBool::new(false));
@@ -149,17 +163,20 @@ impl ConnectProxy {
             for client in listener.incoming().map_while(Result::ok) {
                 let (blocked, tunnels) = (Arc::clone(&blocked2), Arc::clone(&tunnels2));
                 std::thread::spawn(move || {
-                    let _ = Self::serve(client, &blocked, &tunnels);
+                    let _ = Self::serve(client, &blocked, &tunnels, backend);
                 });
             }
         });
         ConnectProxy { url, blocked, tunnels }
     }
 
+    /// Answers one client: reads its request head and, for a `CONNECT`, tunnels to `backend`
+    /// if one is fixed, else to the authority requested.
     fn serve(
         mut client: TcpStream,
         blocked: &AtomicBool,
         tunnels: &AtomicUsize,
+        backend: Option<std::net::SocketAddr>,
     ) -> std::io::Result<()> {
         let mut reader = BufReader::new(client.try_clone()?);
         let mut request = String::new();
@@ -177,7 +194,11 @@ impl ConnectProxy {
         if blocked.load(Ordering::SeqCst) {
             return client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
         }
-        let Ok(mut upstream) = TcpStream::connect(authority) else {
+        let upstream = match backend {
+            Some(fixed) => TcpStream::connect(fixed),
+            None => TcpStream::connect(authority),
+        };
+        let Ok(mut upstream) = upstream else {
             return client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
         };
         client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
@@ -198,5 +219,55 @@ impl ConnectProxy {
     /// While blocked, every CONNECT is answered `502 Bad Gateway`.
     pub fn block(&self, blocked: bool) {
         self.blocked.store(blocked, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A one-shot HTTP server answering `body`, for the proxy tests.
+    fn answering(body: &'static str) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().map_while(Result::ok) {
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf);
+                let _ =
+                    write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            }
+        });
+        addr
+    }
+
+    /// `CONNECT authority` through `proxy`, then (once the tunnel is up: the proxy's reader
+    /// would swallow bytes sent early) a GET in the tunnel: the whole answer.
+    fn through(proxy: &ConnectProxy, authority: &str) -> String {
+        let mut s = TcpStream::connect(proxy.url.trim_start_matches("http://")).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        write!(s, "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        write!(s, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::from_utf8_lossy(&head).into_owned();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    }
+
+    #[test]
+    fn a_fixed_tunnel_ignores_the_requested_authority() {
+        let (a, b) = (answering("from-a"), answering("from-b"));
+        let to_b = ConnectProxy::tunnel_to(b);
+        let answer = through(&to_b, &a.to_string());
+        assert!(answer.starts_with("HTTP/1.1 200 Connection established"), "{answer}");
+        assert!(answer.ends_with("from-b"), "asked for a, tunnelled to b: {answer}");
+        let plain = ConnectProxy::start();
+        assert!(through(&plain, &a.to_string()).ends_with("from-a"), "start() tunnels as asked");
+        assert_eq!(to_b.tunnels.load(Ordering::SeqCst), 1);
     }
 }

@@ -8,6 +8,7 @@
 //! cargo's `CARGO_BIN_EXE_api-monitor`, which only exists in this package's tests.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod cluster;
 pub mod scratch_db;
 
 #[allow(unused_imports)] // each test file uses its own subset
