@@ -660,7 +660,7 @@ impl StateOwner {
                 self.post_fenced(term, &target, GLOBAL, recipients, None, email, Some(key));
                 continue;
             };
-            let since = change_since(&change, &target, &verdict, sites, now);
+            let since = change_since(&change, &target, &verdict, sites, global.since, now);
             let from = global.health.as_ref().map(|h| match h {
                 GlobalHealth::Up => Health::Up,
                 GlobalHealth::Down { .. } => Health::Down,
@@ -886,13 +886,15 @@ fn member_news(
     news
 }
 
-/// When a global change happened, from the sites' rows: an outage when the quorum-th site went
-/// down, a recovery when the last site that kept it down came back up.
+/// PURE: when a global change happened, from the sites' rows: an outage when the quorum-th site
+/// went down; a recovery when the live sites still down fell below the quorum, i.e. at the
+/// recovery (since the outage began at `outage_start`) that left fewer than `quorum` down.
 fn change_since(
     change: &GlobalTransition,
     target: &str,
     verdict: &quorum::Verdict,
     sites: &[SiteState],
+    outage_start: Option<Timestamp>,
     now: Timestamp,
 ) -> Timestamp {
     let rows = sites.iter().filter(|s| s.target == target);
@@ -905,7 +907,22 @@ fn change_since(
             down.sort_unstable();
             down.get(verdict.quorum.saturating_sub(1)).or(down.last()).copied().unwrap_or(now)
         }
-        GlobalTransition::Recovery | GlobalTransition::FirstUp => {
+        GlobalTransition::Recovery => {
+            let live: Vec<&SiteState> =
+                rows.filter(|s| !verdict.missing.contains(&s.site)).collect();
+            let still_down = live.iter().filter(|s| !s.healthy).count();
+            let mut recovered: Vec<Timestamp> = live
+                .iter()
+                .filter(|s| s.healthy && outage_start.is_none_or(|o| s.since >= o))
+                .map(|s| s.since)
+                .collect();
+            recovered.sort_unstable();
+            // Down before any recovery: still_down + recovered; after the j-th (1-based):
+            // that minus j, below the quorum from j = still_down + recovered + 1 - quorum.
+            let j = (still_down + recovered.len() + 1).saturating_sub(verdict.quorum).max(1);
+            recovered.get(j - 1).or(recovered.last()).copied().unwrap_or(now)
+        }
+        GlobalTransition::FirstUp => {
             rows.filter(|s| s.healthy).map(|s| s.since).max().unwrap_or(now)
         }
     }
@@ -991,17 +1008,33 @@ mod tests {
         let rows = [state("eu", false, 10), state("us", false, 20), state("ap", true, 5)];
         let outage = GlobalTransition::Outage { sites_down: vec!["eu".into(), "us".into()] };
         for (quorum, expected) in [(1, 10), (2, 20), (3, 20)] {
-            assert_eq!(change_since(&outage, "x", &verdict(quorum), &rows, t(99)), t(expected));
+            assert_eq!(
+                change_since(&outage, "x", &verdict(quorum), &rows, None, t(99)),
+                t(expected)
+            );
         }
+        // Recovered: eu at 30, us at 40, ap still down; the outage began at 20 (`old` at 5 is
+        // a recovery from before it).
         let rows = [state("eu", true, 30), state("us", true, 40), state("ap", false, 35)];
-        assert_eq!(
-            change_since(&GlobalTransition::Recovery, "x", &verdict(2), &rows, t(99)),
-            t(40)
-        );
-        assert_eq!(
-            change_since(&GlobalTransition::Recovery, "y", &verdict(2), &rows, t(99)),
-            t(99)
-        );
+        let recovery = |quorum: usize, rows: &[SiteState]| {
+            change_since(
+                &GlobalTransition::Recovery,
+                "x",
+                &verdict(quorum),
+                rows,
+                Some(t(20)),
+                t(99),
+            )
+        };
+        assert_eq!(recovery(2, &rows), t(40), "2 of 3: down 3, 2 after eu, 1 after us");
+        assert_eq!(recovery(3, &rows), t(30), "3 of 3: over when eu came back");
+        let both = [state("eu", true, 30), state("us", true, 40)];
+        assert_eq!(recovery(2, &both), t(30), "2 of 2: over when the first came back");
+        assert_eq!(recovery(1, &both), t(40), "1 of 2: over when the last came back");
+        let old = [state("eu", true, 5), state("us", true, 40)];
+        assert_eq!(recovery(1, &old), t(40));
+        let none: [SiteState; 0] = [];
+        assert_eq!(recovery(1, &none), t(99), "no rows: now");
     }
 
     #[test]
