@@ -140,6 +140,16 @@ pub struct Balance {
     pub settle: Duration,
     pub queries: Vec<MemberQueries>,
     pub window: Duration,
+    /// `state` rows of the sites and of the leader's global verdicts (region `global`) at the
+    /// start and at the end of the window.
+    pub rows: [StateRows; 2],
+}
+
+/// Rows of the `state` table by who wrote them.
+#[derive(Clone, Copy, Default)]
+pub struct StateRows {
+    pub site: u64,
+    pub global: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -338,12 +348,14 @@ fn balance_run(ctx: &Ctx<'_>, db: &Scratch<'_>) -> Result<Balance> {
     let shared = Instant::now();
     sleep(interval * 2);
     let t0 = Instant::now();
+    let rows0 = db.state_rows()?;
     let cpu0: Vec<u64> =
         members.iter().map(|m| testkit::procfs::cpu_ns(m.process.pid())).collect::<Result<_>>()?;
     sleep(interval * rounds as u32);
     let t1 = Instant::now();
     let cpu1: Vec<u64> =
         members.iter().map(|m| testkit::procfs::cpu_ns(m.process.pid())).collect::<Result<_>>()?;
+    let rows1 = db.state_rows()?;
     alive(&mut members)?;
     let holder = db.leader()?.map(|l| l.0).unwrap_or_default();
     let queries = members.iter().map(|m| m.queries(t0, t1, m.instance == holder)).collect();
@@ -379,6 +391,7 @@ fn balance_run(ctx: &Ctx<'_>, db: &Scratch<'_>) -> Result<Balance> {
         settle: shared - started,
         queries,
         window: t1 - t0,
+        rows: [rows0, rows1],
     })
 }
 
@@ -674,6 +687,23 @@ impl<'a> Scratch<'a> {
         let mut conn = mysql::Conn::new(opts).map_err(|e| format!("{}: {e}", self.name))?;
         conn.exec_first("SELECT holder, term FROM cluster_leader WHERE cluster = ?", (CLUSTER,))
             .map_err(|e| format!("reading the leader row: {e}"))
+    }
+}
+
+impl Scratch<'_> {
+    /// How many `state` rows the sites and the leader (region `global`) have written.
+    fn state_rows(&self) -> Result<StateRows> {
+        let opts =
+            mysql::OptsBuilder::from_opts(self.server.admin.clone()).db_name(Some(&self.name));
+        let mut conn = mysql::Conn::new(opts).map_err(|e| format!("{}: {e}", self.name))?;
+        let counted: Option<(u64, u64)> = conn
+            .query_first(
+                "SELECT CAST(COALESCE(SUM(region <> 'global'), 0) AS UNSIGNED), \
+                 CAST(COALESCE(SUM(region = 'global'), 0) AS UNSIGNED) FROM state",
+            )
+            .map_err(|e| format!("counting state rows: {e}"))?;
+        let (site, global) = counted.unwrap_or_default();
+        Ok(StateRows { site, global })
     }
 }
 
@@ -1083,6 +1113,21 @@ pub fn render(w: &mut String, o: &crate::options::Options, step: &ClusterStep) {
         b.off,
         b.doubled,
         if b.doubled > 0 { " — **some targets are probed by more than one member**" } else { "" }
+    );
+    let [r0, r1] = b.rows;
+    let _ = writeln!(
+        w,
+        "- `state` rows at the start / end of the window: the sites' {} / {}, the leader's global verdicts {} / {} (of {} targets){}",
+        r0.site,
+        r1.site,
+        r0.global,
+        r1.global,
+        b.targets,
+        if r1.global < b.targets as u64 {
+            " — **the leader was still recording the targets' first global state during the window**: its statements above include those writes"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         w,
