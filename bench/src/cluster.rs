@@ -1123,8 +1123,8 @@ pub fn render(w: &mut String, o: &crate::options::Options, step: &ClusterStep) {
         r0.global,
         r1.global,
         b.targets,
-        if r1.global < b.targets as u64 {
-            " — **the leader was still recording the targets' first global state during the window**: its statements above include those writes"
+        if r0.global < b.targets as u64 {
+            " — **the leader was still recording the targets' first global state during the window**: its statements above include those writes; the followers' are steady"
         } else {
             ""
         }
