@@ -29,10 +29,16 @@
 //! 7. **monit** — monit and api-monitor side by side, the same hosts on the same API: each
 //!    one's actual period per host, CPU per probe, RSS. Skipped, and said loudly in the report,
 //!    when monit is not installed.
+//! 8. **cluster** — three `api-monitor run --cluster` members on one MariaDB/MySQL (a scratch
+//!    database): failover time (leader SIGKILL → the RECOVERED mail), the statements each
+//!    member sends per beat and per interval (counted by a proxy per member), and how evenly
+//!    many targets are shared. Skipped, and said loudly, without a MySQL server, unless
+//!    `REQUIRE_MYSQL=1`. See [`cluster`].
 //!
 //! No step asserts a timing. A step that cannot take its measurement (no mail before a generous
 //! deadline, a child that exits early or non-zero after SIGTERM, …) fails the run: exit 1.
 
+mod cluster;
 mod options;
 mod scale;
 
@@ -171,6 +177,7 @@ fn steps(
         scale: None,
         holes: None,
         monit: None,
+        cluster: None,
         load_end: String::new(),
     };
     if o.runs("cpu") {
@@ -225,6 +232,16 @@ fn steps(
             o.monit_rounds
         ));
         r.monit = Some(scale::step_monit(&ctx)?);
+    }
+    if o.runs("cluster") {
+        progress(&format!(
+            "cluster: {} members, failover at lease {}, balance of {} targets every {}",
+            3,
+            o.cluster_leases.iter().map(|&l| flag_duration(l)).collect::<Vec<_>>().join(" and "),
+            o.cluster_targets,
+            flag_duration(o.cluster_interval)
+        ));
+        r.cluster = Some(cluster::step_cluster(&ctx)?);
     }
     r.load_end = procfs::loadavg();
     progress(&format!("done in {:.0} s", started.elapsed().as_secs_f64()));
@@ -795,6 +812,7 @@ struct Results<'a> {
     scale: Option<scale::ScaleStep>,
     holes: Option<scale::ScaleStep>,
     monit: Option<scale::MonitStep>,
+    cluster: Option<cluster::ClusterStep>,
     load_end: String,
 }
 
@@ -843,6 +861,9 @@ fn render(r: &Results<'_>) -> String {
         let _ = writeln!(w, "(The sections on CPU per probe, memory and detection latency need the cpu, baseline and latency steps.)\n");
         shutdown_section(w, r);
         scale::render(w, r.o, r.scale.as_ref(), r.holes.as_ref(), r.monit.as_ref());
+        if let Some(c) = &r.cluster {
+            cluster::render(w, r.o, c);
+        }
         return s;
     };
     let (cpu, base) = (&cpu_step.window, &base_step.window);
@@ -1022,6 +1043,9 @@ fn render(r: &Results<'_>) -> String {
 
     shutdown_section(w, r);
     scale::render(w, r.o, r.scale.as_ref(), r.holes.as_ref(), r.monit.as_ref());
+    if let Some(c) = &r.cluster {
+        cluster::render(w, r.o, c);
+    }
     s
 }
 
@@ -1073,6 +1097,17 @@ fn sizes(o: &Options) -> String {
             o.monit_targets,
             flag_duration(o.monit_interval),
             o.monit_rounds
+        ));
+    }
+    if o.runs("cluster") {
+        parts.push(format!(
+            "cluster: 3 members, failover at lease {} with {} kills each, steady window {}, balance of {} targets at {} for {} rounds",
+            o.cluster_leases.iter().map(|&l| flag_duration(l)).collect::<Vec<_>>().join(" and "),
+            o.cluster_failovers,
+            flag_duration(o.cluster_window),
+            o.cluster_targets,
+            flag_duration(o.cluster_interval),
+            o.cluster_rounds
         ));
     }
     parts.join("; ")

@@ -17,7 +17,7 @@ Usage: bench [--smoke] [--keep] [--out FILE] [--bin-dir DIR] [--steps LIST] [SIZ
   --out FILE            also write the report to FILE (it is always printed on stdout)
   --bin-dir DIR         where api-monitor and fake-api are (default: this binary's directory)
   --steps LIST          comma-separated steps to run, in this order (default: all):
-                        cpu, baseline, latency, shutdown, scale, holes, monit
+                        cpu, baseline, latency, shutdown, scale, holes, monit, cluster
 SIZES (full / --smoke), also from the environment as BENCH_<NAME>, e.g. BENCH_PROBES=500:
   --probes N            probes measured in the cpu and baseline steps (2000 / 50)
   --fast-interval DUR   their interval (50ms / 50ms)
@@ -39,13 +39,27 @@ SIZES (full / --smoke), also from the environment as BENCH_<NAME>, e.g. BENCH_PR
   --monit-rounds N      rounds of probes measured in the monit step (10 / 3)
   --monit-bin PATH      the monit to run (default: `monit` on PATH, /usr/bin, /usr/sbin);
                         when it is missing the step measures api-monitor alone and says so
+  --cluster-leases LIST leases of the cluster step's failover runs (3s,15s / 3s)
+  --cluster-failovers N leader kills per lease (3 / 1)
+  --cluster-window DUR  steady window in which each member's queries are counted (30s / 5s)
+  --cluster-targets N   targets shared by the 3 members of the balance run (3000 / 30)
+  --cluster-interval DUR  their interval (5s / 1s)
+  --cluster-rounds N    rounds of probes counted in the balance run (4 / 3)
+  --mysql-url URL       the MySQL/MariaDB server of the cluster step; its user creates and
+                        drops a scratch database (default: $TEST_MYSQL_URL, else
+                        mysql://root@127.0.0.1:3306/test). Unreachable: the step is skipped
+                        and says so, unless REQUIRE_MYSQL=1, where the run fails
 DUR is e.g. 50ms, 1s, 2m, 1m30s. Exit 0 when every measurement was taken, 1 when a step failed,
 2 on a bad command line. `bench baseline ADDR INTERVAL_MS COUNT` is the baseline child
 (internal).
 ";
 
 /// The steps, in the order they run.
-pub const STEPS: &[&str] = &["cpu", "baseline", "latency", "shutdown", "scale", "holes", "monit"];
+pub const STEPS: &[&str] =
+    &["cpu", "baseline", "latency", "shutdown", "scale", "holes", "monit", "cluster"];
+
+/// The MySQL server when neither `--mysql-url` nor `TEST_MYSQL_URL` names one.
+pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
@@ -87,6 +101,16 @@ pub struct Options {
     pub monit_interval: Duration,
     pub monit_rounds: usize,
     pub monit_bin: Option<PathBuf>,
+    /// One failover run per lease.
+    pub cluster_leases: Vec<Duration>,
+    pub cluster_failovers: usize,
+    pub cluster_window: Duration,
+    pub cluster_targets: usize,
+    pub cluster_interval: Duration,
+    pub cluster_rounds: usize,
+    pub mysql_url: String,
+    /// `REQUIRE_MYSQL=1`: an unreachable MySQL fails the cluster step instead of skipping it.
+    pub require_mysql: bool,
 }
 
 /// The options that take a value, as flags (`--name`) and variables (`BENCH_NAME`).
@@ -113,6 +137,13 @@ const KNOBS: &[&str] = &[
     "monit-interval",
     "monit-rounds",
     "monit-bin",
+    "cluster-leases",
+    "cluster-failovers",
+    "cluster-window",
+    "cluster-targets",
+    "cluster-interval",
+    "cluster-rounds",
+    "mysql-url",
 ];
 
 impl Options {
@@ -144,6 +175,14 @@ impl Options {
             monit_interval: secs(5, 1),
             monit_rounds: pick(10, 3),
             monit_bin: None,
+            cluster_leases: [3, 15].into_iter().take(pick(2, 1)).map(Duration::from_secs).collect(),
+            cluster_failovers: pick(3, 1),
+            cluster_window: secs(30, 5),
+            cluster_targets: pick(3000, 30),
+            cluster_interval: secs(5, 1),
+            cluster_rounds: pick(4, 3),
+            mysql_url: DEFAULT_MYSQL_URL.to_owned(),
+            require_mysql: false,
         }
     }
 
@@ -191,10 +230,34 @@ impl Options {
             "monit-interval" => self.monit_interval = duration()?,
             "monit-rounds" => self.monit_rounds = count()?,
             "monit-bin" => self.monit_bin = Some(PathBuf::from(value)),
+            "cluster-leases" => self.cluster_leases = parse_leases(value)?,
+            "cluster-failovers" => self.cluster_failovers = count()?,
+            "cluster-window" => self.cluster_window = duration()?,
+            "cluster-targets" => self.cluster_targets = count()?,
+            "cluster-interval" => self.cluster_interval = duration()?,
+            "cluster-rounds" => self.cluster_rounds = count()?,
+            "mysql-url" => self.mysql_url = value.to_owned(),
             _ => return Err(format!("unknown option {name}")),
         }
         Ok(())
     }
+}
+
+/// `3s,15s` → the leases of the failover runs, each at least the monitor's 3 s minimum.
+fn parse_leases(list: &str) -> Result<Vec<Duration>, String> {
+    let mut leases = Vec::new();
+    for word in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let lease =
+            humantime::parse_duration(word).map_err(|e| format!("{word:?}: {e} (e.g. 3s, 15s)"))?;
+        if lease < Duration::from_secs(3) {
+            return Err(format!("{word:?}: api-monitor's shortest lease is 3s"));
+        }
+        leases.push(lease);
+    }
+    if leases.is_empty() {
+        return Err("no lease named".into());
+    }
+    Ok(leases)
 }
 
 /// `cpu,scale` → the known steps in the order they run.
@@ -239,6 +302,10 @@ pub fn parse_from(
     let truthy = |v: Option<String>| v.is_some_and(|v| !v.is_empty() && v != "0");
     let mut options = Options::defaults(smoke || truthy(env("BENCH_SMOKE")), bin_dir);
     options.keep = keep || truthy(env("BENCH_KEEP"));
+    options.require_mysql = env("REQUIRE_MYSQL").as_deref() == Some("1");
+    if let Some(url) = env("TEST_MYSQL_URL").filter(|u| !u.is_empty()) {
+        options.mysql_url = url;
+    }
     for knob in KNOBS {
         let var = format!("BENCH_{}", knob.to_uppercase().replace('-', "_"));
         if let Some(value) = env(&var) {
@@ -345,6 +412,25 @@ mod tests {
         assert!(parse(&["--holes", "10000"], &[]).is_err(), "every target a hole");
         assert!(parse(&[], &[("BENCH_PROBES", "x")]).unwrap_err().starts_with("BENCH_PROBES"));
         assert_eq!(parse(&["--help"], &[]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn the_cluster_step_reads_the_test_suites_mysql_variables() {
+        let o = options(&["--smoke"], &[]);
+        assert_eq!(o.mysql_url, DEFAULT_MYSQL_URL);
+        assert!(!o.require_mysql);
+        assert_eq!(o.cluster_leases, [Duration::from_secs(3)], "smoke: the short lease only");
+        let o = options(
+            &["--cluster-leases", "3s, 1m"],
+            &[("TEST_MYSQL_URL", "mysql://u@db:3307/x"), ("REQUIRE_MYSQL", "1")],
+        );
+        assert_eq!(o.mysql_url, "mysql://u@db:3307/x");
+        assert!(o.require_mysql);
+        assert_eq!(o.cluster_leases, [Duration::from_secs(3), Duration::from_secs(60)]);
+        let o = options(&["--mysql-url", "mysql://a@b/c"], &[("TEST_MYSQL_URL", "mysql://x@y/z")]);
+        assert_eq!(o.mysql_url, "mysql://a@b/c", "the flag wins");
+        assert!(parse(&["--cluster-leases", "1s"], &[]).is_err(), "under the 3 s minimum");
+        assert!(parse(&["--cluster-leases", ""], &[]).is_err(), "no lease");
     }
 
     #[test]
