@@ -88,6 +88,9 @@ struct Leading {
     lead: Lead,
     /// Per slot (one per target), the global state; `None` until it is read from the database.
     globals: Option<Vec<Global>>,
+    /// The latest view's members and sites while the global state is being read: judged as
+    /// soon as it is, so a takeover costs no extra beat.
+    unjudged: Option<(Vec<MemberRow>, Vec<SiteState>)>,
     /// Whether the global state and outbox are asked and not yet answered.
     asked: bool,
     /// Members alive at the last view, with their sites; `None` before the first judged view.
@@ -456,6 +459,7 @@ impl StateOwner {
                 m.lead = Some(Leading {
                     lead,
                     globals: None,
+                    unjudged: None,
                     asked: false,
                     alive: None,
                     lost: HashMap::new(),
@@ -483,6 +487,9 @@ impl StateOwner {
         );
         let Some(leading) = self.member.as_mut().and_then(|m| m.lead.as_mut()) else { return };
         if leading.globals.is_none() {
+            if let Some(sites) = &view.sites {
+                leading.unjudged = Some((view.members.clone(), sites.clone()));
+            }
             if !leading.asked {
                 leading.asked = true;
                 let term = leading.lead.term;
@@ -557,6 +564,11 @@ impl StateOwner {
         }
         self.outbox.resume(pending, Instant::now());
         self.metrics.set_pending_notifications(self.outbox.len());
+        let unjudged =
+            self.member.as_mut().and_then(|m| m.lead.as_mut()).and_then(|l| l.unjudged.take());
+        if let Some((members, sites)) = unjudged {
+            self.judge(&members, &sites);
+        }
     }
 
     /// A fenced write was refused: the term is over (or the database away). Its notifications
