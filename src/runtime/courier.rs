@@ -57,7 +57,14 @@ pub fn run(
             html: n.html.clone(),
             message_id: Some(format!("<{}@api-monitor>", n.key)),
         };
-        let result = mailer.send(&email, &to, Instant::now() + SMTP_DEADLINE);
+        // A leader's conversation ends with its lease, by this host's clock: the next leader
+        // takes over only once the lease has expired by the database's, which is later, so a
+        // leader that is merely slow never finishes an email after being replaced.
+        let mut deadline = Instant::now() + SMTP_DEADLINE;
+        if let Some(lead) = &lead {
+            deadline = deadline.min(lead.valid_until);
+        }
+        let result = mailer.send(&email, &to, deadline);
         let event = match result {
             Ok(accepted) => {
                 let refused: Vec<String> = accepted
@@ -85,5 +92,67 @@ pub fn run(
         if accepted {
             mailer.finish();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::mailer::{AbortHandle, Accepted, MailError};
+    use crate::runtime::coordinator::Lead;
+    use crate::timestamp::{SystemClock, Timestamp};
+    use std::sync::mpsc;
+
+    /// Records the deadline of each conversation and accepts.
+    struct Deadlines(Vec<Instant>);
+
+    impl Mailer for Deadlines {
+        fn send(
+            &mut self,
+            _: &Email,
+            _: &[&str],
+            deadline: Instant,
+        ) -> Result<Accepted, MailError> {
+            self.0.push(deadline);
+            Ok(Accepted::default())
+        }
+        fn channel(&self) -> &'static str {
+            "test"
+        }
+        fn abort_handle(&self) -> AbortHandle {
+            AbortHandle::default()
+        }
+    }
+
+    fn parcel(key: &str, lead: Option<Lead>) -> Parcel {
+        Parcel {
+            notification: Notification {
+                key: key.into(),
+                target: "http://t/health".into(),
+                region: "direct".into(),
+                recipients: "a@b.co".into(),
+                subject: "s".into(),
+                text: "t".into(),
+                html: "h".into(),
+                created_at: Timestamp::from_millis(0),
+            },
+            lead,
+        }
+    }
+
+    #[test]
+    fn a_leaders_conversation_ends_with_its_lease_and_a_single_instances_after_the_deadline() {
+        let (parcels_tx, parcels) = mpsc::channel();
+        let (events, events_rx) = mpsc::channel();
+        let start = Instant::now();
+        let lease_ends = start + Duration::from_secs(2);
+        parcels_tx.send(parcel("a", Some(Lead { term: 1, valid_until: lease_ends }))).unwrap();
+        parcels_tx.send(parcel("b", None)).unwrap();
+        drop(parcels_tx);
+        let mut mailer = Deadlines(Vec::new());
+        run(&parcels, &events, &mut mailer, &SystemClock, None);
+        assert_eq!(mailer.0[0], lease_ends, "cut when the lease ends");
+        assert!(mailer.0[1] >= start + SMTP_DEADLINE, "the whole deadline without a lease");
+        assert_eq!(events_rx.try_iter().count(), 2, "both reported");
     }
 }
