@@ -402,17 +402,47 @@ fn cut_one_member_from_the_database() {
     assert_eq!((count("MEMBER LOST"), count("MEMBER BACK")), (1, 1), "{:?}", cluster.subjects());
 }
 
+/// Sites eu and us on one machine. One URL, two answers: eu's proxy reaches api `a` whatever
+/// it is asked, us's reaches api `b`, so the API can be down from one site only.
+struct TwoSites {
+    a: FakeApi,
+    b: FakeApi,
+    eu_proxy: ConnectProxy,
+    us_proxy: ConnectProxy,
+    /// The one target URL (api `a`'s, as eu and us both name it).
+    url: String,
+    /// The members' flags: the URL, both sites' regions and `--quorum 2`.
+    flags: Vec<String>,
+}
+
+impl TwoSites {
+    fn start() -> TwoSites {
+        let (a, b) = (FakeApi::start(&[]), FakeApi::start(&[]));
+        let eu_proxy = ConnectProxy::tunnel_to(a.addr().parse().unwrap());
+        let us_proxy = ConnectProxy::tunnel_to(b.addr().parse().unwrap());
+        let url = a.health_url();
+        let flags = [
+            "--url",
+            &url,
+            "--region",
+            &format!("eu={}", eu_proxy.url),
+            "--region",
+            &format!("us={}", us_proxy.url),
+            "--quorum",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec();
+        TwoSites { a, b, eu_proxy, us_proxy, url, flags }
+    }
+}
+
 #[test]
 fn two_sites_quorum_two() {
     let _turn = shared_turn();
     let Some(mut cluster) = Cluster::new("cl_sites") else { return };
-    // One URL, two answers: eu's proxy reaches api A whatever it is asked, us's api B.
-    let (a, b) = (FakeApi::start(&[]), FakeApi::start(&[]));
-    let eu_proxy = ConnectProxy::tunnel_to(a.addr().parse().unwrap());
-    let us_proxy = ConnectProxy::tunnel_to(b.addr().parse().unwrap());
-    let url = a.health_url();
-    let (eu, us) = (format!("eu={}", eu_proxy.url), format!("us={}", us_proxy.url));
-    let args = ["--url", &url, "--region", &eu, "--region", &us, "--quorum", "2"];
+    let TwoSites { a, b, eu_proxy, us_proxy, url, flags } = TwoSites::start();
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let eu_members = [cluster.join("eu", &args), cluster.join("eu", &args)];
     let us_members = [cluster.join("us", &args)];
     let leader = cluster.wait_for_leader(&[]);
@@ -490,12 +520,8 @@ fn sigterm_the_leader_hands_over_within_a_beat_and_is_not_lost() {
 fn a_lone_surviving_site_still_alerts() {
     let _turn = shared_turn();
     let Some(mut cluster) = Cluster::new("cl_lone") else { return };
-    let (a, b) = (FakeApi::start(&[]), FakeApi::start(&[]));
-    let eu_proxy = ConnectProxy::tunnel_to(a.addr().parse().unwrap());
-    let us_proxy = ConnectProxy::tunnel_to(b.addr().parse().unwrap());
-    let url = a.health_url();
-    let (eu, us) = (format!("eu={}", eu_proxy.url), format!("us={}", us_proxy.url));
-    let args = ["--url", &url, "--region", &eu, "--region", &us, "--quorum", "2"];
+    let TwoSites { a, url, flags, .. } = TwoSites::start();
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let eu_member = cluster.join("eu", &args);
     let us_member = cluster.join("us", &args);
     cluster.wait_settled(&[eu_member], 1);
