@@ -224,6 +224,8 @@ impl StateOwner {
         let Some(view) = view else { return };
         if let Some(m) = self.member.as_mut() {
             m.last_beat = Some(view.at);
+            let alive = members_alive(&view.members, m.identity.settings.lease).len();
+            self.metrics.set_cluster_members(alive);
         }
         self.reshare(&view.members);
         self.relead(&view);
@@ -478,13 +480,6 @@ impl StateOwner {
         if let Some((_, term)) = &view.leader {
             self.metrics.set_cluster_term(*term);
         }
-        self.metrics.set_cluster_members(
-            members_alive(
-                &view.members,
-                self.member.as_ref().map_or_else(Default::default, |m| m.identity.settings.lease),
-            )
-            .len(),
-        );
         let Some(leading) = self.member.as_mut().and_then(|m| m.lead.as_mut()) else { return };
         if leading.globals.is_none() {
             if let Some(sites) = &view.sites {
