@@ -59,8 +59,6 @@ COMPOSE ?= docker compose
 IMAGE ?= api-monitor:local
 FAKE_API_IMAGE ?= api-monitor-fake-api:local
 FAKE_API_URL ?= http://127.0.0.1:8000
-STATIC_TARGET := x86_64-unknown-linux-gnu
-STATIC_BIN := target/static/$(STATIC_TARGET)/release/api-monitor
 
 .PHONY: image up down logs outage recover static lint-deploy
 
@@ -83,18 +81,12 @@ outage: ## switch the compose fake-api down: OUTAGE email after two probes
 recover: ## switch the compose fake-api back to ok: RECOVERED email after two probes
 	curl -fsS -X POST $(FAKE_API_URL)/control/ok
 
-# An explicit --target keeps RUSTFLAGS off build scripts and puts the static artifacts in their
-# own subdirectory, so even a shared target/ would keep both caches valid (checked). The
-# separate target/static also means it never waits on the lock of a build running in target/.
-# getrandom (row keys, MySQL's auth) finds glibc's getrandom() with dlsym, which a static glibc
-# binary cannot do: it would fall back to /dev/urandom, which an empty root (and a scratch
-# container without /dev) lacks, and the first key would panic. The cfg makes it call
-# getrandom() directly; musl builds (the image) link it directly anyway.
-static: ## fully static glibc build, proven to run alone in an empty root (scripts/static-check.sh)
-	RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"' \
-	  $(CARGO) build --release \
-	  --target $(STATIC_TARGET) --target-dir target/static -p api-monitor
-	bash scripts/static-check.sh $(STATIC_BIN)
+# The binary the image ships: x86_64-unknown-linux-musl, release (scripts/static-build.sh
+# installs the Rust target and Debian's musl-tools when missing; without them it falls back to a
+# static glibc build and says so loudly). An explicit --target puts the artifacts in their own
+# target/static, which never waits on the lock of a build running in target/.
+static: ## static musl build (the image's binary), proven alone in an empty root (scripts/static-check.sh)
+	bash scripts/static-build.sh
 
 lint-deploy: ## lint Dockerfile, compose file, workflow, .yamllint and scripts (tools from PyPI)
 	bash scripts/lint-deploy.sh

@@ -5,8 +5,9 @@
 #   scripts/static-check.sh [BINARY]      default: the `make static` build
 #
 # 1. the ELF has no interpreter and no shared-library dependencies (readelf, file, ldd);
-# 2. `check` against fake-api on 127.0.0.1 (IP literal: no resolver in an empty root) exits 0
-#    with an OK line, and exits 1 once fake-api is switched down;
+# 2. `check` against fake-api exits 0 with an OK line — by IP, and by host name through an
+#    /etc/hosts in the root (the libc's resolver, as in a container) — and exits 1 once
+#    fake-api is switched down;
 # 3. `run` with SQLite in /data records the first state and an outage, and exits 0 on SIGTERM.
 #
 # The empty root is entered with chroot as uid/gid 65534 (the image's user) when run as root,
@@ -15,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=${1:-target/static/x86_64-unknown-linux-gnu/release/api-monitor}
+bin=${1:-target/static/x86_64-unknown-linux-musl/release/api-monitor}
 fake_api=${FAKE_API:-target/debug/fake-api}
 
 say() { echo "static-check: $*"; }
@@ -84,6 +85,11 @@ set_mode() { curl -fsS -X POST "$api/control/$1" >/dev/null || fail "cannot swit
 chmod 0755 "$root"
 cp "$bin" "$root/api-monitor"
 chmod 0755 "$root/api-monitor"
+# The one file besides the binary: a name for fake-api, as a container's /etc/hosts gives one.
+mkdir -m 0755 "$root/etc"
+echo "127.0.0.1 fake-api.static-check.test" >"$root/etc/hosts"
+chmod 0644 "$root/etc/hosts"
+named=${api/127.0.0.1/fake-api.static-check.test}
 say "empty root $root holds: $(cd "$root" && find . -mindepth 1 | sort | tr '\n' ' ')"
 if [[ $(id -u) == 0 ]]; then
   in_root=(chroot --userspec=65534:65534 "$root")
@@ -102,6 +108,12 @@ out=$(timeout 20 "${in_root[@]}" /api-monitor check --url "$api/health" --timeou
 say "check (fake-api ok) exit=$rc: $out"
 [[ $rc == 0 ]] || fail "check exited $rc against a healthy API"
 grep -q '^OK ' <<<"$out" || fail "check printed no OK line"
+
+rc=0
+out=$(timeout 20 "${in_root[@]}" /api-monitor check --url "$named/health" --timeout 2s 2>&1) || rc=$?
+say "check by host name ($named, /etc/hosts) exit=$rc: $out"
+[[ $rc == 0 ]] || fail "check exited $rc against a healthy API named in /etc/hosts"
+grep -q '^OK ' <<<"$out" || fail "check by host name printed no OK line"
 
 set_mode down
 rc=0
@@ -156,5 +168,5 @@ say "run: exit 0 after SIGTERM; state rows (healthy|reason): $state"
 [[ $state == "1| 0|"* ]] || fail "want an up row, then a down row; got: $state"
 
 size=$(stat -c %s "$bin")
-say "OK: $bin runs alone in an empty root (check, run, SQLite, signals)"
+say "OK: $bin runs alone in an empty root (check by IP and by name, run, SQLite, signals)"
 say "size: $size bytes ($(awk -v b="$size" 'BEGIN { printf "%.1f MiB", b / 1048576 }'))"
