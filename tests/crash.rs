@@ -182,6 +182,9 @@ fn crash_loop(db: &str, read: fn(&str) -> Recorded) {
 
     // The last instance delivers whatever is left, and stops cleanly.
     let mut last = monitor(&argv);
+    // Its signal handler is in place by this line: the database may already say "settled"
+    // (earlier runs delivered everything), and a SIGTERM before the handler would kill it.
+    last.wait_for_line("probe pool workers=");
     let give_up = Instant::now() + DEADLINE;
     loop {
         let r = read(db);
