@@ -61,6 +61,11 @@ RUN mkdir -p /rootfs-data/data /rootfs-tmp/tmp \
  && chmod 1777 /rootfs-tmp/tmp
 
 
+# ---- final stages ----------------------------------------------------------------------------
+# Everything below takes only /out/{api-monitor,fake-api}, /rootfs-data and /rootfs-tmp from the
+# `build` stage. scripts/image-prebuilt.sh builds these same stages, this very text, from
+# binaries built on the host (`make static`), with no base image to pull.
+
 # fake-api: the scriptable fake health API, for the compose demo. Listens on 0.0.0.0:8000.
 # It leaves SIGTERM at its default action, which PID 1 ignores: run it with `--init`
 # (compose: `init: true`) so `docker stop` is immediate.

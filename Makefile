@@ -60,11 +60,14 @@ IMAGE ?= api-monitor:local
 FAKE_API_IMAGE ?= api-monitor-fake-api:local
 FAKE_API_URL ?= http://127.0.0.1:8000
 
-.PHONY: image up down logs outage recover static lint-deploy
+.PHONY: image image-prebuilt up down logs outage recover static lint-deploy
 
 image: ## build the images: api-monitor (scratch, static musl) and fake-api
 	docker build -t $(IMAGE) .
 	docker build --target fake-api -t $(FAKE_API_IMAGE) .
+
+image-prebuilt: ## the same images' final stages from musl binaries built here (no registry, no BuildKit)
+	bash scripts/image-prebuilt.sh $(IMAGE) $(FAKE_API_IMAGE)
 
 up: ## start MySQL, Mailpit (UI :8025), fake-api (:8000) and api-monitor (:9898) in docker compose
 	$(COMPOSE) up -d --build
