@@ -815,54 +815,47 @@ fn lock(prepared: &Shared) -> std::sync::MutexGuard<'_, Prepared> {
 
 /// The client → server direction: each exchange logged, then forwarded (so a prepare is
 /// pending before the server can answer it).
-fn requests(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    conn: usize,
-    log: &Log<Sent>,
-    prepared: &Shared,
-) {
-    let mut packets = Packets::default();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
+fn requests(from: TcpStream, to: TcpStream, conn: usize, log: &Log<Sent>, prepared: &Shared) {
+    pump(from, to, |seq, payload| {
         let at = Instant::now();
-        packets.feed(&buf[..n], |seq, payload| {
-            let Some((&code, rest)) = payload.split_first().filter(|_| seq == 0) else {
-                return;
-            };
-            let what = match code {
-                COM_QUERY => summarize(&String::from_utf8_lossy(rest)),
-                COM_STMT_PREPARE => {
-                    let what = summarize(&String::from_utf8_lossy(rest));
-                    lock(prepared).pending = Some(what.clone());
-                    what
-                }
-                COM_STMT_EXECUTE | COM_STMT_CLOSE | COM_STMT_RESET => rest
-                    .get(..4)
-                    .map(|id| u32::from_le_bytes([id[0], id[1], id[2], id[3]]))
-                    .and_then(|id| lock(prepared).by_id.get(&id).cloned())
-                    .unwrap_or_else(|| "(unknown statement)".into()),
-                _ => String::new(),
-            };
-            log.push(Sent { at, conn, code, what });
-        });
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(Shutdown::Both);
-    let _ = from.shutdown(Shutdown::Both);
+        let Some((&code, rest)) = payload.split_first().filter(|_| seq == 0) else {
+            return;
+        };
+        let what = match code {
+            COM_QUERY => summarize(&String::from_utf8_lossy(rest)),
+            COM_STMT_PREPARE => {
+                let what = summarize(&String::from_utf8_lossy(rest));
+                lock(prepared).pending = Some(what.clone());
+                what
+            }
+            COM_STMT_EXECUTE | COM_STMT_CLOSE | COM_STMT_RESET => rest
+                .get(..4)
+                .map(|id| u32::from_le_bytes([id[0], id[1], id[2], id[3]]))
+                .and_then(|id| lock(prepared).by_id.get(&id).cloned())
+                .unwrap_or_else(|| "(unknown statement)".into()),
+            _ => String::new(),
+        };
+        log.push(Sent { at, conn, code, what });
+    });
 }
 
 /// The server → client direction: read for the answers to prepares, then forwarded (so the
 /// statement id is known before the client can execute it). The client waits for each answer
 /// before its next command, so the first packet completed after a prepare was sent is its
 /// answer: `0x00`, then the id (4 bytes, little-endian), or an error.
-fn responses(mut from: TcpStream, mut to: TcpStream, prepared: &Shared) {
+fn responses(from: TcpStream, to: TcpStream, prepared: &Shared) {
+    pump(from, to, |_, payload| {
+        let mut p = lock(prepared);
+        let Some(what) = p.pending.take() else { return };
+        if let [0x00, a, b, c, d, ..] = payload {
+            p.by_id.insert(u32::from_le_bytes([*a, *b, *c, *d]), what);
+        }
+    });
+}
+
+/// One direction of the proxy: each chunk read from `from` is split into packets for `packet`
+/// (sequence number, payload head) and then forwarded to `to`, until either side closes.
+fn pump(mut from: TcpStream, mut to: TcpStream, mut packet: impl FnMut(u8, &[u8])) {
     let mut packets = Packets::default();
     let mut buf = [0u8; 16 * 1024];
     loop {
@@ -870,13 +863,7 @@ fn responses(mut from: TcpStream, mut to: TcpStream, prepared: &Shared) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        packets.feed(&buf[..n], |_, payload| {
-            let mut p = lock(prepared);
-            let Some(what) = p.pending.take() else { return };
-            if let [0x00, a, b, c, d, ..] = payload {
-                p.by_id.insert(u32::from_le_bytes([*a, *b, *c, *d]), what);
-            }
-        });
+        packets.feed(&buf[..n], &mut packet);
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
