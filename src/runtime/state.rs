@@ -566,12 +566,10 @@ impl StateOwner {
         let each = self.slots.len() <= LOG_EACH_UP_TO;
         for (slot, history) in self.slots.iter().zip(histories) {
             let (target, region) = (&slot.target.name, &slot.region.name);
-            let changes: Vec<Change> = history.iter().map(StateRow::change).collect();
-            let last = changes.last().map(|c| (c.health, c.at));
-            match last {
+            let (watch, changes) = resume_slot(slot, &history, slot.target.remind, clock_now);
+            match changes.last().map(|c| (c.health, c.at)) {
                 Some((health, at)) => {
                     down += usize::from(health == Health::Down);
-                    slot.metrics.resume(health, at);
                     if each {
                         log::info!(
                             "resuming target={target} region={region} state={} since={at}",
@@ -584,12 +582,7 @@ impl StateOwner {
                 }
                 None => {}
             }
-            watches.push(Watch::resume(
-                slot.target.thresholds,
-                last,
-                slot.target.remind,
-                clock_now,
-            ));
+            watches.push(watch);
             rows.push(StatusRow { target: target.clone(), region: region.clone(), changes });
         }
         if !each {
@@ -899,6 +892,22 @@ impl StateOwner {
         }
         all
     }
+}
+
+/// A slot's watch resumed from its recorded `history` (oldest first), with `remind` as this
+/// mode has it, and the changes it holds; the slot's metrics resume from its last row too.
+fn resume_slot(
+    slot: &Slot,
+    history: &[StateRow],
+    remind: Option<Duration>,
+    now: Timestamp,
+) -> (Watch, Vec<Change>) {
+    let changes: Vec<Change> = history.iter().map(StateRow::change).collect();
+    let last = changes.last().map(|c| (c.health, c.at));
+    if let Some((health, at)) = last {
+        slot.metrics.resume(health, at);
+    }
+    (Watch::resume(slot.target.thresholds, last, remind, now), changes)
 }
 
 /// The region's name as subjects show it: `None` for the implicit `direct`.

@@ -48,7 +48,6 @@ use crate::probe::Outcome;
 use crate::runtime::coordinator::{Identity, Lead, View};
 use crate::runtime::ledger::Write;
 use crate::runtime::recorder::Job;
-use crate::runtime::step::Watch;
 use crate::runtime::Slot;
 use crate::store::cluster::SiteState;
 use crate::store::{new_key, Commit, NewState, Notification, OutboxEntry, StateRow};
@@ -394,17 +393,13 @@ impl StateOwner {
             let Some(adoption) = self.member.as_mut().and_then(|m| m.adopting.remove(&slot)) else {
                 continue;
             };
-            let target = &self.slots[slot].target;
-            let changes: Vec<Change> = history.iter().map(StateRow::change).collect();
-            let last = changes.last().map(|c| (c.health, c.at));
-            if let Some((health, at)) = last {
-                self.slots[slot].metrics.resume(health, at);
-            }
-            self.watches[slot] = Watch::resume(target.thresholds, last, None, now);
+            // A site watch never reminds (reminders are the leader's, of global outages).
+            let (watch, changes) = super::resume_slot(&self.slots[slot], &history, None, now);
+            let since = changes.last().map(|c| c.at);
+            self.watches[slot] = watch;
             if let Some(row) = self.snapshot.lock().get_mut(slot) {
                 row.changes = changes;
             }
-            let since = last.map(|(_, at)| at);
             for (outcome, at) in adoption.waiting {
                 if since.is_none_or(|s| at >= s) {
                     self.observe(slot, &outcome, at);
