@@ -31,6 +31,11 @@ pub enum Command {
     Run,
     /// Probe each target once, print the result, exit 0 healthy / 1 not.
     Check,
+    /// `check --healthz`: ask the monitor running here (its `--listen` address) for
+    /// `/healthz`, exit 0 when it answers 200, 1 otherwise: the container health check, which
+    /// must judge the monitor, not the API it watches (that one is down during every outage
+    /// the monitor reports).
+    Healthz,
     /// Print an uptime report from the database.
     Report,
     /// List the notifications not yet delivered (pending) and refused for good (dead);
@@ -119,6 +124,8 @@ pub struct Args {
     pub target: Option<String>,
     /// `report --json`.
     pub json: bool,
+    /// `check --healthz` (parsing turns it into [`Command::Healthz`]).
+    pub healthz: bool,
     /// `outbox --requeue ID|all`: make dead notifications pending again.
     pub requeue: Option<Requeue>,
     pub log_file: Option<Given>,
@@ -159,6 +166,7 @@ impl fmt::Debug for Args {
             .field("since", &self.since)
             .field("target", &self.target.as_deref().map(redact::url))
             .field("json", &self.json)
+            .field("healthz", &self.healthz)
             .field("log_file", &self.log_file)
             .field("verbosity", &self.verbosity)
             .finish()
@@ -191,6 +199,10 @@ api-monitor — watch an HTTP health API and email support when it goes down and
 USAGE:
     api-monitor [run] [OPTIONS]     monitor until Ctrl-C / SIGTERM (default)
     api-monitor check [OPTIONS]     probe each target once; exit 0 healthy, 1 not
+    api-monitor check --healthz [OPTIONS]
+                                    ask the monitor running here for its /healthz (at
+                                    --listen/LISTEN); exit 0 when it answers 200, 1 not:
+                                    a container health check
     api-monitor report [--since DUR] [--target URL] [--json] [OPTIONS]
                                     uptime report from the database [default --since 7d]
     api-monitor outbox [--requeue ID|all] [OPTIONS]
@@ -307,6 +319,7 @@ where
         since: None,
         target: None,
         json: false,
+        healthz: false,
         requeue: None,
         log_file: None,
         verbosity: Verbosity::Default,
@@ -341,6 +354,7 @@ where
             Long("since") => a.since = Some(text(&mut parser, "--since")?),
             Long("target") => a.target = Some(text(&mut parser, "--target")?),
             Long("json") => a.json = true,
+            Long("healthz") => a.healthz = true,
             Long("requeue") => {
                 let value = text(&mut parser, "--requeue")?;
                 a.requeue = Some(match value.as_str() {
@@ -396,6 +410,12 @@ where
         if let Some((flag, _)) = only_report.iter().find(|(_, given)| *given) {
             return Err(CliError(format!("{flag}: only `api-monitor report` takes it")));
         }
+    }
+    if a.healthz {
+        if a.command != Command::Check {
+            return Err(CliError("--healthz: only `api-monitor check` takes it".into()));
+        }
+        a.command = Command::Healthz;
     }
     if a.command != Command::Outbox && a.requeue.is_some() {
         return Err(CliError("--requeue: only `api-monitor outbox` takes it".into()));
@@ -538,6 +558,16 @@ mod tests {
         assert_eq!(a.command, Command::Run);
         assert!(a.urls.is_empty() && a.support.is_empty());
         assert_eq!((a.interval, a.db, a.verbosity), (None, None, Verbosity::Default));
+    }
+
+    #[test]
+    fn healthz_turns_check_into_the_monitors_own_health_check_and_only_check() {
+        assert_eq!(go(&["check", "--healthz"], &no_env).command, Command::Healthz);
+        assert_eq!(go(&["--healthz", "check"], &no_env).command, Command::Healthz);
+        for command in [&["--healthz"][..], &["run", "--healthz"], &["report", "--healthz"]] {
+            let e = parse_from(command.iter().copied(), &no_env).expect_err("refused").0;
+            assert_eq!(e, "--healthz: only `api-monitor check` takes it", "{command:?}");
+        }
     }
 
     #[test]

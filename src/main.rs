@@ -22,6 +22,7 @@ use api_monitor::runtime::{self, pool, ClusterParts, Parts, ProberFactory};
 use api_monitor::store::Access;
 use api_monitor::timestamp::{Clock, SystemClock};
 use api_monitor::web::metrics::Registry;
+use api_monitor::web::self_check::{self, Health};
 use api_monitor::web::server::{self, Sources};
 use api_monitor::web::status_page;
 use api_monitor::{duration, redact, report, store};
@@ -101,6 +102,7 @@ fn run() -> Result<ExitCode, Fatal> {
     init_logging(&config)?;
     match config.command {
         Command::Check => Ok(check(&config)),
+        Command::Healthz => healthz(&config),
         Command::Report => report(&config),
         Command::Outbox => outbox(&config, requeue),
         Command::Run => watch(config).map(|()| ExitCode::SUCCESS),
@@ -135,6 +137,28 @@ fn check(config: &Config) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// `api-monitor check --healthz`: this machine's monitor's own `/healthz`, one line on stdout.
+fn healthz(config: &Config) -> Result<ExitCode, Fatal> {
+    let listen = config.listen.ok_or_else(|| {
+        Fatal::Usage(
+            "--healthz: no address to ask: set --listen, LISTEN or the config file's `listen` to \
+             the running monitor's"
+                .into(),
+        )
+    })?;
+    let url = self_check::healthz_url(listen);
+    Ok(match self_check::ask(&url, config.timeout) {
+        Health::Well(line) => {
+            println!("OK     {url}: {line}");
+            ExitCode::SUCCESS
+        }
+        Health::Unwell(why) => {
+            println!("FAIL   {url}: {why}");
+            ExitCode::from(1)
+        }
+    })
 }
 
 /// `api-monitor report`: uptime per target/region from the database, as a table or JSON.

@@ -104,6 +104,8 @@ fn bad_input_exits_2_with_one_line_naming_the_option() {
         (&["check", "--since", "7d"], &[], "--since"),
         (&["report", "--since", "a week"], &[], "--since"),
         (&["--listen", "everywhere"], &[], "--listen"),
+        (&["check", "--healthz"], &[], "--healthz: no address to ask"),
+        (&["run", "--healthz"], &[], "--healthz"),
         (&["check", "--url", &long], &[], &from_flag),
         (&["check"], &[("API_URL", &long)], &from_variable),
         (&["check", "--config", file], &[], &from_file),
@@ -142,6 +144,34 @@ fn check_exits_0_when_healthy_and_1_when_not() {
     let (status, out, _) = run_monitor(&["check", "--url", &url, "--timeout", "2s"], &[]);
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("HTTP 503"), "{out}");
+}
+
+/// `check --healthz` (the image's health check) judges the monitor, not its target: it stays
+/// healthy through the API's outage, reads the address from LISTEN as the container's
+/// environment gives it (a wildcard asked on loopback), and fails when no monitor answers.
+#[test]
+fn check_healthz_asks_the_running_monitor_not_the_api() {
+    let api = FakeApi::start(&[]);
+    let port = testkit::net::reserve_port();
+    let listen = format!("0.0.0.0:{port}");
+    let env = [("LISTEN", listen.as_str()), ("API_URL", &api.health_url()), ("TIMEOUT", "2s")];
+    let (status, out, _) = run_monitor(&["check", "--healthz"], &env);
+    assert_eq!(status.code(), Some(1), "no monitor yet: {out}");
+    assert!(
+        out.starts_with(&format!("FAIL   http://127.0.0.1:{port}/healthz: no answer")),
+        "{out}"
+    );
+
+    let mon = support::monitor_env(&["run", "--interval", "200ms", "-v"], &env);
+    mon.wait_for_line("HTTP server listening");
+    api.set_mode("down");
+    mon.wait_for_line("OUTAGE");
+    let (status, out, err) = run_monitor(&["check", "--healthz"], &env);
+    assert_eq!(status.code(), Some(0), "the monitor is well during the outage: {out} {err}");
+    assert_eq!(out, format!("OK     http://127.0.0.1:{port}/healthz: ok\n"));
+    let (status, out, _) = run_monitor(&["check"], &env);
+    assert_eq!(status.code(), Some(1), "while plain check judges the API: {out}");
+    mon.stop();
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! status page.
 
 pub mod metrics;
+pub mod self_check;
 pub mod server;
 pub mod status_page;
 pub mod wire;
