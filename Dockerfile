@@ -4,6 +4,7 @@
 #
 #   docker build -t api-monitor .                                   # the monitor (last stage)
 #   docker build --target fake-api -t api-monitor-fake-api .        # the fake health API
+#   docker build --target mail-sink -t api-monitor-mail-sink .      # an SMTP sink printing mail
 #
 # The build stage compiles the dependencies from the manifests alone first (stub sources), so
 # editing the code recompiles only the two workspace crates; the cargo registry is a BuildKit
@@ -37,7 +38,7 @@ RUN mkdir -p src fake_api/src/bin bench/src testkit/src \
  && touch src/lib.rs fake_api/src/lib.rs testkit/src/lib.rs
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --target "$RUST_TARGET" \
-      -p api-monitor -p fake-api --bin api-monitor --bin fake-api
+      -p api-monitor -p fake-api --bin api-monitor --bin fake-api --bin mail-sink
 
 # 2. The real sources. COPY keeps the files' original mtimes, which are older than the stub
 #    build above, so the crate roots are touched to make cargo rebuild the two crates.
@@ -46,12 +47,15 @@ COPY src src
 COPY fake_api/src fake_api/src
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     touch src/lib.rs src/main.rs fake_api/src/lib.rs fake_api/src/main.rs \
+          fake_api/src/bin/mail-sink.rs \
  && cargo build --release --locked --target "$RUST_TARGET" \
-      -p api-monitor -p fake-api --bin api-monitor --bin fake-api \
+      -p api-monitor -p fake-api --bin api-monitor --bin fake-api --bin mail-sink \
  && mkdir -p /out \
- && cp "target/$RUST_TARGET/release/api-monitor" "target/$RUST_TARGET/release/fake-api" /out/ \
+ && for bin in api-monitor fake-api mail-sink; do \
+      cp "target/$RUST_TARGET/release/$bin" /out/; done \
  && /out/api-monitor --version \
- && /out/fake-api --help >/dev/null
+ && /out/fake-api --help >/dev/null \
+ && /out/mail-sink --help >/dev/null
 
 # Directories for the empty image: /data (the SQLite default) owned by the runtime user,
 # /tmp world-writable with the sticky bit (SQLite may put temporary files there).
@@ -62,8 +66,8 @@ RUN mkdir -p /rootfs-data/data /rootfs-tmp/tmp \
 
 
 # ---- final stages ----------------------------------------------------------------------------
-# Everything below takes only /out/{api-monitor,fake-api}, /rootfs-data and /rootfs-tmp from the
-# `build` stage. scripts/image-prebuilt.sh builds these same stages, this very text, from
+# Everything below takes only /out/{api-monitor,fake-api,mail-sink}, /rootfs-data and /rootfs-tmp
+# from the `build` stage. scripts/image-prebuilt.sh builds these same stages, this very text, from
 # binaries built on the host (`make static`), with no base image to pull.
 
 # fake-api: the scriptable fake health API, for the compose demo. Listens on 0.0.0.0:8000.
@@ -83,14 +87,30 @@ USER 65534:65534
 ENTRYPOINT ["/fake-api"]
 
 
+# mail-sink: an SMTP server that accepts every message and prints it on stdout (`docker logs`),
+# for demos and the image test (scripts/image-test.sh). Listens on 0.0.0.0:2525. Like fake-api,
+# run it with `--init`.
+FROM scratch AS mail-sink
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="api-monitor mail-sink" \
+      org.opencontainers.image.description="SMTP sink that prints every message it receives, for demos and tests of api-monitor." \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="${VERSION}"
+COPY --from=build /out/mail-sink /mail-sink
+EXPOSE 2525
+USER 65534:65534
+ENTRYPOINT ["/mail-sink", "--bind", "0.0.0.0", "--port", "2525"]
+
+
 # api-monitor: the default target. Only the binary, /data and /tmp; no shell, no libc, no CA
 # bundle (rustls carries the Mozilla roots). Names resolve through the /etc/hosts and
 # /etc/resolv.conf that Docker mounts into every container.
 #
-# No HEALTHCHECK: `api-monitor check` (exec form, no shell needed) probes the *monitored API*,
-# so it would mark this container unhealthy during every outage it is reporting. Check the
-# target from outside with `docker exec <container> /api-monitor check` or
-# `docker run --rm <image> check --url ...`.
+# /metrics, /healthz and the status page are served on 9898 inside the container (LISTEN; set
+# LISTEN= to turn them off, and publish the port to reach them from outside). The
+# HEALTHCHECK asks that /healthz with `check --healthz` (exec form: there is no shell): it
+# judges the monitor itself — probing on schedule, the state owner keeping up — and stays
+# healthy through the outages of the API it reports. (Plain `check` judges the API.)
 FROM scratch AS api-monitor
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="api-monitor" \
@@ -101,9 +121,13 @@ COPY --from=build /out/api-monitor /api-monitor
 COPY --from=build /rootfs-tmp/ /
 COPY --from=build --chown=65534:65534 /rootfs-data/ /
 # The image's default store: SQLite on the volume. Set DATABASE_URL=mysql://... for MySQL.
-ENV DATABASE_URL=sqlite:///data/api-monitor.db
+ENV DATABASE_URL=sqlite:///data/api-monitor.db \
+    LISTEN=0.0.0.0:9898
+EXPOSE 9898
 VOLUME ["/data"]
 WORKDIR /data
 USER 65534:65534
+HEALTHCHECK --interval=30s --timeout=10s --start-period=15s --retries=3 \
+    CMD ["/api-monitor", "check", "--healthz"]
 ENTRYPOINT ["/api-monitor"]
 CMD ["run"]

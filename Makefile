@@ -58,16 +58,21 @@ clean-db: ## delete the SQLite database of `make run` (api-monitor.db, or DB=sql
 COMPOSE ?= docker compose
 IMAGE ?= api-monitor:local
 FAKE_API_IMAGE ?= api-monitor-fake-api:local
+MAIL_SINK_IMAGE ?= api-monitor-mail-sink:local
 FAKE_API_URL ?= http://127.0.0.1:8000
 
-.PHONY: image image-prebuilt up down logs outage recover static lint-deploy
+.PHONY: image image-prebuilt image-test up down logs outage recover static lint-deploy
 
-image: ## build the images: api-monitor (scratch, static musl) and fake-api
+image: ## build the images: api-monitor (scratch, static musl), fake-api and mail-sink
 	docker build -t $(IMAGE) .
 	docker build --target fake-api -t $(FAKE_API_IMAGE) .
+	docker build --target mail-sink -t $(MAIL_SINK_IMAGE) .
 
 image-prebuilt: ## the same images' final stages from musl binaries built here (no registry, no BuildKit)
-	bash scripts/image-prebuilt.sh $(IMAGE) $(FAKE_API_IMAGE)
+	bash scripts/image-prebuilt.sh $(IMAGE) $(FAKE_API_IMAGE) $(MAIL_SINK_IMAGE)
+
+image-test: ## build the images and run them for real: one monitor, then a 3-member cluster (own dockerd; root, MariaDB)
+	bash scripts/image-test.sh
 
 up: ## start MySQL, Mailpit (UI :8025), fake-api (:8000) and api-monitor (:9898) in docker compose
 	$(COMPOSE) up -d --build

@@ -33,8 +33,10 @@ fi
 
 if have_target && have_cc; then
   target=$musl
-  say "building api-monitor for $target (the image's binary)"
-  cargo build --release --target "$target" --target-dir target/static -p api-monitor
+  say "building api-monitor, fake-api and mail-sink for $target (the images' binaries)"
+  # The same command as scripts/image-prebuilt.sh's, so the image build reuses this one.
+  cargo build --release --target "$target" --target-dir target/static \
+    -p api-monitor -p fake-api --bin api-monitor --bin fake-api --bin mail-sink
 else
   target=x86_64-unknown-linux-gnu
   loud "FALLBACK: the musl target or musl-gcc is not available here." \
