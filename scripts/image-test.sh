@@ -79,8 +79,8 @@ cleanup() {
   set +e
   if [[ -S $sock ]]; then
     local all
-    all=$(d ps -aq 2>/dev/null)
-    [[ -n $all ]] && d rm -f $all >/dev/null 2>&1
+    mapfile -t all < <(d ps -aq 2>/dev/null)
+    ((${#all[@]})) && d rm -f "${all[@]}" >/dev/null 2>&1
   fi
   [[ -n ${socat_pid:-} ]] && kill "$socat_pid" 2>/dev/null
   if [[ -f $work/dockerd.pid ]]; then
@@ -123,7 +123,7 @@ say "each image ≤ $max_image_bytes bytes and set to run as 65534:65534"
 
 # ---- 3. one monitor --------------------------------------------------------------------------
 step "one monitor: SQLite on a volume, a target by name, mail to mail-sink"
-net=api-monitor-test
+net="api-monitor-test"
 d network create "$net" >/dev/null
 gateway=$(d network inspect -f '{{(index .IPAM.Config 0).Gateway}}' "$net")
 [[ -n $gateway ]] || fail "no gateway address for network $net"
@@ -204,8 +204,9 @@ code=$(d inspect -f '{{.State.ExitCode}}' api-monitor)
 [[ $code == 0 ]] || fail "docker stop: exit code $code, not 0"
 ((took_ms <= 2000)) || fail "docker stop took ${took_ms} ms, more than 2 s"
 say "docker stop: exit 0 in ${took_ms} ms"
-mails_are "$outage_subject" 1 && mails_are "$recovered_subject" 1 ||
+if ! mails_are "$outage_subject" 1 || ! mails_are "$recovered_subject" 1; then
   fail "not exactly one OUTAGE and one RECOVERED email"
+fi
 
 # One-shot commands in the image: `check` by container name; `check --healthz` with no monitor.
 out=$(d run --rm --network "$net" "$image" check --url "$target") ||
