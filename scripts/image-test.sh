@@ -11,7 +11,10 @@
 #      port, reports healthy through `check --healthz` (the image's HEALTHCHECK) during the
 #      outage it mails, mails one OUTAGE and one RECOVERED to mail-sink with a `docker restart`
 #      in between and no second email, and `docker stop` ends it with exit 0 within 2 s;
-#   4. a cluster of three monitors sharing the host's MariaDB (reached through the network's
+#   4. the compose file with Compose v2 (scripts/compose-v2.sh): its fake-api and api-monitor
+#      services as written, MariaDB and mail-sink standing in for the images that cannot be
+#      pulled: `make outage` and `make recover` each arrive as one email;
+#   5. a cluster of three monitors sharing the host's MariaDB (reached through the network's
 #      gateway): `docker kill` the leader mid-outage, `docker pause`/`unpause` another: exactly
 #      one OUTAGE and one RECOVERED email.
 #
@@ -24,8 +27,9 @@ image=${IMAGE:-api-monitor:local}
 fake_image=${FAKE_API_IMAGE:-api-monitor-fake-api:local}
 sink_image=${MAIL_SINK_IMAGE:-api-monitor-mail-sink:local}
 mysql_port=${IMAGE_TEST_MYSQL_PORT:-3306}
-# The database the cluster shares; dropped and made again at each run.
+# The databases of the cluster and of the compose stack; dropped and made again at each run.
 cluster_db=api_monitor_image_test
+compose_db=api_monitor_image_test_compose
 # Every image must stay within this (the "≤ 8 MB").
 max_image_bytes=8000000
 
@@ -82,7 +86,7 @@ cleanup() {
     mapfile -t all < <(d ps -aq 2>/dev/null)
     ((${#all[@]})) && d rm -f "${all[@]}" >/dev/null 2>&1
   fi
-  [[ -n ${socat_pid:-} ]] && kill "$socat_pid" 2>/dev/null
+  for pid in "${forwarders[@]}"; do kill "$pid" 2>/dev/null; done
   if [[ -f $work/dockerd.pid ]]; then
     local pid
     pid=$(cat "$work/dockerd.pid")
@@ -93,7 +97,7 @@ cleanup() {
   # dockerd leaves an nsfs mount (and, if killed, overlay or shm mounts) under its roots.
   awk -v w="$work" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r |
     while read -r m; do umount -l "$m"; done
-  mysql_exec "DROP DATABASE IF EXISTS $cluster_db" >/dev/null 2>&1
+  for db in "$cluster_db" "$compose_db"; do mysql_exec "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1; done
   rm -rf "$work"
   exit "$rc"
 }
@@ -101,6 +105,18 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 mysql_exec() { mysql --protocol=tcp -h 127.0.0.1 -P "$mysql_port" -u root -e "$1"; }
+# forward_mysql ADDRESS: MariaDB listens on loopback only; a forwarder on a network's gateway
+# address lets the containers reach it.
+forwarders=()
+forward_mysql() {
+  socat "TCP-LISTEN:$mysql_port,bind=$1,reuseaddr,fork" "TCP:127.0.0.1:$mysql_port" &
+  forwarders+=($!)
+}
+# fresh_db NAME: an empty database NAME on the host's MariaDB.
+fresh_db() {
+  mysql_exec "DROP DATABASE IF EXISTS $1; CREATE DATABASE $1" ||
+    fail "MariaDB on 127.0.0.1:$mysql_port (root, no password) cannot be used"
+}
 
 say "starting dockerd (vfs storage, no iptables) under $work"
 dockerd --storage-driver=vfs --iptables=false --ip6tables=false --bridge=none \
@@ -219,13 +235,48 @@ fi
 say "docker run … check --healthz with no monitor there: $out"
 d rm -f api-monitor >/dev/null
 
-# ---- 4. the cluster --------------------------------------------------------------------------
+# ---- 4. the compose file ---------------------------------------------------------------------
+step "docker-compose.yml with Compose v2: its fake-api and api-monitor services as written"
+# No image can be pulled here: `db` (mysql) is left out and the host's MariaDB stands in for it,
+# `mail` (Mailpit) is mail-sink on Mailpit's SMTP port. Everything else is the file's own:
+# images, published ports, init, environment, restart policy.
+compose=$(bash scripts/compose-v2.sh) || fail "no Compose v2 (scripts/compose-v2.sh)"
+fresh_db "$compose_db"
+override=$work/compose.override.yml
+dc() { DOCKER_HOST=unix://$sock "$compose" -p api-monitor -f docker-compose.yml -f "$override" "$@"; }
+printf '%s\n' "services:" "  mail:" "    image: $sink_image" "    init: true" \
+  '    entrypoint: ["/mail-sink", "--bind", "0.0.0.0", "--port", "1025"]' >"$override"
+dc up -d --no-build --no-deps mail fake-api >/dev/null 2>&1 || fail "compose up mail fake-api"
+compose_gateway=$(d network inspect -f '{{(index .IPAM.Config 0).Gateway}}' api-monitor_default)
+forward_mysql "$compose_gateway"
+printf '%s\n' "  api-monitor:" "    environment:" \
+  "      DATABASE_URL: mysql://root@$compose_gateway:$mysql_port/$compose_db" \
+  "      INTERVAL: 1s" >>"$override"
+dc up -d --no-build --no-deps api-monitor >/dev/null 2>&1 || fail "compose up api-monitor"
+compose_mails() { dc logs --no-log-prefix mail 2>/dev/null | grep -cF "$1" || true; }
+compose_mails_are() { [[ $(compose_mails "$1") == "$2" ]]; }
+wait_for 60 "the compose stack's monitor on http://127.0.0.1:9898/healthz" \
+  curl -fsS http://127.0.0.1:9898/healthz
+wait_for 30 "fake-api on http://127.0.0.1:8000" curl -fsS http://127.0.0.1:8000/health
+state_rows() {
+  mysql --protocol=tcp -h 127.0.0.1 -P "$mysql_port" -u root -N -B \
+    -e "SELECT GROUP_CONCAT(IF(healthy, 'up', 'down') ORDER BY id) FROM $compose_db.state"
+}
+first_row_is_up() { [[ $(state_rows 2>/dev/null) == up ]]; }
+wait_for 30 "the first state row (up)" first_row_is_up
+make --no-print-directory -s outage >/dev/null || fail "make outage"
+wait_for 60 "make outage: the OUTAGE email" compose_mails_are "$outage_subject" 1
+make --no-print-directory -s recover >/dev/null || fail "make recover"
+wait_for 60 "make recover: the RECOVERED email" compose_mails_are "$recovered_subject" 1
+rows=$(state_rows)
+[[ $rows == up,down,up ]] || fail "the compose stack's state rows are '$rows', not up,down,up"
+dc down --volumes >/dev/null 2>&1 || fail "compose down"
+say "make outage / make recover: one OUTAGE, one RECOVERED; state rows $rows"
+
+# ---- 5. the cluster --------------------------------------------------------------------------
 step "cluster: three monitors on the host's MariaDB; kill the leader, pause another"
-mysql_exec "DROP DATABASE IF EXISTS $cluster_db; CREATE DATABASE $cluster_db" ||
-  fail "MariaDB on 127.0.0.1:$mysql_port (root, no password) cannot be used"
-# MariaDB listens on loopback only: a forwarder on the network's gateway address reaches it.
-socat "TCP-LISTEN:$mysql_port,bind=$gateway,reuseaddr,fork" "TCP:127.0.0.1:$mysql_port" &
-socat_pid=$!
+fresh_db "$cluster_db"
+forward_mysql "$gateway"
 d rm -f mail-sink >/dev/null
 d run -d --init --name mail-sink --network "$net" "$sink_image" >/dev/null
 set_mode ok
