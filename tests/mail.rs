@@ -47,6 +47,7 @@ fn email(subject: &str) -> Email {
         text: format!("{subject}\n\nSomething happened.\n"),
         html: format!("<!DOCTYPE html>\n<html><body><h1>{subject}</h1></body></html>\n"),
         message_id: None,
+        event: String::new(),
     }
 }
 

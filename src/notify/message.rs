@@ -16,6 +16,7 @@ use std::time::Duration;
 use crate::detector::{Health, Transition};
 use crate::duration::human;
 use crate::history::{History, WindowStats};
+use crate::notify::event::{self, Event, Kind};
 use crate::timestamp::Timestamp;
 
 /// A composed notification, ready for any mailer (or the log when none is configured).
@@ -31,6 +32,10 @@ pub struct Email {
     /// sent again after a crash is the same message to the receiving side, which may drop it;
     /// `None`: the mailer makes one up.
     pub message_id: Option<String>,
+    /// The same notification as a JSON [`Event`], for the channels beside email (webhook,
+    /// Slack, PagerDuty); empty where only the email matters (a notification read back from
+    /// the outbox).
+    pub event: String,
 }
 
 /// Everything an email says, gathered by the monitor after the transition is recorded.
@@ -54,7 +59,7 @@ pub struct Notice<'a> {
 }
 
 /// How the sites of a cluster see a target when the leader announces its global state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Sites {
     /// The sites that see it down, sorted.
     pub down: Vec<String>,
@@ -120,15 +125,27 @@ pub fn compose_member(m: &MemberNotice) -> Email {
         )
     };
     let mut facts = vec![
-        ("Cluster", cluster),
-        ("Instance", instance),
-        ("Site", site),
+        ("Cluster", cluster.clone()),
+        ("Instance", instance.clone()),
+        ("Site", site.clone()),
         ("Last seen", m.last_seen.to_string()),
     ];
     if !m.missing_sites.is_empty() {
         facts.push(("Sites not reporting", m.missing_sites.join(", ")));
     }
-    render(Content {
+    let kind = if m.back { Kind::MemberBack } else { Kind::MemberLost };
+    let mut event = Event::new(kind, headline.clone(), m.now);
+    event.member = Some(event::Member {
+        cluster: cluster.clone(),
+        instance: instance.clone(),
+        site: site.clone(),
+        last_seen: m.last_seen.to_string(),
+    });
+    event.region = Some(site.clone());
+    if !m.missing_sites.is_empty() {
+        event.sites = Some(Sites { missing: m.missing_sites.to_vec(), ..Sites::default() });
+    }
+    let content = Content {
         health,
         headline,
         facts,
@@ -136,7 +153,8 @@ pub fn compose_member(m: &MemberNotice) -> Email {
         ended,
         history: Vec::new(),
         footer: format!("Composed by api-monitor at {}.", m.now),
-    })
+    };
+    render(content, &event)
 }
 
 /// A reminder that an outage goes on (`--remind`).
@@ -174,25 +192,39 @@ pub fn compose_reminder(r: &Reminder) -> Email {
         facts.push(("Region", region));
     }
     facts.push(("Down since", r.since.to_string()));
-    render(Content {
+    let headline = format!("STILL DOWN: {target} has been down for {}{suffix}", human(r.down_for));
+    let mut event = Event::new(Kind::Reminder, headline.clone(), r.now);
+    event.target = Some(target.clone());
+    event.region = Some(r.region.map_or_else(|| DIRECT.to_owned(), one_line));
+    event.since = Some(r.since.to_string());
+    event.duration_seconds = Some(event::seconds(r.down_for));
+    event.reasons = r.reason.map(one_line).into_iter().collect();
+    let content = Content {
         health: Health::Down,
-        headline: format!("STILL DOWN: {target} has been down for {}{suffix}", human(r.down_for)),
+        headline,
         facts,
         reasons: r.reason.map(|reason| vec![format!("latest: {}", one_line(reason))]),
         ended: "This is a reminder: the outage is not over. You will get another one every reminder interval until it is."
             .to_owned(),
         history: Vec::new(),
         footer: format!("Composed by api-monitor at {}.", r.now),
-    })
+    };
+    render(content, &event)
 }
 
 /// `[api-monitor] BLIND: region <name> cannot probe <url>`.
 pub fn compose_blind(b: &Blindness) -> Email {
     let target = one_line(b.target);
     let region = one_line(b.region);
-    render(Content {
+    let headline = format!("BLIND: region {region} cannot probe {target}");
+    let mut event = Event::new(Kind::Blind, headline.clone(), b.now);
+    event.target = Some(target.clone());
+    event.region = Some(region.clone());
+    event.since = Some(b.since.to_string());
+    event.reasons = vec![one_line(b.reason)];
+    let content = Content {
         health: Health::Down,
-        headline: format!("BLIND: region {region} cannot probe {target}"),
+        headline,
         facts: vec![
             ("Target", target),
             ("Region", region),
@@ -205,15 +237,20 @@ pub fn compose_blind(b: &Blindness) -> Email {
             .to_owned(),
         history: Vec::new(),
         footer: format!("Composed by api-monitor at {}.", b.now),
-    })
+    };
+    render(content, &event)
 }
 
-fn render(content: Content) -> Email {
+/// The region name the events give direct probing (no proxy).
+const DIRECT: &str = "direct";
+
+fn render(content: Content, event: &Event) -> Email {
     Email {
         subject: one_line(&format!("[api-monitor] {}", content.headline)),
         text: content.text(),
         html: content.html(),
         message_id: None,
+        event: event.to_json(),
     }
 }
 
@@ -225,7 +262,20 @@ fn render(content: Content) -> Email {
 ///
 /// each followed by ` (region <name>)` when a region is set.
 pub fn compose(notice: &Notice) -> Email {
-    render(Content::of(notice))
+    let content = Content::of(notice);
+    let kind = match notice.transition.to {
+        Health::Down => Kind::Outage,
+        Health::Up => Kind::Recovery,
+    };
+    let mut event = Event::new(kind, content.headline.clone(), notice.now);
+    event.target = Some(one_line(notice.target));
+    event.region = Some(notice.region.map_or_else(|| DIRECT.to_owned(), one_line));
+    event.since = Some(notice.transition.since.to_string());
+    event.duration_seconds = notice.ended.map(event::seconds);
+    event.reasons = notice.transition.reasons.iter().map(|r| one_line(r)).collect();
+    event.history = Some(event::figures(notice.history));
+    event.sites = notice.sites.cloned();
+    render(content, &event)
 }
 
 /// What both parts of an email say, every value already reduced to [`one_line`] text.

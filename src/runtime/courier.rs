@@ -56,6 +56,7 @@ pub fn run(
             text: n.text.clone(),
             html: n.html.clone(),
             message_id: Some(format!("<{}@api-monitor>", n.key)),
+            event: String::new(),
         };
         // A leader's conversation ends with its lease, by this host's clock: the next leader
         // takes over only once the lease has expired by the database's, which is later, so a
