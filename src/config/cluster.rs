@@ -146,6 +146,7 @@ pub(super) fn settings(
         name: site.clone(),
         proxy: None,
         recipients: Vec::new(),
+        channels: Vec::new(),
     });
     Ok(Some(ClusterSettings { name: name.to_owned(), site, lease, quorum, region }))
 }

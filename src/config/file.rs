@@ -61,6 +61,8 @@ pub struct FileSettings {
     pub lease: Option<DurationText>,
     pub quorum: Option<Count>,
     pub support: Option<Vec<String>>,
+    /// Channels (by name) that get every notification, like `support` for email.
+    pub channels: Option<Vec<String>>,
     #[serde(default, deserialize_with = "optional_secret")]
     pub db: Option<SecretUrl>,
     #[serde(default, deserialize_with = "optional_secret")]
@@ -72,6 +74,35 @@ pub struct FileSettings {
     pub regions: Vec<RegionEntry>,
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetEntry>,
+    #[serde(default, rename = "channel")]
+    pub channel_list: Vec<ChannelEntry>,
+}
+
+/// One `[[channel]]`: a webhook, Slack or PagerDuty destination beside email.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelEntry {
+    pub name: String,
+    /// `webhook`, `slack` or `pagerduty`.
+    pub kind: String,
+    pub url: Option<SecretText>,
+    /// A file holding the URL (a Docker secret), instead of `url`.
+    pub url_file: Option<String>,
+    /// PagerDuty's integration key.
+    pub routing_key: Option<SecretText>,
+    pub routing_key_file: Option<String>,
+}
+
+/// A secret that is not a URL with a password but a credential as a whole (a webhook URL, a
+/// routing key): `Debug` shows none of it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// One `[[region]]`.
@@ -83,6 +114,9 @@ pub struct RegionEntry {
     pub proxy: Option<SecretUrl>,
     #[serde(default)]
     pub recipients: Vec<String>,
+    /// Channels (by name) that get this region's notifications.
+    #[serde(default)]
+    pub channels: Vec<String>,
 }
 
 /// One `[[target]]`. Keys left out take the global value.
@@ -97,6 +131,9 @@ pub struct TargetEntry {
     pub successes: Option<Count>,
     #[serde(default)]
     pub recipients: Vec<String>,
+    /// Channels (by name) that get this target's notifications.
+    #[serde(default)]
+    pub channels: Vec<String>,
     /// `None`: every defined region (or `direct` when none is defined).
     pub regions: Option<Vec<String>>,
     pub remind: Option<DurationText>,
@@ -295,7 +332,12 @@ mod tests {
     use crate::cli::{parse_from, Command, Parsed};
     use crate::config::testing::{file_error, secs, thresholds, with_file, WithFile};
     use crate::config::{from_args, Config, Delivery, Region, SmtpSettings, Target};
+    use crate::notify::channel::{Channel, ChannelKind, PAGERDUTY_EVENTS_URL};
     use std::path::PathBuf;
+
+    fn channel(name: &str, kind: ChannelKind, url: &str, key: Option<&str>) -> Channel {
+        Channel { name: name.into(), kind, url: url.into(), routing_key: key.map(String::from) }
+    }
 
     fn error(text: &str) -> String {
         parse("monitor.toml", text).expect_err("must be rejected").0
@@ -463,6 +505,7 @@ mod tests {
                     recipients: vec![],
                     regions: vec!["direct".into(), "eu".into(), "us".into()],
                     remind: Some(secs(30 * 60)),
+                    channels: vec![],
                 },
                 Target {
                     url: payments.into(),
@@ -473,19 +516,22 @@ mod tests {
                     recipients: vec!["payments-team@example.com".into()],
                     regions: vec!["eu".into()],
                     remind: Some(secs(3600)),
+                    channels: vec!["payments-pagerduty".into()],
                 },
             ],
             regions: vec![
-                Region { name: "direct".into(), proxy: None, recipients: vec![] },
+                Region { name: "direct".into(), proxy: None, recipients: vec![], channels: vec![] },
                 Region {
                     name: "eu".into(),
                     proxy: Some("http://proxy-eu.example.com:3128".into()),
                     recipients: vec!["eu-oncall@example.com".into()],
+                    channels: vec![],
                 },
                 Region {
                     name: "us".into(),
                     proxy: Some("http://monitor:CHANGE_ME@proxy-us.example.com:3128".into()),
                     recipients: vec![],
+                    channels: vec![],
                 },
             ],
             interval: secs(5),
@@ -503,6 +549,33 @@ mod tests {
             concurrency: Some(64),
             report: None,
             cluster: None,
+            channels: vec![
+                channel(
+                    "ops-slack",
+                    ChannelKind::Slack,
+                    "https://hooks.slack.com/services/T000/B000/CHANGE_ME",
+                    None,
+                ),
+                channel(
+                    "payments-pagerduty",
+                    ChannelKind::PagerDuty,
+                    PAGERDUTY_EVENTS_URL,
+                    Some("CHANGE_ME"),
+                ),
+                channel(
+                    "ops-webhook",
+                    ChannelKind::Webhook,
+                    "https://hooks.example.com/api-monitor/fr0m-file",
+                    None,
+                ),
+                channel(
+                    "platform-pagerduty",
+                    ChannelKind::PagerDuty,
+                    PAGERDUTY_EVENTS_URL,
+                    Some("fr0m-file"),
+                ),
+            ],
+            global_channels: vec!["ops-slack".into()],
         };
         assert_eq!(c, expected);
         assert!(!format!("{c:?}").contains("CHANGE_ME"), "the proxy password is masked");
@@ -521,6 +594,7 @@ mod tests {
             ("top level", "zzz = 1\n"),
             ("[[region]]", "[[region]]\nname = \"a\"\nzzz = 1\n"),
             ("[[target]]", "[[target]]\nurl = \"http://a/h\"\nzzz = 1\n"),
+            ("[[channel]]", "[[channel]]\nname = \"a\"\nkind = \"slack\"\nzzz = 1\n"),
         ] {
             let keys = accepted_keys(probe);
             assert!(keys.len() > 2, "{section}: {keys:?}");

@@ -25,6 +25,7 @@
 //! this file but for the `Config` types it builds. Every public item of the parts is
 //! re-exported here: outside this module, `crate::config::X` is the only path.
 
+mod channels;
 pub mod cluster;
 mod error;
 pub mod file;
@@ -55,6 +56,7 @@ use std::time::Duration;
 use crate::cli::{Args, Command};
 use crate::config::file::{self as config_file, ConfigFile, Count, DurationText};
 use crate::detector::Thresholds;
+use crate::notify::channel::Channel;
 use crate::redact::SecretUrl;
 
 use regions::{cli_regions, file_regions, used_regions};
@@ -87,6 +89,8 @@ pub struct Target {
     pub regions: Vec<String>,
     /// While an outage lasts, a reminder email every this long; `None`: no reminders.
     pub remind: Option<Duration>,
+    /// Names of the channels that get this target's notifications besides the global ones.
+    pub channels: Vec<String>,
 }
 
 /// The name of the region that probes without a proxy, when no region is configured.
@@ -103,6 +107,8 @@ pub struct Region {
     pub proxy: Option<SecretUrl>,
     /// Who gets this region's emails besides the global and the target's recipients.
     pub recipients: Vec<String>,
+    /// Names of the channels that get this region's notifications.
+    pub channels: Vec<String>,
 }
 
 impl Region {
@@ -163,6 +169,10 @@ pub struct Config {
     pub report: Option<ReportOptions>,
     /// Cluster mode (`--cluster`); `None`: a single instance.
     pub cluster: Option<ClusterSettings>,
+    /// Every `[[channel]]` of the config file (webhook, Slack, PagerDuty).
+    pub channels: Vec<Channel>,
+    /// Names of the channels that get every notification (the file's `channels`).
+    pub global_channels: Vec<String>,
 }
 
 /// `api-monitor report [--since DUR] [--target URL] [--json]`.
@@ -182,6 +192,8 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
         None => ConfigFile::default(),
     };
     let f = &file.settings;
+    let channels = channels::defined(&file, world)?;
+    let global_channels = channels::routed(&file, &channels)?;
     let text = |value: &Option<DurationText>, key: &str| {
         value.as_ref().map(|v| Setting { value: v.0.clone(), source: file.key(key) })
     };
@@ -336,6 +348,8 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
         concurrency,
         report,
         cluster,
+        channels,
+        global_channels,
     })
 }
 

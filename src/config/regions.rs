@@ -85,7 +85,8 @@ pub(super) fn cli_regions(raw: &[Setting]) -> Result<Vec<Defined>, ConfigError> 
             Some(raw) => Some(proxy_url(option, raw)?),
             None => None,
         };
-        let region = Region { name: name.to_owned(), proxy, recipients: Vec::new() };
+        let region =
+            Region { name: name.to_owned(), proxy, recipients: Vec::new(), channels: Vec::new() };
         out.push(Defined { region, at: option.to_owned() });
     }
     Ok(out)
@@ -117,7 +118,8 @@ pub(super) fn file_regions(file: &ConfigFile) -> Result<Vec<Defined>, ConfigErro
             .enumerate()
             .map(|(j, r)| address(&key(&format!("recipients[{}]", j + 1)), r))
             .collect::<Result<_, _>>()?;
-        let region = Region { name: entry.name.clone(), proxy, recipients };
+        let channels = entry.channels.clone();
+        let region = Region { name: entry.name.clone(), proxy, recipients, channels };
         out.push(Defined { region, at });
     }
     Ok(out)
@@ -128,7 +130,12 @@ pub(super) fn used_regions(defined: Vec<Defined>, targets: &[Target]) -> Vec<Reg
     let named = |name: &str| targets.iter().any(|t| t.regions.iter().any(|r| r == name));
     let mut out = Vec::with_capacity(defined.len() + 1);
     if named(DIRECT) && !defined.iter().any(|d| d.region.name == DIRECT) {
-        out.push(Region { name: DIRECT.to_string(), proxy: None, recipients: Vec::new() });
+        out.push(Region {
+            name: DIRECT.to_string(),
+            proxy: None,
+            recipients: Vec::new(),
+            channels: Vec::new(),
+        });
     }
     out.extend(defined.into_iter().map(|d| d.region).filter(|r| named(&r.name)));
     out
@@ -188,7 +195,12 @@ mod tests {
         let c = config(&["--region", "eu=http://p:3128"], &[]).unwrap();
         assert_eq!(
             c.regions,
-            [Region { name: "eu".into(), proxy: Some("http://p:3128".into()), recipients: vec![] }]
+            [Region {
+                name: "eu".into(),
+                proxy: Some("http://p:3128".into()),
+                recipients: vec![],
+                channels: vec![]
+            }]
         );
         assert_eq!(c.targets[0].regions, ["eu"], "not direct unless asked for");
 

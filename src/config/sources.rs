@@ -87,7 +87,7 @@ pub(super) fn secret(
 /// or empty file is an error naming the variable and the path (a path is not secret).
 pub(super) fn read_file(
     world: &dyn Surroundings,
-    variable: &'static str,
+    variable: &str,
     path: &str,
 ) -> Result<Setting, ConfigError> {
     let mut value = world

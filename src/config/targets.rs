@@ -41,6 +41,8 @@ pub(super) struct Spec {
     /// The key of the list (`monitor.toml: target[2].regions`) and its names; `None`: all.
     pub(super) regions: Option<(String, Vec<Setting>)>,
     pub(super) remind: Option<Setting>,
+    /// Channel names, already checked against the `[[channel]]`s.
+    pub(super) channels: Vec<String>,
 }
 
 impl Spec {
@@ -57,6 +59,7 @@ impl Spec {
             recipients: Vec::new(),
             regions: None,
             remind: None,
+            channels: Vec::new(),
         }
     }
 
@@ -87,6 +90,7 @@ impl Spec {
             recipients: list(&t.recipients, "recipients"),
             regions: t.regions.as_ref().map(|names| (key("regions"), list(names, "regions"))),
             remind: text(&t.remind, "remind"),
+            channels: t.channels.clone(),
         }
     }
 }
@@ -180,7 +184,8 @@ pub(super) fn target(
         Some(s) => remind(Some(s))?,
         None => defaults.remind,
     };
-    Ok(Target { url, name, interval, timeout, thresholds, recipients, regions, remind })
+    let channels = spec.channels.clone();
+    Ok(Target { url, name, interval, timeout, thresholds, recipients, regions, remind, channels })
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ impl Surroundings for Fake {
             "/run/secrets/empty" => "\n",
             "/run/secrets/db_url" => "mysql://monitor:fr0m-file@db:3306/monitor\n",
             "/run/secrets/smtp_url" => "smtps://mailer:fr0m-file@mail.example.com:465\n",
+            "/run/secrets/webhook_url" => "https://hooks.example.com/api-monitor/fr0m-file\n",
+            "/run/secrets/pagerduty_key" => "fr0m-file\n",
             _ => return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")),
         };
         Ok(contents.into())
@@ -81,6 +83,37 @@ pub(super) fn with_file(
     all.extend_from_slice(args);
     match parse_from(all, &env).expect("cli parses") {
         Parsed::Go(a) => from_args(*a, &WithFile(Some(text))),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Where [`config_with_files`] says its config file is.
+pub(super) const CONFIG_PATH: &str = "monitor.toml";
+
+/// [`Fake`] with one config file holding `text` and secret files `files` (path, contents).
+struct WithFiles<'a> {
+    text: &'a str,
+    files: &'a [(&'a str, &'a str)],
+}
+impl Surroundings for WithFiles<'_> {
+    fn host_name(&self) -> String {
+        Fake.host_name()
+    }
+    fn read_secret(&self, path: &str) -> std::io::Result<String> {
+        match self.files.iter().find(|(p, _)| *p == path) {
+            Some((_, contents)) => Ok((*contents).to_owned()),
+            None => Fake.read_secret(path),
+        }
+    }
+    fn read_config_file(&self, _path: &str) -> std::io::Result<String> {
+        Ok(self.text.to_owned())
+    }
+}
+
+/// The configuration from `--config monitor.toml` holding `text`, with secret files `files`.
+pub(super) fn config_with_files(text: &str, files: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    match parse_from(["--config", CONFIG_PATH], &|_: &str| None).expect("cli parses") {
+        Parsed::Go(a) => from_args(*a, &WithFiles { text, files }),
         other => panic!("unexpected {other:?}"),
     }
 }
