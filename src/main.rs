@@ -331,6 +331,20 @@ fn watch(config: Config) -> Result<(), Fatal> {
         }
     };
 
+    for ch in &config.channels {
+        let routed = if config.global_channels.contains(&ch.name) {
+            "every notification"
+        } else {
+            "its targets' and regions' notifications"
+        };
+        log::info!(
+            "notifications by channel name={} kind={} to={} gets={routed}",
+            ch.name,
+            ch.kind.name(),
+            api_monitor::notify::channel::host(ch.url.expose())
+        );
+    }
+
     let metrics = Arc::new(Registry::new());
     let probers: ProberFactory = Box::new(|timeout| Box::new(HttpProber::new(timeout)));
     let slots = runtime::slots(&config.targets, &config.regions, &metrics, &probers);
@@ -365,7 +379,12 @@ fn watch(config: Config) -> Result<(), Fatal> {
     let parts = Parts {
         ledger,
         mailer,
-        recipients: Recipients { global: recipients, mail },
+        recipients: Recipients {
+            global: recipients,
+            mail,
+            channels: config.global_channels.clone(),
+            defined: config.channels.clone().into(),
+        },
         clock: Arc::new(SystemClock),
         metrics: Arc::clone(&metrics),
         concurrency,

@@ -154,7 +154,13 @@ fn check_healthz_asks_the_running_monitor_not_the_api() {
     let api = FakeApi::start(&[]);
     let port = testkit::net::reserve_port();
     let listen = format!("0.0.0.0:{port}");
-    let env = [("LISTEN", listen.as_str()), ("API_URL", &api.health_url()), ("TIMEOUT", "2s")];
+    let db = format!("sqlite://{}/healthz.db", support::temp_dir("healthz").display());
+    let env = [
+        ("LISTEN", listen.as_str()),
+        ("API_URL", &api.health_url()),
+        ("TIMEOUT", "2s"),
+        ("DATABASE_URL", &db),
+    ];
     let (status, out, _) = run_monitor(&["check", "--healthz"], &env);
     assert_eq!(status.code(), Some(1), "no monitor yet: {out}");
     assert!(

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use crate::notify::event::Kind;
+use crate::notify::event::{self, Kind};
 use crate::redact::SecretUrl;
+use crate::store::{derived_key, Notification};
 
 /// PagerDuty's Events API v2 endpoint, the default `url` of a `pagerduty` channel.
 pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -103,6 +104,39 @@ pub fn host(url: &str) -> String {
         }
         Err(_) => "(invalid URL)".to_owned(),
     }
+}
+
+/// The outbox rows of one notification: `email` (the email's row) first, then one per channel
+/// named in `names` — each once, in order — whose kind carries the event `event` (JSON),
+/// addressed `channel:NAME` and holding the event. Each copy's key is derived from the email's
+/// and the channel's name, so writing the same notification twice (a cluster's second leader)
+/// writes no second copy either.
+pub fn fan_out(
+    email: Notification,
+    event: &str,
+    names: &[&str],
+    defined: &[Channel],
+) -> Vec<Notification> {
+    let kind = event::kind_of(event);
+    let mut rows = vec![email];
+    let mut seen: Vec<&str> = Vec::new();
+    for &name in names {
+        let Some(channel) = defined.iter().find(|c| c.name == name) else { continue };
+        if seen.contains(&name) || !kind.is_some_and(|k| carries(channel.kind, k)) {
+            continue;
+        }
+        seen.push(name);
+        let email = &rows[0];
+        let copy = Notification {
+            key: derived_key(&["channel", &email.key, name]),
+            recipients: address(name),
+            text: event.to_owned(),
+            html: String::new(),
+            ..email.clone()
+        };
+        rows.push(copy);
+    }
+    rows
 }
 
 /// Whether a channel of `kind` is sent events of `event`. PagerDuty gets only what opens or
@@ -392,6 +426,48 @@ mod tests {
         let mut hostile = Map::new();
         hostile.insert("summary".into(), Value::from("<!channel> & co"));
         assert_eq!(slack_text(&Value::Object(hostile)), ":red_circle: *&lt;!channel&gt; &amp; co*");
+    }
+
+    #[test]
+    fn a_notification_fans_out_once_per_channel_that_carries_it() {
+        let defined = [
+            channel(ChannelKind::Webhook),
+            Channel { name: "pd".into(), ..channel(ChannelKind::PagerDuty) },
+        ];
+        let email = Notification {
+            key: "e1".into(),
+            target: "https://api.example.com/health".into(),
+            region: "eu".into(),
+            recipients: "a@b.co".into(),
+            subject: "[api-monitor] OUTAGE".into(),
+            text: "text".into(),
+            html: "<p>html</p>".into(),
+            created_at: Timestamp::from_millis(0),
+        };
+        let outage = event(Health::Down, None);
+        let rows = fan_out(email.clone(), &outage, &["ops", "pd", "ops", "unknown"], &defined);
+        let to: Vec<&str> = rows.iter().map(|r| r.recipients.as_str()).collect();
+        assert_eq!(to, ["a@b.co", "channel:ops", "channel:pd"], "each channel once, email first");
+        assert_eq!(rows[0], email, "the email's row as it was");
+        for copy in &rows[1..] {
+            assert_eq!((copy.text.as_str(), copy.html.as_str()), (outage.as_str(), ""));
+            assert_eq!(
+                (&copy.target, &copy.region, &copy.subject),
+                (&email.target, &email.region, &email.subject)
+            );
+            assert_eq!(copy.key.len(), 32);
+        }
+        assert_ne!(rows[1].key, rows[2].key);
+        let again = fan_out(email.clone(), &outage, &["ops", "pd"], &defined);
+        assert_eq!(again, rows, "the same notification fans out to the same keys");
+
+        let reminder = r#"{"event":"reminder"}"#;
+        let to: Vec<String> = fan_out(email.clone(), reminder, &["ops", "pd"], &defined)
+            .into_iter()
+            .map(|r| r.recipients)
+            .collect();
+        assert_eq!(to, ["a@b.co", "channel:ops"], "PagerDuty gets no reminder");
+        assert_eq!(fan_out(email, "", &["ops"], &defined).len(), 1, "no event, no copy");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::timestamp::Timestamp;
 pub const SCHEMA: &str = "api-monitor.event.v1";
 
 /// What happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Outage,
@@ -26,6 +26,15 @@ pub enum Kind {
     Blind,
     MemberLost,
     MemberBack,
+}
+
+/// The kind of the event `json` (`None` for no event, e.g. an email read back from the outbox).
+pub fn kind_of(json: &str) -> Option<Kind> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        event: Kind,
+    }
+    serde_json::from_str::<Head>(json).ok().map(|h| h.event)
 }
 
 impl Kind {

@@ -60,6 +60,28 @@ pub struct Outbox {
     entries: Vec<Entry>,
 }
 
+/// Who carries a notification: the mail courier, or the channels' courier (webhook, Slack,
+/// PagerDuty). Each carries one notification at a time, so a receiver that hangs for its whole
+/// deadline holds up only its own lane, never an email.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    Mail = 0,
+    Channels = 1,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Mail, Lane::Channels];
+
+    /// The lane of `n`: a notification addressed `channel:NAME` is the channels'.
+    pub fn of(n: &Notification) -> Lane {
+        if crate::notify::channel::named(&n.recipients).is_some() {
+            Lane::Channels
+        } else {
+            Lane::Mail
+        }
+    }
+}
+
 /// The queue a notification belongs to.
 fn queue(n: &Notification) -> (&str, &str) {
     (&n.target, &n.recipients)
@@ -134,6 +156,21 @@ impl Outbox {
     /// queue.
     pub fn next_due(&self, now: Instant) -> Option<&Entry> {
         self.heads().filter(|e| e.written && e.due <= now).min_by_key(|e| e.due)
+    }
+
+    /// [`Outbox::next_due`] among the notifications of `lane`.
+    pub fn next_due_in(&self, now: Instant, lane: Lane) -> Option<&Entry> {
+        (self.heads())
+            .filter(|e| e.written && e.due <= now && Lane::of(&e.notification) == lane)
+            .min_by_key(|e| e.due)
+    }
+
+    /// [`Outbox::next_wake`] among the notifications of `lane`.
+    pub fn next_wake_in(&self, lane: Lane) -> Option<Instant> {
+        (self.heads())
+            .filter(|e| e.written && Lane::of(&e.notification) == lane)
+            .map(|e| e.due)
+            .min()
     }
 
     /// When the next queue head falls due, if any notification waits (not counting heads
@@ -307,6 +344,24 @@ mod tests {
             outbox.failed("1", true, BASE, t0);
         }
         assert_eq!(outbox.next_due(t0).map(|e| e.notification.key.as_str()), Some("2"));
+    }
+
+    #[test]
+    fn each_lane_has_its_own_due_head_and_a_failing_channel_holds_up_no_email() {
+        let t0 = Instant::now();
+        let mut outbox = Outbox::default();
+        outbox.push(note("mail", "a", "ops@example.com"), t0);
+        outbox.push(note("hook", "a", "channel:hook"), t0);
+        outbox.push(note("hook2", "a", "channel:hook"), t0);
+        outbox.written(&["mail".into(), "hook".into(), "hook2".into()]);
+        let due = |o: &Outbox, lane| o.next_due_in(t0, lane).map(|e| e.notification.key.clone());
+        assert_eq!(due(&outbox, Lane::Mail).as_deref(), Some("mail"));
+        assert_eq!(due(&outbox, Lane::Channels).as_deref(), Some("hook"));
+        outbox.failed("hook", false, BASE, t0);
+        assert_eq!(due(&outbox, Lane::Channels), None, "hook2 waits behind its failing head");
+        assert_eq!(outbox.next_wake_in(Lane::Channels), Some(t0 + BASE), "the retry");
+        assert_eq!(due(&outbox, Lane::Mail).as_deref(), Some("mail"), "mail goes on");
+        assert_eq!(outbox.next_wake_in(Lane::Mail), Some(t0));
     }
 
     #[test]

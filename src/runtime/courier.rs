@@ -1,4 +1,5 @@
-//! The courier: the one thread that talks to the mail server.
+//! The courier: the one thread that talks to the mail server, and to the channels beside it
+//! (webhook, Slack, PagerDuty: a notification addressed `channel:NAME`).
 //!
 //! Why a thread of its own: an SMTP conversation can take its whole deadline, and nothing else
 //! may wait for it — not a probe, not the state owner. The state owner
@@ -11,6 +12,7 @@
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
+use crate::notify::channel::{self, Channel};
 use crate::notify::mailer::Mailer;
 use crate::notify::message::Email;
 use crate::runtime::coordinator::{Gate, Lead};
@@ -31,12 +33,14 @@ pub struct Parcel {
 /// does (a tarpit that sends a line every few seconds, a trickle).
 pub const SMTP_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Delivers each notification received on `parcels` with `mailer`, reporting to `events`,
-/// until the sender is dropped. `gate` fences parcels sent under a lead (cluster mode).
+/// Delivers each notification received on `parcels` with `mailer`, or to its channel among
+/// `channels`, reporting to `events`, until the sender is dropped. `gate` fences parcels sent
+/// under a lead (cluster mode).
 pub fn run(
     parcels: &Receiver<Parcel>,
     events: &Sender<Event>,
     mailer: &mut dyn Mailer,
+    channels: &[Channel],
     clock: &dyn Clock,
     mut gate: Option<Gate>,
 ) {
@@ -48,6 +52,17 @@ pub fn run(
                 }
                 continue;
             }
+        }
+        if let Some(name) = channel::named(&n.recipients) {
+            let mut deadline = Instant::now() + channel::DEADLINE;
+            if let Some(lead) = &lead {
+                deadline = deadline.min(lead.valid_until);
+            }
+            let event = post(&n, name, channels, deadline, clock);
+            if events.send(event).is_err() {
+                break;
+            }
+            continue;
         }
         let to: Vec<&str> =
             n.recipients.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
@@ -93,6 +108,39 @@ pub fn run(
         if accepted {
             mailer.finish();
         }
+    }
+}
+
+/// Delivers the channel notification `n` to the channel `name`. A notification whose channel
+/// is no longer configured (removed before a restart) is refused, and so ends dead after the
+/// usual refusals, kept for `api-monitor outbox`.
+fn post(
+    n: &Notification,
+    name: &str,
+    channels: &[Channel],
+    deadline: Instant,
+    clock: &dyn Clock,
+) -> Event {
+    let failed = |error: String, permanent: bool| Event::DeliveryFailed {
+        key: n.key.clone(),
+        error,
+        permanent,
+    };
+    let Some(ch) = channels.iter().find(|c| c.name == name) else {
+        return failed(format!("no [[channel]] named {name:?} is configured"), true);
+    };
+    let body = match channel::body(ch, &n.key, &n.text) {
+        Ok(body) => body,
+        Err(e) => return failed(format!("channel {name}: {e}"), true),
+    };
+    match channel::deliver(ch, &body, deadline) {
+        Ok(()) => Event::Delivered {
+            key: n.key.clone(),
+            at: clock.now(),
+            via: ch.kind.name(),
+            refused: None,
+        },
+        Err(e) => failed(format!("channel {name}: {e}"), e.permanent),
     }
 }
 
@@ -151,7 +199,7 @@ mod tests {
         parcels_tx.send(parcel("b", None)).unwrap();
         drop(parcels_tx);
         let mut mailer = Deadlines(Vec::new());
-        run(&parcels, &events, &mut mailer, &SystemClock, None);
+        run(&parcels, &events, &mut mailer, &[], &SystemClock, None);
         assert_eq!(mailer.0[0], lease_ends, "cut when the lease ends");
         assert!(mailer.0[1] >= start + SMTP_DEADLINE, "the whole deadline without a lease");
         assert_eq!(events_rx.try_iter().count(), 2, "both reported");

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Region, Target};
-use crate::notify::mailer::Mailer;
+use crate::notify::mailer::{LogMailer, Mailer};
 use crate::probe::Prober;
 use crate::runtime::coordinator::{Gate, Identity};
 use crate::runtime::ledger::Ledger;
@@ -176,18 +176,20 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
         .as_ref()
         .map(|c| Member { identity: c.identity.clone(), owned: Arc::clone(&owned) });
     let gate = cluster.as_ref().map(|c| Gate::new(&c.identity, &c.db_url));
+    let channels = Arc::clone(&recipients.defined);
     if let Some(c) = &cluster {
         metrics.set_cluster_site(&c.identity.settings.site);
     }
     let (events_tx, events_rx) = mpsc::channel::<Event>();
     let (notifications_tx, notifications_rx) = mpsc::channel();
+    let (channel_parcels_tx, channel_parcels_rx) = mpsc::channel();
     let (owner, snapshot) = StateOwner::start(Owned {
         slots: Arc::clone(&slots),
         ledger,
         recipients,
         clock: Arc::clone(&clock),
         metrics: Arc::clone(&metrics),
-        courier: notifications_tx,
+        couriers: [notifications_tx, channel_parcels_tx],
         events: events_tx.clone(),
         abort: mailer.abort_handle(),
         me,
@@ -198,8 +200,20 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
     let courier = {
         let events = events_tx.clone();
         let clock = Arc::clone(&clock);
+        let channels = Arc::clone(&channels);
         spawn("courier", move || {
-            courier::run(&notifications_rx, &events, mailer.as_mut(), &*clock, gate)
+            courier::run(&notifications_rx, &events, mailer.as_mut(), &channels, &*clock, gate)
+        })?
+    };
+    // The channels' courier: webhook, Slack and PagerDuty notifications, one at a time, so a
+    // receiver that hangs never holds up an email. It has no mail server of its own.
+    let channel_courier = {
+        let events = events_tx.clone();
+        let clock = Arc::clone(&clock);
+        let gate = cluster.as_ref().map(|c| Gate::new(&c.identity, &c.db_url));
+        spawn("courier-channels", move || {
+            let mut no_mail = LogMailer;
+            courier::run(&channel_parcels_rx, &events, &mut no_mail, &channels, &*clock, gate)
         })?
     };
     let state = spawn("state", move || owner.run(&events_rx))?;
@@ -288,6 +302,22 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
         });
         if courier.join().is_err() {
             log::error!("the courier thread panicked");
+        }
+        // The state owner waited for the channels' courier as for the mail courier; a POST it
+        // could not cut (no abort handle: at most its deadline) is left to the process's exit,
+        // its notification still in the outbox.
+        let until = Instant::now() + Duration::from_secs(1);
+        while !channel_courier.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if channel_courier.is_finished() {
+            if channel_courier.join().is_err() {
+                log::error!("the channels' courier thread panicked");
+            }
+        } else {
+            log::warn!(
+                "the channels' courier is still posting; its notification stays in the outbox"
+            );
         }
         // Last, so that the lease is let go only once nothing more can be sent from here.
         if let Some((stop, thread)) = coordinator {

@@ -40,9 +40,10 @@ use crate::config::DIRECT;
 use crate::detector::{Health, Transition};
 use crate::duration::human;
 use crate::history::{self, Change};
+use crate::notify::channel::{self, Channel};
 use crate::notify::mailer::AbortHandle;
 use crate::notify::message::{self, Blindness, Email, Notice, Reminder};
-use crate::notify::outbox::{AfterFailure, Outbox};
+use crate::notify::outbox::{AfterFailure, Lane, Outbox};
 use crate::probe::Outcome;
 use crate::runtime::coordinator::View;
 use crate::runtime::courier::Parcel;
@@ -142,6 +143,10 @@ pub struct Recipients {
     pub global: Vec<String>,
     /// Whether emails go to an SMTP server (else they are only logged and `to` is empty).
     pub mail: bool,
+    /// Channels (names) that get every notification; target and region channels are added.
+    pub channels: Vec<String>,
+    /// Every channel defined, for the kinds of event each one carries.
+    pub defined: Arc<[Channel]>,
 }
 
 /// This process as the database's holder: a fresh id, the host (with its pid namespace) and pid.
@@ -185,8 +190,8 @@ pub struct Owned {
     pub recipients: Recipients,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Registry>,
-    /// Notifications for the courier.
-    pub courier: Sender<Parcel>,
+    /// Notifications for the couriers, by [`Lane`]: mail, then channels.
+    pub couriers: [Sender<Parcel>; 2],
     /// The state owner's own channel, for the recorder's answers.
     pub events: Sender<Event>,
     /// Cuts the courier's conversation in flight (at a stop that cannot wait).
@@ -212,11 +217,11 @@ pub struct StateOwner {
     recipients: Recipients,
     clock: Arc<dyn Clock>,
     metrics: Arc<Registry>,
-    /// Notifications for the courier; `None` once it has been told to stop.
-    courier: Option<Sender<Parcel>>,
+    /// Notifications for the couriers, by [`Lane`]; `None` once they have been told to stop.
+    couriers: Option<[Sender<Parcel>; 2]>,
     abort: AbortHandle,
-    /// The notification the courier is carrying now.
-    carrying: Option<String>,
+    /// The notification each courier (by [`Lane`]) is carrying now.
+    carrying: [Option<String>; 2],
     shutdown: Arc<Shutdown>,
     retry_base: Duration,
     fatal: Option<String>,
@@ -235,7 +240,7 @@ impl StateOwner {
             recipients,
             clock,
             metrics,
-            courier,
+            couriers,
             events,
             abort,
             me,
@@ -289,9 +294,9 @@ impl StateOwner {
             recipients,
             clock,
             metrics,
-            courier: Some(courier),
+            couriers: Some(couriers),
             abort,
-            carrying: None,
+            carrying: [None, None],
             shutdown,
             retry_base,
             fatal: None,
@@ -330,7 +335,7 @@ impl StateOwner {
             }
         }
         self.finish_delivery(events);
-        self.courier = None;
+        self.couriers = None;
         self.ask(Job::Stop);
         let unsaved = match self.recorder_thread.take().map(JoinHandle::join) {
             Some(Ok(unsaved)) => unsaved,
@@ -389,7 +394,7 @@ impl StateOwner {
     fn finish_delivery(&mut self, events: &Receiver<Event>) {
         let mut deadline = Instant::now() + STOP_GRACE;
         let mut cut = false;
-        while self.carrying.is_some() {
+        while self.carrying.iter().any(Option::is_some) {
             let wait = deadline.saturating_duration_since(Instant::now());
             match events.recv_timeout(wait) {
                 Ok(event @ (Event::Delivered { .. } | Event::DeliveryFailed { .. })) => {
@@ -407,8 +412,8 @@ impl StateOwner {
                     deadline = Instant::now() + STOP_GRACE;
                 }
                 Err(_) => {
-                    log::warn!("the courier did not answer; its notification stays in the outbox");
-                    self.carrying = None;
+                    log::warn!("a courier did not answer; its notification stays in the outbox");
+                    self.carrying = [None, None];
                 }
             }
         }
@@ -417,8 +422,10 @@ impl StateOwner {
     /// The next instant something is due: a notification, a resume attempt, a rescan.
     fn next_wake(&self) -> Option<Instant> {
         let sending = self.member.as_ref().is_none_or(|m| m.sending_lead(Instant::now()).is_some());
-        let delivery =
-            if self.carrying.is_none() && sending { self.outbox.next_wake() } else { None };
+        let delivery = (Lane::ALL.into_iter())
+            .filter(|&lane| sending && self.carrying[lane as usize].is_none())
+            .filter_map(|lane| self.outbox.next_wake_in(lane))
+            .min();
         let expiry = self.member.as_ref().and_then(member::Membership::next_expiry);
         let phase = match &self.phase {
             Phase::Resuming { asked: true, .. } => None,
@@ -598,7 +605,7 @@ impl StateOwner {
                 self.probed(slot, outcome, at)
             }
             Event::Delivered { key, at, via, refused } => {
-                self.carrying = None;
+                self.carried(&key);
                 let Some(entry) = self.outbox.delivered(&key) else { return };
                 let attempts = entry.attempts + 1;
                 let n = &entry.notification;
@@ -625,7 +632,7 @@ impl StateOwner {
                 }
             }
             Event::DeliveryFailed { key, error, permanent } => {
-                self.carrying = None;
+                self.carried(&key);
                 let now = Instant::now();
                 let Some((after, entry)) =
                     self.outbox.failed(&key, permanent, self.retry_base, now)
@@ -648,7 +655,7 @@ impl StateOwner {
                     }
                     AfterFailure::Dead => {
                         log::error!(
-                            "notification DEAD (refused {} times by the mail server; no more \
+                            "notification DEAD (refused {} times by the mail server or channel; no more \
                              retries) target={} subject={:?} error=\"{error}\": see `api-monitor \
                              outbox`, re-send with `api-monitor outbox --requeue`",
                             entry.refusals,
@@ -666,7 +673,7 @@ impl StateOwner {
             Event::Recorder(answer) => self.answered(answer),
             Event::Cluster(view) => self.member_view(view),
             Event::Withheld { key, why } => {
-                self.carrying = None;
+                self.carried(&key);
                 if let Some(entry) = self.outbox.delivered(&key) {
                     log::warn!(
                         "notification withheld key={key} target={} subject={:?}: {why}",
@@ -700,11 +707,8 @@ impl StateOwner {
         }
     }
 
-    /// Hands the next due notification to the courier when it is free.
+    /// Hands each free courier the next due notification of its lane.
     fn dispatch(&mut self, now: Instant) {
-        if self.carrying.is_some() {
-            return;
-        }
         let lead = match &self.member {
             Some(m) => match m.sending_lead(now) {
                 Some(lead) => Some(lead),
@@ -712,12 +716,29 @@ impl StateOwner {
             },
             None => None,
         };
-        let (Some(courier), Some(entry)) = (&self.courier, self.outbox.next_due(now)) else {
-            return;
-        };
-        let key = entry.notification.key.clone();
-        if courier.send(Parcel { notification: entry.notification.clone(), lead }).is_ok() {
-            self.carrying = Some(key);
+        for lane in Lane::ALL {
+            if self.carrying[lane as usize].is_some() {
+                continue;
+            }
+            let (Some(couriers), Some(entry)) =
+                (&self.couriers, self.outbox.next_due_in(now, lane))
+            else {
+                continue;
+            };
+            let key = entry.notification.key.clone();
+            let parcel = Parcel { notification: entry.notification.clone(), lead };
+            if couriers[lane as usize].send(parcel).is_ok() {
+                self.carrying[lane as usize] = Some(key);
+            }
+        }
+    }
+
+    /// The courier carrying `key` is free again.
+    fn carried(&mut self, key: &str) {
+        for carrying in &mut self.carrying {
+            if carrying.as_deref() == Some(key) {
+                *carrying = None;
+            }
         }
     }
 
@@ -854,6 +875,8 @@ impl StateOwner {
 
     /// Writes `email` for the slot's recipients — with the transition `state` it announces, in
     /// one commit — then puts it in the outbox, from which the courier delivers it.
+    /// The email goes with a copy to each of the slot's channels that carries its event (see
+    /// [`channel::fan_out`]), all in the same commit.
     fn post(&mut self, slot: &Slot, state: Option<NewState>, email: Email, now: Timestamp) {
         let notification = Notification {
             key: new_key(),
@@ -865,10 +888,18 @@ impl StateOwner {
             html: email.html,
             created_at: now,
         };
+        let names: Vec<&str> = (self.recipients.channels.iter())
+            .chain(&slot.target.channels)
+            .chain(&slot.region.channels)
+            .map(String::as_str)
+            .collect();
+        let rows = channel::fan_out(notification, &email.event, &names, &self.recipients.defined);
         let instant = Instant::now();
-        let commit = Commit { state, notifications: vec![notification.clone()] };
+        let commit = Commit { state, notifications: rows.clone() };
         self.ask(Job::Write(Write::Commit(commit)));
-        self.outbox.push(notification, instant);
+        for row in rows {
+            self.outbox.push(row, instant);
+        }
         self.metrics.set_pending_notifications(self.outbox.len());
         self.dispatch(instant);
     }

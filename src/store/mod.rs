@@ -53,6 +53,22 @@ pub fn new_key() -> RowKey {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// 32 hex digits derived from `parts`: the key of a row every writer would make alike (a
+/// cluster's leaders, the channel copies of one notification), so that the unique key makes a
+/// second write a no-op.
+pub fn derived_key(parts: &[&str]) -> RowKey {
+    use std::hash::Hasher as _;
+    let hash = |seed: u64| {
+        let mut hasher = twox_hash::XxHash64::with_seed(seed);
+        for part in parts {
+            hasher.write(&(part.len() as u64).to_le_bytes());
+            hasher.write(part.as_bytes());
+        }
+        hasher.finish()
+    };
+    format!("{:016x}{:016x}", hash(1), hash(2))
+}
+
 /// A `state` row to insert; the store assigns the id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewState {

@@ -15,6 +15,8 @@
 //! - [`hostile`]: [`HostileSmtp`], raw TCP "SMTP servers" that misbehave ([`Hostility`]: tarpit,
 //!   trickle, silence, hang after DATA);
 //! - [`net`]: [`reserve_port`], a [`Forwarder`] that can be cut, a [`ConnectProxy`];
+//! - [`receiver`]: [`Receiver`], an HTTP endpoint for webhooks that records each request and
+//!   answers with a status, or hangs, as told;
 //! - [`procfs`]: CPU clock, RSS, threads, file descriptors and smaps of a process by pid.
 //!
 //! Errors are messages for a person (`Result<T, String>`): no caller matches on them. The
@@ -29,6 +31,7 @@ pub mod loopback;
 pub mod net;
 pub mod process;
 pub mod procfs;
+pub mod receiver;
 pub mod smtp;
 
 pub use bins::{bin_dir, binary, temp_dir};
@@ -38,6 +41,7 @@ pub use log::Log;
 pub use loopback::{BlackHole, HealthServer, PathHit};
 pub use net::{reserve_port, ConnectProxy, Forwarder};
 pub use process::{read_lines, Capture, Process};
+pub use receiver::{Received, Receiver, Reply};
 pub use smtp::{decode_base64, decode_encoded_words, Mail, SmtpServer, Stage};
 
 use std::time::Duration;

@@ -27,12 +27,9 @@
 //! announced.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::Hasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-
-use twox_hash::XxHash64;
 
 use super::{StateOwner, MAX_CHANGES, WAITING_PER_PAIR};
 use crate::cluster::lease::{members_alive, site_members, MemberRow};
@@ -42,6 +39,7 @@ use crate::config::cluster::GLOBAL;
 use crate::detector::{Health, Transition};
 use crate::duration::human;
 use crate::history::{self, Change};
+use crate::notify::channel;
 use crate::notify::message::{self, Email, MemberNotice, Notice, Sites};
 use crate::notify::outbox::Outbox;
 use crate::probe::Outcome;
@@ -50,7 +48,7 @@ use crate::runtime::ledger::Write;
 use crate::runtime::recorder::Job;
 use crate::runtime::Slot;
 use crate::store::cluster::SiteState;
-use crate::store::{new_key, Commit, NewState, Notification, OutboxEntry, StateRow};
+use crate::store::{derived_key, new_key, Commit, NewState, Notification, OutboxEntry, StateRow};
 use crate::timestamp::Timestamp;
 use crate::web::status_page::ClusterPanel;
 
@@ -195,18 +193,11 @@ fn claim(target: &str, me: &MemberId, before: &[MemberId], now: &[MemberId]) -> 
     }
 }
 
-/// 32 hex digits derived from `parts`: the key of a notification every leader would write
-/// alike, so that the unique key makes the second write a no-op.
-fn derived_key(parts: &[&str]) -> String {
-    let hash = |seed: u64| {
-        let mut hasher = XxHash64::with_seed(seed);
-        for part in parts {
-            hasher.write(&(part.len() as u64).to_le_bytes());
-            hasher.write(part.as_bytes());
-        }
-        hasher.finish()
-    };
-    format!("{:016x}{:016x}", hash(1), hash(2))
+/// Where a leader's notification goes: the email's recipients (comma-separated) and the
+/// channels (names).
+struct To {
+    emails: String,
+    channels: Vec<String>,
 }
 
 impl StateOwner {
@@ -658,8 +649,8 @@ impl StateOwner {
                     &period.to_string(),
                 ]);
                 let slots = Arc::clone(&self.slots);
-                let recipients = self.global_recipients(&slots[index]);
-                self.post_fenced(term, &target, GLOBAL, recipients, None, email, Some(key));
+                let to = self.global_recipients(&slots[index]);
+                self.post_fenced(term, &target, GLOBAL, to, None, email, Some(key));
                 continue;
             };
             let since = change_since(&change, &target, &verdict, sites, global.since, now);
@@ -734,8 +725,8 @@ impl StateOwner {
                 }),
                 now,
             });
-            let recipients = self.global_recipients(slot);
-            self.post_fenced(term, &target, GLOBAL, recipients, Some(row), email, None);
+            let to = self.global_recipients(slot);
+            self.post_fenced(term, &target, GLOBAL, to, Some(row), email, None);
         }
         self.members_news(members, &settings.name, settings.lease, now);
     }
@@ -792,10 +783,11 @@ impl StateOwner {
                 missing_sites: &missing,
                 now,
             });
-            let recipients =
+            let emails =
                 if self.recipients.mail { self.recipients.global.join(",") } else { String::new() };
+            let to = To { emails, channels: self.recipients.channels.clone() };
             let target = format!("cluster {cluster}");
-            self.post_fenced(term, &target, &row.site, recipients, None, email, Some(key));
+            self.post_fenced(term, &target, &row.site, to, None, email, Some(key));
         }
     }
 
@@ -807,7 +799,7 @@ impl StateOwner {
         term: u64,
         target: &str,
         region: &str,
-        recipients: String,
+        to: To,
         state: Option<NewState>,
         email: Email,
         key: Option<String>,
@@ -816,31 +808,44 @@ impl StateOwner {
             key: key.unwrap_or_else(new_key),
             target: target.to_owned(),
             region: region.to_owned(),
-            recipients,
+            recipients: to.emails,
             subject: email.subject,
             text: email.text,
             html: email.html,
             created_at: self.clock.now(),
         };
+        let names: Vec<&str> = to.channels.iter().map(String::as_str).collect();
+        let rows = channel::fan_out(notification, &email.event, &names, &self.recipients.defined);
         let instant = Instant::now();
-        self.ask_fenced(term, Commit { state, notifications: vec![notification.clone()] });
-        self.outbox.push(notification, instant);
+        self.ask_fenced(term, Commit { state, notifications: rows.clone() });
+        for row in rows {
+            self.outbox.push(row, instant);
+        }
         self.metrics.set_pending_notifications(self.outbox.len());
     }
 
-    /// Who gets a global email of `slot`'s target: the global recipients and the target's. Not
-    /// a site's: the email is about every site, and the leader knows only its own site's.
-    fn global_recipients(&self, slot: &Slot) -> String {
-        if !self.recipients.mail {
-            return String::new();
-        }
-        let mut all: Vec<&String> = Vec::new();
-        for r in self.recipients.global.iter().chain(&slot.target.recipients) {
-            if !all.iter().any(|seen| seen.eq_ignore_ascii_case(r)) {
-                all.push(r);
+    /// Who gets a global notification of `slot`'s target: the global recipients and channels
+    /// and the target's. Not a site's: the notification is about every site, and the leader
+    /// knows only its own site's.
+    fn global_recipients(&self, slot: &Slot) -> To {
+        let mut emails: Vec<&String> = Vec::new();
+        if self.recipients.mail {
+            for r in self.recipients.global.iter().chain(&slot.target.recipients) {
+                if !emails.iter().any(|seen| seen.eq_ignore_ascii_case(r)) {
+                    emails.push(r);
+                }
             }
         }
-        all.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+        To {
+            emails: emails.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","),
+            channels: self
+                .recipients
+                .channels
+                .iter()
+                .chain(&slot.target.channels)
+                .cloned()
+                .collect(),
+        }
     }
 
     fn ask_fenced(&mut self, term: u64, commit: Commit) {
