@@ -21,6 +21,7 @@ pub mod config;
 pub mod detector;
 pub mod duration;
 pub mod history;
+pub mod maintenance;
 pub mod notify;
 pub mod probe;
 pub mod redact;
