@@ -76,6 +76,23 @@ pub struct FileSettings {
     pub targets: Vec<TargetEntry>,
     #[serde(default, rename = "channel")]
     pub channel_list: Vec<ChannelEntry>,
+    #[serde(default, rename = "maintenance")]
+    pub maintenance_list: Vec<MaintenanceEntry>,
+}
+
+/// One `[[maintenance]]`: a planned window during which notifications are held back. Either
+/// `weekly`, or `start` and `end`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceEntry {
+    /// `Sun 02:00-04:00` (UTC).
+    pub weekly: Option<String>,
+    /// RFC 3339, UTC.
+    pub start: Option<String>,
+    pub end: Option<String>,
+    /// Target URLs, as in `[[target]]`; left out: every target.
+    pub targets: Option<Vec<String>>,
+    pub reason: Option<String>,
 }
 
 /// One `[[channel]]`: a webhook, Slack or PagerDuty destination beside email.
@@ -576,6 +593,21 @@ mod tests {
                 ),
             ],
             global_channels: vec!["ops-slack".into()],
+            maintenance: vec![
+                crate::maintenance::Window {
+                    targets: vec!["https://payments.example.com/health".into()],
+                    when: crate::maintenance::parse_weekly("Sun 02:00-04:00").unwrap(),
+                    reason: "weekly payments deploy".into(),
+                },
+                crate::maintenance::Window {
+                    targets: vec![],
+                    when: crate::maintenance::When::Once {
+                        start: crate::maintenance::parse_instant("2026-12-24T22:00:00Z").unwrap(),
+                        end: crate::maintenance::parse_instant("2026-12-25T02:00:00Z").unwrap(),
+                    },
+                    reason: "datacenter move".into(),
+                },
+            ],
         };
         assert_eq!(c, expected);
         assert!(!format!("{c:?}").contains("CHANGE_ME"), "the proxy password is masked");
@@ -595,6 +627,7 @@ mod tests {
             ("[[region]]", "[[region]]\nname = \"a\"\nzzz = 1\n"),
             ("[[target]]", "[[target]]\nurl = \"http://a/h\"\nzzz = 1\n"),
             ("[[channel]]", "[[channel]]\nname = \"a\"\nkind = \"slack\"\nzzz = 1\n"),
+            ("[[maintenance]]", "[[maintenance]]\nzzz = 1\n"),
         ] {
             let keys = accepted_keys(probe);
             assert!(keys.len() > 2, "{section}: {keys:?}");

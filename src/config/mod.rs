@@ -29,6 +29,7 @@ mod channels;
 pub mod cluster;
 mod error;
 pub mod file;
+mod maintenance;
 mod regions;
 mod sources;
 mod targets;
@@ -173,6 +174,8 @@ pub struct Config {
     pub channels: Vec<Channel>,
     /// Names of the channels that get every notification (the file's `channels`).
     pub global_channels: Vec<String>,
+    /// The file's `[[maintenance]]` windows.
+    pub maintenance: Vec<crate::maintenance::Window>,
 }
 
 /// `api-monitor report [--since DUR] [--target URL] [--json]`.
@@ -318,6 +321,7 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
         }
         None => regions,
     };
+    let maintenance = maintenance::windows(&file, &targets)?;
     let concurrency =
         concurrency(pick(args.concurrency, count(f.concurrency, "concurrency")).as_ref())?;
     let report = match args.command {
@@ -350,6 +354,7 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
         cluster,
         channels,
         global_channels,
+        maintenance,
     })
 }
 
