@@ -1,4 +1,4 @@
--- api-monitor schema for MySQL 8 / MariaDB 10.11 (`mysql://USER:PASS@HOST:PORT/DB`), version 2.
+-- api-monitor schema for MySQL 8 / MariaDB 10.11 (`mysql://USER:PASS@HOST:PORT/DB`), version 3.
 --
 -- `state` records every transition of a monitored target as seen from one region: one row when
 -- the target settles Up or Down. `id`, `timestamp` and `healthy` keep the original tool's
@@ -21,6 +21,10 @@
 -- InnoDB's 3072-byte key limit. Rows of targets sharing that prefix are told apart by the
 -- row lookup, so the index only has to narrow the search.
 --
+-- maintenance, held (version 3): the maintenance a transition happened in (NULL outside one),
+-- and whether its notification is held back with the summary not yet written (see
+-- sql/sqlite.sql).
+--
 -- row_key (version 2): 32 hex digits made before the first attempt to write the row, under a
 -- unique index, so a write retried after a lost reply finds the row and writes nothing
 -- (INSERT ... ON DUPLICATE KEY UPDATE row_key = row_key). NULL in rows written by version 1:
@@ -34,6 +38,8 @@ CREATE TABLE IF NOT EXISTS state (
     region      VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT 'direct',
     reason      VARCHAR(1024) NULL,
     row_key     CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,
+    maintenance VARCHAR(255) NULL,
+    held        BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (id),
     KEY state_target_region_time (target(255), region, `timestamp`, id),
     UNIQUE KEY state_row_key (row_key)
@@ -129,4 +135,18 @@ CREATE TABLE IF NOT EXISTS schema_version (
     PRIMARY KEY (id)
 ) ENGINE=InnoDB;
 
-INSERT INTO schema_version (id, version) VALUES (1, 2) ON DUPLICATE KEY UPDATE id = id;
+-- Version 3: silences set at run time by `api-monitor silence` (see sql/sqlite.sql).
+CREATE TABLE IF NOT EXISTS silence (
+    id         BIGINT NOT NULL AUTO_INCREMENT,
+    target     VARCHAR(2048) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    starts_at  DATETIME(3) NOT NULL,
+    ends_at    DATETIME(3) NOT NULL,
+    reason     VARCHAR(255) NOT NULL,
+    created_by VARCHAR(255) NOT NULL,
+    created_at DATETIME(3) NOT NULL,
+    PRIMARY KEY (id),
+    KEY silence_ends (ends_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+INSERT INTO schema_version (id, version) VALUES (1, 3) ON DUPLICATE KEY UPDATE id = id;
+UPDATE schema_version SET version = 3 WHERE id = 1 AND version < 3;

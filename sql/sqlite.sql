@@ -1,4 +1,4 @@
--- api-monitor schema for the embedded SQLite store (the default, `sqlite://PATH`), version 2.
+-- api-monitor schema for the embedded SQLite store (the default, `sqlite://PATH`), version 3.
 --
 -- `state` records every transition of a monitored target as seen from one region: one row when
 -- the target settles Up or Down. `id`, `timestamp` and `healthy` keep the original tool's
@@ -25,7 +25,14 @@ CREATE TABLE IF NOT EXISTS state (
     reason    VARCHAR(1024) NULL,
     -- Version 2: 32 hex digits made before the first attempt to write the row, so a retried
     -- write finds it and writes nothing. NULL in rows written by version 1.
-    row_key   CHAR(32) NULL
+    row_key   CHAR(32) NULL,
+    -- Version 3: the maintenance (silence or window) the transition happened in, as logs show
+    -- it; NULL outside maintenance.
+    maintenance VARCHAR(255) NULL,
+    -- Version 3: 1 while the transition's notification is held back by maintenance and the
+    -- summary that replaces it is not yet written (written in the same transaction as that
+    -- summary's notification, so a restart knows whether it still owes one).
+    held      INTEGER NOT NULL DEFAULT 0 CHECK (held IN (0, 1))
 );
 
 -- Serves "the last row of a target/region" and the (timestamp, id)-ordered range scans.
@@ -93,4 +100,20 @@ CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER NOT NULL
 );
 
-INSERT INTO schema_version (id, version) VALUES (1, 2) ON CONFLICT (id) DO NOTHING;
+-- Version 3: silences set at run time by `api-monitor silence`: every instance reads them, so a
+-- restarted one honours them too. `target` is a target as logs show it, or '*' for every
+-- target. Cleared early by setting `ends_at` to the time of clearing (kept for the record).
+CREATE TABLE IF NOT EXISTS silence (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    target     VARCHAR(2048) NOT NULL,
+    starts_at  TEXT NOT NULL,
+    ends_at    TEXT NOT NULL,
+    reason     VARCHAR(255) NOT NULL,
+    created_by VARCHAR(255) NOT NULL,
+    created_at TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS silence_ends ON silence (ends_at);
+
+INSERT INTO schema_version (id, version) VALUES (1, 3) ON CONFLICT (id) DO NOTHING;
+UPDATE schema_version SET version = 3 WHERE id = 1 AND version < 3;

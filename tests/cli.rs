@@ -234,8 +234,10 @@ fn report_prints_a_table_or_json_from_the_database() {
             target: target.into(),
             region: "direct".into(),
             reason: reason.map(String::from),
+            maintenance: None,
+            held: false,
         };
-        s.commit(&Commit { state: Some(row), notifications: Vec::new() }).unwrap();
+        s.commit(&Commit { state: Some(row), notifications: Vec::new(), release: None }).unwrap();
     }
     drop(s);
 

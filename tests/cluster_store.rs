@@ -82,6 +82,8 @@ fn outage(subject: &str) -> Commit {
             target: TARGET.into(),
             region: "direct".into(),
             reason: Some("HTTP 503".into()),
+            maintenance: None,
+            held: false,
         }),
         notifications: vec![Notification {
             key: store::new_key(),
@@ -93,6 +95,7 @@ fn outage(subject: &str) -> Commit {
             html: "<p>down</p>".into(),
             created_at: at,
         }],
+        release: None,
     }
 }
 
@@ -297,7 +300,7 @@ fn two_members_racing_for_an_expired_lease_have_exactly_one_winner() {
 }
 
 #[test]
-fn a_version_2_database_without_the_cluster_tables_gets_them_at_open_and_stays_version_2() {
+fn a_database_without_the_cluster_tables_gets_them_at_open_and_keeps_its_version() {
     let Some(db) = scratch_db::mysql("cluster_v2") else { return };
     drop(open(&db));
     let mut raw = db.admin().expect("admin connection");
@@ -311,7 +314,7 @@ fn a_version_2_database_without_the_cluster_tables_gets_them_at_open_and_stays_v
         .lead(CLUSTER, &id("a"), &LeaseDecision::TakeOver { next_term: 1 }, LEASE)
         .unwrap());
     let versions: Vec<i64> = raw.query("SELECT version FROM schema_version").unwrap();
-    assert_eq!(versions, [2], "new tables only: no new schema version");
+    assert_eq!(versions, [3], "new tables only: no new schema version");
 }
 
 /// A member row without its age, which moves between two reads.
@@ -423,8 +426,11 @@ fn transition(target: &str, region: &str, healthy: bool, at_ms: i64) -> Commit {
             target: target.into(),
             region: region.into(),
             reason: (!healthy).then(|| "HTTP 503".into()),
+            maintenance: None,
+            held: false,
         }),
         notifications: vec![],
+        release: None,
     }
 }
 

@@ -70,8 +70,12 @@ fn report_over(store: &mut dyn Store) {
             target: target.into(),
             region: region.into(),
             reason: reason.map(str::to_owned),
+            maintenance: None,
+            held: false,
         };
-        store.commit(&Commit { state: Some(row), notifications: Vec::new() }).expect("commit");
+        store
+            .commit(&Commit { state: Some(row), notifications: Vec::new(), release: None })
+            .expect("commit");
     }
     let (from, now) = (at("2026-11-18 12:00:00"), at("2026-11-25 12:00:00"));
 
@@ -172,8 +176,12 @@ fn report_and_outbox_say_which_database_they_read() {
         target: A.into(),
         region: "direct".into(),
         reason: None,
+        maintenance: None,
+        held: false,
     };
-    store.commit(&Commit { state: Some(row), notifications: Vec::new() }).expect("commit");
+    store
+        .commit(&Commit { state: Some(row), notifications: Vec::new(), release: None })
+        .expect("commit");
     drop(store);
     for command in [&["report", "--db", &url][..], &["outbox", "--db", &url]] {
         let (code, out, err) = run_in(&dir, command);
@@ -213,7 +221,7 @@ fn report_on_a_version_1_database_asks_for_one_run_of_the_monitor() {
         err.lines().last(),
         Some(
             format!(
-                "api-monitor: {url}: schema version 1 is older than this api-monitor's (2): run \
+                "api-monitor: {url}: schema version 1 is older than this api-monitor's (3): run \
                  the monitor once to upgrade it"
             )
             .as_str()

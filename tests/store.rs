@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use api_monitor::store::{
-    self, Claim, Commit, Delivery, Holder, NewState, Notification, OutboxEntry, StateRow, Store,
-    StoreError,
+    self, Claim, Clear, Commit, Delivery, Holder, NewState, Notification, OutboxEntry, Silence,
+    StateRow, Store, StoreError,
 };
 use api_monitor::timestamp::Timestamp;
 
@@ -43,6 +43,8 @@ fn up(target: &str, region: &str, offset_ms: i64) -> NewState {
         target: target.into(),
         region: region.into(),
         reason: None,
+        maintenance: None,
+        held: false,
     }
 }
 
@@ -61,7 +63,7 @@ fn open(url: &str) -> Box<dyn Store> {
 /// reason clipped to 1024 characters, as the stores promise).
 fn insert(store: &mut dyn Store, row: NewState) -> StateRow {
     let id = store
-        .commit(&Commit { state: Some(row.clone()), notifications: Vec::new() })
+        .commit(&Commit { state: Some(row.clone()), notifications: Vec::new(), release: None })
         .expect("commit")
         .expect("a commit with a state row returns its id");
     StateRow {
@@ -71,6 +73,8 @@ fn insert(store: &mut dyn Store, row: NewState) -> StateRow {
         target: row.target,
         region: row.region,
         reason: row.reason.map(|r| r.chars().take(1024).collect()),
+        maintenance: row.maintenance,
+        held: row.held,
     }
 }
 
@@ -341,7 +345,8 @@ fn commits_are_idempotent(store: &mut dyn Store) {
     let outage = down(A, DIRECT, 1_000, "HTTP 503");
     let first = notification("[api-monitor] OUTAGE: a is down", at(1));
     let second = Notification { recipients: "boss@example.com".into(), ..notification("x", at(2)) };
-    let commit = Commit { state: Some(outage.clone()), notifications: vec![first, second] };
+    let commit =
+        Commit { state: Some(outage.clone()), notifications: vec![first, second], release: None };
 
     let id = store.commit(&commit).unwrap().expect("a state row has an id");
     assert_eq!(store.commit(&commit).unwrap(), Some(id), "the retry finds the same row");
@@ -350,7 +355,8 @@ fn commits_are_idempotent(store: &mut dyn Store) {
 
     // The state row is there already (an earlier attempt got that far); the email is new.
     let reminder = notification("[api-monitor] STILL DOWN: a", at(3));
-    let again = Commit { state: Some(outage), notifications: vec![reminder.clone()] };
+    let again =
+        Commit { state: Some(outage), notifications: vec![reminder.clone()], release: None };
     assert_eq!(store.commit(&again).unwrap(), Some(id), "the existing row's id");
     assert_eq!(store.since(A, DIRECT, at(0)).unwrap().len(), 1, "still one state row");
     let pending = store.pending().unwrap();
@@ -358,7 +364,8 @@ fn commits_are_idempotent(store: &mut dyn Store) {
     assert_eq!(pending[2].notification, reminder);
 
     // A notification without a state row (a reminder), twice.
-    let alone = Commit { state: None, notifications: vec![notification("alone", at(4))] };
+    let alone =
+        Commit { state: None, notifications: vec![notification("alone", at(4))], release: None };
     assert_eq!(store.commit(&alone).unwrap(), None);
     assert_eq!(store.commit(&alone).unwrap(), None);
     assert_eq!(store.pending().unwrap().len(), 4);
@@ -377,9 +384,15 @@ fn outbox_life_cycle_pending_sent_dead_requeued(store: &mut dyn Store) {
     let earlier = notification("[api-monitor] reminder", at(10));
     let blind = notification("[api-monitor] BLIND: eu", at(50));
     let row = down(A, DIRECT, 0, "HTTP 503");
-    store.commit(&Commit { state: Some(row), notifications: vec![outage.clone()] }).unwrap();
-    store.commit(&Commit { state: None, notifications: vec![earlier.clone()] }).unwrap();
-    store.commit(&Commit { state: None, notifications: vec![blind.clone()] }).unwrap();
+    store
+        .commit(&Commit { state: Some(row), notifications: vec![outage.clone()], release: None })
+        .unwrap();
+    store
+        .commit(&Commit { state: None, notifications: vec![earlier.clone()], release: None })
+        .unwrap();
+    store
+        .commit(&Commit { state: None, notifications: vec![blind.clone()], release: None })
+        .unwrap();
 
     let pending = store.pending().unwrap();
     assert_eq!(keys(&pending), [&earlier.key, &outage.key, &blind.key], "created_at, then id");
@@ -448,11 +461,66 @@ fn long_urls_and_subjects_are_stored_whole(store: &mut dyn Store) {
         ..notification(&subject, at(0))
     };
     let row = down(&url, DIRECT, 0, "HTTP 503");
-    store.commit(&Commit { state: Some(row), notifications: vec![n.clone()] }).unwrap();
+    store
+        .commit(&Commit { state: Some(row), notifications: vec![n.clone()], release: None })
+        .unwrap();
     assert_eq!(store.last(&url, DIRECT).unwrap().expect("the row").target, url);
     let pending = store.pending().unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].notification, n, "the 2048-character URL and the long subject, whole");
+}
+
+fn silences_are_added_listed_and_cleared_early(store: &mut dyn Store) {
+    let silence = |target: &str, from: i64, to: i64| Silence {
+        id: 0,
+        target: target.into(),
+        starts_at: at(from),
+        ends_at: at(to),
+        reason: "deploy; 'quoted' \"too\"".into(),
+        created_by: "ops@host".into(),
+    };
+    assert_eq!(store.silences(at(0)).unwrap(), vec![], "none yet");
+    let a = store.add_silence(&silence(A, 1_000, 10_000), at(500)).unwrap();
+    let all = store.add_silence(&silence("*", 5_000, 20_000), at(500)).unwrap();
+    let later = store.add_silence(&silence(B, 30_000, 40_000), at(500)).unwrap();
+    assert!(a < all && all < later, "ids increase");
+    let listed = store.silences(at(2_000)).unwrap();
+    assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), [a, all, later]);
+    assert_eq!(listed[0], Silence { id: a, ..silence(A, 1_000, 10_000) }, "round trip");
+    assert_eq!(store.silences(at(10_000)).unwrap().len(), 2, "ended ones are not listed");
+
+    assert_eq!(store.clear_silences(&Clear::Target(A.into()), at(3_000)).unwrap(), 1);
+    assert_eq!(store.clear_silences(&Clear::Target(A.into()), at(3_500)).unwrap(), 0, "once");
+    assert_eq!(store.clear_silences(&Clear::Id(later), at(3_000)).unwrap(), 1, "a future one");
+    let left = store.silences(at(3_000)).unwrap();
+    assert_eq!(left.iter().map(|s| s.id).collect::<Vec<_>>(), [all], "{left:?}");
+    assert_eq!(store.clear_silences(&Clear::All, at(6_000)).unwrap(), 1);
+    assert_eq!(store.silences(at(6_000)).unwrap(), vec![]);
+}
+
+fn held_rows_round_trip_and_are_released_with_the_summary(store: &mut dyn Store) {
+    let held = |row: NewState| NewState {
+        maintenance: Some("silence #1: deploy".into()),
+        held: true,
+        ..row
+    };
+    let outage = insert(store, held(down(A, DIRECT, 1_000, "HTTP 503")));
+    let other = insert(store, held(down(B, DIRECT, 1_000, "HTTP 503")));
+    assert_eq!(outage.maintenance.as_deref(), Some("silence #1: deploy"));
+    assert!(outage.held && other.held);
+    let summary = notification("[api-monitor] OUTAGE: a (during maintenance)", at(2));
+    let release = Commit {
+        state: None,
+        notifications: vec![summary],
+        release: Some((A.into(), DIRECT.into())),
+    };
+    store.commit(&release).unwrap();
+    store.commit(&release).unwrap();
+    let a = store.last(A, DIRECT).unwrap().unwrap();
+    assert!(!a.held, "released");
+    assert_eq!(a.maintenance.as_deref(), Some("silence #1: deploy"), "still marked");
+    assert!(store.last(B, DIRECT).unwrap().unwrap().held, "only that pair");
+    assert_eq!(store.pending().unwrap().len(), 1, "the summary, once");
 }
 
 fn holder(name: &str) -> Holder {
@@ -559,6 +627,8 @@ store_suite!(
     outbox_life_cycle_pending_sent_dead_requeued,
     long_urls_and_subjects_are_stored_whole,
     one_instance_holds_the_database,
+    silences_are_added_listed_and_cleared_early,
+    held_rows_round_trip_and_are_released_with_the_summary,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -737,6 +807,7 @@ fn a_commit_is_all_or_nothing(
     let commit = Commit {
         state: Some(down(A, DIRECT, 1_000, "HTTP 503")),
         notifications: vec![notification("[api-monitor] OUTAGE: a is down", at(1))],
+        release: None,
     };
     fail_inserts();
     let e = store.commit(&commit).expect_err("the trigger makes the notification insert fail");
@@ -797,7 +868,8 @@ fn mysql_commit_is_atomic() {
 fn deliver_with_refusals(store: &mut dyn Store) -> (String, String, String) {
     let partial = notification("partial", at(1));
     let whole = notification("whole", at(2));
-    let commit = Commit { state: None, notifications: vec![partial.clone(), whole.clone()] };
+    let commit =
+        Commit { state: None, notifications: vec![partial.clone(), whole.clone()], release: None };
     store.commit(&commit).unwrap();
     let refused: String = "x@example.com: 550 5.1.1 no such user 🚨, ".repeat(100);
     store.record_sent(&partial.key, 1, at(10), Some(&refused)).unwrap();
@@ -934,6 +1006,7 @@ fn a_version_1_database_is_upgraded_at_open(url: &str) {
     let later = Commit {
         state: Some(up(V1_TARGET, DIRECT, 9_000)),
         notifications: vec![notification(&subject, at(9_000))],
+        release: None,
     };
     store.commit(&later).unwrap();
     store.commit(&later).unwrap();
@@ -964,7 +1037,7 @@ fn sqlite_version_1_database_is_upgraded_at_open() {
     a_version_1_database_is_upgraded_at_open(&dir.sqlite_url());
     let version: i64 =
         raw_sqlite(&dir).query_row("SELECT version FROM schema_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[test]
@@ -988,7 +1061,7 @@ fn mysql_version_1_database_is_upgraded_at_open() {
     .unwrap();
     a_version_1_database_is_upgraded_at_open(&db.url);
     let version: Option<i64> = raw.query_first("SELECT version FROM schema_version").unwrap();
-    assert_eq!(version, Some(2));
+    assert_eq!(version, Some(3));
 }
 
 /// A database whose schema is newer than this binary is refused, in one line, untouched, by
@@ -1000,13 +1073,13 @@ fn assert_too_new(url: &str) {
 
 fn assert_too_new_for(url: &str, open: fn(&str) -> Result<Box<dyn Store>, StoreError>) {
     match open(url) {
-        Ok(_) => panic!("opened a database of schema version 3"),
+        Ok(_) => panic!("opened a database of schema version 4"),
         Err(e) => {
             assert!(matches!(e, StoreError::Permanent { .. }), "{e:?}");
             assert!(e.is_permanent());
             assert!(
                 e.to_string().ends_with(
-                    "schema version 3 is newer than this api-monitor understands (2): upgrade \
+                    "schema version 4 is newer than this api-monitor understands (3): upgrade \
                      api-monitor"
                 ),
                 "{e}"
@@ -1020,11 +1093,11 @@ fn assert_too_new_for(url: &str, open: fn(&str) -> Result<Box<dyn Store>, StoreE
 fn sqlite_schema_too_new_is_permanent() {
     let dir = TempDir::new("too-new");
     drop(open(&dir.sqlite_url()));
-    raw_sqlite(&dir).execute("UPDATE schema_version SET version = 3", []).unwrap();
+    raw_sqlite(&dir).execute("UPDATE schema_version SET version = 4", []).unwrap();
     assert_too_new(&dir.sqlite_url());
     let version: i64 =
         raw_sqlite(&dir).query_row("SELECT version FROM schema_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 3, "left as it was");
+    assert_eq!(version, 4, "left as it was");
 }
 
 #[test]
@@ -1032,7 +1105,7 @@ fn mysql_schema_too_new_is_permanent() {
     use mysql::prelude::Queryable;
     let Some(db) = scratch_db::mysql("too_new") else { return };
     drop(open(&db.url));
-    raw_mysql(&db).query_drop("UPDATE schema_version SET version = 3").unwrap();
+    raw_mysql(&db).query_drop("UPDATE schema_version SET version = 4").unwrap();
     assert_too_new(&db.url);
 }
 
@@ -1075,7 +1148,7 @@ fn sqlite_vanished_file_is_permanent_and_told_apart() {
     assert_eq!(store.claim(&me, MINUTE, ALIVE).unwrap(), Claim::Granted);
     insert(&mut *store, up(A, DIRECT, 0));
     std::fs::remove_file(dir.path().join("state.db")).unwrap();
-    let commit = Commit { state: Some(up(A, DIRECT, 1)), notifications: Vec::new() };
+    let commit = Commit { state: Some(up(A, DIRECT, 1)), notifications: Vec::new(), release: None };
     let e = assert_vanished(store.commit(&commit));
     eprintln!("vanished file: {e}");
     assert_vanished(store.heartbeat(&me));
@@ -1143,7 +1216,7 @@ fn mysql_database_dropped_mid_run_is_permanent() {
     let mut admin = db.admin().unwrap();
     admin.query_drop(format!("DROP DATABASE `{}`", db.name)).unwrap();
     kill_store_connections(&db);
-    let commit = Commit { state: Some(up(A, DIRECT, 1)), notifications: Vec::new() };
+    let commit = Commit { state: Some(up(A, DIRECT, 1)), notifications: Vec::new(), release: None };
     let e = assert_permanent(store.commit(&commit), "Unknown database", "\0");
     eprintln!("dropped mid-run: {e}");
 }
@@ -1240,7 +1313,8 @@ fn read_only_reads_and_writes_nothing(url: &str) {
     assert_eq!(reader.last(A, DIRECT).unwrap(), Some(row.clone()));
     assert_eq!(reader.series().unwrap(), [(A.to_owned(), DIRECT.to_owned())]);
     assert!(reader.pending().unwrap().is_empty() && reader.dead().unwrap().is_empty());
-    let write = Commit { state: Some(up(A, DIRECT, 1_000)), notifications: Vec::new() };
+    let write =
+        Commit { state: Some(up(A, DIRECT, 1_000)), notifications: Vec::new(), release: None };
     let refused = reader.commit(&write).expect_err("a read-only store writes nothing");
     assert_one_clear_line(&refused);
     assert_eq!(reader.since(A, DIRECT, at(-1)).unwrap(), [row], "nothing was written");
@@ -1266,7 +1340,7 @@ fn assert_old_schema<T>(result: Result<T, StoreError>) {
             assert!(matches!(e, StoreError::OldSchema { found: 1, .. }), "{e:?}");
             assert!(
                 e.to_string().ends_with(
-                    "schema version 1 is older than this api-monitor's (2): run the monitor \
+                    "schema version 1 is older than this api-monitor's (3): run the monitor \
                      once to upgrade it"
                 ),
                 "{e}"

@@ -517,6 +517,8 @@ mod tests {
             target: target.into(),
             region: region.into(),
             reason: reason.map(str::to_owned),
+            maintenance: None,
+            held: false,
         }
     }
 
@@ -535,6 +537,8 @@ mod tests {
                     target: s.target,
                     region: s.region,
                     reason: s.reason,
+                    maintenance: None,
+                    held: false,
                 }
             })
             .collect()
@@ -551,7 +555,8 @@ mod tests {
     fn store_with(fixture: &Fixture) -> SqliteStore {
         let mut store = SqliteStore::open("sqlite://:memory:").expect("in-memory store");
         for row in fixture {
-            let commit = Commit { state: Some(new_state(row)), notifications: Vec::new() };
+            let commit =
+                Commit { state: Some(new_state(row)), notifications: Vec::new(), release: None };
             store.commit(&commit).expect("commit");
         }
         store

@@ -321,7 +321,7 @@ impl Ledger {
     pub fn disown(&mut self, pairs: &[(String, String)]) -> usize {
         let before = self.backlog.len();
         self.backlog.retain(|write| match write {
-            Write::Commit(Commit { state: Some(row), notifications })
+            Write::Commit(Commit { state: Some(row), notifications, release: None })
                 if notifications.is_empty() =>
             {
                 !pairs.iter().any(|(target, site)| *target == row.target && *site == row.region)
@@ -443,6 +443,8 @@ mod tests {
                         target: row.target.clone(),
                         region: row.region.clone(),
                         reason: row.reason.clone(),
+                        maintenance: row.maintenance.clone(),
+                        held: row.held,
                     };
                     db.states.push((row.key.clone(), written));
                 }
@@ -530,6 +532,23 @@ mod tests {
         fn series(&mut self) -> Result<Vec<(String, String)>, StoreError> {
             unimplemented!("not used by the ledger")
         }
+        fn silences(&mut self, _: Timestamp) -> Result<Vec<crate::store::Silence>, StoreError> {
+            self.db().map(|_| Vec::new())
+        }
+        fn add_silence(
+            &mut self,
+            _: &crate::store::Silence,
+            _: Timestamp,
+        ) -> Result<i64, StoreError> {
+            unimplemented!("not used by the ledger")
+        }
+        fn clear_silences(
+            &mut self,
+            _: &crate::store::Clear,
+            _: Timestamp,
+        ) -> Result<usize, StoreError> {
+            unimplemented!("not used by the ledger")
+        }
     }
 
     fn ledger(db: &Arc<Mutex<Db>>, now: Instant) -> Ledger {
@@ -553,6 +572,8 @@ mod tests {
             target: "http://t/health".into(),
             region: "direct".into(),
             reason: (!healthy).then(|| "HTTP 503".to_string()),
+            maintenance: None,
+            held: false,
         };
         let notification = Notification {
             key: format!("{key}-mail"),
@@ -564,7 +585,11 @@ mod tests {
             html: "<p>html</p>".into(),
             created_at: Timestamp::from_millis(ms),
         };
-        Write::Commit(Commit { state: Some(state), notifications: vec![notification] })
+        Write::Commit(Commit {
+            state: Some(state),
+            notifications: vec![notification],
+            release: None,
+        })
     }
 
     fn rows(db: &Arc<Mutex<Db>>) -> Vec<(i64, bool)> {

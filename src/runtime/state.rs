@@ -831,6 +831,8 @@ impl StateOwner {
             target: slot.target.name.clone(),
             region: slot.region.name.clone(),
             reason: transition.reasons.first().cloned(),
+            maintenance: None,
+            held: false,
         };
         let changes =
             self.remember(index, Change { at: transition.since, health: transition.to }, now);
@@ -895,7 +897,7 @@ impl StateOwner {
             .collect();
         let rows = channel::fan_out(notification, &email.event, &names, &self.recipients.defined);
         let instant = Instant::now();
-        let commit = Commit { state, notifications: rows.clone() };
+        let commit = Commit { state, notifications: rows.clone(), release: None };
         self.ask(Job::Write(Write::Commit(commit)));
         for row in rows {
             self.outbox.push(row, instant);

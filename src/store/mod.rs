@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::detector::Health;
 use crate::history::Change;
+pub use crate::maintenance::Silence;
 use crate::timestamp::Timestamp;
 
 /// One row of `state`: a transition of `target` as seen from `region`.
@@ -30,6 +31,10 @@ pub struct StateRow {
     pub region: String,
     /// The first failure reason of an outage; `None` for an `Up` row.
     pub reason: Option<String>,
+    /// The maintenance the transition happened in, as logs show it; `None` outside one.
+    pub maintenance: Option<String>,
+    /// Its notification is held back by maintenance and the summary is not yet written.
+    pub held: bool,
 }
 
 impl StateRow {
@@ -79,7 +84,45 @@ pub struct NewState {
     pub target: String,
     pub region: String,
     pub reason: Option<String>,
+    /// See [`StateRow::maintenance`].
+    pub maintenance: Option<String>,
+    /// See [`StateRow::held`].
+    pub held: bool,
 }
+
+/// Which silences `api-monitor silence --clear` ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Clear {
+    /// The one with this id.
+    Id(i64),
+    /// Every one of this target (as logs show it; `*` for the ones covering every target).
+    Target(String),
+    All,
+}
+
+/// A `silence` row as both backends read it (times as text), parsed.
+pub(crate) fn into_silence(
+    (id, target, starts_at, ends_at, reason, created_by): (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+    ),
+) -> Result<Silence, StoreError> {
+    Ok(Silence {
+        id,
+        target,
+        starts_at: Timestamp::parse_sql(&starts_at)?,
+        ends_at: Timestamp::parse_sql(&ends_at)?,
+        reason,
+        created_by,
+    })
+}
+
+/// The longest silence reason and `created_by` either store keeps (`VARCHAR(255)`).
+pub(crate) const SILENCE_TEXT_MAX_CHARS: usize = 255;
 
 /// An email to deliver, as the outbox (`notification`) keeps it. Composed before it is
 /// written, so it is written in the same transaction as the transition it announces.
@@ -103,6 +146,9 @@ pub struct Notification {
 pub struct Commit {
     pub state: Option<NewState>,
     pub notifications: Vec<Notification>,
+    /// `(target, region)` whose held rows are released: the summary that replaces their
+    /// notifications is among `notifications` (or none is owed: the state did not change).
+    pub release: Option<(String, String)>,
 }
 
 /// Where a notification is in its life.
@@ -291,6 +337,16 @@ pub trait Store: Send {
     /// `api-monitor report` walks, including targets no longer in the configuration.
     fn series(&mut self) -> Result<Vec<(String, String)>, StoreError>;
 
+    /// The silences that have not ended by `now` (running or to come), by start then id.
+    fn silences(&mut self, now: Timestamp) -> Result<Vec<Silence>, StoreError>;
+
+    /// Writes `silence` (its `id` is ignored) at `now`; returns the id it got.
+    fn add_silence(&mut self, silence: &Silence, now: Timestamp) -> Result<i64, StoreError>;
+
+    /// Ends early, at `now`, the silences `which` selects among those not ended yet; returns
+    /// how many. Rows are kept (with the new end), for the record.
+    fn clear_silences(&mut self, which: &Clear, now: Timestamp) -> Result<usize, StoreError>;
+
     /// The same store as a [`cluster::ClusterStore`], when its backend can serve cluster mode
     /// (MySQL); `None` otherwise (SQLite). So that code holding a `Box<dyn Store>` (the
     /// runtime's ledger) reaches the cluster's operations on the same connection, without a
@@ -311,6 +367,9 @@ pub(crate) fn clip_reason(reason: &str) -> &str {
         None => reason,
     }
 }
+
+/// The longest `state.maintenance` either store keeps, in characters (`VARCHAR(255)`).
+pub(crate) const MAINTENANCE_MAX_CHARS: usize = 255;
 
 /// `text` cut to `max` characters (on a character boundary).
 pub(crate) fn clip(text: &str, max: usize) -> &str {
@@ -335,10 +394,11 @@ pub(crate) const HOST_MAX_CHARS: usize = 255;
 ///   `schema_version` is version 1).
 /// - 2: row keys (`state.row_key`, `notification.row_key`), dead letters
 ///   (`notification.dead_at`, `notification.refused`), long subjects, the `holder` lock.
+/// - 3: maintenance: `state.maintenance` and `state.held`, the `silence` table.
 ///
 /// An older database is upgraded in place at open; a newer one is refused
 /// ([`check_version`]), because this binary would misread or damage what it does not know.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// The name of the one `holder` row: one lock per database.
 pub(crate) const HOLDER_NAME: &str = "api-monitor";
@@ -593,19 +653,19 @@ mod tests {
             (
                 true,
                 None,
-                "sqlite://a.db: schema version 1 is older than this api-monitor's (2): run the \
+                "sqlite://a.db: schema version 1 is older than this api-monitor's (3): run the \
                  monitor once to upgrade it",
             ),
             (
                 true,
                 Some(1),
-                "sqlite://a.db: schema version 1 is older than this api-monitor's (2): run the \
+                "sqlite://a.db: schema version 1 is older than this api-monitor's (3): run the \
                  monitor once to upgrade it",
             ),
             (
                 true,
                 Some(SCHEMA_VERSION + 1),
-                "sqlite://a.db: schema version 3 is newer than this api-monitor understands (2): \
+                "sqlite://a.db: schema version 4 is newer than this api-monitor understands (3): \
                  upgrade api-monitor",
             ),
             // A version table without `state` (someone dropped it): nothing to read either.
@@ -627,8 +687,8 @@ mod tests {
         assert_eq!(check_version(1), Ok(()));
         assert_eq!(check_version(SCHEMA_VERSION), Ok(()));
         assert_eq!(
-            check_version(3),
-            Err("schema version 3 is newer than this api-monitor understands (2): upgrade \
+            check_version(4),
+            Err("schema version 4 is newer than this api-monitor understands (3): upgrade \
                  api-monitor"
                 .into())
         );

@@ -49,9 +49,10 @@ use mysql::{Conn, FromRowError, Opts, OptsBuilder, Transaction, TxOpts};
 
 use super::cluster::{ClusterStore, SiteState};
 use super::{
-    check_readable, check_version, clip, clip_reason, decide_claim, Access, Claim, Commit, Holder,
-    OutboxEntry, RawEntry, StateRow, Store, StoreError, ERROR_MAX_CHARS, HOLDER_NAME,
-    HOST_MAX_CHARS, LEGACY_KEY_PREFIX, REFUSED_MAX_CHARS,
+    check_readable, check_version, clip, clip_reason, decide_claim, Access, Claim, Clear, Commit,
+    Holder, OutboxEntry, RawEntry, Silence, StateRow, Store, StoreError, ERROR_MAX_CHARS,
+    HOLDER_NAME, HOST_MAX_CHARS, LEGACY_KEY_PREFIX, MAINTENANCE_MAX_CHARS, REFUSED_MAX_CHARS,
+    SILENCE_TEXT_MAX_CHARS,
 };
 use crate::cluster::lease::{age, LeaderRow, LeaseDecision, MemberRow};
 use crate::cluster::MemberId;
@@ -68,7 +69,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The columns of [`StateRow`], in the order of [`RawRow`]. The timestamp is read as text so no
 /// session time zone or driver date conversion can touch it.
-const COLUMNS: &str = "id, CAST(`timestamp` AS CHAR), healthy, target, region, reason";
+const COLUMNS: &str =
+    "id, CAST(`timestamp` AS CHAR), healthy, target, region, reason, maintenance, held";
 
 /// The columns of [`RawEntry`], in its order.
 const OUTBOX_COLUMNS: &str = "id, row_key, target, region, recipients, subject, `text`, html, \
@@ -77,7 +79,7 @@ const OUTBOX_COLUMNS: &str = "id, row_key, target, region, recipients, subject, 
 
 /// A `state` row as the driver returns it: `(id, timestamp text, healthy, target, region,
 /// reason)`.
-type RawRow = (i64, String, bool, String, String, Option<String>);
+type RawRow = (i64, String, bool, String, String, Option<String>, Option<String>, bool);
 
 /// The columns of a [`MemberRow`], in the order of [`RawMember`]. The times are read as text,
 /// like [`COLUMNS`], so `seen_at` is the stored value itself, the same from every connection.
@@ -102,7 +104,7 @@ const VIEW_LEADER: u8 = 1;
 /// lease is expired at once for everyone. Not `0000-00-00`, which strict modes refuse.
 const EXPIRED_HEARTBEAT: &str = "1970-01-01 00:00:01";
 
-/// The columns version 2 added to version 1's tables, with the statement adding each. A new
+/// The columns versions 2 and 3 added to earlier tables, with the statement adding each. A new
 /// database gets them from [`SCHEMA`]; only an existing table that lacks one is altered.
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     (
@@ -118,6 +120,9 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ),
     ("notification", "dead_at", "ALTER TABLE notification ADD COLUMN dead_at DATETIME(3) NULL"),
     ("notification", "refused", "ALTER TABLE notification ADD COLUMN refused VARCHAR(2048) NULL"),
+    // Version 3.
+    ("state", "maintenance", "ALTER TABLE state ADD COLUMN maintenance VARCHAR(255) NULL"),
+    ("state", "held", "ALTER TABLE state ADD COLUMN held BOOLEAN NOT NULL DEFAULT FALSE"),
 ];
 
 /// The indexes version 2 added to version 1's tables (after their columns).
@@ -559,6 +564,54 @@ impl Store for MysqlStore {
         Ok(series)
     }
 
+    fn silences(&mut self, now: Timestamp) -> Result<Vec<Silence>, StoreError> {
+        type Raw = (i64, String, String, String, String, String);
+        let raw = self.run("silences", |c| {
+            c.exec::<Raw, _, _>(
+                "SELECT id, target, CAST(starts_at AS CHAR), CAST(ends_at AS CHAR), reason, \
+                 created_by FROM silence WHERE ends_at > ? AND ends_at > starts_at ORDER BY starts_at, id",
+                (now.to_sql(),),
+            )
+        })?;
+        raw.into_iter().map(super::into_silence).collect()
+    }
+
+    fn add_silence(&mut self, s: &Silence, now: Timestamp) -> Result<i64, StoreError> {
+        self.run("add silence", |c| {
+            c.exec_drop(
+                "INSERT INTO silence (target, starts_at, ends_at, reason, created_by, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    &s.target,
+                    s.starts_at.to_sql(),
+                    s.ends_at.to_sql(),
+                    clip(&s.reason, SILENCE_TEXT_MAX_CHARS),
+                    clip(&s.created_by, SILENCE_TEXT_MAX_CHARS),
+                    now.to_sql(),
+                ),
+            )?;
+            Ok(i64::try_from(c.last_insert_id()).unwrap_or(i64::MAX))
+        })
+    }
+
+    fn clear_silences(&mut self, which: &Clear, now: Timestamp) -> Result<usize, StoreError> {
+        let now = now.to_sql();
+        // A silence not started yet ends where it starts: it never runs.
+        let set = "UPDATE silence SET ends_at = GREATEST(starts_at, ?) WHERE ends_at > ? \
+                   AND ends_at > starts_at";
+        let changed = self.run("clear silences", |c| {
+            match which {
+                Clear::Id(id) => c.exec_drop(format!("{set} AND id = ?"), (&now, &now, id))?,
+                Clear::Target(t) => {
+                    c.exec_drop(format!("{set} AND target = ?"), (&now, &now, t))?
+                }
+                Clear::All => c.exec_drop(set, (&now, &now))?,
+            }
+            Ok(c.affected_rows())
+        })?;
+        Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+    }
+
     fn as_cluster(&mut self) -> Option<&mut dyn ClusterStore> {
         Some(self)
     }
@@ -810,9 +863,19 @@ fn write_commit_in(tx: &mut Transaction<'_>, commit: &Commit) -> mysql::Result<O
         Some(row) => {
             let reason = row.reason.as_deref().map(clip_reason);
             tx.exec_drop(
-                "INSERT INTO state (row_key, `timestamp`, healthy, target, region, reason) \
-                 VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE row_key = row_key",
-                (&row.key, row.timestamp.to_sql(), row.healthy, &row.target, &row.region, reason),
+                "INSERT INTO state (row_key, `timestamp`, healthy, target, region, reason, \
+                 maintenance, held) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE row_key = row_key",
+                (
+                    &row.key,
+                    row.timestamp.to_sql(),
+                    row.healthy,
+                    &row.target,
+                    &row.region,
+                    reason,
+                    row.maintenance.as_deref().map(|m| clip(m, MAINTENANCE_MAX_CHARS)),
+                    row.held,
+                ),
             )?;
             tx.exec_first("SELECT id FROM state WHERE row_key = ?", (&row.key,))?
         }
@@ -835,6 +898,12 @@ fn write_commit_in(tx: &mut Transaction<'_>, commit: &Commit) -> mysql::Result<O
              `text`, html, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON DUPLICATE KEY UPDATE row_key = row_key",
             params,
+        )?;
+    }
+    if let Some((target, region)) = &commit.release {
+        tx.exec_drop(
+            "UPDATE state SET held = FALSE WHERE target = ? AND region = ? AND held",
+            (target, region),
         )?;
     }
     Ok(state_id)
@@ -989,7 +1058,7 @@ fn into_member(
 
 /// Converts a driver row, parsing its timestamp text.
 fn into_state(raw: Result<RawRow, FromRowError>) -> Result<StateRow, StoreError> {
-    let (id, timestamp, healthy, target, region, reason) =
+    let (id, timestamp, healthy, target, region, reason, maintenance, held) =
         raw.map_err(|e| StoreError::Query(format!("mysql: unexpected row: {e}").into()))?;
     Ok(StateRow {
         id,
@@ -998,6 +1067,8 @@ fn into_state(raw: Result<RawRow, FromRowError>) -> Result<StateRow, StoreError>
         target,
         region,
         reason,
+        maintenance,
+        held,
     })
 }
 
@@ -1037,9 +1108,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shipped_schema_is_six_create_tables_and_the_version_without_comments() {
+    fn shipped_schema_is_seven_create_tables_and_the_version_without_comments() {
         let statements = statements(SCHEMA);
-        assert_eq!(statements.len(), 7, "{statements:?}");
+        assert_eq!(statements.len(), 9, "{statements:?}");
         let tables = [
             "state",
             "notification",
@@ -1047,14 +1118,16 @@ mod tests {
             "cluster_member",
             "cluster_leader",
             "schema_version",
+            "silence",
         ];
         for (statement, table) in statements.iter().zip(tables) {
             let start = format!("CREATE TABLE IF NOT EXISTS {table} ");
             assert!(statement.starts_with(&start), "{statement}");
         }
-        assert!(statements[6].starts_with("INSERT INTO schema_version"), "{}", statements[6]);
+        assert!(statements[7].starts_with("INSERT INTO schema_version"), "{}", statements[7]);
+        assert!(statements[8].starts_with("UPDATE schema_version SET version = 3"));
         assert!(
-            statements[6].contains("VALUES (1, 2)"),
+            statements[7].contains("VALUES (1, 3)"),
             "the version is {}",
             super::super::SCHEMA_VERSION
         );
@@ -1077,17 +1150,17 @@ mod tests {
         ]);
         let v1_indexes = vec![("state".to_owned(), "primary".to_owned())];
         let steps = upgrade_steps(&v1, &v1_indexes);
-        assert_eq!(steps.len(), 7, "{steps:#?}");
+        assert_eq!(steps.len(), 9, "{steps:#?}");
         assert_eq!(steps.last(), Some(&WIDEN_SUBJECT));
         let first_index = steps.iter().position(|s| s.contains("UNIQUE KEY")).unwrap();
         assert!(steps[..first_index].iter().all(|s| s.contains("ADD COLUMN")), "columns first");
 
         assert!(upgrade_steps(&[], &[]).is_empty(), "a new database gets the schema");
-        let mut v2 = columns(&[("notification", "subject", "text")]);
-        v2.extend(ADDED_COLUMNS.iter().map(|(t, c, _)| ((*t).into(), (*c).into(), "char".into())));
+        let mut v3 = columns(&[("notification", "subject", "text")]);
+        v3.extend(ADDED_COLUMNS.iter().map(|(t, c, _)| ((*t).into(), (*c).into(), "char".into())));
         let v2_indexes: Vec<(String, String)> =
             ADDED_INDEXES.iter().map(|(t, i, _)| ((*t).to_owned(), (*i).to_owned())).collect();
-        assert!(upgrade_steps(&v2, &v2_indexes).is_empty(), "version 2: nothing to do");
+        assert!(upgrade_steps(&v3, &v2_indexes).is_empty(), "version 3: nothing to do");
     }
 
     #[test]

@@ -30,9 +30,10 @@ use rusqlite::{ffi, params, Connection, ErrorCode, OpenFlags, OptionalExtension,
 use rusqlite::{Error as SqlError, TransactionBehavior};
 
 use super::{
-    check_readable, check_version, clip, clip_reason, decide_claim, Access, Claim, Commit, Holder,
-    NewState, Notification, OutboxEntry, RawEntry, StateRow, Store, StoreError, ERROR_MAX_CHARS,
-    HOLDER_NAME, HOST_MAX_CHARS, LEGACY_KEY_PREFIX, REFUSED_MAX_CHARS,
+    check_readable, check_version, clip, clip_reason, decide_claim, Access, Claim, Clear, Commit,
+    Holder, NewState, Notification, OutboxEntry, RawEntry, Silence, StateRow, Store, StoreError,
+    ERROR_MAX_CHARS, HOLDER_NAME, HOST_MAX_CHARS, LEGACY_KEY_PREFIX, MAINTENANCE_MAX_CHARS,
+    REFUSED_MAX_CHARS, SILENCE_TEXT_MAX_CHARS,
 };
 use crate::timestamp::Timestamp;
 
@@ -43,7 +44,7 @@ const SCHEMA: &str = include_str!("../../sql/sqlite.sql");
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The columns of [`StateRow`], in the order [`RawRow`] reads them.
-const COLUMNS: &str = "id, timestamp, healthy, target, region, reason";
+const COLUMNS: &str = "id, timestamp, healthy, target, region, reason, maintenance, held";
 
 /// The columns of [`RawEntry`], in its order.
 const OUTBOX_COLUMNS: &str = "id, row_key, target, region, recipients, subject, text, html, \
@@ -59,6 +60,13 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("notification", "row_key", "ALTER TABLE notification ADD COLUMN row_key CHAR(32) NULL"),
     ("notification", "dead_at", "ALTER TABLE notification ADD COLUMN dead_at TEXT NULL"),
     ("notification", "refused", "ALTER TABLE notification ADD COLUMN refused VARCHAR(2048) NULL"),
+    // Version 3.
+    ("state", "maintenance", "ALTER TABLE state ADD COLUMN maintenance VARCHAR(255) NULL"),
+    (
+        "state",
+        "held",
+        "ALTER TABLE state ADD COLUMN held INTEGER NOT NULL DEFAULT 0 CHECK (held IN (0, 1))",
+    ),
 ];
 
 /// A SQLite database file (or an in-memory database) holding the `state` table.
@@ -345,8 +353,8 @@ fn upgrade_steps(columns: &HashMap<&str, Vec<String>>) -> Vec<&'static str> {
 fn write_state(tx: &Transaction<'_>, row: &NewState) -> rusqlite::Result<i64> {
     let reason = row.reason.as_deref().map(clip_reason);
     tx.prepare_cached(
-        "INSERT INTO state (row_key, timestamp, healthy, target, region, reason) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (row_key) DO NOTHING",
+        "INSERT INTO state (row_key, timestamp, healthy, target, region, reason, maintenance, \
+         held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (row_key) DO NOTHING",
     )?
     .execute(params![
         row.key,
@@ -354,7 +362,9 @@ fn write_state(tx: &Transaction<'_>, row: &NewState) -> rusqlite::Result<i64> {
         row.healthy,
         row.target,
         row.region,
-        reason
+        reason,
+        row.maintenance.as_deref().map(|m| clip(m, MAINTENANCE_MAX_CHARS)),
+        row.held
     ])?;
     tx.prepare_cached("SELECT id FROM state WHERE row_key = ?1")?
         .query_row([&row.key], |r| r.get(0))
@@ -391,6 +401,12 @@ fn write_commit(conn: &mut Connection, commit: &Commit) -> rusqlite::Result<Opti
     let state_id = commit.state.as_ref().map(|row| write_state(&tx, row)).transpose()?;
     for n in &commit.notifications {
         write_notification(&tx, n, state_id)?;
+    }
+    if let Some((target, region)) = &commit.release {
+        tx.prepare_cached(
+            "UPDATE state SET held = 0 WHERE target = ?1 AND region = ?2 AND held = 1",
+        )?
+        .execute(params![target, region])?;
     }
     tx.commit()?;
     Ok(state_id)
@@ -599,6 +615,62 @@ impl Store for SqliteStore {
         series.sort_unstable();
         Ok(series)
     }
+
+    fn silences(&mut self, now: Timestamp) -> Result<Vec<Silence>, StoreError> {
+        let what = "silences";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, target, starts_at, ends_at, reason, created_by FROM silence \
+                 WHERE ends_at > ?1 AND ends_at > starts_at ORDER BY starts_at, id",
+            )
+            .map_err(|e| self.fail(what, e))?;
+        let raw = stmt
+            .query_map([now.to_sql()], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| self.fail(what, e))?;
+        raw.into_iter().map(super::into_silence).collect()
+    }
+
+    fn add_silence(&mut self, s: &Silence, now: Timestamp) -> Result<i64, StoreError> {
+        self.write(
+            "add silence",
+            "INSERT INTO silence (target, starts_at, ends_at, reason, created_by, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                s.target,
+                s.starts_at.to_sql(),
+                s.ends_at.to_sql(),
+                clip(&s.reason, SILENCE_TEXT_MAX_CHARS),
+                clip(&s.created_by, SILENCE_TEXT_MAX_CHARS),
+                now.to_sql()
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn clear_silences(&mut self, which: &Clear, now: Timestamp) -> Result<usize, StoreError> {
+        let now = now.to_sql();
+        // A silence not started yet ends where it starts: it never runs.
+        let set = "UPDATE silence SET ends_at = max(starts_at, ?1) WHERE ends_at > ?1 AND ends_at > starts_at";
+        let what = "clear silences";
+        match which {
+            Clear::Id(id) => self.write(what, &format!("{set} AND id = ?2"), params![now, id]),
+            Clear::Target(t) => {
+                self.write(what, &format!("{set} AND target = ?2"), params![now, t])
+            }
+            Clear::All => self.write(what, set, params![now]),
+        }
+    }
 }
 
 /// Reads one row of [`OUTBOX_COLUMNS`].
@@ -629,6 +701,8 @@ struct RawRow {
     target: String,
     region: String,
     reason: Option<String>,
+    maintenance: Option<String>,
+    held: bool,
 }
 
 impl RawRow {
@@ -640,6 +714,8 @@ impl RawRow {
             target: row.get(3)?,
             region: row.get(4)?,
             reason: row.get(5)?,
+            maintenance: row.get(6)?,
+            held: row.get(7)?,
         })
     }
 
@@ -651,6 +727,8 @@ impl RawRow {
             target: self.target,
             region: self.region,
             reason: self.reason,
+            maintenance: self.maintenance,
+            held: self.held,
         })
     }
 }
@@ -758,9 +836,9 @@ mod tests {
             ("state", names(&["id", "timestamp", "healthy", "target", "region", "reason"])),
             ("notification", names(&["id", "state_id", "subject", "sent_at"])),
         ]);
-        assert_eq!(upgrade_steps(&v1).len(), 4, "every version 2 column");
+        assert_eq!(upgrade_steps(&v1).len(), 6, "every version 2 and 3 column");
         let half = HashMap::from([
-            ("state", names(&["id", "row_key"])),
+            ("state", names(&["id", "row_key", "maintenance", "held"])),
             ("notification", names(&["id", "row_key", "dead_at"])),
         ]);
         assert_eq!(

@@ -422,6 +422,8 @@ impl StateOwner {
             target: name.clone(),
             region: site.clone(),
             reason: transition.reasons.first().cloned(),
+            maintenance: None,
+            held: false,
         };
         self.ask(Job::Write(Write::Commit(Commit { state: Some(row), ..Commit::default() })));
     }
@@ -685,6 +687,8 @@ impl StateOwner {
                 target: target.clone(),
                 region: GLOBAL.to_owned(),
                 reason: reason.clone(),
+                maintenance: None,
+                held: false,
             };
             let transition = Transition { from, to, since, reasons: reason.into_iter().collect() };
             match &change {
@@ -817,7 +821,7 @@ impl StateOwner {
         let names: Vec<&str> = to.channels.iter().map(String::as_str).collect();
         let rows = channel::fan_out(notification, &email.event, &names, &self.recipients.defined);
         let instant = Instant::now();
-        self.ask_fenced(term, Commit { state, notifications: rows.clone() });
+        self.ask_fenced(term, Commit { state, notifications: rows.clone(), release: None });
         for row in rows {
             self.outbox.push(row, instant);
         }
