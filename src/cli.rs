@@ -41,6 +41,19 @@ pub enum Command {
     /// List the notifications not yet delivered (pending) and refused for good (dead);
     /// `--requeue` sends dead ones again.
     Outbox,
+    /// Set, list or clear silences (maintenance set at run time, kept in the database).
+    Silence,
+}
+
+/// What `api-monitor silence` does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SilenceAction {
+    /// `--target URL|all --for DUR [--reason TEXT]`.
+    Add { target: String, length: String, reason: Option<String> },
+    /// `--list`, or nothing.
+    List,
+    /// `--clear ID|URL|all`.
+    Clear(String),
 }
 
 /// Which dead notifications `outbox --requeue` sends again.
@@ -128,8 +141,48 @@ pub struct Args {
     pub healthz: bool,
     /// `outbox --requeue ID|all`: make dead notifications pending again.
     pub requeue: Option<Requeue>,
+    /// `silence --for DUR`.
+    pub silence_for: Option<String>,
+    /// `silence --reason TEXT`.
+    pub reason: Option<String>,
+    /// `silence --list`.
+    pub list: bool,
+    /// `silence --clear ID|URL|all`.
+    pub clear: Option<String>,
     pub log_file: Option<Given>,
     pub verbosity: Verbosity,
+}
+
+impl Args {
+    /// What `api-monitor silence` was asked to do, from `--target`, `--for`, `--reason`,
+    /// `--list` and `--clear`; a combination that means nothing is refused by flag.
+    pub fn silence_action(&self) -> Result<SilenceAction, CliError> {
+        let adding = self.target.is_some() || self.silence_for.is_some() || self.reason.is_some();
+        match (&self.clear, self.list, adding) {
+            (Some(_), true, _) | (Some(_), _, true) => Err(CliError(
+                "--clear: give it alone (an id from `silence --list`, a target URL, or `all`)"
+                    .into(),
+            )),
+            (Some(which), false, false) => Ok(SilenceAction::Clear(which.clone())),
+            (None, true, true) => {
+                Err(CliError("--list: give it alone; --target/--for set a silence".into()))
+            }
+            (None, _, false) => Ok(SilenceAction::List),
+            (None, false, true) => match (&self.target, &self.silence_for) {
+                (Some(target), Some(length)) => Ok(SilenceAction::Add {
+                    target: target.clone(),
+                    length: length.clone(),
+                    reason: self.reason.clone(),
+                }),
+                (None, _) => Err(CliError(
+                    "--target: which target to silence: its URL (as configured), or `all`".into(),
+                )),
+                (Some(_), None) => {
+                    Err(CliError("--for: how long the silence lasts, e.g. --for 2h".into()))
+                }
+            },
+        }
+    }
 }
 
 /// Hand-written so that `{:?}` of the arguments (in a test failure, a debug line) never shows
@@ -209,6 +262,12 @@ USAGE:
                                     notifications not yet delivered, and those the mail
                                     server refused for good (dead); --requeue sends dead
                                     ones again (at the monitor's next start or within 1m)
+    api-monitor silence --target URL|all --for DUR [--reason TEXT] [OPTIONS]
+                                    hold back a target's notifications for DUR (kept in
+                                    the database: every instance honours it within 10s,
+                                    a restarted one too); one summary when it ends
+    api-monitor silence [--list] | --clear ID|URL|all [OPTIONS]
+                                    list the silences not ended yet; end some early
     api-monitor --help | --version
 
 A probe fails unless GET <url> answers HTTP 200 with a JSON body whose \"status\" is \"OK\".
@@ -321,6 +380,10 @@ where
         json: false,
         healthz: false,
         requeue: None,
+        silence_for: None,
+        reason: None,
+        list: false,
+        clear: None,
         log_file: None,
         verbosity: Verbosity::Default,
     };
@@ -368,6 +431,10 @@ where
                     }
                 });
             }
+            Long("for") => a.silence_for = Some(text(&mut parser, "--for")?),
+            Long("reason") => a.reason = Some(text(&mut parser, "--reason")?),
+            Long("list") => a.list = true,
+            Long("clear") => a.clear = Some(text(&mut parser, "--clear")?),
             Long("log-file") => a.log_file = Some(given(&mut parser, "--log-file")?),
             Value(word) if command.is_none() => {
                 command = Some(match word.to_str() {
@@ -375,10 +442,11 @@ where
                     Some("check") => Command::Check,
                     Some("report") => Command::Report,
                     Some("outbox") => Command::Outbox,
+                    Some("silence") => Command::Silence,
                     _ => {
                         return Err(CliError(redact::text(&format!(
-                            "unknown command {word:?}: expected `run`, `check`, `report` or \
-                             `outbox`"
+                            "unknown command {word:?}: expected `run`, `check`, `report`, \
+                             `outbox` or `silence`"
                         ))))
                     }
                 })
@@ -404,9 +472,25 @@ where
         }
         _ => return Err(CliError("-v and -q: give one or the other, not both".into())),
     };
+    if !matches!(a.command, Command::Report | Command::Silence) && a.target.is_some() {
+        return Err(CliError("--target: only `api-monitor report` and `silence` take it".into()));
+    }
+    if a.command != Command::Silence {
+        let only_silence = [
+            ("--for", a.silence_for.is_some()),
+            ("--reason", a.reason.is_some()),
+            ("--list", a.list),
+            ("--clear", a.clear.is_some()),
+        ];
+        if let Some((flag, _)) = only_silence.iter().find(|(_, given)| *given) {
+            return Err(CliError(format!("{flag}: only `api-monitor silence` takes it")));
+        }
+    }
+    if a.command == Command::Silence {
+        a.silence_action()?;
+    }
     if a.command != Command::Report {
-        let only_report =
-            [("--since", a.since.is_some()), ("--target", a.target.is_some()), ("--json", a.json)];
+        let only_report = [("--since", a.since.is_some()), ("--json", a.json)];
         if let Some((flag, _)) = only_report.iter().find(|(_, given)| *given) {
             return Err(CliError(format!("{flag}: only `api-monitor report` takes it")));
         }

@@ -98,6 +98,10 @@ fn run() -> Result<ExitCode, Fatal> {
         Err(e) => return Err(Fatal::Usage(e.to_string())),
     };
     let requeue = args.requeue;
+    let silence_action = match args.command {
+        Command::Silence => Some(args.silence_action().map_err(|e| Fatal::Usage(e.to_string()))?),
+        _ => None,
+    };
     let config = config::from_args(args, &Os).map_err(|e| Fatal::Usage(e.to_string()))?;
     init_logging(&config)?;
     match config.command {
@@ -105,6 +109,7 @@ fn run() -> Result<ExitCode, Fatal> {
         Command::Healthz => healthz(&config),
         Command::Report => report(&config),
         Command::Outbox => outbox(&config, requeue),
+        Command::Silence => silence(&config, silence_action.unwrap_or(cli::SilenceAction::List)),
         Command::Run => watch(config).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -252,6 +257,102 @@ fn outbox(config: &Config, requeue: Option<cli::Requeue>) -> Result<ExitCode, Fa
     let pending = store.pending().map_err(failed)?;
     let dead = store.dead().map_err(failed)?;
     print!("{}", report::outbox(&pending, &dead));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The longest silence `api-monitor silence --for` sets: longer is a typo, or a target that
+/// should be removed from the configuration instead.
+const MAX_SILENCE: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// `api-monitor silence`: set a silence (written to the database, so every instance honours
+/// it, a restarted one too), list those not ended, or end some early.
+fn silence(config: &Config, action: cli::SilenceAction) -> Result<ExitCode, Fatal> {
+    use api_monitor::maintenance::{Silence, ALL_TARGETS};
+    let failed = |e: store::StoreError| Fatal::Runtime(e.to_string());
+    let now = SystemClock.now();
+    let target_name = |raw: &str, flag: &str| -> Result<String, Fatal> {
+        if raw == "all" {
+            return Ok(ALL_TARGETS.to_owned());
+        }
+        match url::Url::parse(raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(redact::url(raw)),
+            _ => Err(Fatal::Usage(format!(
+                "{flag}: expected a target's URL (http:// or https://, as configured) or `all`, \
+                 got {:?}",
+                redact::url(raw)
+            ))),
+        }
+    };
+    match action {
+        cli::SilenceAction::Add { target, length, reason } => {
+            let target = target_name(&target, "--target")?;
+            let length =
+                duration::parse(&length).map_err(|e| Fatal::Usage(format!("--for: {e}")))?;
+            if length.is_zero() || length > MAX_SILENCE {
+                return Err(Fatal::Usage(format!(
+                    "--for: expected more than 0s and at most {}",
+                    duration::human(MAX_SILENCE)
+                )));
+            }
+            let user = std::env::var("USER").unwrap_or_else(|_| "someone".to_owned());
+            let created_by = format!("{user}@{}", hostname_or_localhost());
+            let reason = reason.unwrap_or_else(|| format!("silenced by {created_by}"));
+            if reason.trim().is_empty() || reason.chars().any(char::is_control) {
+                return Err(Fatal::Usage("--reason: expected one line of text".into()));
+            }
+            let mut store = open_store(config, Access::ReadWrite)?;
+            let silence = Silence {
+                id: 0,
+                target: target.clone(),
+                starts_at: now,
+                ends_at: now.plus(length),
+                reason,
+                created_by,
+            };
+            let id = store.add_silence(&silence, now).map_err(failed)?;
+            let shown = if target == ALL_TARGETS { "every target" } else { target.as_str() };
+            println!(
+                "silence #{id}: {shown} until {} ({}): {}",
+                silence.ends_at,
+                duration::human(length),
+                silence.reason
+            );
+            println!("a running monitor holds back its notifications within 10s");
+            let known = store.series().map_err(failed)?;
+            if target != ALL_TARGETS && !known.iter().any(|(t, _)| *t == target) {
+                eprintln!(
+                    "note: nothing is recorded yet for {target} in {}: check that it is the URL \
+                     the monitor watches",
+                    store::location(&config.db_url)
+                );
+            }
+        }
+        cli::SilenceAction::List => {
+            let mut store = open_store(config, Access::ReadOnly)?;
+            let silences = store.silences(now).map_err(failed)?;
+            print!("{}", report::silences(&silences, now));
+        }
+        cli::SilenceAction::Clear(which) => {
+            let which = match which.as_str() {
+                "all" => store::Clear::All,
+                id if id.bytes().all(|b| b.is_ascii_digit()) && !id.is_empty() => store::Clear::Id(
+                    id.parse()
+                        .map_err(|_| Fatal::Usage(format!("--clear: {id} is not a silence id")))?,
+                ),
+                url => store::Clear::Target(target_name(url, "--clear")?),
+            };
+            let mut store = open_store(config, Access::ReadWrite)?;
+            let n = store.clear_silences(&which, now).map_err(failed)?;
+            if n == 0 {
+                return Err(Fatal::Runtime(
+                    "--clear: no silence that has not ended matches (see `api-monitor silence \
+                     --list`)"
+                        .into(),
+                ));
+            }
+            println!("ended {n} silence(s): a running monitor notifies again within 10s");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

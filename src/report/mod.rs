@@ -61,7 +61,9 @@
 
 pub mod members;
 mod outbox;
+mod silences;
 pub use outbox::outbox;
+pub use silences::silences;
 
 use std::time::Duration;
 
