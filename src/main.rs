@@ -493,6 +493,7 @@ fn watch(config: Config) -> Result<(), Fatal> {
         me: state::holder(&host),
         retry_base,
         cluster,
+        windows: config.maintenance.clone(),
     };
     let running = runtime::start(slots, parts)
         .map_err(|e| Fatal::Runtime(format!("cannot start a thread: {e}")))?;

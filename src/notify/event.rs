@@ -69,6 +69,9 @@ pub struct Event {
     pub sites: Option<Sites>,
     /// Member events: which member.
     pub member: Option<Member>,
+    /// A summary sent when maintenance ended (the state differs from when it began): the
+    /// maintenance, as logs show it (`silence #3: deploy`); `null` otherwise.
+    pub maintenance: Option<String>,
     /// When the notification was composed.
     pub at: String,
 }
@@ -116,6 +119,7 @@ impl Event {
             history: None,
             sites: None,
             member: None,
+            maintenance: None,
             at: at.to_string(),
         }
     }

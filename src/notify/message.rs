@@ -263,11 +263,17 @@ fn render(content: Content, event: &Event) -> Email {
 /// each followed by ` (region <name>)` when a region is set.
 pub fn compose(notice: &Notice) -> Email {
     let content = Content::of(notice);
+    let event = event_of(notice, content.headline.clone());
+    render(content, &event)
+}
+
+/// The event of `notice`, with `summary`.
+fn event_of(notice: &Notice, summary: String) -> Event {
     let kind = match notice.transition.to {
         Health::Down => Kind::Outage,
         Health::Up => Kind::Recovery,
     };
-    let mut event = Event::new(kind, content.headline.clone(), notice.now);
+    let mut event = Event::new(kind, summary, notice.now);
     event.target = Some(one_line(notice.target));
     event.region = Some(notice.region.map_or_else(|| DIRECT.to_owned(), one_line));
     event.since = Some(notice.transition.since.to_string());
@@ -275,6 +281,44 @@ pub fn compose(notice: &Notice) -> Email {
     event.reasons = notice.transition.reasons.iter().map(|r| one_line(r)).collect();
     event.history = Some(event::figures(notice.history));
     event.sites = notice.sites.cloned();
+    event
+}
+
+/// What a summary after maintenance adds to the outage or recovery email it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AfterMaintenance<'a> {
+    /// The maintenance, as logs show it (`silence #3: deploy`).
+    pub why: &'a str,
+    /// The state changes while it lasted, oldest first (with their first reason, for downs).
+    pub during: &'a [(Timestamp, Health, Option<String>)],
+}
+
+/// The email for `notice` when it closes a maintenance that held back notifications: the
+/// outage or recovery it amounts to (how the state differs from before the maintenance), the
+/// subject marked `(after maintenance)`, and what happened during it.
+pub fn compose_after_maintenance(notice: &Notice, after: &AfterMaintenance) -> Email {
+    let mut content = Content::of(notice);
+    content.headline.push_str(" (after maintenance)");
+    content.facts.push(("Maintenance", one_line(after.why)));
+    let during: Vec<String> = after
+        .during
+        .iter()
+        .map(|(at, health, reason)| match (health, reason) {
+            (Health::Down, Some(reason)) => format!("down at {at} ({})", one_line(reason)),
+            (Health::Down, None) => format!("down at {at}"),
+            (Health::Up, _) => format!("up at {at}"),
+        })
+        .collect();
+    if !during.is_empty() {
+        content.facts.push(("During it", during.join(", ")));
+    }
+    content.ended = format!(
+        "{} Notifications were held back during the maintenance; this one says how it left the \
+         target.",
+        content.ended
+    );
+    let mut event = event_of(notice, content.headline.clone());
+    event.maintenance = Some(one_line(after.why));
     render(content, &event)
 }
 

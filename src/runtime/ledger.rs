@@ -275,6 +275,15 @@ impl Ledger {
         self.read(now, |s| s.since(target, region, from))
     }
 
+    /// The silences not ended by `at` (see [`Store::silences`]).
+    pub fn silences(
+        &mut self,
+        at: Timestamp,
+        now: Instant,
+    ) -> Result<Vec<crate::store::Silence>, Unavailable> {
+        self.read(now, |s| s.silences(at))
+    }
+
     /// Earlier runs' undelivered notifications, oldest first.
     pub fn pending(&mut self, now: Instant) -> Result<Vec<OutboxEntry>, Unavailable> {
         self.read(now, |s| s.pending())

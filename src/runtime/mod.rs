@@ -126,6 +126,8 @@ pub struct Parts {
     pub retry_base: Duration,
     /// Cluster mode: who this member is, and the database the cluster shares.
     pub cluster: Option<ClusterParts>,
+    /// The config file's maintenance windows (silences come from the database).
+    pub windows: Vec<crate::maintenance::Window>,
 }
 
 /// What cluster mode adds to the runtime: a coordinator thread (heartbeat, view, lease) and
@@ -167,6 +169,7 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
         me,
         retry_base,
         cluster,
+        windows,
     } = parts;
     let slots: Arc<[Slot]> = slots.into();
     // Every slot is probed, unless cluster mode says it is another member's.
@@ -196,6 +199,7 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
         shutdown: Arc::clone(&shutdown),
         retry_base,
         member,
+        windows: windows.into(),
     })?;
     let courier = {
         let events = events_tx.clone();

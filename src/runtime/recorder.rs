@@ -17,7 +17,7 @@ use crate::cluster::MemberId;
 use crate::config::cluster::GLOBAL;
 use crate::runtime::ledger::{Ledger, Unavailable, Write};
 use crate::runtime::state::Event;
-use crate::store::{Claim, Commit, Holder, Notification, OutboxEntry, StateRow};
+use crate::store::{Claim, Commit, Holder, Notification, OutboxEntry, Silence, StateRow};
 use crate::timestamp::Timestamp;
 
 /// How often the holder refreshes its heartbeat in the database.
@@ -31,10 +31,12 @@ pub enum Job {
     /// Apply this write (in order with every other).
     Write(Write),
     /// Take the database for this instance; if granted, read every pair's history since
-    /// `from` and the pending notifications.
-    Resume { pairs: Vec<(String, String)>, from: Timestamp },
+    /// `from`, the pending notifications and the silences not ended at `at`.
+    Resume { pairs: Vec<(String, String)>, from: Timestamp, at: Timestamp },
     /// Read the pending notifications (to find the re-queued ones).
     Rescan,
+    /// Read the silences not ended by `now` (`api-monitor silence` writes them).
+    Silences { now: Timestamp },
     /// Cluster mode: read the history of `pairs` (target, site), which this member has just
     /// taken over as `slots`, since `from`.
     Adopt { slots: Vec<usize>, pairs: Vec<(String, String)>, from: Timestamp },
@@ -56,7 +58,9 @@ pub enum Job {
 pub enum Answer {
     /// The database is this instance's: each pair's recorded history (in the order asked) and
     /// the notifications still to deliver.
-    Resumed { histories: Vec<Vec<StateRow>>, pending: Vec<OutboxEntry> },
+    Resumed { histories: Vec<Vec<StateRow>>, pending: Vec<OutboxEntry>, silences: Vec<Silence> },
+    /// The silences not ended yet.
+    Silences(Vec<Silence>),
     /// Another instance holds the database.
     Standby { by: Holder, heartbeat_age: Duration },
     /// The database cannot answer yet.
@@ -137,8 +141,8 @@ pub fn run(
                 // emails may go now.
                 Answer::Written(keys)
             }
-            Ok(Job::Resume { pairs, from }) => {
-                let answer = resume(&mut ledger, me, &pairs, from, now);
+            Ok(Job::Resume { pairs, from, at }) => {
+                let answer = resume(&mut ledger, me, &pairs, from, at, now);
                 if matches!(answer, Answer::Resumed { .. }) {
                     next_heartbeat = Some(now + HEARTBEAT_EVERY);
                 }
@@ -146,6 +150,11 @@ pub fn run(
             }
             Ok(Job::Rescan) => match ledger.pending(now) {
                 Ok(pending) => Answer::Pending(pending),
+                Err(Unavailable) => continue,
+            },
+            Ok(Job::Silences { now: at }) => match ledger.silences(at, now) {
+                Ok(silences) => Answer::Silences(silences),
+                // The last ones read stay in force until the database answers again.
                 Err(Unavailable) => continue,
             },
             Ok(Job::Adopt { slots, pairs, from }) => {
@@ -204,6 +213,7 @@ fn resume(
     me: &Holder,
     pairs: &[(String, String)],
     from: Timestamp,
+    at: Timestamp,
     now: Instant,
 ) -> Answer {
     let dead = |h: &Holder| gone(me, h);
@@ -219,8 +229,10 @@ fn resume(
             Err(Unavailable) => return Answer::Unavailable,
         }
     }
-    match ledger.pending(now) {
-        Ok(pending) => Answer::Resumed { histories, pending },
+    let Ok(pending) = ledger.pending(now) else { return Answer::Unavailable };
+    // Before anything is decided: a restarted monitor honours the silences at once.
+    match ledger.silences(at, now) {
+        Ok(silences) => Answer::Resumed { histories, pending, silences },
         Err(Unavailable) => Answer::Unavailable,
     }
 }

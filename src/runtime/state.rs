@@ -40,6 +40,7 @@ use crate::config::DIRECT;
 use crate::detector::{Health, Transition};
 use crate::duration::human;
 use crate::history::{self, Change};
+use crate::maintenance::{self, Cover, Window};
 use crate::notify::channel::{self, Channel};
 use crate::notify::mailer::AbortHandle;
 use crate::notify::message::{self, Blindness, Email, Notice, Reminder};
@@ -52,7 +53,9 @@ use crate::runtime::recorder::{self, Answer, Job};
 use crate::runtime::schedule::Shutdown;
 use crate::runtime::step::{self, Effect, Scope, Watch};
 use crate::runtime::Slot;
-use crate::store::{new_key, Commit, Holder, NewState, Notification, OutboxEntry, StateRow};
+use crate::store::{
+    new_key, Commit, Holder, NewState, Notification, OutboxEntry, Silence, StateRow,
+};
 use crate::timestamp::{Clock, Timestamp};
 use crate::web::metrics::Registry;
 use crate::web::status_page::{self, ClusterPanel, StatusRow};
@@ -73,6 +76,8 @@ pub const WAITING_PER_PAIR: usize = 64;
 const RESCAN_EVERY: Duration = Duration::from_secs(60);
 /// How often a waiting instance asks the database again (also bounded by the ledger's backoff).
 const RESUME_EVERY: Duration = Duration::from_secs(2);
+/// How often the silences are read again: how soon `api-monitor silence` takes effect.
+const SILENCES_EVERY: Duration = Duration::from_secs(10);
 /// At a stop, how long the delivery in flight may still take before it is cut (it stays in the
 /// outbox for the next start).
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -202,6 +207,19 @@ pub struct Owned {
     pub retry_base: Duration,
     /// Cluster mode: who this member is and the share it publishes to the probe pool.
     pub member: Option<Member>,
+    /// The config file's maintenance windows.
+    pub windows: Arc<[Window]>,
+}
+
+/// A slot whose notifications maintenance held back: what its summary needs when it ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Held {
+    /// The state before the first held transition (`None`: none was settled).
+    before: Option<Health>,
+    /// The maintenance, as logs show it, when the first transition was held.
+    why: String,
+    /// The held transitions, oldest first: when, to what, the first reason.
+    during: Vec<(Timestamp, Health, Option<String>)>,
 }
 
 /// See the module doc.
@@ -227,6 +245,13 @@ pub struct StateOwner {
     fatal: Option<String>,
     /// Cluster mode: the share, the lead and the leader's global state.
     member: Option<member::Membership>,
+    windows: Arc<[Window]>,
+    /// The silences not ended, as last read from the database.
+    silences: Vec<Silence>,
+    /// When to read them again.
+    next_silences: Instant,
+    /// By slot: what maintenance held back, until its summary is written.
+    held: Vec<Option<Held>>,
 }
 
 impl StateOwner {
@@ -247,7 +272,9 @@ impl StateOwner {
             shutdown,
             retry_base,
             member,
+            windows,
         } = owned;
+        let slots_len = slots.len();
         let (recorder, jobs) = std::sync::mpsc::channel();
         let recorder_thread = std::thread::Builder::new()
             .name("recorder".into())
@@ -301,6 +328,10 @@ impl StateOwner {
             retry_base,
             fatal: None,
             member: member.map(member::Membership::new),
+            held: vec![None; slots_len],
+            windows,
+            silences: Vec::new(),
+            next_silences: now + SILENCES_EVERY,
         };
         owner.tend(now);
         Ok((owner, snapshot))
@@ -432,13 +463,20 @@ impl StateOwner {
             Phase::Resuming { next_try, .. } => Some(*next_try),
             Phase::Active { next_rescan } => Some(*next_rescan),
         };
-        delivery.into_iter().chain(phase).chain(expiry).min()
+        let silences = (self.member.is_none() && matches!(self.phase, Phase::Active { .. }))
+            .then_some(self.next_silences);
+        delivery.into_iter().chain(phase).chain(expiry).chain(silences).min()
     }
 
     /// Periodic work of the phase: ask to resume while resuming, look for re-queued
     /// notifications when active.
     fn tend(&mut self, now: Instant) {
         self.member_tend(now);
+        let active = matches!(self.phase, Phase::Active { .. });
+        if active && self.member.is_none() && now >= self.next_silences {
+            self.next_silences = now + SILENCES_EVERY;
+            self.ask(Job::Silences { now: self.clock.now() });
+        }
         match &mut self.phase {
             Phase::Resuming { next_try, asked, .. } if now >= *next_try && !*asked => {
                 *asked = true;
@@ -447,8 +485,9 @@ impl StateOwner {
                     .iter()
                     .map(|s| (s.target.name.clone(), s.region.name.clone()))
                     .collect();
-                let from = self.clock.now().minus(status_page::HISTORY_SPAN);
-                self.ask(Job::Resume { pairs, from });
+                let at = self.clock.now();
+                let from = at.minus(status_page::HISTORY_SPAN);
+                self.ask(Job::Resume { pairs, from, at });
             }
             Phase::Active { next_rescan } if now >= *next_rescan => {
                 *next_rescan = now + RESCAN_EVERY;
@@ -461,11 +500,36 @@ impl StateOwner {
         }
     }
 
+    /// The silences as just read: each new one and each one gone is logged once.
+    fn silences_read(&mut self, silences: Vec<Silence>) {
+        for s in silences.iter().filter(|s| !self.silences.iter().any(|o| o.id == s.id)) {
+            let target =
+                if s.target == maintenance::ALL_TARGETS { "all" } else { s.target.as_str() };
+            log::warn!(
+                "SILENCE #{} target={target} from={} until={} reason={:?} by={}: notifications \
+                 held back",
+                s.id,
+                s.starts_at,
+                s.ends_at,
+                s.reason,
+                s.created_by
+            );
+        }
+        for s in self.silences.iter().filter(|o| !silences.iter().any(|s| s.id == o.id)) {
+            log::info!("silence #{} is over (ended or cleared)", s.id);
+        }
+        self.silences = silences;
+    }
+
     /// The recorder's answer.
     fn answered(&mut self, answer: Answer) {
         let now = Instant::now();
         match answer {
-            Answer::Resumed { histories, pending } => self.resume(histories, pending, now),
+            Answer::Resumed { histories, pending, silences } => {
+                self.silences_read(silences);
+                self.resume(histories, pending, now);
+            }
+            Answer::Silences(silences) => self.silences_read(silences),
             Answer::Pending(pending) => {
                 let before = self.outbox.len();
                 self.outbox.resume(pending, now);
@@ -570,10 +634,12 @@ impl StateOwner {
         let mut watches = Vec::with_capacity(self.slots.len());
         let mut rows = Vec::with_capacity(self.slots.len());
         let mut down = 0usize;
+        let mut held = Vec::with_capacity(self.slots.len());
         let each = self.slots.len() <= LOG_EACH_UP_TO;
         for (slot, history) in self.slots.iter().zip(histories) {
             let (target, region) = (&slot.target.name, &slot.region.name);
             let (watch, changes) = resume_slot(slot, &history, slot.target.remind, clock_now);
+            held.push(held_from(&history));
             match changes.last().map(|c| (c.health, c.at)) {
                 Some((health, at)) => {
                     down += usize::from(health == Health::Down);
@@ -595,6 +661,14 @@ impl StateOwner {
         if !each {
             log::info!("resumed {} target×region pairs: {down} down", self.slots.len());
         }
+        let owed = held.iter().flatten().count();
+        if owed > 0 {
+            log::info!(
+                "{owed} target×region pair(s) had notifications held back by maintenance: a \
+                 summary follows when it is over"
+            );
+        }
+        self.held = held;
         (watches, rows)
     }
 
@@ -757,17 +831,112 @@ impl StateOwner {
         };
         // A member's site watch never reminds: reminders are about announced outages.
         let remind = if self.member.is_some() { None } else { slot.target.remind };
+        let cover = self.cover(slot, now);
+        if cover.is_none() && self.held[index].is_some() {
+            self.maintenance_over(index, slot, now);
+        }
         let watch = &mut self.watches[index];
         let effects = step::step(watch, outcome, at, now, remind, scope);
         log_probe(slot, outcome, watch.detector.streak());
         for effect in effects {
-            self.apply(index, slot, effect, now);
+            self.apply(index, slot, effect, now, cover.as_ref());
         }
     }
 
-    fn apply(&mut self, index: usize, slot: &Slot, effect: Effect, now: Timestamp) {
+    /// The maintenance covering `slot`'s target at `now`, if any. Cluster members do not hold
+    /// back (not yet supported there: docs/maintenance.md).
+    fn cover(&self, slot: &Slot, now: Timestamp) -> Option<Cover> {
+        if self.member.is_some() {
+            return None;
+        }
+        maintenance::covering(&slot.target.name, now, &self.windows, &self.silences)
+    }
+
+    /// The maintenance that held back `slot`'s notifications is over: if the state differs
+    /// from before it, one notification says how it left the target (an outage or a recovery,
+    /// with what happened during it); if not, none. Either way the held rows are released in
+    /// the same commit, so a restart knows no summary is owed any more.
+    fn maintenance_over(&mut self, index: usize, slot: &Slot, now: Timestamp) {
+        let Some(held) = self.held[index].take() else { return };
+        let (name, region) = (&slot.target.name, &slot.region.name);
+        let release = Some((name.clone(), region.clone()));
+        let current = self.watches[index].health();
+        let changes: Vec<Change> = {
+            let rows = self.snapshot.lock();
+            rows.get(index).map(|r| r.changes.clone()).unwrap_or_default()
+        };
+        let (Some(to), true) = (current, current != held.before) else {
+            log::info!(
+                "MAINTENANCE OVER target={name} region={region} ({}): the state is as before it \
+                 ({}); {} transition(s) during it, no notification",
+                held.why,
+                current.map_or("unknown", |h| if h.is_up() { "up" } else { "down" }),
+                held.during.len()
+            );
+            self.ask(Job::Write(Write::Commit(Commit { release, ..Commit::default() })));
+            return;
+        };
+        let last = changes.last().map_or(now, |c| c.at);
+        let ended = (changes.len() >= 2).then(|| last.since(changes[changes.len() - 2].at));
+        let reasons: Vec<String> = match to {
+            Health::Down => (held.during.iter().rev())
+                .find(|(_, h, _)| *h == Health::Down)
+                .and_then(|(_, _, r)| r.clone())
+                .into_iter()
+                .collect(),
+            Health::Up => Vec::new(),
+        };
+        let transition = Transition { from: held.before, to, since: last, reasons };
+        let email_from = now.minus(EMAIL_HISTORY);
+        let recent: Vec<Change> = changes.iter().filter(|c| c.at >= email_from).copied().collect();
+        let history = history::summarize(&recent, now);
+        let email = message::compose_after_maintenance(
+            &Notice {
+                target: name,
+                region: region_label(slot),
+                transition: &transition,
+                ended,
+                history: &history,
+                all_regions_down: None,
+                sites: None,
+                now,
+            },
+            &message::AfterMaintenance { why: &held.why, during: &held.during },
+        );
+        log::warn!(
+            "MAINTENANCE OVER target={name} region={region} ({}): now {} since {last}, not as \
+             before it: one notification says so",
+            held.why,
+            if to.is_up() { "up" } else { "down" }
+        );
+        self.post_with(slot, None, email, now, release);
+    }
+
+    fn apply(
+        &mut self,
+        index: usize,
+        slot: &Slot,
+        effect: Effect,
+        now: Timestamp,
+        cover: Option<&Cover>,
+    ) {
         let (name, region) = (&slot.target.name, &slot.region.name);
         match effect {
+            Effect::Blind { reason, .. } if cover.is_some() && self.member.is_none() => {
+                log::warn!(
+                    "BLIND target={name} region={region} reason={reason:?}: the region's proxy \
+                     fails (in maintenance: {}; no notification)",
+                    cover.map_or("", |c| c.why.as_str())
+                );
+            }
+            Effect::Remind { down_for, .. } if cover.is_some() => {
+                log::warn!(
+                    "STILL DOWN target={name} region={region} down_for={} (in maintenance: {}; \
+                     no reminder)",
+                    human(down_for),
+                    cover.map_or("", |c| c.why.as_str())
+                );
+            }
             Effect::Blind { since, reason } if self.member.is_some() => log::warn!(
                 "BLIND target={name} site={region} since={since} reason={reason:?}: the site's \
                  proxy fails; its probes do not count until it works again"
@@ -796,7 +965,7 @@ impl StateOwner {
                 );
             }
             Effect::Changed { transition, ended, all_regions_down } => {
-                self.changed(index, slot, &transition, ended, all_regions_down, now);
+                self.changed(index, slot, &transition, ended, all_regions_down, now, cover);
             }
             Effect::Remind { since, down_for, reason } => {
                 log::warn!("STILL DOWN target={name} region={region} down_for={}", human(down_for));
@@ -813,7 +982,9 @@ impl StateOwner {
         }
     }
 
-    /// A transition: its row and its email, composed first, written as one commit.
+    /// A transition: its row and its email, composed first, written as one commit. In
+    /// maintenance the row is marked and its notification held back (see [`Held`]).
+    #[allow(clippy::too_many_arguments)]
     fn changed(
         &mut self,
         index: usize,
@@ -822,6 +993,7 @@ impl StateOwner {
         ended: Option<Duration>,
         all_regions_down: Option<usize>,
         now: Timestamp,
+        cover: Option<&Cover>,
     ) {
         slot.metrics.transition(transition);
         let row = NewState {
@@ -831,13 +1003,27 @@ impl StateOwner {
             target: slot.target.name.clone(),
             region: slot.region.name.clone(),
             reason: transition.reasons.first().cloned(),
-            maintenance: None,
-            held: false,
+            maintenance: cover.map(|c| c.why.clone()),
+            held: cover.is_some() && transition.notifies(),
         };
         let changes =
             self.remember(index, Change { at: transition.since, health: transition.to }, now);
         log_transition(slot, transition, ended);
-        if !transition.notifies() {
+        if let (Some(cover), true) = (cover, row.held) {
+            log::warn!(
+                "notification held back target={} region={}: in maintenance ({cover}); one \
+                 summary when it is over, if the state is not as before",
+                slot.target.name,
+                slot.region.name
+            );
+            let held = self.held[index].get_or_insert_with(|| Held {
+                before: transition.from,
+                why: cover.why.clone(),
+                during: Vec::new(),
+            });
+            held.during.push((transition.since, transition.to, row.reason.clone()));
+        }
+        if !transition.notifies() || row.held {
             self.ask(Job::Write(Write::Commit(Commit { state: Some(row), ..Commit::default() })));
             return;
         }
@@ -880,6 +1066,18 @@ impl StateOwner {
     /// The email goes with a copy to each of the slot's channels that carries its event (see
     /// [`channel::fan_out`]), all in the same commit.
     fn post(&mut self, slot: &Slot, state: Option<NewState>, email: Email, now: Timestamp) {
+        self.post_with(slot, state, email, now, None);
+    }
+
+    /// [`StateOwner::post`], releasing the held rows of `release` in the same commit.
+    fn post_with(
+        &mut self,
+        slot: &Slot,
+        state: Option<NewState>,
+        email: Email,
+        now: Timestamp,
+        release: Option<(String, String)>,
+    ) {
         let notification = Notification {
             key: new_key(),
             target: slot.target.name.clone(),
@@ -897,7 +1095,7 @@ impl StateOwner {
             .collect();
         let rows = channel::fan_out(notification, &email.event, &names, &self.recipients.defined);
         let instant = Instant::now();
-        let commit = Commit { state, notifications: rows.clone(), release: None };
+        let commit = Commit { state, notifications: rows.clone(), release };
         self.ask(Job::Write(Write::Commit(commit)));
         for row in rows {
             self.outbox.push(row, instant);
@@ -941,6 +1139,20 @@ fn resume_slot(
         slot.metrics.resume(health, at);
     }
     (Watch::resume(slot.target.thresholds, last, remind, now), changes)
+}
+
+/// What maintenance held back in a slot's recorded `history` (oldest first), if a summary is
+/// still owed: the held rows (`state.held`), and the state before the first of them.
+fn held_from(history: &[StateRow]) -> Option<Held> {
+    let first = history.iter().position(|r| r.held)?;
+    Some(Held {
+        before: first.checked_sub(1).map(|i| history[i].health()),
+        why: history[first].maintenance.clone().unwrap_or_else(|| "maintenance".to_owned()),
+        during: (history[first..].iter())
+            .filter(|r| r.held)
+            .map(|r| (r.timestamp, r.health(), r.reason.clone()))
+            .collect(),
+    })
 }
 
 /// The region's name as subjects show it: `None` for the implicit `direct`.
