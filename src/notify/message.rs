@@ -643,6 +643,40 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_after_maintenance_is_the_outage_it_amounts_to_with_what_happened() {
+        let h = history();
+        let during = [
+            (ts("2026-11-25 14:40:00.000"), Health::Down, Some("HTTP 503\r\nBcc: x".to_owned())),
+            (ts("2026-11-25 14:41:00.000"), Health::Up, None),
+            (ts("2026-11-25 14:42:00.123"), Health::Down, Some("timeout after 5s".to_owned())),
+        ];
+        let after = AfterMaintenance { why: "silence #3: deploy <b>", during: &during };
+        let email = compose_after_maintenance(&notice(&outage(), &h), &after);
+        assert_eq!(
+            email.subject,
+            "[api-monitor] OUTAGE: https://api.example.com/health is down (after maintenance)"
+        );
+        assert!(email.text.contains("Maintenance: silence #3: deploy <b>\n"), "{}", email.text);
+        assert!(
+            email.text.contains(
+                "During it:   down at 2026-11-25T14:40:00.000Z (HTTP 503Bcc: x), up at \
+                 2026-11-25T14:41:00.000Z, down at 2026-11-25T14:42:00.123Z (timeout after 5s)"
+            ),
+            "{}",
+            email.text
+        );
+        assert!(email.text.contains("Notifications were held back during the maintenance"));
+        assert!(email.html.contains("silence #3: deploy &lt;b&gt;"), "escaped in HTML");
+        let event: serde_json::Value = serde_json::from_str(&email.event).unwrap();
+        assert_eq!(event["event"], "outage");
+        assert_eq!(event["maintenance"], "silence #3: deploy <b>");
+        assert_eq!(event["summary"], email.subject.trim_start_matches("[api-monitor] "));
+        let plain: serde_json::Value =
+            serde_json::from_str(&compose(&notice(&outage(), &h)).event).unwrap();
+        assert_eq!(plain["maintenance"], serde_json::Value::Null, "always present, null");
+    }
+
+    #[test]
     fn member_emails_say_who_where_and_what_is_left_in_plain_sentences() {
         let now = Timestamp::from_millis(1_795_000_000_000);
         let lost = MemberNotice {

@@ -1198,3 +1198,51 @@ fn log_transition(slot: &Slot, transition: &Transition, ended: Option<Duration>)
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, healthy: bool, held: bool) -> StateRow {
+        StateRow {
+            id,
+            timestamp: Timestamp::from_millis(id * 1000),
+            healthy,
+            target: "t".into(),
+            region: DIRECT.into(),
+            reason: (!healthy).then(|| format!("HTTP 50{id}")),
+            maintenance: held.then(|| "silence #1: deploy".into()),
+            held,
+        }
+    }
+
+    #[test]
+    fn a_restart_knows_from_the_held_rows_whether_a_summary_is_owed_and_against_what() {
+        let up = Some(Health::Up);
+        let down = Some(Health::Down);
+        // (rows oldest first, expected: before, number of held transitions)
+        let cases: &[(&str, Vec<StateRow>, Option<(Option<Health>, usize)>)] = &[
+            ("no history", vec![], None),
+            ("nothing held", vec![row(1, true, false), row(2, false, false)], None),
+            ("an outage held", vec![row(1, true, false), row(2, false, true)], Some((up, 1))),
+            (
+                "down, then up and down again, held",
+                vec![row(1, false, false), row(2, true, true), row(3, false, true)],
+                Some((down, 2)),
+            ),
+            ("held from the first row", vec![row(1, false, true)], Some((None, 1))),
+            (
+                "released rows before a new hold do not count",
+                vec![row(1, true, false), row(2, false, false), row(3, true, true)],
+                Some((down, 1)),
+            ),
+        ];
+        for (name, rows, expected) in cases {
+            let held = held_from(rows);
+            assert_eq!(held.as_ref().map(|h| (h.before, h.during.len())), *expected, "{name}");
+            if let Some(h) = held {
+                assert_eq!(h.why, "silence #1: deploy", "{name}");
+            }
+        }
+    }
+}
