@@ -1221,7 +1221,8 @@ mod tests {
         let up = Some(Health::Up);
         let down = Some(Health::Down);
         // (rows oldest first, expected: before, number of held transitions)
-        let cases: &[(&str, Vec<StateRow>, Option<(Option<Health>, usize)>)] = &[
+        type Case = (&'static str, Vec<StateRow>, Option<(Option<Health>, usize)>);
+        let cases: &[Case] = &[
             ("no history", vec![], None),
             ("nothing held", vec![row(1, true, false), row(2, false, false)], None),
             ("an outage held", vec![row(1, true, false), row(2, false, true)], Some((up, 1))),
