@@ -324,7 +324,9 @@ that loses is not read. A variable set but blank is refused, except LISTEN= whic
     -V, --version      print the version
 
 DURATIONS: 500ms, 5s, 2m, 1h, 1m30s, 1d; --remind also takes `off`. Each is at most 24h
-           (report --since: at most 10y, default 7d).
+           (report --since: at most 10y, default 7d; silence --for: at most 90d).
+SILENCES:  `silence` reads --db/DATABASE_URL/--config like `run`; --target is a URL as the
+           monitor shows it, or `all`. Planned windows go in the config file ([[maintenance]]).
 CONFIG:    for each setting, flag > variable > --config file > default; a target's own key
            in the file wins over the global one. --url/API_URL replace the file's targets,
            --region/REGIONS its regions, --support/SUPPORT its support list.

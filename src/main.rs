@@ -445,6 +445,21 @@ fn watch(config: Config) -> Result<(), Fatal> {
             api_monitor::notify::channel::host(ch.url.expose())
         );
     }
+    for w in &config.maintenance {
+        let targets = if w.targets.is_empty() { "all".to_owned() } else { w.targets.join(",") };
+        log::info!(
+            "maintenance window {} targets={targets} reason={:?}: notifications held back while \
+             it is open",
+            api_monitor::maintenance::describe(&w.when),
+            w.reason
+        );
+    }
+    if config.cluster.is_some() && !config.maintenance.is_empty() {
+        log::warn!(
+            "maintenance windows and silences are not applied in cluster mode yet: the leader \
+             notifies as usual (docs/maintenance.md)"
+        );
+    }
 
     let metrics = Arc::new(Registry::new());
     let probers: ProberFactory = Box::new(|timeout| Box::new(HttpProber::new(timeout)));
