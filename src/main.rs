@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api_monitor::cli::{self, Command, Parsed};
@@ -102,6 +102,7 @@ fn run() -> Result<ExitCode, Fatal> {
         Command::Silence => Some(args.silence_action().map_err(|e| Fatal::Usage(e.to_string()))?),
         _ => None,
     };
+    let reload_args = args.clone();
     let config = config::from_args(args, &Os).map_err(|e| Fatal::Usage(e.to_string()))?;
     init_logging(&config)?;
     match config.command {
@@ -110,7 +111,7 @@ fn run() -> Result<ExitCode, Fatal> {
         Command::Report => report(&config),
         Command::Outbox => outbox(&config, requeue),
         Command::Silence => silence(&config, silence_action.unwrap_or(cli::SilenceAction::List)),
-        Command::Run => watch(config).map(|()| ExitCode::SUCCESS),
+        Command::Run => watch(config, reload_args).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -356,19 +357,235 @@ fn silence(config: &Config, action: cli::SilenceAction) -> Result<ExitCode, Fata
     Ok(ExitCode::SUCCESS)
 }
 
-/// `api-monitor run`: the daemon.
-fn watch(config: Config) -> Result<(), Fatal> {
+/// `api-monitor run`: the daemon. It runs one *generation* of the runtime after another: the
+/// first from `config`, the next after each SIGHUP whose config file is valid (live reload).
+/// Between generations the database connection, its lock and every unwritten row pass from
+/// one to the next (the ledger), the metrics and the `--listen` server stay, and each
+/// target × region resumes from its recorded state, so nothing is re-alerted or lost.
+fn watch(config: Config, args: cli::Args) -> Result<(), Fatal> {
     ignore_environment_proxies();
-    let shutdown = Arc::new(Shutdown::new());
+    let control = Arc::new(Control::default());
     {
-        let shutdown = Arc::clone(&shutdown);
-        ctrlc::set_handler(move || {
-            log::info!("stop requested; finishing in-flight work");
-            shutdown.trigger();
-        })
-        .map_err(|e| Fatal::Runtime(format!("cannot install the signal handler: {e}")))?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+            .map_err(|e| Fatal::Runtime(format!("cannot install the signal handlers: {e}")))?;
+        let control = Arc::clone(&control);
+        let mut running = config.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        if let Some(next) = reread(&args, &running) {
+                            running = next.clone();
+                            control.reload(next);
+                        }
+                    } else {
+                        log::info!("stop requested; finishing in-flight work");
+                        control.stop();
+                    }
+                }
+            })
+            .map_err(|e| Fatal::Runtime(format!("cannot start a thread: {e}")))?;
     }
 
+    log_start(&config);
+    // Retries (mail and database) start at one interval, at most 5 s, and back off from there.
+    let retry_base = retry_base_of(&config);
+    // A database that cannot work (wrong password, unknown database, missing directory, corrupt
+    // file, newer schema) stops the start; one that is merely away is waited for.
+    let store = match store::open(&config.db_url) {
+        Ok(store) => Some(store),
+        Err(e) if e.is_permanent() => return Err(Fatal::Usage(format!("--db: {e}"))),
+        Err(e) => {
+            log::error!(
+                "DATABASE UNAVAILABLE db={} error=\"{e}\"; probing starts, decisions wait for \
+                 the database",
+                redact::url(&config.db_url)
+            );
+            None
+        }
+    };
+    let mut ledger =
+        Ledger::new(&config.db_url, Box::new(store::open), store, retry_base, Instant::now());
+    let metrics = Arc::new(Registry::new());
+    let host = hostname_or_localhost();
+    // One holder for the process: a reload keeps the database lock it holds.
+    let me = state::holder(&host);
+    let current: Arc<Mutex<Arc<Snapshot>>> = Arc::default();
+    let mut server = None;
+    let mut config = config;
+    loop {
+        let shutdown = Arc::new(Shutdown::new());
+        let running = start_generation(&config, ledger, &metrics, &me, &host, &shutdown)?;
+        *current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&running.snapshot);
+        control.set_current(shutdown);
+        if server.is_none() {
+            if let Some(addr) = config.listen {
+                let sources =
+                    Sources { registry: Arc::clone(&metrics), status: status_page(&current) };
+                let started = server::serve(&addr.to_string(), sources)
+                    .map_err(|e| Fatal::Usage(format!("--listen: {e}")))?;
+                log::info!(
+                    "serving http://{0}/metrics, http://{0}/healthz and the status page \
+                     http://{0}/",
+                    started.local_addr()
+                );
+                server = Some(started);
+            }
+        }
+        match running.wait() {
+            Ending::Reload(handed_over) => {
+                let Some(next) = control.take_next() else {
+                    // A stop came with the reload: finish as a stop would.
+                    stop_server(server);
+                    log::info!("stopped");
+                    return Ok(());
+                };
+                log_reload(&config, &next);
+                config = next;
+                ledger = *handed_over;
+                ledger.set_retry_base(retry_base_of(&config));
+            }
+            Ending::Stopped => {
+                stop_server(server);
+                log::info!("stopped");
+                return Ok(());
+            }
+            Ending::Fatal(why) => {
+                stop_server(server);
+                return Err(Fatal::Runtime(why));
+            }
+        }
+    }
+}
+
+fn stop_server(server: Option<server::Server>) {
+    if let Some(server) = server {
+        server.stop();
+    }
+}
+
+/// Who stops or reloads the running generation: the signal handlers' side of [`watch`].
+#[derive(Default)]
+struct Control {
+    /// The running generation's stop switch (`None` before the first starts).
+    current: Mutex<Option<Arc<Shutdown>>>,
+    /// SIGINT/SIGTERM came: no generation starts any more.
+    stopping: std::sync::atomic::AtomicBool,
+    /// The configuration the next generation runs, set by a valid reload.
+    next: Mutex<Option<Config>>,
+}
+
+impl Control {
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        Self::lock(&self.next).take();
+        if let Some(shutdown) = Self::lock(&self.current).as_ref() {
+            shutdown.trigger();
+        }
+    }
+
+    fn reload(&self, next: Config) {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        *Self::lock(&self.next) = Some(next);
+        if let Some(shutdown) = Self::lock(&self.current).as_ref() {
+            shutdown.trigger_reload();
+        }
+    }
+
+    /// Makes `shutdown` the running generation's; a stop or reload that came in between
+    /// applies to it at once.
+    fn set_current(&self, shutdown: Arc<Shutdown>) {
+        *Self::lock(&self.current) = Some(Arc::clone(&shutdown));
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            shutdown.trigger();
+        } else if Self::lock(&self.next).is_some() {
+            shutdown.trigger_reload();
+        }
+    }
+
+    fn take_next(&self) -> Option<Config> {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        Self::lock(&self.next).take()
+    }
+}
+
+/// SIGHUP: the config as the command line, the environment and the config file say now, if
+/// it is valid and changes only what a reload can change; otherwise the error, logged in the
+/// same words as at start, and `None` (the running configuration stays).
+fn reread(args: &cli::Args, running: &Config) -> Option<Config> {
+    log::info!("reload requested (SIGHUP): reading the configuration again");
+    let next = match config::from_args(args.clone(), &Os) {
+        Ok(next) => next,
+        Err(e) => {
+            log::error!("RELOAD REFUSED: {e}; the running configuration stays");
+            return None;
+        }
+    };
+    let fixed = [
+        ("--db", next.db_url != running.db_url),
+        ("--listen", next.listen != running.listen),
+        ("--log-file", next.log_file != running.log_file),
+        ("the log level (-v/-q, LOG_LEVEL)", next.log_level != running.log_level),
+        ("--cluster", next.cluster.is_some() || running.cluster.is_some()),
+    ];
+    if let Some((what, _)) = fixed.iter().find(|(_, changed)| *changed) {
+        let why = if what == &"--cluster" {
+            "a cluster member cannot reload: restart it (its targets move to the others within a \
+             lease)"
+                .to_owned()
+        } else {
+            format!("{what} changed, which takes a restart")
+        };
+        log::error!("RELOAD REFUSED: {why}; the running configuration stays");
+        return None;
+    }
+    Some(next)
+}
+
+/// What a reload changes, in one line.
+fn log_reload(before: &Config, after: &Config) {
+    let names = |c: &Config| c.targets.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+    let (old, new) = (names(before), names(after));
+    let added: Vec<&String> = new.iter().filter(|n| !old.contains(n)).collect();
+    let removed: Vec<&String> = old.iter().filter(|n| !new.contains(n)).collect();
+    let changed: Vec<&String> = (after.targets.iter())
+        .filter(|t| before.targets.iter().any(|b| b.name == t.name && b != *t))
+        .map(|t| &t.name)
+        .collect();
+    let list = |v: &[&String]| {
+        if v.len() <= 10 {
+            v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+        } else {
+            format!("{} targets", v.len())
+        }
+    };
+    log::info!(
+        "RELOADED targets={} added={} removed={} changed={}",
+        after.targets.len(),
+        list(&added),
+        list(&removed),
+        list(&changed)
+    );
+}
+
+fn retry_base_of(config: &Config) -> Duration {
+    let fastest = config.targets.iter().map(|t| t.interval).min().unwrap_or(config.interval);
+    fastest.min(Duration::from_secs(5))
+}
+
+/// The start line: what is watched, how, where it is recorded.
+fn log_start(config: &Config) {
     let pairs: usize = config.targets.iter().map(|t| t.regions.len()).sum();
     let regions: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
     // One line whatever the scale: the URLs are listed only while they fit on it.
@@ -388,25 +605,17 @@ fn watch(config: Config) -> Result<(), Fatal> {
         config.thresholds.successes,
         redact::url(&config.db_url),
     );
-    // Retries (mail and database) start at one interval, at most 5 s, and back off from there.
-    let fastest = config.targets.iter().map(|t| t.interval).min().unwrap_or(config.interval);
-    let retry_base = fastest.min(Duration::from_secs(5));
-    // A database that cannot work (wrong password, unknown database, missing directory, corrupt
-    // file, newer schema) stops the start; one that is merely away is waited for.
-    let store = match store::open(&config.db_url) {
-        Ok(store) => Some(store),
-        Err(e) if e.is_permanent() => return Err(Fatal::Usage(format!("--db: {e}"))),
-        Err(e) => {
-            log::error!(
-                "DATABASE UNAVAILABLE db={} error=\"{e}\"; probing starts, decisions wait for \
-                 the database",
-                redact::url(&config.db_url)
-            );
-            None
-        }
-    };
-    let ledger =
-        Ledger::new(&config.db_url, Box::new(store::open), store, retry_base, Instant::now());
+}
+
+/// Starts one generation of the runtime for `config` with `ledger`.
+fn start_generation(
+    config: &Config,
+    ledger: Ledger,
+    metrics: &Arc<Registry>,
+    me: &store::Holder,
+    host: &str,
+    shutdown: &Arc<Shutdown>,
+) -> Result<runtime::Running, Fatal> {
     let (recipients, mail) = match &config.delivery {
         Delivery::Smtp(settings) => (settings.to.clone(), true),
         Delivery::LogOnly { .. } => (Vec::new(), false),
@@ -461,16 +670,18 @@ fn watch(config: Config) -> Result<(), Fatal> {
         );
     }
 
-    let metrics = Arc::new(Registry::new());
     let probers: ProberFactory = Box::new(|timeout| Box::new(HttpProber::new(timeout)));
-    let slots = runtime::slots(&config.targets, &config.regions, &metrics, &probers);
+    let slots = runtime::slots(&config.targets, &config.regions, metrics, &probers);
+    // A reload drops the series of the pairs no longer watched; the others keep counting.
+    let watched: Vec<(String, String)> =
+        slots.iter().map(|s| (s.target.name.clone(), s.region.name.clone())).collect();
+    metrics.keep_only(&watched);
     let concurrency = config.concurrency.unwrap_or_else(|| {
         pool::default_size(slots.iter().map(|s| (s.target.interval, s.target.timeout)))
     });
     let origin = if config.concurrency.is_some() { "--concurrency" } else { "default" };
     log::info!("probe pool workers={concurrency} source={origin} (at most; started on demand)");
     metrics.set_workers(concurrency);
-    let host = hostname_or_localhost();
     let cluster = config.cluster.as_ref().map(|settings| {
         // Unique per process run: a restarted member is a new member (the old one's loss is
         // announced once, by the key of its last heartbeat).
@@ -502,48 +713,24 @@ fn watch(config: Config) -> Result<(), Fatal> {
             defined: config.channels.clone().into(),
         },
         clock: Arc::new(SystemClock),
-        metrics: Arc::clone(&metrics),
+        metrics: Arc::clone(metrics),
         concurrency,
-        shutdown,
-        me: state::holder(&host),
-        retry_base,
+        shutdown: Arc::clone(shutdown),
+        me: me.clone(),
+        retry_base: retry_base_of(config),
         cluster,
         windows: config.maintenance.clone(),
     };
-    let running = runtime::start(slots, parts)
-        .map_err(|e| Fatal::Runtime(format!("cannot start a thread: {e}")))?;
-    let server = match config.listen {
-        Some(addr) => {
-            let sources =
-                Sources { registry: metrics, status: status_page(Arc::clone(&running.snapshot)) };
-            let server = server::serve(&addr.to_string(), sources)
-                .map_err(|e| Fatal::Usage(format!("--listen: {e}")))?;
-            log::info!(
-                "serving http://{0}/metrics, http://{0}/healthz and the status page http://{0}/",
-                server.local_addr()
-            );
-            Some(server)
-        }
-        None => None,
-    };
-    let ending = running.wait();
-    if let Some(server) = server {
-        server.stop();
-    }
-    match ending {
-        Ending::Stopped => {
-            log::info!("stopped");
-            Ok(())
-        }
-        Ending::Fatal(why) => Err(Fatal::Runtime(why)),
-    }
+    runtime::start(slots, parts).map_err(|e| Fatal::Runtime(format!("cannot start a thread: {e}")))
 }
 
 /// The status page's source: the history the state owner publishes in memory, so a page view
 /// never waits on the database or on the state owner.
-fn status_page(snapshot: Arc<Snapshot>) -> server::StatusSource {
+fn status_page(current: &Arc<Mutex<Arc<Snapshot>>>) -> server::StatusSource {
+    let current = Arc::clone(current);
     Arc::new(move || {
         let now = SystemClock.now();
+        let snapshot = Arc::clone(&current.lock().unwrap_or_else(|p| p.into_inner()));
         Ok(match snapshot.cluster() {
             Some(panel) => status_page::render_member(&snapshot.rows(), &panel, now),
             None => status_page::render(&snapshot.rows(), now),

@@ -73,6 +73,12 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// The first wait before the database is tried again (a reload may change the fastest
+    /// interval it derives from).
+    pub fn set_retry_base(&mut self, retry_base: Duration) {
+        self.retry_base = retry_base;
+    }
+
     /// A ledger over `store` (already opened, or `None` when the database was unreachable at
     /// start: then it starts in the "database down" state and keeps trying).
     pub fn new(

@@ -51,6 +51,9 @@ pub enum Job {
     Fenced { cluster: String, me: MemberId, term: u64, commit: Commit },
     /// Write what can be written, let go of the database and end.
     Stop,
+    /// Stop for a reload: return the ledger — its connection, the database lock and every
+    /// write not yet in the database — for the next runtime, instead of letting go.
+    Handover,
 }
 
 /// The recorder's answers, delivered as [`Event::Recorder`].
@@ -92,12 +95,14 @@ pub fn gone(me: &Holder, holder: &Holder) -> bool {
 
 /// Runs the recorder until [`Job::Stop`] or until the state owner is gone; returns the
 /// notifications it could not save (for the state owner to log in full).
-pub fn run(
-    mut ledger: Ledger,
-    jobs: &Receiver<Job>,
-    events: &Sender<Event>,
-    me: &Holder,
-) -> Vec<Notification> {
+/// How the recorder ended: what it could not save (logged by the state owner), or, at a
+/// reload, the ledger for the next runtime.
+pub struct Ended {
+    pub unsaved: Vec<Notification>,
+    pub ledger: Option<Ledger>,
+}
+
+pub fn run(mut ledger: Ledger, jobs: &Receiver<Job>, events: &Sender<Event>, me: &Holder) -> Ended {
     let mut next_heartbeat: Option<Instant> = None;
     let mut fatal = false;
     loop {
@@ -193,6 +198,7 @@ pub fn run(
                 }
             }
             Err(RecvTimeoutError::Timeout) => continue,
+            Ok(Job::Handover) => return Ended { unsaved: Vec::new(), ledger: Some(ledger) },
             Ok(Job::Stop) | Err(RecvTimeoutError::Disconnected) => break,
         };
         if events.send(Event::Recorder(answer)).is_err() {
@@ -204,7 +210,7 @@ pub fn run(
     if next_heartbeat.is_some() && !fatal && ledger.backlog() == 0 {
         ledger.release(me, now);
     }
-    unsaved
+    Ended { unsaved, ledger: None }
 }
 
 /// [`Job::Resume`]: claim, then read everything resuming needs, or say why not.

@@ -102,6 +102,9 @@ impl Scheduler {
 #[derive(Default)]
 pub struct Shutdown {
     stopped: Mutex<bool>,
+    /// The stop is a reload: the runtime hands its database connection and unwritten rows to
+    /// the next one instead of letting go of the database.
+    reload: std::sync::atomic::AtomicBool,
     wake: Condvar,
     /// Called once by [`Shutdown::trigger`]: threads that sleep on a channel rather than on
     /// this condition variable register how to wake them.
@@ -117,6 +120,18 @@ impl std::fmt::Debug for Shutdown {
 impl Shutdown {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// [`Shutdown::trigger`] for a reload (SIGHUP): the same stop, but the database is handed
+    /// over to the runtime that follows.
+    pub fn trigger_reload(&self) {
+        self.reload.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.trigger();
+    }
+
+    /// Whether the stop is a reload.
+    pub fn is_reload(&self) -> bool {
+        self.reload.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Asks every thread to stop and wakes the sleeping ones.

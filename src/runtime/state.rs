@@ -103,12 +103,23 @@ pub enum Event {
 }
 
 /// How the state owner ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ending {
     /// Asked to stop.
     Stopped,
     /// It had to stop: another instance took over the database, or the database file vanished.
     Fatal(String),
+    /// Stopped for a reload: the ledger (connection, lock, unwritten rows) for the next runtime.
+    Reload(Box<Ledger>),
+}
+
+impl std::fmt::Debug for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ending::Stopped => f.write_str("Stopped"),
+            Ending::Fatal(why) => f.debug_tuple("Fatal").field(why).finish(),
+            Ending::Reload(_) => f.write_str("Reload"),
+        }
+    }
 }
 
 /// The recent history of every target × region, published for the status page. Only the state
@@ -229,7 +240,7 @@ pub struct StateOwner {
     watches: Vec<Watch>,
     /// Database work, done by the recorder thread in order.
     recorder: Sender<Job>,
-    recorder_thread: Option<JoinHandle<Vec<Notification>>>,
+    recorder_thread: Option<JoinHandle<recorder::Ended>>,
     outbox: Outbox,
     snapshot: Arc<Snapshot>,
     recipients: Recipients,
@@ -367,15 +378,21 @@ impl StateOwner {
         }
         self.finish_delivery(events);
         self.couriers = None;
-        self.ask(Job::Stop);
-        let unsaved = match self.recorder_thread.take().map(JoinHandle::join) {
-            Some(Ok(unsaved)) => unsaved,
+        let reload = self.fatal.is_none() && self.shutdown.is_reload();
+        self.ask(if reload { Job::Handover } else { Job::Stop });
+        let (unsaved, ledger) = match self.recorder_thread.take().map(JoinHandle::join) {
+            Some(Ok(ended)) => (ended.unsaved, ended.ledger),
             Some(Err(_)) => {
                 log::error!("the recorder thread panicked");
-                Vec::new()
+                (Vec::new(), None)
             }
-            None => Vec::new(),
+            None => (Vec::new(), None),
         };
+        if let Some(ledger) = ledger {
+            // Everything pending is in the database or in the ledger's backlog, which the next
+            // runtime takes over: nothing to report, nothing lost.
+            return Ending::Reload(Box::new(ledger));
+        }
         for n in &unsaved {
             if self.outbox.contains(&n.key) {
                 log::error!(

@@ -294,6 +294,12 @@ impl Registry {
         Self::default()
     }
 
+    /// Drops the series of every pair not in `pairs` `(target, region)`: after a reload
+    /// removed targets or regions, `/metrics` and `/healthz` no longer show them.
+    pub fn keep_only(&self, pairs: &[(String, String)]) {
+        self.lock().retain(|s| pairs.iter().any(|(t, r)| *t == s.target && *r == s.region));
+    }
+
     /// Adds the series of the loop watching `target` from `region`, which probes every
     /// `interval` with probes lasting at most `timeout`; `at` is when the loop starts (its first
     /// liveness tick). Registering a pair twice returns the existing series, so a render never
@@ -309,11 +315,19 @@ impl Registry {
         let mut all = self.lock();
         let position =
             all.binary_search_by(|s| (s.target.as_str(), s.region.as_str()).cmp(&(target, region)));
+        let stall_after = interval.saturating_mul(STALL_INTERVALS).saturating_add(timeout);
         let index = match position {
-            Ok(found) => return WatchMetrics { series: Arc::clone(&all[found]) },
+            Ok(found) if all[found].stall_after == stall_after => {
+                return WatchMetrics { series: Arc::clone(&all[found]) }
+            }
+            // Re-registered with another interval or timeout (a reload): a new series, so
+            // `/healthz` judges the loop by its new pace (its counters start again).
+            Ok(found) => {
+                all.remove(found);
+                found
+            }
             Err(insert_at) => insert_at,
         };
-        let stall_after = interval.saturating_mul(STALL_INTERVALS).saturating_add(timeout);
         let series = Arc::new(Series {
             target: target.to_owned(),
             region: region.to_owned(),
