@@ -337,6 +337,8 @@ SECRETS:   DATABASE_URL_FILE, SMTP_URL_FILE, DATABASE_PASSWORD_FILE and SMTP_PAS
            no escaping there. A password written into a URL must have / ? # % percent-encoded
            (%2F %3F %23 %25); an @ may stay as it is (the last @ ends USER:PASS).
            Passwords are never printed: URLs are shown as USER:***@HOST.
+SIGNALS:   SIGINT/SIGTERM stop cleanly; SIGHUP re-reads the configuration (an invalid one is
+           refused and the running one stays; docs/configuration.md#live-reload-sighup).
 EXIT CODES: 0 stopped cleanly / check healthy, 1 check unhealthy or runtime failure,
             2 bad command line or configuration.
 ";
