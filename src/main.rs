@@ -663,12 +663,6 @@ fn start_generation(
             w.reason
         );
     }
-    if config.cluster.is_some() && !config.maintenance.is_empty() {
-        log::warn!(
-            "maintenance windows and silences are not applied in cluster mode yet: the leader \
-             notifies as usual (docs/maintenance.md)"
-        );
-    }
 
     let probers: ProberFactory = Box::new(|timeout| Box::new(HttpProber::new(timeout)));
     let slots = runtime::slots(&config.targets, &config.regions, metrics, &probers);

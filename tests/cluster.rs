@@ -604,3 +604,58 @@ fn sqlite_is_refused_in_cluster_mode() {
     assert!(stdout.is_empty(), "{stdout:?}");
     assert!(!file.exists(), "nothing was created at {}", file.display());
 }
+
+#[test]
+fn a_silence_holds_back_the_global_outage_through_a_leader_kill_and_one_summary_follows() {
+    let _turn = shared_turn();
+    let Some(mut cluster) = Cluster::new("cl_silence") else { return };
+    let api = FakeApi::start(&[]);
+    let url = api.health_url();
+    let all: Vec<usize> = (0..2).map(|_| cluster.join("direct", &["--url", &url])).collect();
+    let leader = cluster.wait_for_leader(&[]);
+    cluster.wait_settled(&all, 1);
+    let (status, out, err) = run_monitor(
+        &[
+            "silence",
+            "--db",
+            &cluster.db.url,
+            "--target",
+            &url,
+            "--for",
+            "1h",
+            "--reason",
+            "deploy",
+        ],
+        &[],
+    );
+    assert!(status.success(), "{out} {err}");
+    cluster.members[leader].wait_since(0, "SILENCE #1 target=", CLUSTER_DEADLINE);
+
+    api.set_mode("down");
+    let held = format!("notification held back target={url} region=global");
+    cluster.members[leader].wait_since(0, &held, CLUSTER_DEADLINE);
+    // The leader dies in the maintenance: its successor must know the summary is owed.
+    cluster.members[leader].signal("KILL");
+    let next = cluster.wait_for_leader(&[leader]);
+    cluster.members[next].wait_since(0, "SILENCE #1 target=", CLUSTER_DEADLINE);
+    wait_probes(&api, 2 * (LEASE.as_secs() as usize) + 1);
+    assert!(cluster.mails("OUTAGE:").is_empty(), "held back: {:?}", cluster.subjects());
+
+    let (status, out, err) =
+        run_monitor(&["silence", "--db", &cluster.db.url, "--clear", "all"], &[]);
+    assert!(status.success(), "{out} {err}");
+    let summary = cluster.wait_mails("OUTAGE:", 1, CLUSTER_DEADLINE).remove(0);
+    assert!(summary.subject().ends_with("(after maintenance)"), "{}", summary.subject());
+    assert!(summary.text().contains("silence #1: deploy"), "{}", summary.text());
+    let key = support::cluster::key_of(&summary);
+    let sent = format!("notification sent key={key} ");
+    cluster.members[next].wait_since(0, &sent, CLUSTER_DEADLINE);
+    assert_eq!(senders(&cluster, &key), [next], "the new leader sent it");
+
+    api.set_mode("ok");
+    cluster.wait_mails("RECOVERED:", 1, CLUSTER_DEADLINE);
+    wait_probes(&api, 2 * (LEASE.as_secs() as usize) + 1);
+    let count = |needle| cluster.mails(needle).len();
+    assert_eq!((count("OUTAGE:"), count("RECOVERED:")), (1, 1), "{:?}", cluster.subjects());
+    cluster.assert_keys_unique();
+}

@@ -224,13 +224,13 @@ pub struct Owned {
 
 /// A slot whose notifications maintenance held back: what its summary needs when it ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Held {
+pub(super) struct Held {
     /// The state before the first held transition (`None`: none was settled).
-    before: Option<Health>,
+    pub(super) before: Option<Health>,
     /// The maintenance, as logs show it, when the first transition was held.
-    why: String,
+    pub(super) why: String,
     /// The held transitions, oldest first: when, to what, the first reason.
-    during: Vec<(Timestamp, Health, Option<String>)>,
+    pub(super) during: Vec<(Timestamp, Health, Option<String>)>,
 }
 
 /// See the module doc.
@@ -480,8 +480,7 @@ impl StateOwner {
             Phase::Resuming { next_try, .. } => Some(*next_try),
             Phase::Active { next_rescan } => Some(*next_rescan),
         };
-        let silences = (self.member.is_none() && matches!(self.phase, Phase::Active { .. }))
-            .then_some(self.next_silences);
+        let silences = matches!(self.phase, Phase::Active { .. }).then_some(self.next_silences);
         delivery.into_iter().chain(phase).chain(expiry).chain(silences).min()
     }
 
@@ -490,7 +489,7 @@ impl StateOwner {
     fn tend(&mut self, now: Instant) {
         self.member_tend(now);
         let active = matches!(self.phase, Phase::Active { .. });
-        if active && self.member.is_none() && now >= self.next_silences {
+        if active && now >= self.next_silences {
             self.next_silences = now + SILENCES_EVERY;
             self.ask(Job::Silences { now: self.clock.now() });
         }
@@ -860,8 +859,8 @@ impl StateOwner {
         }
     }
 
-    /// The maintenance covering `slot`'s target at `now`, if any. Cluster members do not hold
-    /// back (not yet supported there: docs/maintenance.md).
+    /// The maintenance covering `slot`'s target at `now`, if any. (A cluster member's site
+    /// transitions are never notified; its leader holds back global ones: `member.rs`.)
     fn cover(&self, slot: &Slot, now: Timestamp) -> Option<Cover> {
         if self.member.is_some() {
             return None;
@@ -1160,7 +1159,7 @@ fn resume_slot(
 
 /// What maintenance held back in a slot's recorded `history` (oldest first), if a summary is
 /// still owed: the held rows (`state.held`), and the state before the first of them.
-fn held_from(history: &[StateRow]) -> Option<Held> {
+pub(super) fn held_from(history: &[StateRow]) -> Option<Held> {
     let first = history.iter().position(|r| r.held)?;
     Some(Held {
         before: first.checked_sub(1).map(|i| history[i].health()),

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{StateOwner, MAX_CHANGES, WAITING_PER_PAIR};
+use super::{held_from, Held, StateOwner, MAX_CHANGES, WAITING_PER_PAIR};
 use crate::cluster::lease::{members_alive, site_members, MemberRow};
 use crate::cluster::quorum::{self, GlobalHealth, GlobalTransition, SiteView};
 use crate::cluster::{assign, MemberId};
@@ -39,6 +39,7 @@ use crate::config::cluster::GLOBAL;
 use crate::detector::{Health, Transition};
 use crate::duration::human;
 use crate::history::{self, Change};
+use crate::maintenance;
 use crate::notify::channel;
 use crate::notify::message::{self, Email, MemberNotice, Notice, Sites};
 use crate::notify::outbox::Outbox;
@@ -106,6 +107,8 @@ struct Global {
     changes: Vec<Change>,
     /// Reminder periods of the current global outage already covered (see [`reminder_due`]).
     reminded: u128,
+    /// What maintenance held back of this target's global notifications (see [`Held`]).
+    held: Option<Held>,
 }
 
 /// The reminder period `k` (the `k`-th multiple of `every` since the outage began at `since`)
@@ -531,6 +534,7 @@ impl StateOwner {
                     _ => 0,
                 };
                 Global {
+                    held: held_from(&rows),
                     reminded,
                     health: last.map(|c| match c.health {
                         Health::Up => GlobalHealth::Up,
@@ -581,6 +585,7 @@ impl StateOwner {
         let now = self.clock.now();
         for index in 0..self.slots.len() {
             let target = self.slots[index].target.name.clone();
+            let cover = maintenance::covering(&target, now, &self.windows, &self.silences);
             let views: Vec<(&str, SiteView)> = known
                 .iter()
                 .map(|&site| {
@@ -618,6 +623,18 @@ impl StateOwner {
                 );
             }
             leading.partial[index] = down.clone();
+            if cover.is_none() && globals[index].held.is_some() {
+                let term = leading.lead.term;
+                let sites = Sites {
+                    down: down.clone(),
+                    quorum: verdict.quorum,
+                    live: verdict.live,
+                    missing: verdict.missing.clone(),
+                };
+                self.global_maintenance_over(index, term, &settings.name, &sites, now);
+            }
+            let Some(leading) = self.member.as_mut().and_then(|m| m.lead.as_mut()) else { return };
+            let Some(globals) = leading.globals.as_mut() else { return };
             let global = &mut globals[index];
             let Some(change) = quorum::transition(global.health.as_ref(), verdict.global.as_ref())
             else {
@@ -629,6 +646,11 @@ impl StateOwner {
                 let Some(period) = reminder_due(remind, down_since, now, global.reminded) else {
                     continue;
                 };
+                if cover.is_some() {
+                    // In maintenance: the period counts as reminded, nothing is sent.
+                    global.reminded = period;
+                    continue;
+                }
                 global.reminded = period;
                 let term = leading.lead.term;
                 let down_for = now.since(down_since);
@@ -652,7 +674,7 @@ impl StateOwner {
                 ]);
                 let slots = Arc::clone(&self.slots);
                 let to = self.global_recipients(&slots[index]);
-                self.post_fenced(term, &target, GLOBAL, to, None, email, Some(key));
+                self.post_fenced(term, &target, GLOBAL, to, None, email, Some(key), None);
                 continue;
             };
             let since = change_since(&change, &target, &verdict, sites, global.since, now);
@@ -687,9 +709,17 @@ impl StateOwner {
                 target: target.clone(),
                 region: GLOBAL.to_owned(),
                 reason: reason.clone(),
-                maintenance: None,
-                held: false,
+                maintenance: cover.as_ref().map(|c| c.why.clone()),
+                held: cover.is_some() && change.notifies(),
             };
+            if let (Some(cover), true) = (&cover, row.held) {
+                let held = global.held.get_or_insert_with(|| Held {
+                    before: from,
+                    why: cover.why.clone(),
+                    during: Vec::new(),
+                });
+                held.during.push((since, to, reason.clone()));
+            }
             let transition = Transition { from, to, since, reasons: reason.into_iter().collect() };
             match &change {
                 GlobalTransition::Outage { sites_down } => log::error!(
@@ -708,7 +738,13 @@ impl StateOwner {
             }
             let slots = Arc::clone(&self.slots);
             let slot = &slots[index];
-            if !change.notifies() {
+            if let (Some(cover), true) = (&cover, row.held) {
+                log::warn!(
+                    "notification held back target={target} region={GLOBAL}: in maintenance \
+                     ({cover}); one summary when it is over, if the state is not as before"
+                );
+            }
+            if !change.notifies() || row.held {
                 let commit = Commit { state: Some(row), ..Commit::default() };
                 self.ask_fenced(term, commit);
                 continue;
@@ -730,7 +766,7 @@ impl StateOwner {
                 now,
             });
             let to = self.global_recipients(slot);
-            self.post_fenced(term, &target, GLOBAL, to, Some(row), email, None);
+            self.post_fenced(term, &target, GLOBAL, to, Some(row), email, None, None);
         }
         self.members_news(members, &settings.name, settings.lease, now);
     }
@@ -791,7 +827,7 @@ impl StateOwner {
                 if self.recipients.mail { self.recipients.global.join(",") } else { String::new() };
             let to = To { emails, channels: self.recipients.channels.clone() };
             let target = format!("cluster {cluster}");
-            self.post_fenced(term, &target, &row.site, to, None, email, Some(key));
+            self.post_fenced(term, &target, &row.site, to, None, email, Some(key), None);
         }
     }
 
@@ -807,6 +843,7 @@ impl StateOwner {
         state: Option<NewState>,
         email: Email,
         key: Option<String>,
+        release: Option<(String, String)>,
     ) {
         let notification = Notification {
             key: key.unwrap_or_else(new_key),
@@ -821,11 +858,84 @@ impl StateOwner {
         let names: Vec<&str> = to.channels.iter().map(String::as_str).collect();
         let rows = channel::fan_out(notification, &email.event, &names, &self.recipients.defined);
         let instant = Instant::now();
-        self.ask_fenced(term, Commit { state, notifications: rows.clone(), release: None });
+        self.ask_fenced(term, Commit { state, notifications: rows.clone(), release });
         for row in rows {
             self.outbox.push(row, instant);
         }
         self.metrics.set_pending_notifications(self.outbox.len());
+    }
+
+    /// As leader: the maintenance that held back the global notifications of the target of
+    /// slot `index` is over. As [`StateOwner::maintenance_over`] for one instance: a summary if
+    /// the global state is not as before it, none if it is; the held rows are released in the
+    /// same fenced commit, so the next leader knows whether one is still owed.
+    fn global_maintenance_over(
+        &mut self,
+        index: usize,
+        term: u64,
+        cluster: &str,
+        sites: &Sites,
+        now: Timestamp,
+    ) {
+        let Some(leading) = self.member.as_mut().and_then(|m| m.lead.as_mut()) else { return };
+        let Some(globals) = leading.globals.as_mut() else { return };
+        let global = &mut globals[index];
+        let Some(held) = global.held.take() else { return };
+        let target = self.slots[index].target.name.clone();
+        let release = Some((target.clone(), GLOBAL.to_owned()));
+        let current = global.health.as_ref().map(|h| match h {
+            GlobalHealth::Up => Health::Up,
+            GlobalHealth::Down { .. } => Health::Down,
+        });
+        let changes = global.changes.clone();
+        let (Some(to), true) = (current, current != held.before) else {
+            log::info!(
+                "MAINTENANCE OVER target={target} region={GLOBAL} ({}): the state is as before it \
+                 ({}); {} transition(s) during it, no notification",
+                held.why,
+                current.map_or("unknown", |h| if h.is_up() { "up" } else { "down" }),
+                held.during.len()
+            );
+            self.ask_fenced(term, Commit { release, ..Commit::default() });
+            return;
+        };
+        let last = changes.last().map_or(now, |c| c.at);
+        let ended = (changes.len() >= 2).then(|| last.since(changes[changes.len() - 2].at));
+        let reasons: Vec<String> = match to {
+            Health::Down => (held.during.iter().rev())
+                .find(|(_, h, _)| *h == Health::Down)
+                .and_then(|(_, _, r)| r.clone())
+                .into_iter()
+                .collect(),
+            Health::Up => Vec::new(),
+        };
+        let transition = Transition { from: held.before, to, since: last, reasons };
+        let history = history::summarize(&changes, now);
+        let email = message::compose_after_maintenance(
+            &Notice {
+                target: &target,
+                region: None,
+                transition: &transition,
+                ended,
+                history: &history,
+                all_regions_down: None,
+                sites: Some(sites),
+                now,
+            },
+            &message::AfterMaintenance { why: &held.why, during: &held.during },
+        );
+        log::warn!(
+            "MAINTENANCE OVER target={target} region={GLOBAL} ({}): now {} since {last}, not as \
+             before it: one notification says so",
+            held.why,
+            if to.is_up() { "up" } else { "down" }
+        );
+        // Derived: a leader that takes over before this one's commit is known writes the same.
+        let first = held.during.first().map_or(last, |(at, _, _)| *at);
+        let key = derived_key(&["after-maintenance", cluster, &target, &first.to_string()]);
+        let slots = Arc::clone(&self.slots);
+        let to = self.global_recipients(&slots[index]);
+        self.post_fenced(term, &target, GLOBAL, to, None, email, Some(key), release);
     }
 
     /// Who gets a global notification of `slot`'s target: the global recipients and channels
