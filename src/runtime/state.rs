@@ -881,28 +881,10 @@ impl StateOwner {
             let rows = self.snapshot.lock();
             rows.get(index).map(|r| r.changes.clone()).unwrap_or_default()
         };
-        let (Some(to), true) = (current, current != held.before) else {
-            log::info!(
-                "MAINTENANCE OVER target={name} region={region} ({}): the state is as before it \
-                 ({}); {} transition(s) during it, no notification",
-                held.why,
-                current.map_or("unknown", |h| if h.is_up() { "up" } else { "down" }),
-                held.during.len()
-            );
+        let Some((transition, ended)) = held.over(current, &changes, now, name, region) else {
             self.ask(Job::Write(Write::Commit(Commit { release, ..Commit::default() })));
             return;
         };
-        let last = changes.last().map_or(now, |c| c.at);
-        let ended = (changes.len() >= 2).then(|| last.since(changes[changes.len() - 2].at));
-        let reasons: Vec<String> = match to {
-            Health::Down => (held.during.iter().rev())
-                .find(|(_, h, _)| *h == Health::Down)
-                .and_then(|(_, _, r)| r.clone())
-                .into_iter()
-                .collect(),
-            Health::Up => Vec::new(),
-        };
-        let transition = Transition { from: held.before, to, since: last, reasons };
         let email_from = now.minus(EMAIL_HISTORY);
         let recent: Vec<Change> = changes.iter().filter(|c| c.at >= email_from).copied().collect();
         let history = history::summarize(&recent, now);
@@ -918,12 +900,6 @@ impl StateOwner {
                 now,
             },
             &message::AfterMaintenance { why: &held.why, during: &held.during },
-        );
-        log::warn!(
-            "MAINTENANCE OVER target={name} region={region} ({}): now {} since {last}, not as \
-             before it: one notification says so",
-            held.why,
-            if to.is_up() { "up" } else { "down" }
         );
         self.post_with(slot, None, email, now, release);
     }
@@ -1155,6 +1131,49 @@ fn resume_slot(
         slot.metrics.resume(health, at);
     }
     (Watch::resume(slot.target.thresholds, last, remind, now), changes)
+}
+
+impl Held {
+    /// The maintenance is over, the state now `current` (its `changes` oldest first): the
+    /// transition the summary announces and the length of the period it ended, or `None` when
+    /// the state is as before the maintenance (no summary). Logs which, for `target`/`region`.
+    pub(super) fn over(
+        &self,
+        current: Option<Health>,
+        changes: &[Change],
+        now: Timestamp,
+        target: &str,
+        region: &str,
+    ) -> Option<(Transition, Option<Duration>)> {
+        let (Some(to), true) = (current, current != self.before) else {
+            log::info!(
+                "MAINTENANCE OVER target={target} region={region} ({}): the state is as before \
+                 it ({}); {} transition(s) during it, no notification",
+                self.why,
+                current.map_or("unknown", |h| if h.is_up() { "up" } else { "down" }),
+                self.during.len()
+            );
+            return None;
+        };
+        let last = changes.last().map_or(now, |c| c.at);
+        let ended = (changes.len() >= 2).then(|| last.since(changes[changes.len() - 2].at));
+        // The reason of the last held outage: why it is down now.
+        let reasons: Vec<String> = match to {
+            Health::Down => (self.during.iter().rev())
+                .find(|(_, h, _)| *h == Health::Down)
+                .and_then(|(_, _, r)| r.clone())
+                .into_iter()
+                .collect(),
+            Health::Up => Vec::new(),
+        };
+        log::warn!(
+            "MAINTENANCE OVER target={target} region={region} ({}): now {} since {last}, not as \
+             before it: one notification says so",
+            self.why,
+            if to.is_up() { "up" } else { "down" }
+        );
+        Some((Transition { from: self.before, to, since: last, reasons }, ended))
+    }
 }
 
 /// What maintenance held back in a slot's recorded `history` (oldest first), if a summary is

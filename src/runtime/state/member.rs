@@ -888,28 +888,10 @@ impl StateOwner {
             GlobalHealth::Down { .. } => Health::Down,
         });
         let changes = global.changes.clone();
-        let (Some(to), true) = (current, current != held.before) else {
-            log::info!(
-                "MAINTENANCE OVER target={target} region={GLOBAL} ({}): the state is as before it \
-                 ({}); {} transition(s) during it, no notification",
-                held.why,
-                current.map_or("unknown", |h| if h.is_up() { "up" } else { "down" }),
-                held.during.len()
-            );
+        let Some((transition, ended)) = held.over(current, &changes, now, &target, GLOBAL) else {
             self.ask_fenced(term, Commit { release, ..Commit::default() });
             return;
         };
-        let last = changes.last().map_or(now, |c| c.at);
-        let ended = (changes.len() >= 2).then(|| last.since(changes[changes.len() - 2].at));
-        let reasons: Vec<String> = match to {
-            Health::Down => (held.during.iter().rev())
-                .find(|(_, h, _)| *h == Health::Down)
-                .and_then(|(_, _, r)| r.clone())
-                .into_iter()
-                .collect(),
-            Health::Up => Vec::new(),
-        };
-        let transition = Transition { from: held.before, to, since: last, reasons };
         let history = history::summarize(&changes, now);
         let email = message::compose_after_maintenance(
             &Notice {
@@ -924,14 +906,8 @@ impl StateOwner {
             },
             &message::AfterMaintenance { why: &held.why, during: &held.during },
         );
-        log::warn!(
-            "MAINTENANCE OVER target={target} region={GLOBAL} ({}): now {} since {last}, not as \
-             before it: one notification says so",
-            held.why,
-            if to.is_up() { "up" } else { "down" }
-        );
         // Derived: a leader that takes over before this one's commit is known writes the same.
-        let first = held.during.first().map_or(last, |(at, _, _)| *at);
+        let first = held.during.first().map_or(transition.since, |(at, _, _)| *at);
         let key = derived_key(&["after-maintenance", cluster, &target, &first.to_string()]);
         let slots = Arc::clone(&self.slots);
         let to = self.global_recipients(&slots[index]);
