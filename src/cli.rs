@@ -97,6 +97,8 @@ pub struct Args {
     pub support: Vec<Given>,
     pub interval: Option<Given>,
     pub timeout: Option<Given>,
+    /// `--slow DUR` / `SLOW`: a healthy answer slower than this fails; unset: off.
+    pub slow: Option<Given>,
     pub failures: Option<Given>,
     pub successes: Option<Given>,
     pub db: Option<Given>,
@@ -197,6 +199,7 @@ impl fmt::Debug for Args {
             .field("support", &self.support)
             .field("interval", &self.interval)
             .field("timeout", &self.timeout)
+            .field("slow", &self.slow)
             .field("failures", &self.failures)
             .field("successes", &self.successes)
             .field("db", &self.db)
@@ -287,6 +290,8 @@ that loses is not read. A variable set but blank is refused, except LISTEN= whic
                        (at least 1s unless every target is on loopback)
     --timeout DUR      whole-request deadline per probe   TIMEOUT   [default: 5s]
                        (at least 100ms)
+    --slow DUR         a healthy answer slower than DUR   SLOW      [default: off]
+                       fails (`slow: 2.31 s > 2s`); shorter than the timeout
     --failures N       failed probes in a row = outage    FAILURE_THRESHOLD  [default: 2]
     --successes N      good probes in a row = recovery    SUCCESS_THRESHOLD  [default: 2]
     --region NAME=URL  probe from region NAME through     REGIONS (comma-separated)
@@ -360,6 +365,7 @@ where
         support: Vec::new(),
         interval: None,
         timeout: None,
+        slow: None,
         failures: None,
         successes: None,
         db: None,
@@ -405,6 +411,7 @@ where
             Long("support") => a.support.push(given(&mut parser, "--support")?),
             Long("interval") => a.interval = Some(given(&mut parser, "--interval")?),
             Long("timeout") => a.timeout = Some(given(&mut parser, "--timeout")?),
+            Long("slow") => a.slow = Some(given(&mut parser, "--slow")?),
             Long("failures") => a.failures = Some(given(&mut parser, "--failures")?),
             Long("successes") => a.successes = Some(given(&mut parser, "--successes")?),
             Long("db") => a.db = Some(given(&mut parser, "--db")?),
@@ -551,6 +558,7 @@ where
     fallback(&mut a.config, "CONFIG")?;
     fallback(&mut a.interval, "INTERVAL")?;
     fallback(&mut a.timeout, "TIMEOUT")?;
+    fallback(&mut a.slow, "SLOW")?;
     fallback(&mut a.failures, "FAILURE_THRESHOLD")?;
     fallback(&mut a.successes, "SUCCESS_THRESHOLD")?;
     fallback(&mut a.db, "DATABASE_URL")?;
@@ -784,6 +792,7 @@ mod tests {
         "REGIONS",
         "INTERVAL",
         "TIMEOUT",
+        "SLOW",
         "FAILURE_THRESHOLD",
         "SUCCESS_THRESHOLD",
         "DATABASE_URL",
@@ -834,6 +843,7 @@ mod tests {
                 "--region=direct",
                 "--interval=5s",
                 "--timeout=5s",
+                "--slow=2s",
                 "--failures=2",
                 "--successes=2",
                 "--db=sqlite://x.db",
@@ -895,6 +905,8 @@ mod tests {
             "INTERVAL",
             "--timeout",
             "TIMEOUT",
+            "--slow",
+            "SLOW",
             "--failures",
             "FAILURE_THRESHOLD",
             "--successes",

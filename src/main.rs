@@ -13,7 +13,7 @@ use api_monitor::cli::{self, Command, Parsed};
 use api_monitor::cluster::MemberId;
 use api_monitor::config::{self, Config, Delivery, ReportOptions, Surroundings};
 use api_monitor::notify::mailer::{LogMailer, Mailer, SmtpMailer, SMTP_TIMEOUT};
-use api_monitor::probe::{HttpProber, Outcome, Prober};
+use api_monitor::probe::{speed_verdict, HttpProber, Outcome, Prober};
 use api_monitor::runtime::coordinator::Identity;
 use api_monitor::runtime::ledger::Ledger;
 use api_monitor::runtime::schedule::Shutdown;
@@ -122,7 +122,7 @@ fn check(config: &Config) -> ExitCode {
         let prober = HttpProber::new(target.timeout);
         for region in config.regions.iter().filter(|r| target.regions.contains(&r.name)) {
             let proxy = region.proxy_address();
-            let outcome = prober.probe(&target.url, proxy.as_deref());
+            let outcome = speed_verdict(prober.probe(&target.url, proxy.as_deref()), target.slow);
             let ms = outcome.latency().as_millis();
             let (name, from) = (&target.name, &region.name);
             match outcome {

@@ -49,6 +49,8 @@ impl ConfigFile {
 pub struct FileSettings {
     pub interval: Option<DurationText>,
     pub timeout: Option<DurationText>,
+    /// A healthy answer slower than this fails (`slow: 2.31 s > 2s`); unset: off.
+    pub slow: Option<DurationText>,
     pub failures: Option<Count>,
     pub successes: Option<Count>,
     /// A duration or `"off"`.
@@ -144,6 +146,7 @@ pub struct TargetEntry {
     pub url: SecretUrl,
     pub interval: Option<DurationText>,
     pub timeout: Option<DurationText>,
+    pub slow: Option<DurationText>,
     pub failures: Option<Count>,
     pub successes: Option<Count>,
     #[serde(default)]
@@ -518,6 +521,7 @@ mod tests {
                     name: fitpay.into(),
                     interval: secs(5),
                     timeout: secs(5),
+                    slow: None,
                     thresholds: thresholds(2, 2),
                     recipients: vec![],
                     regions: vec!["direct".into(), "eu".into(), "us".into()],
@@ -529,6 +533,7 @@ mod tests {
                     name: payments.into(),
                     interval: secs(10),
                     timeout: secs(3),
+                    slow: Some(secs(2)),
                     thresholds: thresholds(3, 2),
                     recipients: vec!["payments-team@example.com".into()],
                     regions: vec!["eu".into()],
@@ -553,6 +558,7 @@ mod tests {
             ],
             interval: secs(5),
             timeout: secs(5),
+            slow: None,
             thresholds: thresholds(2, 2),
             db_url: "sqlite://api-monitor.db".into(),
             delivery: Delivery::Smtp(SmtpSettings {

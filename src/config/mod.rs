@@ -65,8 +65,8 @@ use sources::{log_level, pick, read_file, secret, Setting};
 use targets::{specs, targets, Defaults};
 use urls::{database_url, smtp_url};
 use validation::{
-    address, concurrency, default_sender, delivery, duration, listen, mailbox, remind, threshold,
-    timeout, DAY, TEN_YEARS,
+    address, concurrency, default_sender, delivery, duration, listen, mailbox, remind, slow,
+    threshold, timeout, DAY, TEN_YEARS,
 };
 
 /// One monitored health endpoint.
@@ -82,6 +82,9 @@ pub struct Target {
     pub interval: Duration,
     /// The deadline of each probe, whole request (at least [`MIN_TIMEOUT`]).
     pub timeout: Duration,
+    /// A healthy answer that took longer than this fails as slow (the target's `slow`, else
+    /// the global one); always shorter than [`Target::timeout`]. `None`: off.
+    pub slow: Option<Duration>,
     pub thresholds: Thresholds,
     /// Who gets this target's emails besides the global `--support` recipients.
     pub recipients: Vec<String>,
@@ -154,6 +157,8 @@ pub struct Config {
     /// The global default timeout (at least [`MIN_TIMEOUT`]); targets carry their own in
     /// [`Target::timeout`].
     pub timeout: Duration,
+    /// The global default of [`Target::slow`]; `None`: off.
+    pub slow: Option<Duration>,
     /// The global default thresholds.
     pub thresholds: Thresholds,
     /// `sqlite://…` or `mysql://…`; may hold a password, which `{}`/`{:?}` never show.
@@ -212,6 +217,7 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
             pick(args.timeout, text(&f.timeout, "timeout")).as_ref(),
             DEFAULT_TIMEOUT,
         )?,
+        slow: slow(pick(args.slow, text(&f.slow, "slow")))?,
         thresholds: Thresholds {
             failures: threshold(
                 pick(args.failures, count(f.failures, "failures")).as_ref(),
@@ -343,6 +349,7 @@ pub fn from_args(args: Args, world: &dyn Surroundings) -> Result<Config, ConfigE
         regions,
         interval: defaults.interval,
         timeout: defaults.timeout,
+        slow: defaults.slow.map(|(limit, _)| limit),
         thresholds: defaults.thresholds,
         db_url,
         delivery,
@@ -406,6 +413,9 @@ mod tests {
             (&["--interval", "5 parsecs"], "--interval"),
             (&["--interval", "0s"], "--interval"),
             (&["--timeout", "soon"], "--timeout"),
+            (&["--slow", "soon"], "--slow"),
+            (&["--slow", "0s"], "--slow"),
+            (&["--slow", "5s"], "--slow"),
             (&["--interval", "500ms", "--url", "https://example.com/health"], "--interval"),
             (&["--db", "postgres://localhost/x"], "--db"),
             (&["--db", "api-monitor.db"], "--db"),
@@ -429,6 +439,8 @@ mod tests {
             ("INTERVAL", "soon", "INTERVAL: invalid duration \"soon\""),
             ("INTERVAL", "500ms", "INTERVAL: 500ms is below the 1s floor"),
             ("TIMEOUT", "50ms", "TIMEOUT: \"50ms\" is below the 100ms floor"),
+            ("SLOW", "soon", "SLOW: invalid duration \"soon\""),
+            ("SLOW", "6s", "SLOW: \"6s\" must be shorter than the timeout (5s) of"),
             ("REMIND", "soon", "REMIND: invalid duration"),
             ("API_URL", "not a url", "API_URL: invalid URL"),
             ("API_URL", "https://a/h,https://a/h", "API_URL: https://a/h is given twice"),

@@ -13,7 +13,7 @@ use crate::config::regions::{named_regions, Defined};
 use crate::config::sources::{Setting, DEFAULT_INTERVAL, DEFAULT_URL};
 use crate::config::urls::{is_loopback, target_url};
 use crate::config::validation::{
-    address, duration, remind, threshold, timeout, DAY, INTERVAL_FLOOR,
+    address, duration, remind, slow, slow_within, threshold, timeout, DAY, INTERVAL_FLOOR,
 };
 use crate::config::{Target, DIRECT};
 use crate::detector::Thresholds;
@@ -24,6 +24,9 @@ pub(super) struct Defaults {
     /// Where the interval came from (`--interval`, `monitor.toml: interval`), for the floor.
     pub(super) interval_source: String,
     pub(super) timeout: Duration,
+    /// The global `slow` limit and the setting it came from (for the error that compares it
+    /// with a target's timeout); `None`: off.
+    pub(super) slow: Option<(Duration, Setting)>,
     pub(super) thresholds: Thresholds,
     pub(super) remind: Option<Duration>,
 }
@@ -35,6 +38,7 @@ pub(super) struct Spec {
     pub(super) url: Setting,
     pub(super) interval: Option<Setting>,
     pub(super) timeout: Option<Setting>,
+    pub(super) slow: Option<Setting>,
     pub(super) failures: Option<Setting>,
     pub(super) successes: Option<Setting>,
     pub(super) recipients: Vec<Setting>,
@@ -54,6 +58,7 @@ impl Spec {
             url,
             interval: None,
             timeout: None,
+            slow: None,
             failures: None,
             successes: None,
             recipients: Vec::new(),
@@ -85,6 +90,7 @@ impl Spec {
             url: Setting { value: t.url.expose().to_owned(), source: key("url") },
             interval: text(&t.interval, "interval"),
             timeout: text(&t.timeout, "timeout"),
+            slow: text(&t.slow, "slow"),
             failures: count(t.failures, "failures"),
             successes: count(t.successes, "successes"),
             recipients: list(&t.recipients, "recipients"),
@@ -169,6 +175,10 @@ pub(super) fn target(
         )));
     }
     let timeout = timeout(spec.timeout.as_ref(), defaults.timeout)?;
+    let slow = match spec.slow {
+        Some(own) => slow_within(slow(Some(own))?.as_ref(), timeout, &name)?,
+        None => slow_within(defaults.slow.as_ref(), timeout, &name)?,
+    };
     let thresholds = Thresholds {
         failures: threshold(spec.failures.as_ref(), defaults.thresholds.failures)?,
         successes: threshold(spec.successes.as_ref(), defaults.thresholds.successes)?,
@@ -185,7 +195,18 @@ pub(super) fn target(
         None => defaults.remind,
     };
     let channels = spec.channels.clone();
-    Ok(Target { url, name, interval, timeout, thresholds, recipients, regions, remind, channels })
+    Ok(Target {
+        url,
+        name,
+        interval,
+        timeout,
+        slow,
+        thresholds,
+        recipients,
+        regions,
+        remind,
+        channels,
+    })
 }
 
 #[cfg(test)]

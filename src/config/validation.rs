@@ -80,6 +80,34 @@ pub(super) fn timeout(
     }
 }
 
+/// The `slow` limit `setting` holds, with the setting itself (a target's timeout is compared
+/// with it later, and the error names where it came from); `None` when unset: off. Zero is
+/// refused like any zero duration: every answer would be slow.
+pub(super) fn slow(setting: Option<Setting>) -> Result<Option<(Duration, Setting)>, ConfigError> {
+    let Some(setting) = setting else { return Ok(None) };
+    let limit = duration(Some(&setting), Duration::ZERO, DAY)?;
+    Ok(Some((limit, setting)))
+}
+
+/// The `slow` limit of a target probed with `timeout`: it must be shorter, or no answer could
+/// ever be slow (the timeout would end the probe first), which is surely a mistake.
+pub(super) fn slow_within(
+    slow: Option<&(Duration, Setting)>,
+    timeout: Duration,
+    target: &str,
+) -> Result<Option<Duration>, ConfigError> {
+    match slow {
+        None => Ok(None),
+        Some((limit, Setting { value: raw, source: option })) if *limit >= timeout => {
+            Err(ConfigError(format!(
+                "{option}: {raw:?} must be shorter than the timeout ({}) of {target}",
+                crate::duration::human(timeout)
+            )))
+        }
+        Some((limit, _)) => Ok(Some(*limit)),
+    }
+}
+
 /// A reminder spacing: a duration, or `off` (also the default).
 pub(super) fn remind(setting: Option<&Setting>) -> Result<Option<Duration>, ConfigError> {
     match setting {
@@ -259,6 +287,81 @@ mod tests {
                 "[[target]]\nurl = \"https://a/h\"\nremind = \"30d\"\n",
                 "monitor.toml: target[1].remind: \"30d\" is too long",
             ),
+        ];
+        for (text, expected) in cases {
+            let e = file_error(text);
+            assert!(e.starts_with(expected), "{text:?}\n  → {e}\n  expected {expected}");
+        }
+    }
+
+    #[test]
+    fn slow_is_off_unless_set_and_always_shorter_than_the_timeout() {
+        let ms = Duration::from_millis;
+        let c = config(&[], &[]).unwrap();
+        assert_eq!((c.slow, c.targets[0].slow), (None, None), "unset: off");
+        let c = config(&["--slow", "2s"], &[]).unwrap();
+        assert_eq!((c.slow, c.targets[0].slow), (Some(secs(2)), Some(secs(2))));
+        let c = config(&["--timeout", "1s"], &[("SLOW", "300ms")]).unwrap();
+        assert_eq!(c.targets[0].slow, Some(ms(300)), "from SLOW, sub-second");
+        let c = config(&["--slow", "1s"], &[("SLOW", "nonsense")]).unwrap();
+        assert_eq!(c.targets[0].slow, Some(secs(1)), "the flag wins; the variable is not read");
+        // (arguments, environment, the whole message)
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (&["--slow", "soon"], &[], "--slow: invalid duration \"soon\": expected a duration"),
+            (&["--slow", "0s"], &[], "--slow: must be longer than zero, got \"0s\""),
+            (&[], &[("SLOW", "0ms")], "SLOW: must be longer than zero, got \"0ms\""),
+            (
+                &["--slow", "5s", "--url", "https://a/h"],
+                &[],
+                "--slow: \"5s\" must be shorter than the timeout (5s) of https://a/h",
+            ),
+            (
+                &["--timeout", "1s", "--url", "https://a/h"],
+                &[("SLOW", "1500ms")],
+                "SLOW: \"1500ms\" must be shorter than the timeout (1s) of https://a/h",
+            ),
+            (&["--slow", "25h"], &[], "--slow: \"25h\" is too long; at most 24h"),
+        ];
+        for (args, env, expected) in cases {
+            let e = config(args, env).expect_err(expected).0;
+            assert!(e.starts_with(expected), "{args:?} {env:?}\n  → {e}\n  expected {expected}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn slow_in_the_config_file_globally_and_per_target() {
+        let text = "slow = \"2s\"\n[[target]]\nurl = \"https://a/h\"\n\
+                    [[target]]\nurl = \"https://b/h\"\nslow = \"500ms\"\n";
+        let c = with_file(text, &["check"], &[]).unwrap();
+        let limits: Vec<_> = c.targets.iter().map(|t| t.slow).collect();
+        assert_eq!(limits, [Some(secs(2)), Some(Duration::from_millis(500))], "own key wins");
+        let c = with_file(text, &["check", "--slow", "3s"], &[]).unwrap();
+        assert_eq!(c.targets[0].slow, Some(secs(3)), "the flag wins over the file's global");
+        let cases = [
+            (
+                "slow = \"5s\"\n[[target]]\nurl = \"https://a/h\"\n",
+                "monitor.toml: slow: \"5s\" must be shorter than the timeout (5s) of https://a/h",
+            ),
+            (
+                "slow = \"2s\"\n[[target]]\nurl = \"https://a/h\"\ntimeout = \"2s\"\n",
+                "monitor.toml: slow: \"2s\" must be shorter than the timeout (2s) of https://a/h",
+            ),
+            (
+                "[[target]]\nurl = \"https://a/h\"\ntimeout = \"1s\"\nslow = \"1s\"\n",
+                "monitor.toml: target[1].slow: \"1s\" must be shorter than the timeout (1s) of \
+                 https://a/h",
+            ),
+            (
+                "[[target]]\nurl = \"https://a/h\"\nslow = \"0s\"\n",
+                "monitor.toml: target[1].slow: must be longer than zero, got \"0s\"",
+            ),
+            (
+                "slow = \"quick\"\n[[target]]\nurl = \"https://a/h\"\n",
+                "monitor.toml: slow: invalid duration \"quick\"",
+            ),
+            ("slow = 2\n[[target]]\nurl = \"https://a/h\"\n", "monitor.toml: slow: invalid type"),
         ];
         for (text, expected) in cases {
             let e = file_error(text);

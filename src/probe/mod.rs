@@ -9,7 +9,8 @@
 //! - `reason.rs`: [`Reason`], its texts and metric kinds, and which reasons blind a region;
 //! - `http.rs`: [`HttpProber`], the `ureq` adapter, with the one function that turns client
 //!   errors into reasons;
-//! - `verdict.rs`: the pure judging of a 200's `Content-Type` and body.
+//! - `verdict.rs`: the pure judging of a 200's `Content-Type` and body, and of a healthy
+//!   answer's time against the target's `slow` limit ([`speed_verdict`]).
 //!
 //! The exchange is judged in order: the exchange itself, then the status code, the
 //! `Content-Type`, the body size and completeness, and finally the body ([`verdict`]).
@@ -20,7 +21,7 @@ mod verdict;
 
 pub use http::HttpProber;
 pub use reason::{Phase, Reason};
-pub use verdict::{content_type_verdict, verdict};
+pub use verdict::{content_type_verdict, speed_verdict, verdict};
 
 use std::time::Duration;
 

@@ -98,11 +98,15 @@ pub enum Reason {
     ProxySilent { proxy: String, after: Duration },
     /// Another failure talking to the proxy, before the tunnel was open.
     ProxyFailed { proxy: String, detail: String },
+    /// A healthy answer that took longer than the target's `slow` limit: `slow: 2.31 s > 2s`.
+    /// `took` is the probe's latency, measured like every probe's.
+    Slow { took: Duration, limit: Duration },
 }
 
 impl Reason {
     /// A short, stable label for metrics: `timeout`, `refused`, `reset`, `closed`, `dns`,
-    /// `tls`, `http_status`, `content_type`, `body`, `status`, `redirect`, `proxy` or `other`.
+    /// `tls`, `http_status`, `content_type`, `body`, `status`, `redirect`, `proxy`, `slow` or
+    /// `other`.
     /// Every proxy reason is `proxy`, whether it blinds the region or (CONNECT refused) fails
     /// the API; the outcome tells those apart.
     pub fn kind(&self) -> &'static str {
@@ -131,6 +135,7 @@ impl Reason {
             | Reason::ProxyClosed { .. }
             | Reason::ProxySilent { .. }
             | Reason::ProxyFailed { .. } => "proxy",
+            Reason::Slow { .. } => "slow",
             Reason::HeadersTooLarge
             | Reason::InvalidResponse { .. }
             | Reason::Network { .. }
@@ -209,6 +214,12 @@ impl fmt::Display for Reason {
                 write!(f, "proxy {proxy} did not answer CONNECT within {}", human(*after))
             }
             Reason::ProxyFailed { proxy, detail } => write!(f, "proxy {proxy}: {detail}"),
+            Reason::Slow { took, limit } => {
+                // Hundredths of a second, rounded up: a probe over its limit never reads as
+                // one that was not (`2.00 s > 2s` for 2.001 s would).
+                let centis = took.as_nanos().div_ceil(10_000_000);
+                write!(f, "slow: {}.{:02} s > {}", centis / 100, centis % 100, human(*limit))
+            }
         }
     }
 }
@@ -306,6 +317,29 @@ mod tests {
                 "proxy proxy.example: x",
                 "proxy",
             ),
+            (
+                Reason::Slow { took: Duration::from_millis(2_310), limit: secs(2) },
+                "slow: 2.31 s > 2s",
+                "slow",
+            ),
+            (
+                Reason::Slow {
+                    took: Duration::from_millis(1_004),
+                    limit: Duration::from_millis(300),
+                },
+                "slow: 1.01 s > 300ms",
+                "slow",
+            ),
+            (
+                Reason::Slow { took: Duration::from_micros(2_000_001), limit: secs(2) },
+                "slow: 2.01 s > 2s",
+                "slow",
+            ),
+            (
+                Reason::Slow { took: secs(90), limit: Duration::from_millis(61_500) },
+                "slow: 90.00 s > 1m 1s",
+                "slow",
+            ),
         ];
         for (reason, text, kind) in cases {
             assert_eq!((reason.to_string().as_str(), reason.kind()), (text, kind), "{reason:?}");
@@ -320,6 +354,8 @@ mod tests {
         assert!(Reason::ProxyCredentials { proxy: proxy() }.blinds());
         assert!(!Reason::ConnectRefused.blinds(), "the API is unreachable from the region");
         assert!(!Reason::Refused.blinds());
+        let slow = Reason::Slow { took: Duration::from_secs(3), limit: Duration::from_secs(2) };
+        assert!(!slow.blinds(), "a slow answer is the API's");
         assert!(!Reason::Timeout { after: Duration::from_secs(1), phase: Phase::Head }.blinds());
     }
 }

@@ -3,7 +3,22 @@
 
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::Reason;
+use std::time::Duration;
+
+use super::{Outcome, Reason};
+
+/// Judges how long a healthy probe took against the target's `slow` limit (`None`: off): a
+/// healthy answer that took longer fails with [`Reason::Slow`]; any other outcome is left as
+/// it is (a failure stays the failure it was: its own reason says more than its time). The
+/// time is the outcome's latency, measured around the whole exchange like every probe's.
+pub fn speed_verdict(outcome: Outcome, limit: Option<Duration>) -> Outcome {
+    match (outcome, limit) {
+        (Outcome::Healthy { latency }, Some(limit)) if latency > limit => {
+            Outcome::Failed { reason: Reason::Slow { took: latency, limit }, latency }
+        }
+        (outcome, _) => outcome,
+    }
+}
 
 /// Judges the `Content-Type` of a 200: JSON media types (`application/json`, with or without
 /// parameters, and structured `application/<name>+json` such as `application/health+json`) pass;
@@ -149,6 +164,38 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_healthy_answer_over_the_slow_limit_fails_as_slow() {
+        let ms = Duration::from_millis;
+        let healthy = |t| Outcome::Healthy { latency: ms(t) };
+        let failed = |reason: Reason, t| Outcome::Failed { reason, latency: ms(t) };
+        let slow = |t, limit| failed(Reason::Slow { took: ms(t), limit: ms(limit) }, t);
+        let refused = || Reason::Refused;
+        let proxy = || Reason::ProxyRefused { proxy: "p".into() };
+        // (outcome, limit, expected, why)
+        let cases = [
+            (healthy(2_310), Some(2_000), slow(2_310, 2_000), "over the limit: slow"),
+            (healthy(2_001), Some(2_000), slow(2_001, 2_000), "a millisecond over is over"),
+            (healthy(2_000), Some(2_000), healthy(2_000), "exactly the limit is not slower"),
+            (healthy(1_999), Some(2_000), healthy(1_999), "under the limit: healthy"),
+            (healthy(60_000), None, healthy(60_000), "no limit: off, today's behaviour"),
+            (failed(refused(), 3_000), Some(2_000), failed(refused(), 3_000), "a failure stays"),
+            (
+                Outcome::Blind { reason: proxy(), latency: ms(3_000) },
+                Some(2_000),
+                Outcome::Blind { reason: proxy(), latency: ms(3_000) },
+                "blind stays blind: the API was not seen",
+            ),
+        ];
+        for (outcome, limit, expected, why) in cases {
+            let judged = speed_verdict(outcome.clone(), limit.map(ms));
+            assert_eq!(judged, expected, "{why}: {outcome:?} with {limit:?}");
+        }
+        let judged = speed_verdict(healthy(2_310), Some(ms(2_000)));
+        assert_eq!(judged.reason().map(ToString::to_string).as_deref(), Some("slow: 2.31 s > 2s"));
+        assert_eq!(judged.latency(), ms(2_310), "the latency is kept as measured");
+    }
 
     #[test]
     fn content_type_rules() {

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Region, Target};
 use crate::notify::mailer::{LogMailer, Mailer};
-use crate::probe::Prober;
+use crate::probe::{speed_verdict, Prober};
 use crate::runtime::coordinator::{Gate, Identity};
 use crate::runtime::ledger::Ledger;
 use crate::runtime::pool::{Job, Lateness, Pool};
@@ -254,7 +254,10 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
             }
             let slot = &slots[job.slot];
             let at = clock.now();
-            let outcome = slot.prober.probe(&slot.target.url, slot.proxy.as_deref());
+            let outcome = speed_verdict(
+                slot.prober.probe(&slot.target.url, slot.proxy.as_deref()),
+                slot.target.slow,
+            );
             slot.metrics.probe(&outcome, Instant::now());
             // Sends fail only when the receiver is gone, i.e. while stopping.
             metrics.outcome_sent();

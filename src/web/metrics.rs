@@ -147,7 +147,7 @@ struct Counts {
 
 /// The `reason` label of `api_monitor_probe_failures_total`: every
 /// [`crate::probe::Reason::kind`], in rendering order.
-const KINDS: [&str; 13] = [
+const KINDS: [&str; 14] = [
     "timeout",
     "refused",
     "reset",
@@ -160,6 +160,7 @@ const KINDS: [&str; 13] = [
     "status",
     "redirect",
     "proxy",
+    "slow",
     "other",
 ];
 
@@ -875,6 +876,11 @@ mod tests {
             latency: ms(500),
         };
         watch.probe(&timeout, Instant::now());
+        let slow = Outcome::Failed {
+            reason: Reason::Slow { took: ms(450), limit: ms(400) },
+            latency: ms(450),
+        };
+        watch.probe(&slow, Instant::now());
         watch.probe(&blind(1), Instant::now());
         let text = registry.render();
         let kind = |k: &str| {
@@ -882,6 +888,7 @@ mod tests {
         };
         assert_eq!(kind("http_status"), "2");
         assert_eq!(kind("timeout"), "1");
+        assert_eq!(kind("slow"), "1", "a healthy answer over its slow limit");
         assert_eq!(kind("proxy"), "1", "a blind probe counts under its proxy reason");
         assert!(!text.contains("reason=\"dns\""), "kinds that never happened are left out");
     }
