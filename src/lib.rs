@@ -12,7 +12,7 @@
 //! - [`report`]: `api-monitor report`;
 //! - [`cluster`]: several instances on one database (pure decisions so far).
 //!
-//! Pure core: [`detector`], [`history`], [`notify::message`], [`timestamp`], [`duration`], [`cluster`].
+//! Pure core: [`detector`], [`history`], [`latency`], [`notify::message`], [`timestamp`], [`duration`], [`cluster`].
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -21,6 +21,7 @@ pub mod config;
 pub mod detector;
 pub mod duration;
 pub mod history;
+pub mod latency;
 pub mod maintenance;
 pub mod notify;
 pub mod probe;

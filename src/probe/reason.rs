@@ -143,6 +143,25 @@ impl Reason {
         }
     }
 
+    /// Whether the API answered (with a status, a content type or a body judged wrong, or
+    /// healthy but slow): such a probe's time is the API's latency and is kept
+    /// ([`crate::latency`]); a timeout, a refused or broken connection is not.
+    pub fn answered(&self) -> bool {
+        matches!(
+            self,
+            Reason::HttpStatus(_)
+                | Reason::ContentType(_)
+                | Reason::BodyTooLarge { .. }
+                | Reason::BodyNotUtf8
+                | Reason::BodyNotJson
+                | Reason::NoStatusField
+                | Reason::DuplicateStatusField
+                | Reason::StatusNotString(_)
+                | Reason::Status(_)
+                | Reason::Slow { .. }
+        )
+    }
+
     /// Whether this is a failure of the region's proxy itself, which says nothing about the
     /// API: such a probe is blind, not failed. A proxy that answers CONNECT with an error
     /// ([`Reason::ConnectRefused`]) is not one: it saw the API unreachable from its side.
