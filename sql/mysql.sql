@@ -148,5 +148,19 @@ CREATE TABLE IF NOT EXISTS silence (
     KEY silence_ends (ends_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
+-- `latency`: probe latency per target × region as histograms (see sql/sqlite.sql). No unique
+-- key (a 255-character prefix could not tell long URLs apart): a row is replaced by deleting
+-- the old one and inserting the new one in one transaction.
+CREATE TABLE IF NOT EXISTS latency (
+    target  VARCHAR(2048) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    region  VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    span    INT NOT NULL,
+    start   DATETIME(3) NOT NULL,
+    probes  BIGINT NOT NULL,
+    buckets TEXT NOT NULL,
+    KEY latency_target_region_span_start (target(255), region, span, start),
+    KEY latency_span_start (span, start)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
 INSERT INTO schema_version (id, version) VALUES (1, 3) ON DUPLICATE KEY UPDATE id = id;
 UPDATE schema_version SET version = 3 WHERE id = 1 AND version < 3;

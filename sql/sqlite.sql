@@ -115,5 +115,24 @@ CREATE TABLE IF NOT EXISTS silence (
 
 CREATE INDEX IF NOT EXISTS silence_ends ON silence (ends_at);
 
+-- `latency`: probe latency per target × region as histograms (see src/latency.rs): one row per
+-- minute (`span` 60, kept 2 days) and one per hour (`span` 3600, rolled up from the minutes,
+-- kept 400 days). `start` is the span's first instant (UTC); `buckets` is `bucket:count` pairs
+-- (bucket i holds latencies up to 100 µs × 2^(i/8)) and `probes` their sum. A row is written
+-- whole and replaced whole, so a retried write or a roll-up run again changes nothing. A new
+-- table only: the schema version stays 3, and an older binary never reads it.
+CREATE TABLE IF NOT EXISTS latency (
+    target  VARCHAR(2048) NOT NULL,
+    region  VARCHAR(64) NOT NULL,
+    span    INTEGER NOT NULL,
+    start   TEXT NOT NULL,
+    probes  INTEGER NOT NULL,
+    buckets TEXT NOT NULL,
+    PRIMARY KEY (target, region, span, start)
+);
+
+-- Serves the pruning of old rows and the roll-up of a span of time across targets.
+CREATE INDEX IF NOT EXISTS latency_span_start ON latency (span, start);
+
 INSERT INTO schema_version (id, version) VALUES (1, 3) ON CONFLICT (id) DO NOTHING;
 UPDATE schema_version SET version = 3 WHERE id = 1 AND version < 3;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::MemberId;
 use crate::duration::human;
+use crate::latency::LatencyRow;
 use crate::redact;
 use crate::store::{Claim, Commit, Holder, Notification, OutboxEntry, StateRow, Store, StoreError};
 use crate::timestamp::Timestamp;
@@ -48,7 +49,26 @@ pub enum Write {
     Sent { key: String, attempts: u32, at: Timestamp, refused: Option<String> },
     /// Refused for good.
     Dead { key: String, attempts: u32, error: String, at: Timestamp },
+    /// Finished minutes of probe latency ([`crate::latency`]).
+    Latency(Vec<LatencyRow>),
+    /// Roll the minutes of latency in `[from, to)` up into hours and prune old rows
+    /// ([`crate::store::roll_up_latency`]).
+    RollUp { from: Timestamp, to: Timestamp, now: Timestamp },
 }
+
+impl Write {
+    /// Whether it only keeps latency: statistics, which the backlog bounds
+    /// ([`MAX_LATENCY_WRITES`]) rather than hold without end while the database is away.
+    fn is_latency(&self) -> bool {
+        matches!(self, Write::Latency(_) | Write::RollUp { .. })
+    }
+}
+
+/// The most latency writes (about one a minute) the backlog keeps while the database is away:
+/// two hours of them. Older ones are dropped, logged once per outage: latency is statistics,
+/// and a long outage must not grow memory without bound. Transitions and notifications are
+/// never dropped.
+pub const MAX_LATENCY_WRITES: usize = 240;
 
 /// The database is unreachable: since when, and when to try again.
 #[derive(Debug)]
@@ -70,6 +90,8 @@ pub struct Ledger {
     /// The database file vanished (see [`StoreError::Vanished`]): the monitor must stop.
     vanished: Option<String>,
     retry_base: Duration,
+    /// Latency writes dropped in this database outage ([`MAX_LATENCY_WRITES`]).
+    latency_dropped: usize,
 }
 
 impl Ledger {
@@ -102,6 +124,7 @@ impl Ledger {
             refusing: None,
             vanished: None,
             retry_base,
+            latency_dropped: 0,
         }
     }
 
@@ -179,6 +202,14 @@ impl Ledger {
     /// The database answered: log the recovery once.
     fn recovered(&mut self, now: Instant, replayed: usize) {
         self.refusing = None;
+        if self.latency_dropped > 0 {
+            log::warn!(
+                "latency of the database outage partly lost: {} write(s) of latency dropped \
+                 (at most {MAX_LATENCY_WRITES} are kept while the database is away)",
+                self.latency_dropped
+            );
+            self.latency_dropped = 0;
+        }
         if let Some(u) = self.unreachable.take() {
             log::info!(
                 "DATABASE RECOVERED db={} after={} replayed_writes={replayed}",
@@ -264,7 +295,15 @@ impl Ledger {
 
     /// Queues `write` and applies the backlog now unless the database is known down.
     pub fn write(&mut self, write: Write, now: Instant) {
+        let latency = write.is_latency();
         self.backlog.push_back(write);
+        if latency && self.backlog.iter().filter(|w| w.is_latency()).count() > MAX_LATENCY_WRITES
+        {
+            if let Some(oldest) = self.backlog.iter().position(Write::is_latency) {
+                self.backlog.remove(oldest);
+                self.latency_dropped += 1;
+            }
+        }
         if self.unreachable.is_none() {
             self.flush(now);
         }
@@ -386,7 +425,11 @@ impl Ledger {
                     "notification {key} refused for good but NOT recorded as dead (database \
                      unavailable): the next start tries it again"
                 ),
-                Write::Attempt { .. } => {}
+                Write::Latency(rows) => log::warn!(
+                    "latency of {} target×region minute(s) NOT written (database unavailable)",
+                    rows.len()
+                ),
+                Write::Attempt { .. } | Write::RollUp { .. } => {}
             }
         }
         unsaved
@@ -402,12 +445,15 @@ fn apply(store: &mut dyn Store, write: &Write) -> Result<(), StoreError> {
             store.record_sent(key, *attempts, *at, refused.as_deref())
         }
         Write::Dead { key, attempts, error, at } => store.record_dead(key, *attempts, error, *at),
+        Write::Latency(rows) => store.record_latency(rows),
+        Write::RollUp { from, to, now } => crate::store::roll_up_latency(store, *from, *to, *now),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::latency::{Histogram, Span};
     use crate::store::{Delivery, NewState};
     use std::sync::{Arc, Mutex};
 
@@ -421,6 +467,7 @@ mod tests {
         lose_replies: usize,
         states: Vec<(String, StateRow)>,
         notes: Vec<OutboxEntry>,
+        latency: Vec<LatencyRow>,
     }
 
     struct FakeStore(Arc<Mutex<Db>>);
@@ -563,6 +610,35 @@ mod tests {
             _: Timestamp,
         ) -> Result<usize, StoreError> {
             unimplemented!("not used by the ledger")
+        }
+        fn record_latency(&mut self, rows: &[LatencyRow]) -> Result<(), StoreError> {
+            let mut db = self.db()?;
+            for row in rows {
+                let same = |r: &LatencyRow| {
+                    (&r.target, &r.region, r.span, r.start)
+                        == (&row.target, &row.region, row.span, row.start)
+                };
+                db.latency.retain(|r| !same(r));
+                db.latency.push(row.clone());
+            }
+            Ok(())
+        }
+        fn latency(
+            &mut self,
+            span: Span,
+            _: Option<(&str, &str)>,
+            from: Timestamp,
+            to: Timestamp,
+        ) -> Result<Vec<LatencyRow>, StoreError> {
+            let db = self.db()?;
+            let within = |r: &&LatencyRow| r.span == span && r.start >= from && r.start < to;
+            Ok(db.latency.iter().filter(within).cloned().collect())
+        }
+        fn prune_latency(&mut self, span: Span, before: Timestamp) -> Result<usize, StoreError> {
+            let mut db = self.db()?;
+            let n = db.latency.len();
+            db.latency.retain(|r| r.span != span || r.start >= before);
+            Ok(n - db.latency.len())
         }
     }
 
@@ -720,5 +796,57 @@ mod tests {
             l.maintain(now);
         }
         assert_eq!(gaps, [1, 2, 4, 8]);
+    }
+
+    fn minute(ms: i64) -> LatencyRow {
+        let mut histogram = Histogram::default();
+        histogram.add(Duration::from_millis(12));
+        LatencyRow {
+            target: "http://t/health".into(),
+            region: "direct".into(),
+            span: Span::Minute,
+            start: Timestamp::from_millis(ms),
+            histogram,
+        }
+    }
+
+    #[test]
+    fn latency_waits_for_the_database_bounded_and_never_pushes_out_a_transition() {
+        let db = Arc::new(Mutex::new(Db::default()));
+        let t0 = Instant::now();
+        let mut ledger = ledger(&db, t0);
+        db.lock().unwrap().down = true;
+        ledger.write(transition("k1", 1, false), t0);
+        for m in 0..(MAX_LATENCY_WRITES as i64 + 10) {
+            ledger.write(Write::Latency(vec![minute(m * 60_000)]), t0);
+        }
+        assert_eq!(ledger.backlog(), 1 + MAX_LATENCY_WRITES, "latency bounded, the row kept");
+        db.lock().unwrap().down = false;
+        ledger.maintain(t0 + Duration::from_secs(120));
+        assert_eq!(ledger.backlog(), 0);
+        let db = db.lock().unwrap();
+        assert_eq!(db.states.len(), 1, "the transition is written");
+        assert_eq!(db.latency.len(), MAX_LATENCY_WRITES, "the newest minutes are written");
+        assert_eq!(db.latency[0].start, Timestamp::from_millis(10 * 60_000), "the oldest dropped");
+    }
+
+    #[test]
+    fn a_roll_up_makes_hours_of_the_minutes_and_running_it_twice_changes_nothing() {
+        let db = Arc::new(Mutex::new(Db::default()));
+        let t0 = Instant::now();
+        let mut ledger = ledger(&db, t0);
+        let hour = 3_600_000;
+        ledger.write(Write::Latency((0..60).map(|m| minute(m * 60_000)).collect()), t0);
+        let roll = Write::RollUp {
+            from: Timestamp::from_millis(0),
+            to: Timestamp::from_millis(hour),
+            now: Timestamp::from_millis(hour),
+        };
+        ledger.write(roll.clone(), t0);
+        ledger.write(roll, t0);
+        let db = db.lock().unwrap();
+        let hours: Vec<&LatencyRow> = db.latency.iter().filter(|r| r.span == Span::Hour).collect();
+        assert_eq!(hours.len(), 1);
+        assert_eq!(hours[0].histogram.probes(), 60);
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::detector::Health;
 use crate::history::Change;
+use crate::latency::{self, LatencyRow, Span, HOURS_KEPT, MINUTES_KEPT};
 pub use crate::maintenance::Silence;
 use crate::timestamp::Timestamp;
 
@@ -118,6 +119,41 @@ pub(crate) fn into_silence(
         ends_at: Timestamp::parse_sql(&ends_at)?,
         reason,
         created_by,
+    })
+}
+
+/// Rolls the minute rows of latency that start in `[from, to)` up into their hour rows
+/// (replacing them, so running it again or over a partly rolled-up hour is harmless), then
+/// deletes minute rows older than [`MINUTES_KEPT`] and hour rows older than [`HOURS_KEPT`]
+/// before `now`. Each step is idempotent: an interrupted roll-up is finished by the next.
+pub fn roll_up_latency(
+    store: &mut dyn Store,
+    from: Timestamp,
+    to: Timestamp,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let minutes = store.latency(Span::Minute, None, from, to)?;
+    let hours = latency::roll_up(&minutes);
+    if !hours.is_empty() {
+        store.record_latency(&hours)?;
+    }
+    store.prune_latency(Span::Minute, now.minus(MINUTES_KEPT))?;
+    store.prune_latency(Span::Hour, now.minus(HOURS_KEPT))?;
+    Ok(())
+}
+
+/// A `latency` row as both backends read it (start as text), parsed.
+pub(crate) fn into_latency(
+    (target, region, span, start, buckets): (String, String, i64, String, String),
+) -> Result<LatencyRow, StoreError> {
+    Ok(LatencyRow {
+        span: Span::from_seconds(span)
+            .ok_or_else(|| StoreError::Latency(format!("unknown span {span}")))?,
+        start: Timestamp::parse_sql(&start)?,
+        histogram: latency::Histogram::decode(&buckets)
+            .map_err(|e| StoreError::Latency(e.to_string()))?,
+        target,
+        region,
     })
 }
 
@@ -223,6 +259,9 @@ pub enum StoreError {
     Query(Box<dyn std::error::Error + Send + Sync>),
     #[error("bad timestamp in database: {0}")]
     Timestamp(#[from] crate::timestamp::TimestampError),
+    /// A `latency` row that does not read as one (unknown span, bad histogram text).
+    #[error("bad latency row in database: {0}")]
+    Latency(String),
     /// A read-only open found nothing to read: no such file, or no `state` table in it.
     #[error(
         "{} {url} (start the monitor first, or pass --db)",
@@ -346,6 +385,24 @@ pub trait Store: Send {
     /// Ends early, at `now`, the silences `which` selects among those not ended yet; returns
     /// how many. Rows are kept (with the new end), for the record.
     fn clear_silences(&mut self, which: &Clear, now: Timestamp) -> Result<usize, StoreError>;
+
+    /// Writes `rows` of probe latency, each replacing any row of the same target, region,
+    /// span and start: a write retried after a lost reply, or a roll-up run again, changes
+    /// nothing.
+    fn record_latency(&mut self, rows: &[LatencyRow]) -> Result<(), StoreError>;
+
+    /// The latency rows of `span` that start in `[from, to)`, of one target × region or, with
+    /// `None`, of every one; ordered by target, region and start.
+    fn latency(
+        &mut self,
+        span: Span,
+        pair: Option<(&str, &str)>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<LatencyRow>, StoreError>;
+
+    /// Deletes the latency rows of `span` that start before `before`; returns how many.
+    fn prune_latency(&mut self, span: Span, before: Timestamp) -> Result<usize, StoreError>;
 
     /// The same store as a [`cluster::ClusterStore`], when its backend can serve cluster mode
     /// (MySQL); `None` otherwise (SQLite). So that code holding a `Box<dyn Store>` (the

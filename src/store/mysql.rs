@@ -56,6 +56,7 @@ use super::{
 };
 use crate::cluster::lease::{age, LeaderRow, LeaseDecision, MemberRow};
 use crate::cluster::MemberId;
+use crate::latency::{LatencyRow, Span};
 use crate::timestamp::Timestamp;
 
 /// The schema, applied on every new connection; plain SQL that the `mysql` client also runs.
@@ -612,6 +613,65 @@ impl Store for MysqlStore {
         Ok(usize::try_from(changed).unwrap_or(usize::MAX))
     }
 
+    fn record_latency(&mut self, rows: &[LatencyRow]) -> Result<(), StoreError> {
+        self.run("record latency", |c| {
+            // No unique key can tell long URLs apart (see sql/mysql.sql): replace by hand.
+            let mut tx = c.start_transaction(TxOpts::default())?;
+            for row in rows {
+                let start = row.start.to_sql();
+                let span = row.span.seconds();
+                tx.exec_drop(
+                    "DELETE FROM latency WHERE target = ? AND region = ? AND span = ? AND start = ?",
+                    (&row.target, &row.region, span, &start),
+                )?;
+                tx.exec_drop(
+                    "INSERT INTO latency (target, region, span, start, probes, buckets) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        &row.target,
+                        &row.region,
+                        span,
+                        &start,
+                        i64::try_from(row.histogram.probes()).unwrap_or(i64::MAX),
+                        row.histogram.encode(),
+                    ),
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn latency(
+        &mut self,
+        span: Span,
+        pair: Option<(&str, &str)>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<LatencyRow>, StoreError> {
+        type Raw = (String, String, i64, String, String);
+        let (target, region) = pair.unwrap_or(("", ""));
+        let raw = self.run("latency", |c| {
+            c.exec::<Raw, _, _>(
+                "SELECT target, region, span, CAST(start AS CHAR), buckets FROM latency \
+                 WHERE span = ? AND start >= ? AND start < ? \
+                 AND (? = 0 OR (target = ? AND region = ?)) ORDER BY target, region, start",
+                (span.seconds(), from.to_sql(), to.to_sql(), pair.is_some(), target, region),
+            )
+        })?;
+        raw.into_iter().map(super::into_latency).collect()
+    }
+
+    fn prune_latency(&mut self, span: Span, before: Timestamp) -> Result<usize, StoreError> {
+        let deleted = self.run("prune latency", |c| {
+            c.exec_drop(
+                "DELETE FROM latency WHERE span = ? AND start < ?",
+                (span.seconds(), before.to_sql()),
+            )?;
+            Ok(c.affected_rows())
+        })?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+    }
+
     fn as_cluster(&mut self) -> Option<&mut dyn ClusterStore> {
         Some(self)
     }
@@ -1108,9 +1168,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shipped_schema_is_seven_create_tables_and_the_version_without_comments() {
+    fn shipped_schema_is_eight_create_tables_and_the_version_without_comments() {
         let statements = statements(SCHEMA);
-        assert_eq!(statements.len(), 9, "{statements:?}");
+        assert_eq!(statements.len(), 10, "{statements:?}");
         let tables = [
             "state",
             "notification",
@@ -1119,15 +1179,16 @@ mod tests {
             "cluster_leader",
             "schema_version",
             "silence",
+            "latency",
         ];
         for (statement, table) in statements.iter().zip(tables) {
             let start = format!("CREATE TABLE IF NOT EXISTS {table} ");
             assert!(statement.starts_with(&start), "{statement}");
         }
-        assert!(statements[7].starts_with("INSERT INTO schema_version"), "{}", statements[7]);
-        assert!(statements[8].starts_with("UPDATE schema_version SET version = 3"));
+        assert!(statements[8].starts_with("INSERT INTO schema_version"), "{}", statements[8]);
+        assert!(statements[9].starts_with("UPDATE schema_version SET version = 3"));
         assert!(
-            statements[7].contains("VALUES (1, 3)"),
+            statements[8].contains("VALUES (1, 3)"),
             "the version is {}",
             super::super::SCHEMA_VERSION
         );

@@ -35,6 +35,7 @@ use super::{
     ERROR_MAX_CHARS, HOLDER_NAME, HOST_MAX_CHARS, LEGACY_KEY_PREFIX, MAINTENANCE_MAX_CHARS,
     REFUSED_MAX_CHARS, SILENCE_TEXT_MAX_CHARS,
 };
+use crate::latency::{LatencyRow, Span};
 use crate::timestamp::Timestamp;
 
 /// The schema, applied at every open; every statement is idempotent.
@@ -670,6 +671,66 @@ impl Store for SqliteStore {
             }
             Clear::All => self.write(what, set, params![now]),
         }
+    }
+
+    fn record_latency(&mut self, rows: &[LatencyRow]) -> Result<(), StoreError> {
+        self.check_file()?;
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO latency (target, region, span, start, probes, buckets) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for row in rows {
+                    stmt.execute(params![
+                        row.target,
+                        row.region,
+                        row.span.seconds(),
+                        row.start.to_sql(),
+                        i64::try_from(row.histogram.probes()).unwrap_or(i64::MAX),
+                        row.histogram.encode()
+                    ])?;
+                }
+            }
+            tx.commit()
+        })();
+        result.map_err(|e| self.fail("record latency", e))
+    }
+
+    fn latency(
+        &mut self,
+        span: Span,
+        pair: Option<(&str, &str)>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<LatencyRow>, StoreError> {
+        let what = "latency";
+        let (target, region) = pair.unwrap_or(("", ""));
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT target, region, span, start, buckets FROM latency \
+                 WHERE span = ?1 AND start >= ?2 AND start < ?3 \
+                 AND (?4 = 0 OR (target = ?5 AND region = ?6)) ORDER BY target, region, start",
+            )
+            .map_err(|e| self.fail(what, e))?;
+        let raw = stmt
+            .query_map(
+                params![span.seconds(), from.to_sql(), to.to_sql(), pair.is_some(), target, region],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| self.fail(what, e))?;
+        raw.into_iter().map(super::into_latency).collect()
+    }
+
+    fn prune_latency(&mut self, span: Span, before: Timestamp) -> Result<usize, StoreError> {
+        self.write(
+            "prune latency",
+            "DELETE FROM latency WHERE span = ?1 AND start < ?2",
+            params![span.seconds(), before.to_sql()],
+        )
     }
 }
 
