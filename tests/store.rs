@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use api_monitor::latency::{Histogram, LatencyRow, Span};
 use api_monitor::store::{
     self, Claim, Clear, Commit, Delivery, Holder, NewState, Notification, OutboxEntry, Silence,
     StateRow, Store, StoreError,
@@ -523,6 +524,59 @@ fn held_rows_round_trip_and_are_released_with_the_summary(store: &mut dyn Store)
     assert_eq!(store.pending().unwrap().len(), 1, "the summary, once");
 }
 
+fn latency_row(target: &str, region: &str, span: Span, offset_ms: i64, ms: &[u64]) -> LatencyRow {
+    let mut histogram = Histogram::default();
+    for &m in ms {
+        histogram.add(Duration::from_millis(m));
+    }
+    LatencyRow {
+        target: target.into(),
+        region: region.into(),
+        span,
+        start: span.start_of(at(offset_ms)),
+        histogram,
+    }
+}
+
+fn latency_rows_are_replaced_whole_read_by_pair_and_pruned(store: &mut dyn Store) {
+    // Two targets sharing their first 300 characters: a key on a prefix must not mix them.
+    let long_a = format!("https://x.example/{}?a", "p".repeat(300));
+    let long_b = format!("https://x.example/{}?b", "p".repeat(300));
+    let first = latency_row(&long_a, DIRECT, Span::Minute, 0, &[10, 20]);
+    let other = latency_row(&long_b, DIRECT, Span::Minute, 0, &[900]);
+    let later = latency_row(&long_a, EU, Span::Minute, 60_000, &[30]);
+    store.record_latency(&[first.clone(), other.clone(), later.clone()]).unwrap();
+    // A retry, then a replacement: one row per target, region, span and start, the last one.
+    store.record_latency(&[first.clone()]).unwrap();
+    let replaced = latency_row(&long_a, DIRECT, Span::Minute, 0, &[10, 20, 40]);
+    store.record_latency(&[replaced.clone()]).unwrap();
+
+    let (from, to) = (at(-3_600_000), at(3_600_000));
+    let all = store.latency(Span::Minute, None, from, to).unwrap();
+    assert_eq!(all, [replaced.clone(), later.clone(), other.clone()], "sorted, replaced");
+    let mine = store.latency(Span::Minute, Some((&long_a, DIRECT)), from, to).unwrap();
+    assert_eq!(mine, [replaced.clone()], "one pair, not its prefix twin");
+    assert!(store.latency(Span::Hour, None, from, to).unwrap().is_empty(), "by span");
+    assert_eq!(
+        store.latency(Span::Minute, None, later.start, to).unwrap(),
+        [later.clone()],
+        "from is inclusive"
+    );
+
+    // The roll-up makes the hour; run twice it is the same hour.
+    let hour = Span::Hour.start_of(at(0));
+    for _ in 0..2 {
+        store::roll_up_latency(store, hour, hour.plus(Span::Hour.length()), at(0)).unwrap();
+    }
+    let hours = store.latency(Span::Hour, Some((&long_a, DIRECT)), from, to).unwrap();
+    assert_eq!(hours.len(), 1);
+    assert_eq!(hours[0].histogram.probes(), 3);
+
+    assert_eq!(store.prune_latency(Span::Minute, later.start).unwrap(), 2, "the two at 0");
+    assert_eq!(store.latency(Span::Minute, None, from, to).unwrap(), [later]);
+    assert_eq!(store.latency(Span::Hour, None, from, to).unwrap().len(), 3, "hours stay");
+}
+
 fn holder(name: &str) -> Holder {
     Holder { id: store::new_key(), host: format!("host-{name}"), pid: 4_000 + name.len() as u32 }
 }
@@ -629,6 +683,7 @@ store_suite!(
     one_instance_holds_the_database,
     silences_are_added_listed_and_cleared_early,
     held_rows_round_trip_and_are_released_with_the_summary,
+    latency_rows_are_replaced_whole_read_by_pair_and_pruned,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -297,8 +297,7 @@ impl Ledger {
     pub fn write(&mut self, write: Write, now: Instant) {
         let latency = write.is_latency();
         self.backlog.push_back(write);
-        if latency && self.backlog.iter().filter(|w| w.is_latency()).count() > MAX_LATENCY_WRITES
-        {
+        if latency && self.backlog.iter().filter(|w| w.is_latency()).count() > MAX_LATENCY_WRITES {
             if let Some(oldest) = self.backlog.iter().position(Write::is_latency) {
                 self.backlog.remove(oldest);
                 self.latency_dropped += 1;
