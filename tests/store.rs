@@ -547,19 +547,19 @@ fn latency_rows_are_replaced_whole_read_by_pair_and_pruned(store: &mut dyn Store
     let later = latency_row(&long_a, EU, Span::Minute, 60_000, &[30]);
     store.record_latency(&[first.clone(), other.clone(), later.clone()]).unwrap();
     // A retry, then a replacement: one row per target, region, span and start, the last one.
-    store.record_latency(&[first.clone()]).unwrap();
+    store.record_latency(std::slice::from_ref(&first)).unwrap();
     let replaced = latency_row(&long_a, DIRECT, Span::Minute, 0, &[10, 20, 40]);
-    store.record_latency(&[replaced.clone()]).unwrap();
+    store.record_latency(std::slice::from_ref(&replaced)).unwrap();
 
     let (from, to) = (at(-3_600_000), at(3_600_000));
     let all = store.latency(Span::Minute, None, from, to).unwrap();
     assert_eq!(all, [replaced.clone(), later.clone(), other.clone()], "sorted, replaced");
     let mine = store.latency(Span::Minute, Some((&long_a, DIRECT)), from, to).unwrap();
-    assert_eq!(mine, [replaced.clone()], "one pair, not its prefix twin");
+    assert_eq!(mine, std::slice::from_ref(&replaced), "one pair, not its prefix twin");
     assert!(store.latency(Span::Hour, None, from, to).unwrap().is_empty(), "by span");
     assert_eq!(
         store.latency(Span::Minute, None, later.start, to).unwrap(),
-        [later.clone()],
+        std::slice::from_ref(&later),
         "from is inclusive"
     );
 

@@ -328,6 +328,17 @@ impl Ledger {
         self.read(now, |s| s.silences(at))
     }
 
+    /// Every target × region's latency rows of `span` starting in `[from, to)`.
+    pub fn latency(
+        &mut self,
+        span: crate::latency::Span,
+        from: Timestamp,
+        to: Timestamp,
+        now: Instant,
+    ) -> Result<Vec<LatencyRow>, Unavailable> {
+        self.read(now, |s| s.latency(span, None, from, to))
+    }
+
     /// Earlier runs' undelivered notifications, oldest first.
     pub fn pending(&mut self, now: Instant) -> Result<Vec<OutboxEntry>, Unavailable> {
         self.read(now, |s| s.pending())

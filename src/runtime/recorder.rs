@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::MemberId;
 use crate::config::cluster::GLOBAL;
+use crate::latency::{LatencyRow, Span};
 use crate::runtime::ledger::{Ledger, Unavailable, Write};
 use crate::runtime::state::Event;
 use crate::store::{Claim, Commit, Holder, Notification, OutboxEntry, Silence, StateRow};
@@ -61,7 +62,13 @@ pub enum Job {
 pub enum Answer {
     /// The database is this instance's: each pair's recorded history (in the order asked) and
     /// the notifications still to deliver.
-    Resumed { histories: Vec<Vec<StateRow>>, pending: Vec<OutboxEntry>, silences: Vec<Silence> },
+    /// And the last hour's minutes of latency, for the sparklines.
+    Resumed {
+        histories: Vec<Vec<StateRow>>,
+        pending: Vec<OutboxEntry>,
+        silences: Vec<Silence>,
+        latency: Vec<LatencyRow>,
+    },
     /// The silences not ended yet.
     Silences(Vec<Silence>),
     /// Another instance holds the database.
@@ -237,8 +244,9 @@ fn resume(
     }
     let Ok(pending) = ledger.pending(now) else { return Answer::Unavailable };
     // Before anything is decided: a restarted monitor honours the silences at once.
-    match ledger.silences(at, now) {
-        Ok(silences) => Answer::Resumed { histories, pending, silences },
-        Err(Unavailable) => Answer::Unavailable,
-    }
+    let Ok(silences) = ledger.silences(at, now) else { return Answer::Unavailable };
+    // The sparklines go on where the last run left them (statistics: none if unreadable).
+    let hour_ago = at.minus(Span::Hour.length());
+    let latency = ledger.latency(Span::Minute, hour_ago, at, now).unwrap_or_default();
+    Answer::Resumed { histories, pending, silences, latency }
 }

@@ -40,6 +40,7 @@ use crate::config::DIRECT;
 use crate::detector::{Health, Transition};
 use crate::duration::human;
 use crate::history::{self, Change};
+use crate::latency;
 use crate::maintenance::{self, Cover, Window};
 use crate::notify::channel::{self, Channel};
 use crate::notify::mailer::AbortHandle;
@@ -263,6 +264,13 @@ pub struct StateOwner {
     next_silences: Instant,
     /// By slot: what maintenance held back, until its summary is written.
     held: Vec<Option<Held>>,
+    /// The probe latency of the minute in progress, and the last hour's for the sparkline.
+    latency: latency::Minutes,
+    /// When the minute in progress ends (then its latency is written).
+    minute_ends: Timestamp,
+    /// Latency minutes before this hour are rolled up into hours (`None`: not since start,
+    /// so the first roll-up catches up on the last [`latency::MINUTES_KEPT`]).
+    rolled_up_to: Option<Timestamp>,
 }
 
 impl StateOwner {
@@ -318,6 +326,7 @@ impl StateOwner {
                     target: s.target.name.clone(),
                     region: s.region.name.clone(),
                     changes: Vec::new(),
+                    latency: Vec::new(),
                 })
                 .collect();
         }
@@ -343,6 +352,9 @@ impl StateOwner {
             windows,
             silences: Vec::new(),
             next_silences: now + SILENCES_EVERY,
+            latency: latency::Minutes::new(slots_len),
+            minute_ends: Timestamp::from_millis(0),
+            rolled_up_to: None,
         };
         owner.tend(now);
         Ok((owner, snapshot))
@@ -378,6 +390,8 @@ impl StateOwner {
         }
         self.finish_delivery(events);
         self.couriers = None;
+        // The minute in progress is written too (a restart within it replaces it).
+        self.latency_tend(true);
         let reload = self.fatal.is_none() && self.shutdown.is_reload();
         self.ask(if reload { Job::Handover } else { Job::Stop });
         let (unsaved, ledger) = match self.recorder_thread.take().map(JoinHandle::join) {
@@ -481,13 +495,18 @@ impl StateOwner {
             Phase::Active { next_rescan } => Some(*next_rescan),
         };
         let silences = matches!(self.phase, Phase::Active { .. }).then_some(self.next_silences);
-        delivery.into_iter().chain(phase).chain(expiry).chain(silences).min()
+        let minute = self.latency.counting().then(|| {
+            let left = self.minute_ends.since(self.clock.now());
+            Instant::now() + left
+        });
+        delivery.into_iter().chain(phase).chain(expiry).chain(silences).chain(minute).min()
     }
 
     /// Periodic work of the phase: ask to resume while resuming, look for re-queued
     /// notifications when active.
     fn tend(&mut self, now: Instant) {
         self.member_tend(now);
+        self.latency_tend(false);
         let active = matches!(self.phase, Phase::Active { .. });
         if active && now >= self.next_silences {
             self.next_silences = now + SILENCES_EVERY;
@@ -516,6 +535,36 @@ impl StateOwner {
         }
     }
 
+    /// Once a minute (and with `all` at a stop): writes the latency of the minutes that ended,
+    /// refreshes the sparklines, and once an hour has the recorder roll the minutes up.
+    fn latency_tend(&mut self, all: bool) {
+        let now = self.clock.now();
+        if !all && now < self.minute_ends {
+            return;
+        }
+        self.minute_ends = latency::Span::Minute.start_of(now).plus(latency::Span::Minute.length());
+        let names: Vec<(&str, &str)> =
+            self.slots.iter().map(|s| (s.target.name.as_str(), s.region.name.as_str())).collect();
+        let rows = self.latency.finish(now, all, &names);
+        if !rows.is_empty() {
+            let mut shown = self.snapshot.lock();
+            for (index, row) in shown.iter_mut().enumerate() {
+                row.latency = self.latency.points(index);
+            }
+            drop(shown);
+            self.ask(Job::Write(Write::Latency(rows)));
+        }
+        // One instance rolls up: the holder of the database, or a cluster's leader.
+        let hour = latency::Span::Hour.start_of(now);
+        let rolls = matches!(self.phase, Phase::Active { .. })
+            && self.member.as_ref().is_none_or(member::Membership::leads);
+        if rolls && self.rolled_up_to.is_none_or(|done| done < hour) {
+            let from = self.rolled_up_to.unwrap_or(hour.minus(latency::MINUTES_KEPT));
+            self.ask(Job::Write(Write::RollUp { from, to: hour, now }));
+            self.rolled_up_to = Some(hour);
+        }
+    }
+
     /// The silences as just read: each new one and each one gone is logged once.
     fn silences_read(&mut self, silences: Vec<Silence>) {
         for s in silences.iter().filter(|s| !self.silences.iter().any(|o| o.id == s.id)) {
@@ -541,8 +590,9 @@ impl StateOwner {
     fn answered(&mut self, answer: Answer) {
         let now = Instant::now();
         match answer {
-            Answer::Resumed { histories, pending, silences } => {
+            Answer::Resumed { histories, pending, silences, latency } => {
                 self.silences_read(silences);
+                self.seed_latency(&latency);
                 self.resume(histories, pending, now);
             }
             Answer::Silences(silences) => self.silences_read(silences),
@@ -595,6 +645,19 @@ impl StateOwner {
                     }
                     _ => {}
                 }
+            }
+        }
+    }
+
+    /// The last run's minutes of latency, read back at start, begin each pair's sparkline.
+    fn seed_latency(&mut self, rows: &[latency::LatencyRow]) {
+        let index: std::collections::HashMap<(&str, &str), usize> = (self.slots.iter())
+            .enumerate()
+            .map(|(i, s)| ((s.target.name.as_str(), s.region.name.as_str()), i))
+            .collect();
+        for chunk in rows.chunk_by(|a, b| (&a.target, &a.region) == (&b.target, &b.region)) {
+            if let Some(&i) = index.get(&(chunk[0].target.as_str(), chunk[0].region.as_str())) {
+                self.latency.seed(i, chunk);
             }
         }
     }
@@ -652,7 +715,7 @@ impl StateOwner {
         let mut down = 0usize;
         let mut held = Vec::with_capacity(self.slots.len());
         let each = self.slots.len() <= LOG_EACH_UP_TO;
-        for (slot, history) in self.slots.iter().zip(histories) {
+        for (index, (slot, history)) in self.slots.iter().zip(histories).enumerate() {
             let (target, region) = (&slot.target.name, &slot.region.name);
             let (watch, changes) = resume_slot(slot, &history, slot.target.remind, clock_now);
             held.push(held_from(&history));
@@ -672,7 +735,12 @@ impl StateOwner {
                 None => {}
             }
             watches.push(watch);
-            rows.push(StatusRow { target: target.clone(), region: region.clone(), changes });
+            rows.push(StatusRow {
+                target: target.clone(),
+                region: region.clone(),
+                changes,
+                latency: self.latency.points(index),
+            });
         }
         if !each {
             log::info!("resumed {} target×region pairs: {down} down", self.slots.len());
@@ -692,6 +760,9 @@ impl StateOwner {
         match event {
             Event::Probed { slot, outcome, at } => {
                 self.metrics.outcome_handled(Instant::now());
+                if let Some(took) = latency::answered(&outcome) {
+                    self.latency.add(slot, took, self.clock.now());
+                }
                 self.probed(slot, outcome, at)
             }
             Event::Delivered { key, at, via, refused } => {

@@ -142,8 +142,21 @@ pub fn roll_up_latency(
     Ok(())
 }
 
+/// `latency` rows as both backends read them, ordered by target, region and start, parsed.
+/// Should two instances ever have written the same row at once (MySQL has no unique key on
+/// it), the first is kept: a figure counted twice would be worse than one partly missing.
+pub(crate) fn latency_rows(
+    raw: Vec<(String, String, i64, String, String)>,
+) -> Result<Vec<LatencyRow>, StoreError> {
+    let mut rows = raw.into_iter().map(into_latency).collect::<Result<Vec<_>, _>>()?;
+    rows.dedup_by(|b, a| {
+        (&a.target, &a.region, a.span, a.start) == (&b.target, &b.region, b.span, b.start)
+    });
+    Ok(rows)
+}
+
 /// A `latency` row as both backends read it (start as text), parsed.
-pub(crate) fn into_latency(
+fn into_latency(
     (target, region, span, start, buckets): (String, String, i64, String, String),
 ) -> Result<LatencyRow, StoreError> {
     Ok(LatencyRow {

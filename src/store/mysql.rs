@@ -658,7 +658,7 @@ impl Store for MysqlStore {
                 (span.seconds(), from.to_sql(), to.to_sql(), pair.is_some(), target, region),
             )
         })?;
-        raw.into_iter().map(super::into_latency).collect()
+        super::latency_rows(raw)
     }
 
     fn prune_latency(&mut self, span: Span, before: Timestamp) -> Result<usize, StoreError> {

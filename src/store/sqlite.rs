@@ -722,7 +722,7 @@ impl Store for SqliteStore {
             )
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
             .map_err(|e| self.fail(what, e))?;
-        raw.into_iter().map(super::into_latency).collect()
+        super::latency_rows(raw)
     }
 
     fn prune_latency(&mut self, span: Span, before: Timestamp) -> Result<usize, StoreError> {

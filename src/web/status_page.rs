@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::detector::Health;
 use crate::duration::human;
 use crate::history::{self, Change, Period};
+use crate::latency::{self, Point};
 use crate::notify::message::escape;
 use crate::timestamp::Timestamp;
 
@@ -57,6 +58,9 @@ pub struct StatusRow {
     /// (as [`crate::store::Store::since`] returns them; [`crate::store::StateRow::change`]
     /// converts). The current state is the last one; empty means nothing recorded yet.
     pub changes: Vec<Change>,
+    /// The latency of the last finished minutes (up to [`latency::SPARKLINE_MINUTES`]),
+    /// oldest first: the sparkline. Empty when no probe was answered lately.
+    pub latency: Vec<Point>,
 }
 
 /// What a member of a cluster shows beside its rows: the members, the leader, and which rows
@@ -100,7 +104,7 @@ fn render_page(rows: &[StatusRow], panel: Option<&ClusterPanel>, now: Timestamp)
     for (i, (row, periods)) in evaluated.iter().enumerate() {
         if elsewhere(i) {
             body.push_str(&format!(
-                "<tr class=\"target\"><td>{}</td><td>{}</td><td colspan=\"5\">\
+                "<tr class=\"target\"><td>{}</td><td>{}</td><td colspan=\"6\">\
                  <span class=\"unknown\">probed by another member of this site</span></td></tr>\n",
                 escape(&row.target),
                 escape(&row.region)
@@ -125,7 +129,7 @@ fn render_page(rows: &[StatusRow], panel: Option<&ClusterPanel>, now: Timestamp)
          <p class=\"summary{}\">{}</p>\n\
          <table>\n\
          <thead><tr><th>Target</th><th>Region</th><th>State</th><th>24 h</th><th>7 d</th>\
-         <th>30 d</th><th>Last {DAYS} days (UTC)</th></tr></thead>\n\
+         <th>30 d</th><th>Latency, last hour</th><th>Last {DAYS} days (UTC)</th></tr></thead>\n\
          <tbody>\n{body}</tbody>\n\
          </table>\n\
          <p class=\"legend\">{}</p>\n\
@@ -226,10 +230,64 @@ fn render_row(row: &StatusRow, periods: &[Period], now: Timestamp) -> String {
         })
         .collect();
     format!(
-        "<tr class=\"target\"><td>{}</td><td>{}</td><td>{state}</td>{windows}<td>{}</td></tr>\n",
+        "<tr class=\"target\"><td>{}</td><td>{}</td><td>{state}</td>{windows}<td>{}</td>\
+         <td>{}</td></tr>\n",
         escape(&row.target),
         escape(&row.region),
+        sparkline(row, now),
         bar(row, periods, now)
+    )
+}
+
+/// Sparkline geometry, in pixels: one step per minute.
+const SPARK_STEP: i64 = 2;
+const SPARK_HEIGHT: i64 = 24;
+
+/// The last hour's latency as inline SVG: per minute, the median (dark) and the p95 (light),
+/// on a scale from 0 to the hour's highest p95; then the last minute's figures. Minutes
+/// without an answered probe leave a gap in the time axis, not a fake zero.
+fn sparkline(row: &StatusRow, now: Timestamp) -> String {
+    let Some(last) = row.latency.last() else {
+        return "<span class=\"unknown\">no answers lately</span>".to_owned();
+    };
+    let minutes = latency::SPARKLINE_MINUTES as i64;
+    let first = latency::Span::Minute.start_of(now).millis() - minutes * 60_000;
+    let width = minutes * SPARK_STEP;
+    let top = (row.latency.iter())
+        .filter(|p| p.minute.millis() >= first)
+        .map(|p| p.summary.p95)
+        .max()
+        .unwrap_or_default();
+    let top_us = top.as_micros().max(1) as f64;
+    let line = |pick: fn(&Point) -> std::time::Duration| -> String {
+        let points: Vec<String> = row
+            .latency
+            .iter()
+            .filter(|p| p.minute.millis() >= first)
+            .map(|p| {
+                let x = (p.minute.millis() - first) / 60_000 * SPARK_STEP;
+                let y = SPARK_HEIGHT as f64 * (1.0 - pick(p).as_micros() as f64 / top_us);
+                format!("{x},{y:.1}")
+            })
+            .collect();
+        points.join(" ")
+    };
+    let title = format!(
+        "latency per minute over the last hour (median dark, p95 light; top {}); last minute: {}",
+        latency::short(top),
+        last.summary
+    );
+    format!(
+        "<svg class=\"spark\" width=\"{width}\" height=\"{SPARK_HEIGHT}\" \
+         viewBox=\"0 0 {width} {SPARK_HEIGHT}\" role=\"img\" aria-label=\"{title}\">\
+         <title>{title}</title>\
+         <polyline fill=\"none\" stroke=\"#9ab8d8\" stroke-width=\"1\" points=\"{}\"/>\
+         <polyline fill=\"none\" stroke=\"#1f5f9f\" stroke-width=\"1.5\" points=\"{}\"/>\
+         </svg> <span class=\"since\">{}</span>",
+        line(|p| p.summary.p95),
+        line(|p| p.summary.p50),
+        escape(&last.summary.to_string()),
+        title = escape(&title),
     )
 }
 
@@ -331,7 +389,7 @@ mod tests {
     }
 
     fn row(target: &str, changes: Vec<Change>) -> StatusRow {
-        StatusRow { target: target.into(), region: "direct".into(), changes }
+        StatusRow { target: target.into(), region: "direct".into(), changes, latency: vec![] }
     }
 
     #[test]
@@ -513,6 +571,14 @@ mod tests {
                 target: hostile.into(),
                 region: "<b>eu</b>".into(),
                 changes: vec![change(1, 0, Up)],
+                latency: vec![Point {
+                    minute: Timestamp::from_millis(NOW - MIN),
+                    summary: latency::Summary {
+                        probes: 1,
+                        p50: std::time::Duration::from_millis(1),
+                        p95: std::time::Duration::from_millis(1),
+                    },
+                }],
             }],
             Timestamp::from_millis(NOW),
         );
@@ -539,5 +605,31 @@ mod tests {
         for (uptime, expected) in cases {
             assert_eq!(colour(uptime), expected, "{uptime:?}");
         }
+    }
+
+    #[test]
+    fn the_sparkline_draws_the_last_hour_with_gaps_and_says_the_last_minute() {
+        let now = Timestamp::from_millis(NOW);
+        let point = |minutes_ago: i64, p50: u64, p95: u64| Point {
+            minute: Timestamp::from_millis(NOW - minutes_ago * MIN),
+            summary: latency::Summary {
+                probes: 12,
+                p50: std::time::Duration::from_millis(p50),
+                p95: std::time::Duration::from_millis(p95),
+            },
+        };
+        let mut row = row("http://a/health", vec![change(1, 0, Up)]);
+        assert!(
+            render_row(&row, &history::periods(&row.changes), now).contains("no answers lately")
+        );
+        // 61 minutes ago is outside the hour; 30 to 3 minutes ago have no point (a gap).
+        row.latency = vec![point(61, 5, 9), point(60, 10, 20), point(31, 10, 40), point(2, 20, 40)];
+        let html = render_row(&row, &history::periods(&row.changes), now);
+        let lines: Vec<&str> =
+            html.split("points=\"").skip(1).map(|rest| &rest[..rest.find('"').unwrap()]).collect();
+        // x: 2 px per minute from an hour ago; y: 24 px high, the top is the highest p95 (40).
+        assert_eq!(lines, ["0,12.0 58,0.0 116,0.0", "0,18.0 58,18.0 116,12.0"], "p95, then p50");
+        assert!(html.contains("last minute: p50 20 ms p95 40 ms"), "{html}");
+        assert!(html.contains("<span class=\"since\">p50 20 ms p95 40 ms</span>"), "{html}");
     }
 }
