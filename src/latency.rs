@@ -209,6 +209,24 @@ pub fn roll_up(minutes: &[LatencyRow]) -> Vec<LatencyRow> {
         .collect()
 }
 
+/// The probes of a window read from both tiers: every hour row, and the minute rows of the
+/// hours that have none (not rolled up yet: the current hour, or hours since the last
+/// roll-up). No probe is counted twice.
+pub fn combine(hours: &[LatencyRow], minutes: &[LatencyRow]) -> Histogram {
+    let rolled: std::collections::BTreeSet<Timestamp> =
+        hours.iter().filter(|r| r.span == Span::Hour).map(|r| r.start).collect();
+    let mut histogram = Histogram::default();
+    for row in hours.iter().filter(|r| r.span == Span::Hour) {
+        histogram.merge(&row.histogram);
+    }
+    for row in minutes.iter().filter(|r| r.span == Span::Minute) {
+        if !rolled.contains(&Span::Hour.start_of(row.start)) {
+            histogram.merge(&row.histogram);
+        }
+    }
+    histogram
+}
+
 /// The percentiles a report or a page shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Summary {
@@ -498,6 +516,30 @@ mod tests {
             .collect();
         assert_eq!(got, [("a", 10 * H, 3), ("a", 11 * H, 1), ("b", 10 * H, 1)]);
         assert!(hours.iter().all(|r| r.span == Span::Hour));
+    }
+
+    #[test]
+    fn a_window_counts_each_probe_once_from_hours_or_else_minutes() {
+        const H: i64 = 3_600_000;
+        let hour = |at: i64, n: u64| LatencyRow {
+            span: Span::Hour,
+            start: Timestamp::from_millis(at),
+            histogram: (0..n).fold(Histogram::default(), |mut h, _| {
+                h.add(ms(10));
+                h
+            }),
+            ..minute_row("a", at, &[])
+        };
+        // Hour 0 is rolled up (its minutes still kept too); hour 1 is not yet.
+        let hours = [hour(0, 60)];
+        let minutes = [
+            minute_row("a", 0, &[10]),
+            minute_row("a", H, &[10, 10]),
+            minute_row("a", H + 60_000, &[10]),
+        ];
+        assert_eq!(combine(&hours, &minutes).probes(), 63);
+        assert_eq!(combine(&[], &minutes).probes(), 4, "minutes alone");
+        assert_eq!(combine(&hours, &[]).probes(), 60, "hours alone");
     }
 
     #[test]

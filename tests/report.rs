@@ -14,7 +14,9 @@ mod scratch_db;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use api_monitor::latency::{Histogram, LatencyRow, Span};
 use api_monitor::report;
 use api_monitor::store::{self, Commit, NewState, Store};
 use api_monitor::timestamp::Timestamp;
@@ -44,9 +46,9 @@ const HISTORY: &[(&str, &str, &str, Option<&str>)] = &[
 const TABLE: &str = "\
 Report from 2026-11-18T12:00:00Z to 2026-11-25T12:00:00Z (7d)
 
-TARGET                    REGION  STATE  SINCE                  UPTIME  OUTAGES  DOWNTIME     MTTR    MTBF  LONGEST
-https://a.example/health  direct  up     2026-11-22T10:15:00Z  95.982%        2    6h 45m  18h 22m  3d 15h   1d 12h
-https://b.example/health  eu      down   2026-11-25T06:00:00Z  95.238%        2        8h       2h  12d 2h       6h
+TARGET                    REGION  STATE  SINCE                  UPTIME  OUTAGES  DOWNTIME     MTTR    MTBF  LONGEST    P50     P95
+https://a.example/health  direct  up     2026-11-22T10:15:00Z  95.982%        2    6h 45m  18h 22m  3d 15h   1d 12h  11 ms  974 ms
+https://b.example/health  eu      down   2026-11-25T06:00:00Z  95.238%        2        8h       2h  12d 2h       6h      -       -
 
 Outages of https://a.example/health (direct): 2
   START                                             END                   LENGTH  FIRST REASON
@@ -77,6 +79,20 @@ fn report_over(store: &mut dyn Store) {
             .commit(&Commit { state: Some(row), notifications: Vec::new(), release: None })
             .expect("commit");
     }
+    // A's latency: an hour rolled up (18 answers of 10 ms, 2 of 900 ms) and, not rolled up yet,
+    // a minute of the hour in progress; B has none.
+    let latency = |span: Span, when: &str, fast: usize, slow: usize| {
+        let mut histogram = Histogram::default();
+        (0..fast).for_each(|_| histogram.add(Duration::from_millis(10)));
+        (0..slow).for_each(|_| histogram.add(Duration::from_millis(900)));
+        LatencyRow { target: A.into(), region: "direct".into(), span, start: at(when), histogram }
+    };
+    store
+        .record_latency(&[
+            latency(Span::Hour, "2026-11-20 10:00:00", 17, 2),
+            latency(Span::Minute, "2026-11-25 11:30:00", 1, 0),
+        ])
+        .expect("record latency");
     let (from, now) = (at("2026-11-18 12:00:00"), at("2026-11-25 12:00:00"));
 
     let reports = report::load(store, None, from, now).expect("load");
@@ -88,6 +104,9 @@ fn report_over(store: &mut dyn Store) {
     assert_eq!(a["outages_list"][0]["start"], "2026-11-17T06:00:00.000Z", "real start");
     assert_eq!(a["outages_list"][0]["first_reason"], "HTTP 503", "the first row's reason");
     assert_eq!(json["series"][1]["outages_list"][1]["end"], serde_json::Value::Null, "ongoing");
+    assert_eq!(a["latency_probes"], 20);
+    assert_eq!(a["latency_p50_seconds"], 0.010763, "the bound of 10 ms's bucket");
+    assert_eq!(json["series"][1]["latency_p95_seconds"], serde_json::Value::Null, "none");
 
     let only_b = report::load(store, Some(B), from, now).expect("load");
     assert_eq!(only_b.len(), 1, "the filter keeps B only");

@@ -25,6 +25,12 @@
 //! - The store cannot tell a target removed from the configuration from one still watched: the
 //!   last recorded state of every series is taken to last until `now`.
 //!
+//! # Latency (P50, P95)
+//! Percentiles of the probes the API answered in the window (see [`crate::latency`]: within
+//! about 9 %, never below the true value). A window that starts within the last two days is
+//! read to the minute; a longer one from the start of the hour holding `from`. The minute in
+//! progress is not written yet, so not counted.
+//!
 //! # JSON (`--json`), a stable interface
 //! Field names and meanings below are stable: fields may be added, never renamed or removed.
 //! Timestamps are ISO-8601 UTC strings with milliseconds (`2026-11-25T06:00:00.000Z`);
@@ -53,7 +59,10 @@
 //!           "length_seconds": <number>,       // full length, an ongoing one to "until"
 //!           "first_reason": "<text>" | null   // the first failure reason recorded
 //!         }
-//!       ]
+//!       ],
+//!       "latency_probes": <integer>,   // answered probes whose latency is kept, in the window
+//!       "latency_p50_seconds": <number> | null,   // median latency of those probes
+//!       "latency_p95_seconds": <number> | null    // 95th percentile
 //!     }
 //!   ]
 //! }
@@ -72,6 +81,7 @@ use serde::Serialize;
 use crate::detector::Health;
 use crate::duration;
 use crate::history::{self, Change, Period};
+use crate::latency::{self, Histogram, Span, Summary, MINUTES_KEPT};
 use crate::store::{StateRow, Store, StoreError};
 use crate::timestamp::Timestamp;
 
@@ -109,6 +119,9 @@ pub struct SeriesReport {
     pub longest_outage: Option<Duration>,
     /// The outages overlapping the window, oldest first.
     pub outage_list: Vec<OutageEntry>,
+    /// The latency of the probes the API answered in the window ([`crate::latency`]); `None`
+    /// when none is recorded.
+    pub latency: Option<Summary>,
 }
 
 /// The report of one series from its rows over `[from, now]`.
@@ -157,6 +170,7 @@ pub fn build(
         mtbf: history::mtbf(&kept),
         longest_outage: history::longest_outage(&kept, now),
         outage_list,
+        latency: None,
     }
 }
 
@@ -187,9 +201,33 @@ pub fn load(
             }
         }
         let rows = rows_from_period_start(store, &target, &region, from)?;
-        reports.push(build(&target, &region, &rows, from, now));
+        let mut report = build(&target, &region, &rows, from, now);
+        report.latency = Summary::of(&load_latency(store, &target, &region, from, now)?);
+        reports.push(report);
     }
     Ok(reports)
+}
+
+/// The latency of one series over `[from, now]`: to the minute when the window starts within
+/// the minutes kept ([`MINUTES_KEPT`]), otherwise from the hour holding `from` on (hour rows,
+/// and the minutes of the hours not rolled up yet).
+fn load_latency(
+    store: &mut dyn Store,
+    target: &str,
+    region: &str,
+    from: Timestamp,
+    now: Timestamp,
+) -> Result<Histogram, StoreError> {
+    let pair = Some((target, region));
+    let end = now.plus(Duration::from_millis(1));
+    let minutes_from = Span::Minute.start_of(from);
+    if minutes_from >= now.minus(MINUTES_KEPT) {
+        let minutes = store.latency(Span::Minute, pair, minutes_from, end)?;
+        return Ok(latency::combine(&[], &minutes));
+    }
+    let hours = store.latency(Span::Hour, pair, Span::Hour.start_of(from), end)?;
+    let minutes = store.latency(Span::Minute, pair, now.minus(MINUTES_KEPT), end)?;
+    Ok(latency::combine(&hours, &minutes))
 }
 
 /// [`Store::since`] for `from`, extended back over the earlier rows of the period ongoing at
@@ -247,8 +285,10 @@ pub fn table(reports: &[SeriesReport], from: Timestamp, now: Timestamp) -> Strin
         ("MTTR", Right),
         ("MTBF", Right),
         ("LONGEST", Right),
+        ("P50", Right),
+        ("P95", Right),
     ];
-    let rows: Vec<[String; 10]> = reports
+    let rows: Vec<[String; 12]> = reports
         .iter()
         .map(|r| {
             let (state, since) = match r.current {
@@ -267,6 +307,8 @@ pub fn table(reports: &[SeriesReport], from: Timestamp, now: Timestamp) -> Strin
                 optional(r.mttr),
                 optional(r.mtbf),
                 optional(r.longest_outage),
+                r.latency.map_or_else(|| "-".to_owned(), |l| latency::short(l.p50)),
+                r.latency.map_or_else(|| "-".to_owned(), |l| latency::short(l.p95)),
             ]
         })
         .collect();
@@ -337,6 +379,9 @@ struct JsonSeries<'a> {
     mtbf_seconds: Option<f64>,
     longest_outage_seconds: Option<f64>,
     outages_list: Vec<JsonOutage<'a>>,
+    latency_probes: u64,
+    latency_p50_seconds: Option<f64>,
+    latency_p95_seconds: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -374,11 +419,19 @@ impl<'a> From<&'a SeriesReport> for JsonSeries<'a> {
                     first_reason: o.first_reason.as_deref(),
                 })
                 .collect(),
+            latency_probes: r.latency.map_or(0, |l| l.probes),
+            latency_p50_seconds: r.latency.map(|l| micros(l.p50)),
+            latency_p95_seconds: r.latency.map(|l| micros(l.p95)),
         }
     }
 }
 
 /// Seconds with millisecond precision: what the store records.
+/// Seconds with microsecond precision: a latency on a LAN is a fraction of a millisecond.
+fn micros(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1e6
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_millis() as f64 / 1000.0
 }
@@ -546,12 +599,21 @@ mod tests {
             .collect()
     }
 
+    /// A's latency over the window (B and C have none recorded).
+    const A_LATENCY: Summary = Summary {
+        probes: 1200,
+        p50: Duration::from_micros(12_300),
+        p95: Duration::from_millis(2_310),
+    };
+
     fn fixture_reports() -> Vec<SeriesReport> {
         let (from, now) = window();
-        [(A, "direct"), (B, "eu"), (C, "direct")]
+        let mut reports: Vec<SeriesReport> = [(A, "direct"), (B, "eu"), (C, "direct")]
             .iter()
             .map(|&(t, r)| build(t, r, &rows(HISTORY, t, r), from, now))
-            .collect()
+            .collect();
+        reports[0].latency = Some(A_LATENCY);
+        reports
     }
 
     fn store_with(fixture: &Fixture) -> SqliteStore {
@@ -655,8 +717,8 @@ mod tests {
             "\
 Report from 2026-11-18T12:00:00Z to 2026-11-25T12:00:00Z (7d)
 
-TARGET                    REGION  STATE    SINCE  UPTIME  OUTAGES  DOWNTIME  MTTR  MTBF  LONGEST
-https://a.example/health  direct  unknown  -           -        0        0s     -     -        -
+TARGET                    REGION  STATE    SINCE  UPTIME  OUTAGES  DOWNTIME  MTTR  MTBF  LONGEST  P50  P95
+https://a.example/health  direct  unknown  -           -        0        0s     -     -        -    -    -
 
 Outages of https://a.example/health (direct): none
 ",
@@ -676,10 +738,10 @@ Outages of https://a.example/health (direct): none
             "\
 Report from 2026-11-18T12:00:00Z to 2026-11-25T12:00:00Z (7d)
 
-TARGET                    REGION  STATE  SINCE                   UPTIME  OUTAGES  DOWNTIME     MTTR    MTBF  LONGEST
-https://a.example/health  direct  up     2026-11-22T10:15:00Z   95.982%        2    6h 45m  18h 22m  3d 15h   1d 12h
-https://b.example/health  eu      down   2026-11-25T06:00:00Z   95.238%        2        8h       2h  12d 2h       6h
-https://c.example/health  direct  up     2026-10-01T00:00:00Z  100.000%        0        0s        -       -        -
+TARGET                    REGION  STATE  SINCE                   UPTIME  OUTAGES  DOWNTIME     MTTR    MTBF  LONGEST    P50     P95
+https://a.example/health  direct  up     2026-11-22T10:15:00Z   95.982%        2    6h 45m  18h 22m  3d 15h   1d 12h  12 ms  2.31 s
+https://b.example/health  eu      down   2026-11-25T06:00:00Z   95.238%        2        8h       2h  12d 2h       6h      -       -
+https://c.example/health  direct  up     2026-10-01T00:00:00Z  100.000%        0        0s        -       -        -      -       -
 
 Outages of https://a.example/health (direct): 2
   START                                             END                   LENGTH  FIRST REASON
@@ -731,7 +793,10 @@ Outages of https://c.example/health (direct): none
                                 "length_seconds": 2700.0,
                                 "first_reason": "timeout after 5s"
                             }
-                        ]
+                        ],
+                        "latency_probes": 1200,
+                        "latency_p50_seconds": 0.0123,
+                        "latency_p95_seconds": 2.31
                     },
                     {
                         "target": B,
@@ -757,7 +822,10 @@ Outages of https://c.example/health (direct): none
                                 "length_seconds": 21600.0,
                                 "first_reason": "status \"DEGRADED\""
                             }
-                        ]
+                        ],
+                        "latency_probes": 0,
+                        "latency_p50_seconds": null,
+                        "latency_p95_seconds": null
                     },
                     {
                         "target": C,
@@ -770,7 +838,10 @@ Outages of https://c.example/health (direct): none
                         "mttr_seconds": null,
                         "mtbf_seconds": null,
                         "longest_outage_seconds": null,
-                        "outages_list": []
+                        "outages_list": [],
+                        "latency_probes": 0,
+                        "latency_p50_seconds": null,
+                        "latency_p95_seconds": null
                     }
                 ]
             })
@@ -778,13 +849,60 @@ Outages of https://c.example/health (direct): none
     }
 
     #[test]
+    fn load_reads_latency_from_the_hours_and_the_minutes_not_rolled_up_yet() {
+        let (from, now) = window();
+        let mut store = store_with(HISTORY);
+        let row = |span: Span, when: &str, ms: &[u64]| latency::LatencyRow {
+            target: A.into(),
+            region: "direct".into(),
+            span,
+            start: at(when),
+            histogram: ms.iter().fold(Histogram::default(), |mut h, &m| {
+                h.add(Duration::from_millis(m));
+                h
+            }),
+        };
+        store
+            .record_latency(&[
+                // Before the window: not counted.
+                row(Span::Hour, "2026-11-18 10:00:00", &[5_000]),
+                // The hour holding `from` (the hour tier starts there), and a later one.
+                row(Span::Hour, "2026-11-18 12:00:00", &[10, 10]),
+                row(Span::Hour, "2026-11-24 09:00:00", &[10, 10, 10]),
+                // Its minutes are rolled up: not counted again.
+                row(Span::Minute, "2026-11-24 09:30:00", &[10]),
+                // The hour in progress: minutes only.
+                row(Span::Minute, "2026-11-25 11:58:00", &[900]),
+                // B's: another series.
+                latency::LatencyRow {
+                    target: B.into(),
+                    ..row(Span::Hour, "2026-11-24 09:00:00", &[1])
+                },
+            ])
+            .unwrap();
+        let reports = load(&mut store, Some(A), from, now).unwrap();
+        let summary = reports[0].latency.expect("latency recorded");
+        assert_eq!(summary.probes, 6, "two hours and the minute not rolled up");
+        assert!(
+            summary.p50 >= Duration::from_millis(10) && summary.p50 < Duration::from_millis(11)
+        );
+        assert!(summary.p95 >= Duration::from_millis(900), "the slow minute is the tail");
+
+        // A window of the last hour is read to the minute.
+        let hour_ago = now.minus(Duration::from_secs(3600));
+        let last_hour = load(&mut store, Some(A), hour_ago, now).unwrap();
+        assert_eq!(last_hour[0].latency.map(|l| l.probes), Some(1), "the one minute");
+    }
+
+    #[test]
     fn load_finds_the_real_start_of_an_outage_crossing_the_window() {
         let (from, now) = window();
         let mut store = store_with(HISTORY);
         let loaded = load(&mut store, None, from, now).expect("load");
+        let mut want = fixture_reports();
+        want[0].latency = None; // no latency in this store
         assert_eq!(
-            loaded,
-            fixture_reports(),
+            loaded, want,
             "from the store, same as from every row: the repeated down row before the window \
              is walked back to the outage's first row and its reason"
         );
