@@ -67,3 +67,74 @@ fn a_slow_healthy_answer_is_an_outage_and_a_quick_one_a_recovery() {
         "the state row keeps the reason: {recorded}"
     );
 }
+
+/// Latency end to end: the answered probes' latency is written at a stop (the minute in
+/// progress), `report` gives its p50/p95 from the database (the default week, read from hours
+/// and the minutes not rolled up, and the last hour, read to the minute), and a restarted
+/// monitor draws the sparkline from what the last run wrote.
+#[test]
+fn latency_is_reported_and_drawn_again_after_a_restart() {
+    let dir = temp_dir("latency");
+    let db = format!("sqlite://{}", dir.join("monitor.db").display());
+    let api = FakeApi::start(&[]);
+    let smtp = SmtpServer::start();
+    let url = api.health_url();
+    let args = [
+        "--url",
+        &url,
+        "--interval",
+        "200ms",
+        "--db",
+        &db,
+        "--smtp",
+        &smtp.url,
+        "--support",
+        SUPPORT,
+        "--from",
+        "monitor@example.com",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let mut mon = support::monitor(&args);
+    mon.wait_for_count("probe ok", 10);
+    mon.signal("TERM");
+    assert_eq!(mon.wait_exit().code(), Some(0));
+    let answered = mon.count("probe ok");
+
+    let report = |extra: &[&str]| -> serde_json::Value {
+        let mut all = vec!["report", "--db", &db, "--json"];
+        all.extend_from_slice(extra);
+        let (status, out, err) = support::run_monitor(&all, &[]);
+        assert!(status.success(), "report failed: {err}");
+        serde_json::from_str(&out).expect("report --json is JSON")
+    };
+    for window in [&[][..], &["--since", "1h"][..]] {
+        let series = &report(window)["series"][0];
+        assert_eq!(series["latency_probes"], answered as u64, "every answered probe: {window:?}");
+        let p50 = series["latency_p50_seconds"].as_f64().expect("a p50");
+        let p95 = series["latency_p95_seconds"].as_f64().expect("a p95");
+        assert!(p50 > 0.0 && p50 <= p95 && p95 < 3.0, "loopback figures: {p50} {p95}");
+    }
+
+    // The API is gone now: the new run answers nothing, so any sparkline is the last run's.
+    drop(api);
+    let mut mon = support::monitor(&args);
+    let addr = support::listen_addr(&mon);
+    // The page shows the resumed rows once the database is read: wait for that, not a time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let page = loop {
+        let (status, page) = support::http_get(addr, "/");
+        assert_eq!(status, 200);
+        if page.contains("<svg class=\"spark\"") {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sparkline is drawn from the database:\n{page}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(page.contains("last minute: p50 "), "with its figures");
+    mon.signal("TERM");
+    assert_eq!(mon.wait_exit().code(), Some(0));
+}
