@@ -260,7 +260,8 @@ USAGE:
                                     --listen/LISTEN); exit 0 when it answers 200, 1 not:
                                     a container health check
     api-monitor report [--since DUR] [--target URL] [--json] [OPTIONS]
-                                    uptime report from the database [default --since 7d]
+                                    uptime and p50/p95 latency from the database
+                                    [default --since 7d]
     api-monitor outbox [--requeue ID|all] [OPTIONS]
                                     notifications not yet delivered, and those the mail
                                     server refused for good (dead); --requeue sends dead
