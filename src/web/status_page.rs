@@ -632,4 +632,43 @@ mod tests {
         assert!(html.contains("last minute: p50 20 ms p95 40 ms"), "{html}");
         assert!(html.contains("<span class=\"since\">p50 20 ms p95 40 ms</span>"), "{html}");
     }
+
+    /// `docs/status-page.html` is this renderer's page of [`fixture`] with an hour of latency:
+    /// the documentation shows what the code draws. `UPDATE_DOCS=1 cargo test --lib
+    /// documented_page` writes it again after a change of the page.
+    #[test]
+    fn the_documented_page_is_what_the_renderer_draws() {
+        let mut rows = fixture();
+        // A quick API with a slow spell 20 minutes ago; the new one answers slower, and not at
+        // all for the last half hour (its probes time out).
+        let point = |minutes_ago: i64, p50_us: u64, p95_us: u64| Point {
+            minute: Timestamp::from_millis(NOW - minutes_ago * MIN),
+            summary: latency::Summary {
+                probes: 12,
+                p50: std::time::Duration::from_micros(p50_us),
+                p95: std::time::Duration::from_micros(p95_us),
+            },
+        };
+        rows[0].latency = (1..=60)
+            .rev()
+            .map(|m| {
+                let slow = (18..=24).contains(&m);
+                let wobble = (m * 37 % 11) as u64 * 400;
+                if slow {
+                    point(m, 180_000 + wobble * 10, 420_000)
+                } else {
+                    point(m, 11_000 + wobble, 24_000 + 2 * wobble)
+                }
+            })
+            .collect();
+        rows[1].latency =
+            (30..=60).rev().map(|m| point(m, 45_000 + (m as u64 % 7) * 2_000, 95_000)).collect();
+        let page = render(&rows, Timestamp::from_millis(NOW));
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/status-page.html");
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(path, &page).expect("write docs/status-page.html");
+        }
+        let documented = std::fs::read_to_string(path).expect("docs/status-page.html");
+        assert!(documented == page, "docs/status-page.html is stale: run with UPDATE_DOCS=1");
+    }
 }
