@@ -182,6 +182,7 @@ table { border-collapse: collapse; }
 th, td { padding: 0.4em 0.8em; text-align: left; border-bottom: 1px solid #ddd; \
 vertical-align: middle; }
 td.uptime { text-align: right; font-variant-numeric: tabular-nums; }
+td.spark { white-space: nowrap; }
 .up { color: #2e7d32; font-weight: bold; }
 .down { color: #c62828; font-weight: bold; }
 .unknown { color: #777; }
@@ -230,7 +231,7 @@ fn render_row(row: &StatusRow, periods: &[Period], now: Timestamp) -> String {
         })
         .collect();
     format!(
-        "<tr class=\"target\"><td>{}</td><td>{}</td><td>{state}</td>{windows}<td>{}</td>\
+        "<tr class=\"target\"><td>{}</td><td>{}</td><td>{state}</td>{windows}<td class=\"spark\">{}</td>\
          <td>{}</td></tr>\n",
         escape(&row.target),
         escape(&row.region),
@@ -272,9 +273,18 @@ fn sparkline(row: &StatusRow, now: Timestamp) -> String {
             .collect();
         points.join(" ")
     };
+    // The latest minute with an answer, and how long ago when it is not the one just ended.
+    let ago = now.since(last.minute.plus(latency::Span::Minute.length()));
+    let when = if ago >= std::time::Duration::from_secs(120) {
+        format!(", {} ago", human(ago))
+    } else {
+        String::new()
+    };
     let title = format!(
-        "latency per minute over the last hour (median dark, p95 light; top {}); last minute: {}",
+        "latency per minute over the last hour (median dark, p95 light; top {}); latest minute \
+         {}: {}",
         latency::short(top),
+        &clock(last.minute)[11..],
         last.summary
     );
     format!(
@@ -283,10 +293,11 @@ fn sparkline(row: &StatusRow, now: Timestamp) -> String {
          <title>{title}</title>\
          <polyline fill=\"none\" stroke=\"#9ab8d8\" stroke-width=\"1\" points=\"{}\"/>\
          <polyline fill=\"none\" stroke=\"#1f5f9f\" stroke-width=\"1.5\" points=\"{}\"/>\
-         </svg> <span class=\"since\">{}</span>",
+         </svg><br><span class=\"since\">{}{}</span>",
         line(|p| p.summary.p95),
         line(|p| p.summary.p50),
         escape(&last.summary.to_string()),
+        escape(&when),
         title = escape(&title),
     )
 }
@@ -629,8 +640,12 @@ mod tests {
             html.split("points=\"").skip(1).map(|rest| &rest[..rest.find('"').unwrap()]).collect();
         // x: 2 px per minute from an hour ago; y: 24 px high, the top is the highest p95 (40).
         assert_eq!(lines, ["0,12.0 58,0.0 116,0.0", "0,18.0 58,18.0 116,12.0"], "p95, then p50");
-        assert!(html.contains("last minute: p50 20 ms p95 40 ms"), "{html}");
+        assert!(html.contains("latest minute 11:58 UTC: p50 20 ms p95 40 ms"), "{html}");
         assert!(html.contains("<span class=\"since\">p50 20 ms p95 40 ms</span>"), "{html}");
+        // An answer half an hour old says so.
+        row.latency.truncate(3);
+        let html = render_row(&row, &history::periods(&row.changes), now);
+        assert!(html.contains(">p50 10 ms p95 40 ms, 30m ago</span>"), "{html}");
     }
 
     /// `docs/status-page.html` is this renderer's page of [`fixture`] with an hour of latency:
