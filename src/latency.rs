@@ -267,105 +267,132 @@ pub fn short(d: Duration) -> String {
 /// How many minutes of points the status page's sparkline shows.
 pub const SPARKLINE_MINUTES: usize = 60;
 
-/// One finished minute of one target × region, for the sparkline.
+/// One finished minute of one target × region, for the sparkline: 16 bytes, because the
+/// status page keeps an hour of them for every pair (10,000 targets: under 10 MiB).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Point {
     pub minute: Timestamp,
-    pub summary: Summary,
+    p50_us: u32,
+    p95_us: u32,
 }
 
-/// The minute being counted for one target × region, and the last finished ones.
-#[derive(Clone, Debug, Default)]
-struct Pair {
-    current: Option<(Timestamp, Histogram)>,
-    recent: VecDeque<Point>,
+impl Point {
+    /// The point of `histogram`, counted in the minute starting at `minute`; `None` when empty.
+    pub fn of(minute: Timestamp, histogram: &Histogram) -> Option<Point> {
+        let summary = Summary::of(histogram)?;
+        Some(Point::new(minute, summary.p50, summary.p95))
+    }
+
+    /// A point of these figures (clamped to about 71 minutes).
+    pub fn new(minute: Timestamp, p50: Duration, p95: Duration) -> Point {
+        let us = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        Point { minute, p50_us: us(p50), p95_us: us(p95) }
+    }
+
+    pub fn p50(&self) -> Duration {
+        Duration::from_micros(u64::from(self.p50_us))
+    }
+
+    pub fn p95(&self) -> Duration {
+        Duration::from_micros(u64::from(self.p95_us))
+    }
+}
+
+impl fmt::Display for Point {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p50 {} p95 {}", short(self.p50()), short(self.p95()))
+    }
+}
+
+/// Adds `points` to a sparkline's `recent` ones: kept in time order, one per minute (a later
+/// one given for the same minute wins), the last [`SPARKLINE_MINUTES`] only. Points read back
+/// from the database at start may arrive after this run's first minutes: order is restored.
+pub fn add_points(recent: &mut VecDeque<Point>, points: impl IntoIterator<Item = Point>) {
+    let mut all: Vec<Point> = recent.drain(..).collect();
+    all.extend(points);
+    // Stable: of two points of one minute, the one given later stays last, and wins.
+    all.sort_by_key(|p| p.minute);
+    let mut kept: Vec<Point> = Vec::with_capacity(all.len());
+    for point in all {
+        match kept.last_mut() {
+            Some(last) if last.minute == point.minute => *last = point,
+            _ => kept.push(point),
+        }
+    }
+    let skip = kept.len().saturating_sub(SPARKLINE_MINUTES);
+    recent.extend(kept.into_iter().skip(skip));
 }
 
 /// Every target × region's minute in progress: the state owner adds each answered probe and,
-/// as minutes end, takes the finished rows to write and the points to show.
+/// as minutes end, takes the finished ones to write and to draw.
 #[derive(Debug)]
 pub struct Minutes {
-    pairs: Vec<Pair>,
+    current: Vec<Option<(Timestamp, Histogram)>>,
+    /// Minutes a probe of a later minute ended before [`Minutes::finish`] came round.
+    ended: Vec<(usize, Timestamp, Histogram)>,
 }
 
 impl Minutes {
     /// For `pairs` target × region pairs, in slot order.
     pub fn new(pairs: usize) -> Minutes {
-        Minutes { pairs: vec![Pair::default(); pairs] }
+        Minutes { current: vec![None; pairs], ended: Vec::new() }
     }
 
     /// Counts `latency` for pair `index` in the minute holding `now`. A probe is counted in the
     /// minute it is *handled*, so a minute, once finished, never gets more.
     pub fn add(&mut self, index: usize, latency: Duration, now: Timestamp) {
-        let Some(pair) = self.pairs.get_mut(index) else { return };
+        let Some(current) = self.current.get_mut(index) else { return };
         let minute = Span::Minute.start_of(now);
-        match &mut pair.current {
+        match current {
             Some((start, histogram)) if *start == minute => histogram.add(latency),
             _ => {
                 let mut histogram = Histogram::default();
                 histogram.add(latency);
-                // A minute still open from before is finished by [`Minutes::finish`], which
-                // the owner calls before adding; here it would be dropped, so finish it too.
-                if let Some((start, old)) = pair.current.replace((minute, histogram)) {
-                    push_point(&mut pair.recent, start, &old);
+                if let Some((start, old)) = current.replace((minute, histogram)) {
+                    self.ended.push((index, start, old));
                 }
             }
         }
     }
 
     /// Finishes every minute that ended by `now` (all of them with `all`, at a stop or a
-    /// reload): returns them as rows of `names` (target, region per pair) and keeps their
-    /// points for the sparkline.
-    pub fn finish(&mut self, now: Timestamp, all: bool, names: &[(&str, &str)]) -> Vec<LatencyRow> {
+    /// reload): returns them with their pair's index, as rows of `names` (target and region
+    /// of each pair, in slot order).
+    pub fn finish(
+        &mut self,
+        now: Timestamp,
+        all: bool,
+        names: &[(&str, &str)],
+    ) -> Vec<(usize, LatencyRow)> {
         let minute = Span::Minute.start_of(now);
-        let mut rows = Vec::new();
-        for (pair, (target, region)) in self.pairs.iter_mut().zip(names) {
-            let ended = matches!(&pair.current, Some((start, _)) if all || *start < minute);
-            if !ended {
-                continue;
+        let mut finished = std::mem::take(&mut self.ended);
+        for (index, current) in self.current.iter_mut().enumerate() {
+            if matches!(current, Some((start, _)) if all || *start < minute) {
+                if let Some((start, histogram)) = current.take() {
+                    finished.push((index, start, histogram));
+                }
             }
-            if let Some((start, histogram)) = pair.current.take() {
-                push_point(&mut pair.recent, start, &histogram);
-                rows.push(LatencyRow {
+        }
+        finished
+            .into_iter()
+            .filter_map(|(index, start, histogram)| {
+                let (target, region) = names.get(index)?;
+                let row = LatencyRow {
                     target: (*target).to_owned(),
                     region: (*region).to_owned(),
                     span: Span::Minute,
                     start,
                     histogram,
-                });
-            }
-        }
-        rows
+                };
+                Some((index, row))
+            })
+            .collect()
     }
 
     /// Whether a minute is being counted (so the owner must wake at its end).
     pub fn counting(&self) -> bool {
-        self.pairs.iter().any(|p| p.current.is_some())
+        !self.ended.is_empty() || self.current.iter().any(Option::is_some)
     }
-
-    /// The last finished minutes of pair `index`, oldest first.
-    pub fn points(&self, index: usize) -> Vec<Point> {
-        self.pairs.get(index).map(|p| p.recent.iter().copied().collect()).unwrap_or_default()
-    }
-
-    /// Seeds pair `index`'s sparkline with minutes read back from the database (at start).
-    pub fn seed(&mut self, index: usize, rows: &[LatencyRow]) {
-        let Some(pair) = self.pairs.get_mut(index) else { return };
-        for row in rows.iter().filter(|r| r.span == Span::Minute) {
-            push_point(&mut pair.recent, row.start, &row.histogram);
-        }
-    }
-}
-
-fn push_point(recent: &mut VecDeque<Point>, minute: Timestamp, histogram: &Histogram) {
-    let Some(summary) = Summary::of(histogram) else { return };
-    if recent.back().is_some_and(|p| p.minute >= minute) {
-        return;
-    }
-    if recent.len() == SPARKLINE_MINUTES {
-        recent.pop_front();
-    }
-    recent.push_back(Point { minute, summary });
 }
 
 #[cfg(test)]
@@ -553,7 +580,7 @@ mod tests {
     }
 
     #[test]
-    fn a_minute_is_finished_once_it_is_over_and_becomes_a_row_and_a_point() {
+    fn a_minute_is_finished_once_it_is_over_and_never_lost() {
         let names = [("a", "direct"), ("b", "eu")];
         let mut minutes = Minutes::new(2);
         let t = |s: i64| Timestamp::from_millis(1_800_000_000_000 + s * 1000);
@@ -564,40 +591,41 @@ mod tests {
         assert!(minutes.finish(t(59), false, &names).is_empty(), "the minute is not over");
         assert!(minutes.counting());
         let rows = minutes.finish(t(60), false, &names);
-        assert_eq!(rows.len(), 2);
-        assert_eq!(
-            (rows[0].target.as_str(), rows[0].start, rows[0].histogram.probes()),
-            ("a", t(0), 2)
-        );
-        assert_eq!((rows[1].region.as_str(), rows[1].histogram.probes()), ("eu", 1));
+        let got: Vec<(usize, &str, Timestamp, u64)> = rows
+            .iter()
+            .map(|(i, r)| (*i, r.region.as_str(), r.start, r.histogram.probes()))
+            .collect();
+        assert_eq!(got, [(0, "direct", t(0), 2), (1, "eu", t(0), 1)]);
         assert!(!minutes.counting());
         assert!(minutes.finish(t(61), false, &names).is_empty(), "finished once");
-        assert_eq!(minutes.points(0).len(), 1);
-        assert_eq!(minutes.points(0)[0].summary.probes, 2);
-        // At a stop the minute in progress is written too.
+        // A probe of the next minute handled before the finish: the old minute is kept.
         minutes.add(1, ms(7), t(70));
-        let rows = minutes.finish(t(71), true, &names);
-        assert_eq!((rows.len(), rows[0].start), (1, t(60)));
+        minutes.add(1, ms(8), t(125));
+        let rows = minutes.finish(t(126), false, &names);
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].1.start, rows[0].1.histogram.probes()), (t(60), 1));
+        // At a stop the minute in progress is written too.
+        let rows = minutes.finish(t(126), true, &names);
+        assert_eq!((rows.len(), rows[0].1.start), (1, t(120)));
     }
 
     #[test]
-    fn the_sparkline_keeps_the_last_hour_in_order() {
-        let names = [("a", "direct")];
-        let mut minutes = Minutes::new(1);
+    fn the_sparkline_keeps_the_last_hour_in_order_one_point_a_minute() {
         let minute = |m: i64| Timestamp::from_millis(m * 60_000);
+        let point = |m: i64, p50: u64| Point::new(minute(m), ms(p50), ms(p50 * 2));
+        let mut recent = VecDeque::new();
         for m in 0..(SPARKLINE_MINUTES as i64 + 10) {
-            minutes.add(0, ms(10), minute(m));
-            minutes.finish(minute(m + 1), false, &names);
+            add_points(&mut recent, [point(m, 10)]);
         }
-        let points = minutes.points(0);
-        assert_eq!(points.len(), SPARKLINE_MINUTES);
-        assert_eq!(points[0].minute, minute(10));
-        // Seeding with older minutes (read back at start) never reorders.
-        minutes.seed(0, &[minute_row("a", 0, &[3])]);
-        assert_eq!(minutes.points(0)[0].minute, minute(10));
-        let mut fresh = Minutes::new(1);
-        fresh.seed(0, &[minute_row("a", 0, &[3]), minute_row("a", 60_000, &[4])]);
-        assert_eq!(fresh.points(0).len(), 2);
+        assert_eq!(recent.len(), SPARKLINE_MINUTES);
+        assert_eq!(recent[0].minute, minute(10));
+        // Older points (read back at start) after newer ones: in order, the oldest dropped.
+        let mut fresh = VecDeque::from([point(5, 10)]);
+        add_points(&mut fresh, [point(3, 30), point(4, 40), point(5, 50)]);
+        let got: Vec<(Timestamp, Duration)> = fresh.iter().map(|p| (p.minute, p.p50())).collect();
+        assert_eq!(got, [(minute(3), ms(30)), (minute(4), ms(40)), (minute(5), ms(50))]);
+        assert_eq!(fresh[2].to_string(), "p50 50 ms p95 100 ms");
+        assert_eq!(Point::of(minute(1), &Histogram::default()), None, "no answers, no point");
     }
 
     #[test]

@@ -519,7 +519,7 @@ fn status_source(now: Timestamp) -> server::StatusSource {
                 at: Timestamp::from_millis(now.millis() - 100 * DAY_MS),
                 health: Health::Up,
             }],
-            latency: vec![],
+            latency: Default::default(),
         },
         StatusRow {
             target: "http://other.example/health".into(),
@@ -534,7 +534,7 @@ fn status_source(now: Timestamp) -> server::StatusSource {
                     health: Health::Down,
                 },
             ],
-            latency: vec![],
+            latency: Default::default(),
         },
     ];
     Arc::new(move || Ok(status_page::render(&rows, now)))

@@ -264,7 +264,8 @@ pub struct StateOwner {
     next_silences: Instant,
     /// By slot: what maintenance held back, until its summary is written.
     held: Vec<Option<Held>>,
-    /// The probe latency of the minute in progress, and the last hour's for the sparkline.
+    /// The probe latency of the minute in progress (the last hour's, for the sparklines, is
+    /// kept in the snapshot only).
     latency: latency::Minutes,
     /// When the minute in progress ends (then its latency is written).
     minute_ends: Timestamp,
@@ -326,7 +327,7 @@ impl StateOwner {
                     target: s.target.name.clone(),
                     region: s.region.name.clone(),
                     changes: Vec::new(),
-                    latency: Vec::new(),
+                    latency: VecDeque::new(),
                 })
                 .collect();
         }
@@ -545,13 +546,18 @@ impl StateOwner {
         self.minute_ends = latency::Span::Minute.start_of(now).plus(latency::Span::Minute.length());
         let names: Vec<(&str, &str)> =
             self.slots.iter().map(|s| (s.target.name.as_str(), s.region.name.as_str())).collect();
-        let rows = self.latency.finish(now, all, &names);
-        if !rows.is_empty() {
+        let finished = self.latency.finish(now, all, &names);
+        if !finished.is_empty() {
             let mut shown = self.snapshot.lock();
-            for (index, row) in shown.iter_mut().enumerate() {
-                row.latency = self.latency.points(index);
+            for (index, row) in &finished {
+                if let (Some(shown), Some(point)) =
+                    (shown.get_mut(*index), latency::Point::of(row.start, &row.histogram))
+                {
+                    latency::add_points(&mut shown.latency, [point]);
+                }
             }
             drop(shown);
+            let rows = finished.into_iter().map(|(_, row)| row).collect();
             self.ask(Job::Write(Write::Latency(rows)));
         }
         // One instance rolls up: the holder of the database, or a cluster's leader.
@@ -592,8 +598,8 @@ impl StateOwner {
         match answer {
             Answer::Resumed { histories, pending, silences, latency } => {
                 self.silences_read(silences);
-                self.seed_latency(&latency);
                 self.resume(histories, pending, now);
+                self.seed_latency(&latency);
             }
             Answer::Silences(silences) => self.silences_read(silences),
             Answer::Pending(pending) => {
@@ -655,9 +661,12 @@ impl StateOwner {
             .enumerate()
             .map(|(i, s)| ((s.target.name.as_str(), s.region.name.as_str()), i))
             .collect();
+        let mut shown = self.snapshot.lock();
         for chunk in rows.chunk_by(|a, b| (&a.target, &a.region) == (&b.target, &b.region)) {
-            if let Some(&i) = index.get(&(chunk[0].target.as_str(), chunk[0].region.as_str())) {
-                self.latency.seed(i, chunk);
+            let at = index.get(&(chunk[0].target.as_str(), chunk[0].region.as_str()));
+            if let Some(shown) = at.and_then(|&i| shown.get_mut(i)) {
+                let points = chunk.iter().filter_map(|r| latency::Point::of(r.start, &r.histogram));
+                latency::add_points(&mut shown.latency, points);
             }
         }
     }
@@ -715,7 +724,7 @@ impl StateOwner {
         let mut down = 0usize;
         let mut held = Vec::with_capacity(self.slots.len());
         let each = self.slots.len() <= LOG_EACH_UP_TO;
-        for (index, (slot, history)) in self.slots.iter().zip(histories).enumerate() {
+        for (slot, history) in self.slots.iter().zip(histories) {
             let (target, region) = (&slot.target.name, &slot.region.name);
             let (watch, changes) = resume_slot(slot, &history, slot.target.remind, clock_now);
             held.push(held_from(&history));
@@ -739,7 +748,7 @@ impl StateOwner {
                 target: target.clone(),
                 region: region.clone(),
                 changes,
-                latency: self.latency.points(index),
+                latency: VecDeque::new(),
             });
         }
         if !each {

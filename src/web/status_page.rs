@@ -13,6 +13,7 @@
 //! The 90-day bar has one cell per UTC day, oldest on the left, today (so far) on the right,
 //! coloured by that day's uptime (see [`COLOURS`]); hovering a cell shows its date and figures.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::detector::Health;
@@ -60,7 +61,7 @@ pub struct StatusRow {
     pub changes: Vec<Change>,
     /// The latency of the last finished minutes (up to [`latency::SPARKLINE_MINUTES`]),
     /// oldest first: the sparkline. Empty when no probe was answered lately.
-    pub latency: Vec<Point>,
+    pub latency: VecDeque<Point>,
 }
 
 /// What a member of a cluster shows beside its rows: the members, the leader, and which rows
@@ -248,7 +249,7 @@ const SPARK_HEIGHT: i64 = 24;
 /// on a scale from 0 to the hour's highest p95; then the last minute's figures. Minutes
 /// without an answered probe leave a gap in the time axis, not a fake zero.
 fn sparkline(row: &StatusRow, now: Timestamp) -> String {
-    let Some(last) = row.latency.last() else {
+    let Some(last) = row.latency.back() else {
         return "<span class=\"unknown\">no answers lately</span>".to_owned();
     };
     let minutes = latency::SPARKLINE_MINUTES as i64;
@@ -256,11 +257,11 @@ fn sparkline(row: &StatusRow, now: Timestamp) -> String {
     let width = minutes * SPARK_STEP;
     let top = (row.latency.iter())
         .filter(|p| p.minute.millis() >= first)
-        .map(|p| p.summary.p95)
+        .map(|p| p.p95())
         .max()
         .unwrap_or_default();
     let top_us = top.as_micros().max(1) as f64;
-    let line = |pick: fn(&Point) -> std::time::Duration| -> String {
+    let line = |pick: fn(&Point) -> Duration| -> String {
         let points: Vec<String> = row
             .latency
             .iter()
@@ -285,7 +286,7 @@ fn sparkline(row: &StatusRow, now: Timestamp) -> String {
          {}: {}",
         latency::short(top),
         &clock(last.minute)[11..],
-        last.summary
+        last
     );
     format!(
         "<svg class=\"spark\" width=\"{width}\" height=\"{SPARK_HEIGHT}\" \
@@ -294,9 +295,9 @@ fn sparkline(row: &StatusRow, now: Timestamp) -> String {
          <polyline fill=\"none\" stroke=\"#9ab8d8\" stroke-width=\"1\" points=\"{}\"/>\
          <polyline fill=\"none\" stroke=\"#1f5f9f\" stroke-width=\"1.5\" points=\"{}\"/>\
          </svg><br><span class=\"since\">{}{}</span>",
-        line(|p| p.summary.p95),
-        line(|p| p.summary.p50),
-        escape(&last.summary.to_string()),
+        line(Point::p95),
+        line(Point::p50),
+        escape(&last.to_string()),
         escape(&when),
         title = escape(&title),
     )
@@ -400,7 +401,12 @@ mod tests {
     }
 
     fn row(target: &str, changes: Vec<Change>) -> StatusRow {
-        StatusRow { target: target.into(), region: "direct".into(), changes, latency: vec![] }
+        StatusRow {
+            target: target.into(),
+            region: "direct".into(),
+            changes,
+            latency: VecDeque::new(),
+        }
     }
 
     #[test]
@@ -582,14 +588,11 @@ mod tests {
                 target: hostile.into(),
                 region: "<b>eu</b>".into(),
                 changes: vec![change(1, 0, Up)],
-                latency: vec![Point {
-                    minute: Timestamp::from_millis(NOW - MIN),
-                    summary: latency::Summary {
-                        probes: 1,
-                        p50: std::time::Duration::from_millis(1),
-                        p95: std::time::Duration::from_millis(1),
-                    },
-                }],
+                latency: VecDeque::from([Point::new(
+                    Timestamp::from_millis(NOW - MIN),
+                    Duration::from_millis(1),
+                    Duration::from_millis(1),
+                )]),
             }],
             Timestamp::from_millis(NOW),
         );
@@ -621,20 +624,21 @@ mod tests {
     #[test]
     fn the_sparkline_draws_the_last_hour_with_gaps_and_says_the_last_minute() {
         let now = Timestamp::from_millis(NOW);
-        let point = |minutes_ago: i64, p50: u64, p95: u64| Point {
-            minute: Timestamp::from_millis(NOW - minutes_ago * MIN),
-            summary: latency::Summary {
-                probes: 12,
-                p50: std::time::Duration::from_millis(p50),
-                p95: std::time::Duration::from_millis(p95),
-            },
+        let point = |minutes_ago: i64, p50: u64, p95: u64| {
+            let minute = Timestamp::from_millis(NOW - minutes_ago * MIN);
+            Point::new(minute, Duration::from_millis(p50), Duration::from_millis(p95))
         };
         let mut row = row("http://a/health", vec![change(1, 0, Up)]);
         assert!(
             render_row(&row, &history::periods(&row.changes), now).contains("no answers lately")
         );
         // 61 minutes ago is outside the hour; 30 to 3 minutes ago have no point (a gap).
-        row.latency = vec![point(61, 5, 9), point(60, 10, 20), point(31, 10, 40), point(2, 20, 40)];
+        row.latency = VecDeque::from([
+            point(61, 5, 9),
+            point(60, 10, 20),
+            point(31, 10, 40),
+            point(2, 20, 40),
+        ]);
         let html = render_row(&row, &history::periods(&row.changes), now);
         let lines: Vec<&str> =
             html.split("points=\"").skip(1).map(|rest| &rest[..rest.find('"').unwrap()]).collect();
@@ -656,13 +660,9 @@ mod tests {
         let mut rows = fixture();
         // A quick API with a slow spell 20 minutes ago; the new one answers slower, and not at
         // all for the last half hour (its probes time out).
-        let point = |minutes_ago: i64, p50_us: u64, p95_us: u64| Point {
-            minute: Timestamp::from_millis(NOW - minutes_ago * MIN),
-            summary: latency::Summary {
-                probes: 12,
-                p50: std::time::Duration::from_micros(p50_us),
-                p95: std::time::Duration::from_micros(p95_us),
-            },
+        let point = |minutes_ago: i64, p50_us: u64, p95_us: u64| {
+            let minute = Timestamp::from_millis(NOW - minutes_ago * MIN);
+            Point::new(minute, Duration::from_micros(p50_us), Duration::from_micros(p95_us))
         };
         rows[0].latency = (1..=60)
             .rev()
