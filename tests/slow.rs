@@ -124,6 +124,7 @@ fn latency_is_reported_and_drawn_again_after_a_restart() {
         let series = &report(window)["series"][0];
         let probes = series["latency_probes"].as_u64().expect("a count");
         assert_eq!(probes, answered(probes), "every answered probe: {window:?}");
+        assert_eq!(mon.count("probe ok") as u64, probes, "each probe logged once");
         let p50 = series["latency_p50_seconds"].as_f64().expect("a p50");
         let p95 = series["latency_p95_seconds"].as_f64().expect("a p95");
         assert!(p50 > 0.0 && p50 <= p95 && p95 < 3.0, "loopback figures: {p50} {p95}");

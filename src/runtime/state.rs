@@ -711,7 +711,8 @@ impl StateOwner {
             );
         }
         for (slot, outcome, at) in replay {
-            self.observe(slot, &outcome, at);
+            // Logged when it arrived: once is enough.
+            self.observe(slot, &outcome, at, Logged::Already);
         }
     }
 
@@ -861,7 +862,7 @@ impl StateOwner {
     fn probed(&mut self, slot: usize, outcome: Outcome, at: Timestamp) {
         match &mut self.phase {
             Phase::Active { .. } if self.member.is_some() => self.member_probed(slot, outcome, at),
-            Phase::Active { .. } => self.observe(slot, &outcome, at),
+            Phase::Active { .. } => self.observe(slot, &outcome, at, Logged::Not),
             Phase::Resuming { waiting, dropped, .. } => {
                 if let Some(s) = self.slots.get(slot) {
                     log_probe(s, &outcome, 0);
@@ -913,7 +914,7 @@ impl StateOwner {
     }
 
     /// One outcome: the pure step, then its effects.
-    fn observe(&mut self, index: usize, outcome: &Outcome, at: Timestamp) {
+    fn observe(&mut self, index: usize, outcome: &Outcome, at: Timestamp, logged: Logged) {
         let slots = Arc::clone(&self.slots);
         let Some(slot) = slots.get(index) else { return };
         let now = self.clock.now();
@@ -933,7 +934,9 @@ impl StateOwner {
         }
         let watch = &mut self.watches[index];
         let effects = step::step(watch, outcome, at, now, remind, scope);
-        log_probe(slot, outcome, watch.detector.streak());
+        if logged == Logged::Not {
+            log_probe(slot, outcome, watch.detector.streak());
+        }
         for effect in effects {
             self.apply(index, slot, effect, now, cover.as_ref());
         }
@@ -1274,6 +1277,15 @@ pub(super) fn held_from(history: &[StateRow]) -> Option<Held> {
 fn region_label(slot: &Slot) -> Option<&str> {
     (slot.region.name != DIRECT || slot.target.regions.len() > 1)
         .then_some(slot.region.name.as_str())
+}
+
+/// Whether a probe's outcome was logged already: each probe is logged once, when it arrives
+/// (with `streak=0` while the monitor waits for the database and cannot count yet) or when it
+/// is decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Logged {
+    Not,
+    Already,
 }
 
 fn log_probe(slot: &Slot, outcome: &Outcome, streak: u32) {

@@ -208,7 +208,7 @@ impl StateOwner {
     pub(super) fn member_probed(&mut self, slot: usize, outcome: Outcome, at: Timestamp) {
         let Some(m) = self.member.as_mut() else { return };
         if let Some(outcome) = m.accepts(slot, outcome, at) {
-            self.observe(slot, &outcome, at);
+            self.observe(slot, &outcome, at, super::Logged::Not);
         }
     }
 
@@ -396,7 +396,7 @@ impl StateOwner {
             }
             for (outcome, at) in adoption.waiting {
                 if since.is_none_or(|s| at >= s) {
-                    self.observe(slot, &outcome, at);
+                    self.observe(slot, &outcome, at, super::Logged::Not);
                 }
             }
         }
