@@ -5,6 +5,11 @@
 
 mod support;
 
+use std::time::Duration;
+
+use api_monitor::latency::{Histogram, LatencyRow, Span};
+use api_monitor::store;
+use api_monitor::timestamp::Timestamp;
 use support::{rows, temp_dir, FakeApi, SmtpServer, SUPPORT};
 
 #[test]
@@ -68,8 +73,8 @@ fn a_slow_healthy_answer_is_an_outage_and_a_quick_one_a_recovery() {
     );
 }
 
-/// Latency end to end: the answered probes' latency is written at a stop (the minute in
-/// progress), `report` gives its p50/p95 from the database (the default week, read from hours
+/// Latency end to end: minutes an earlier run left are rolled up into their hour at start; the
+/// answered probes' latency is written at a stop (the minute in progress), `report` gives its p50/p95 from the database (the default week, read from hours
 /// and the minutes not rolled up, and the last hour, read to the minute), and a restarted
 /// monitor draws the sparkline from what the last run wrote.
 #[test]
@@ -95,6 +100,29 @@ fn latency_is_reported_and_drawn_again_after_a_restart() {
         "--listen",
         "127.0.0.1:0",
     ];
+    // Minutes of an earlier run, three hours ago, never rolled up (it stopped before the hour
+    // ended): the monitor rolls them up when it starts.
+    let old = "http://old.example/health";
+    let three_hours_ago = Span::Hour
+        .start_of(Timestamp::from_system_time(std::time::SystemTime::now()))
+        .minus(Duration::from_secs(3 * 3600));
+    {
+        let mut store = store::open(&db).expect("create the database");
+        let minute = |m: u64, probes: u64| {
+            let mut histogram = Histogram::default();
+            (0..probes).for_each(|_| histogram.add(Duration::from_millis(20)));
+            let start = three_hours_ago.plus(Duration::from_secs(m * 60));
+            LatencyRow {
+                target: old.into(),
+                region: "direct".into(),
+                span: Span::Minute,
+                start,
+                histogram,
+            }
+        };
+        store.record_latency(&[minute(0, 12), minute(1, 12), minute(59, 6)]).unwrap();
+    }
+
     let started = std::time::Instant::now();
     let mut mon = support::monitor(&args);
     mon.wait_for_count("probe ok", 10);
@@ -112,6 +140,13 @@ fn latency_is_reported_and_drawn_again_after_a_restart() {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     };
+
+    let mut store = store::open(&db).expect("open the database");
+    let span = (three_hours_ago, Timestamp::from_system_time(std::time::SystemTime::now()));
+    let hours = store.latency(Span::Hour, Some((old, "direct")), span.0, span.1).unwrap();
+    assert_eq!(hours.len(), 1, "the old minutes are one hour now: {hours:?}");
+    assert_eq!((hours[0].start, hours[0].histogram.probes()), (three_hours_ago, 30));
+    drop(store);
 
     let report = |extra: &[&str]| -> serde_json::Value {
         let mut all = vec!["report", "--db", &db, "--json"];

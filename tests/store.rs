@@ -557,6 +557,14 @@ fn latency_rows_are_replaced_whole_read_by_pair_and_pruned(store: &mut dyn Store
     let mine = store.latency(Span::Minute, Some((&long_a, DIRECT)), from, to).unwrap();
     assert_eq!(mine, std::slice::from_ref(&replaced), "one pair, not its prefix twin");
     assert!(store.latency(Span::Hour, None, from, to).unwrap().is_empty(), "by span");
+    let pairs = store.latency_pairs(Span::Minute, from, to).unwrap();
+    let want = [
+        (long_a.clone(), DIRECT.to_owned()),
+        (long_a.clone(), EU.to_owned()),
+        (long_b.clone(), DIRECT.to_owned()),
+    ];
+    assert_eq!(pairs, want, "each pair once, sorted");
+    assert!(store.latency_pairs(Span::Hour, from, to).unwrap().is_empty());
     assert_eq!(
         store.latency(Span::Minute, None, later.start, to).unwrap(),
         std::slice::from_ref(&later),

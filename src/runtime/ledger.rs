@@ -328,15 +328,16 @@ impl Ledger {
         self.read(now, |s| s.silences(at))
     }
 
-    /// Every target × region's latency rows of `span` starting in `[from, to)`.
+    /// The latency rows of `span` starting in `[from, to)` (see [`Store::latency`]).
     pub fn latency(
         &mut self,
         span: crate::latency::Span,
+        pair: Option<(&str, &str)>,
         from: Timestamp,
         to: Timestamp,
         now: Instant,
     ) -> Result<Vec<LatencyRow>, Unavailable> {
-        self.read(now, |s| s.latency(span, None, from, to))
+        self.read(now, |s| s.latency(span, pair, from, to))
     }
 
     /// Earlier runs' undelivered notifications, oldest first.
@@ -636,13 +637,33 @@ mod tests {
         fn latency(
             &mut self,
             span: Span,
-            _: Option<(&str, &str)>,
+            pair: Option<(&str, &str)>,
             from: Timestamp,
             to: Timestamp,
         ) -> Result<Vec<LatencyRow>, StoreError> {
             let db = self.db()?;
-            let within = |r: &&LatencyRow| r.span == span && r.start >= from && r.start < to;
+            let within = |r: &&LatencyRow| {
+                r.span == span
+                    && r.start >= from
+                    && r.start < to
+                    && pair.is_none_or(|(t, g)| r.target == t && r.region == g)
+            };
             Ok(db.latency.iter().filter(within).cloned().collect())
+        }
+        fn latency_pairs(
+            &mut self,
+            span: Span,
+            from: Timestamp,
+            to: Timestamp,
+        ) -> Result<Vec<(String, String)>, StoreError> {
+            let db = self.db()?;
+            let mut pairs: Vec<(String, String)> = (db.latency.iter())
+                .filter(|r| r.span == span && r.start >= from && r.start < to)
+                .map(|r| (r.target.clone(), r.region.clone()))
+                .collect();
+            pairs.sort_unstable();
+            pairs.dedup();
+            Ok(pairs)
         }
         fn prune_latency(&mut self, span: Span, before: Timestamp) -> Result<usize, StoreError> {
             let mut db = self.db()?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::MemberId;
 use crate::config::cluster::GLOBAL;
-use crate::latency::{LatencyRow, Span};
+use crate::latency::{Point, Span};
 use crate::runtime::ledger::{Ledger, Unavailable, Write};
 use crate::runtime::state::Event;
 use crate::store::{Claim, Commit, Holder, Notification, OutboxEntry, Silence, StateRow};
@@ -62,12 +62,12 @@ pub enum Job {
 pub enum Answer {
     /// The database is this instance's: each pair's recorded history (in the order asked) and
     /// the notifications still to deliver.
-    /// And the last hour's minutes of latency, for the sparklines.
+    /// And each pair's last hour of latency, as sparkline points.
     Resumed {
         histories: Vec<Vec<StateRow>>,
         pending: Vec<OutboxEntry>,
         silences: Vec<Silence>,
-        latency: Vec<LatencyRow>,
+        latency: Vec<Vec<Point>>,
     },
     /// The silences not ended yet.
     Silences(Vec<Silence>),
@@ -246,7 +246,15 @@ fn resume(
     // Before anything is decided: a restarted monitor honours the silences at once.
     let Ok(silences) = ledger.silences(at, now) else { return Answer::Unavailable };
     // The sparklines go on where the last run left them (statistics: none if unreadable).
+    // Pair by pair, turned into points at once: memory stays that of the points.
     let hour_ago = at.minus(Span::Hour.length());
-    let latency = ledger.latency(Span::Minute, hour_ago, at, now).unwrap_or_default();
+    let latency = pairs
+        .iter()
+        .map(|(target, region)| {
+            let rows = ledger.latency(Span::Minute, Some((target, region)), hour_ago, at, now);
+            let rows = rows.unwrap_or_default();
+            rows.iter().filter_map(|r| Point::of(r.start, &r.histogram)).collect()
+        })
+        .collect();
     Answer::Resumed { histories, pending, silences, latency }
 }

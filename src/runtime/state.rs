@@ -536,31 +536,18 @@ impl StateOwner {
         }
     }
 
-    /// Once a minute (and with `all` at a stop): writes the latency of the minutes that ended,
-    /// refreshes the sparklines, and once an hour has the recorder roll the minutes up.
+    /// Once a minute (and with `all` at a stop): writes the latency of the minutes that ended
+    /// and refreshes the sparklines; once an hour has the recorder roll the minutes up.
     fn latency_tend(&mut self, all: bool) {
         let now = self.clock.now();
-        if !all && now < self.minute_ends {
-            return;
+        if all || now >= self.minute_ends {
+            self.minute_ends =
+                latency::Span::Minute.start_of(now).plus(latency::Span::Minute.length());
+            self.write_minutes(now, all);
         }
-        self.minute_ends = latency::Span::Minute.start_of(now).plus(latency::Span::Minute.length());
-        let names: Vec<(&str, &str)> =
-            self.slots.iter().map(|s| (s.target.name.as_str(), s.region.name.as_str())).collect();
-        let finished = self.latency.finish(now, all, &names);
-        if !finished.is_empty() {
-            let mut shown = self.snapshot.lock();
-            for (index, row) in &finished {
-                if let (Some(shown), Some(point)) =
-                    (shown.get_mut(*index), latency::Point::of(row.start, &row.histogram))
-                {
-                    latency::add_points(&mut shown.latency, [point]);
-                }
-            }
-            drop(shown);
-            let rows = finished.into_iter().map(|(_, row)| row).collect();
-            self.ask(Job::Write(Write::Latency(rows)));
-        }
-        // One instance rolls up: the holder of the database, or a cluster's leader.
+        // One instance rolls up: the holder of the database, or a cluster's leader. The first
+        // time, the hours of the minutes kept, which a stopped monitor may not have rolled up
+        // (hours rolled up already are skipped).
         let hour = latency::Span::Hour.start_of(now);
         let rolls = matches!(self.phase, Phase::Active { .. })
             && self.member.as_ref().is_none_or(member::Membership::leads);
@@ -569,6 +556,27 @@ impl StateOwner {
             self.ask(Job::Write(Write::RollUp { from, to: hour, now }));
             self.rolled_up_to = Some(hour);
         }
+    }
+
+    /// The minutes of latency that ended by `now` (all with `all`): drawn, then written.
+    fn write_minutes(&mut self, now: Timestamp, all: bool) {
+        let names: Vec<(&str, &str)> =
+            self.slots.iter().map(|s| (s.target.name.as_str(), s.region.name.as_str())).collect();
+        let finished = self.latency.finish(now, all, &names);
+        if finished.is_empty() {
+            return;
+        }
+        let mut shown = self.snapshot.lock();
+        for (index, row) in &finished {
+            if let (Some(shown), Some(point)) =
+                (shown.get_mut(*index), latency::Point::of(row.start, &row.histogram))
+            {
+                latency::add_points(&mut shown.latency, [point]);
+            }
+        }
+        drop(shown);
+        let rows = finished.into_iter().map(|(_, row)| row).collect();
+        self.ask(Job::Write(Write::Latency(rows)));
     }
 
     /// The silences as just read: each new one and each one gone is logged once.
@@ -599,7 +607,7 @@ impl StateOwner {
             Answer::Resumed { histories, pending, silences, latency } => {
                 self.silences_read(silences);
                 self.resume(histories, pending, now);
-                self.seed_latency(&latency);
+                self.seed_latency(latency);
             }
             Answer::Silences(silences) => self.silences_read(silences),
             Answer::Pending(pending) => {
@@ -655,19 +663,12 @@ impl StateOwner {
         }
     }
 
-    /// The last run's minutes of latency, read back at start, begin each pair's sparkline.
-    fn seed_latency(&mut self, rows: &[latency::LatencyRow]) {
-        let index: std::collections::HashMap<(&str, &str), usize> = (self.slots.iter())
-            .enumerate()
-            .map(|(i, s)| ((s.target.name.as_str(), s.region.name.as_str()), i))
-            .collect();
+    /// The last run's minutes of latency, read back at start (as points, in slot order),
+    /// begin each pair's sparkline.
+    fn seed_latency(&mut self, points: Vec<Vec<latency::Point>>) {
         let mut shown = self.snapshot.lock();
-        for chunk in rows.chunk_by(|a, b| (&a.target, &a.region) == (&b.target, &b.region)) {
-            let at = index.get(&(chunk[0].target.as_str(), chunk[0].region.as_str()));
-            if let Some(shown) = at.and_then(|&i| shown.get_mut(i)) {
-                let points = chunk.iter().filter_map(|r| latency::Point::of(r.start, &r.histogram));
-                latency::add_points(&mut shown.latency, points);
-            }
+        for (row, points) in shown.iter_mut().zip(points) {
+            latency::add_points(&mut row.latency, points);
         }
     }
 

@@ -122,20 +122,32 @@ pub(crate) fn into_silence(
     })
 }
 
-/// Rolls the minute rows of latency that start in `[from, to)` up into their hour rows
-/// (replacing them, so running it again or over a partly rolled-up hour is harmless), then
-/// deletes minute rows older than [`MINUTES_KEPT`] and hour rows older than [`HOURS_KEPT`]
-/// before `now`. Each step is idempotent: an interrupted roll-up is finished by the next.
+/// Rolls the minute rows of latency of the hours in `[from, to)` up into hour rows, hour by
+/// hour, then deletes minute rows older than [`MINUTES_KEPT`] and hour rows older than
+/// [`HOURS_KEPT`] before `now`. An hour that has hour rows already is skipped (it was rolled
+/// up whole, in one transaction); an hour is read pair by pair, so memory stays that of one
+/// pair's hour whatever the number of targets. Every write replaces its row: an interrupted
+/// roll-up is finished by the next.
 pub fn roll_up_latency(
     store: &mut dyn Store,
     from: Timestamp,
     to: Timestamp,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let minutes = store.latency(Span::Minute, None, from, to)?;
-    let hours = latency::roll_up(&minutes);
-    if !hours.is_empty() {
-        store.record_latency(&hours)?;
+    let mut hour = Span::Hour.start_of(from);
+    while hour < to {
+        let end = hour.plus(Span::Hour.length());
+        if store.latency_pairs(Span::Hour, hour, end)?.is_empty() {
+            let mut hours = Vec::new();
+            for (target, region) in store.latency_pairs(Span::Minute, hour, end)? {
+                let minutes = store.latency(Span::Minute, Some((&target, &region)), hour, end)?;
+                hours.extend(latency::roll_up(&minutes));
+            }
+            if !hours.is_empty() {
+                store.record_latency(&hours)?;
+            }
+        }
+        hour = end;
     }
     store.prune_latency(Span::Minute, now.minus(MINUTES_KEPT))?;
     store.prune_latency(Span::Hour, now.minus(HOURS_KEPT))?;
@@ -413,6 +425,14 @@ pub trait Store: Send {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<LatencyRow>, StoreError>;
+
+    /// The target × region pairs with latency rows of `span` starting in `[from, to)`, sorted.
+    fn latency_pairs(
+        &mut self,
+        span: Span,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(String, String)>, StoreError>;
 
     /// Deletes the latency rows of `span` that start before `before`; returns how many.
     fn prune_latency(&mut self, span: Span, before: Timestamp) -> Result<usize, StoreError>;

@@ -661,6 +661,24 @@ impl Store for MysqlStore {
         super::latency_rows(raw)
     }
 
+    fn latency_pairs(
+        &mut self,
+        span: Span,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut pairs = self.run("latency pairs", |c| {
+            c.exec::<(String, String), _, _>(
+                "SELECT DISTINCT target, region FROM latency WHERE span = ? AND start >= ? \
+                 AND start < ?",
+                (span.seconds(), from.to_sql(), to.to_sql()),
+            )
+        })?;
+        // Sorted here, not by the collation, so both backends agree on the order.
+        pairs.sort_unstable();
+        Ok(pairs)
+    }
+
     fn prune_latency(&mut self, span: Span, before: Timestamp) -> Result<usize, StoreError> {
         let deleted = self.run("prune latency", |c| {
             c.exec_drop(

@@ -725,6 +725,27 @@ impl Store for SqliteStore {
         super::latency_rows(raw)
     }
 
+    fn latency_pairs(
+        &mut self,
+        span: Span,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let what = "latency pairs";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT target, region FROM latency \
+                 WHERE span = ?1 AND start >= ?2 AND start < ?3 ORDER BY target, region",
+            )
+            .map_err(|e| self.fail(what, e))?;
+        stmt.query_map(params![span.seconds(), from.to_sql(), to.to_sql()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| self.fail(what, e))
+    }
+
     fn prune_latency(&mut self, span: Span, before: Timestamp) -> Result<usize, StoreError> {
         self.write(
             "prune latency",
