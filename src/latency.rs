@@ -103,10 +103,11 @@ pub fn bucket(latency: Duration) -> u16 {
     index
 }
 
-/// Counts of probes per bucket. Only the buckets used are kept.
+/// Counts of probes per bucket. Only the buckets used are kept, in order: a minute's answers
+/// fall in a handful of buckets, and a monitor keeps one such minute per target × region.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Histogram {
-    counts: BTreeMap<u16, u64>,
+    counts: Vec<(u16, u64)>,
 }
 
 /// A stored histogram that does not read as one (see [`Histogram::decode`]).
@@ -117,19 +118,26 @@ pub struct HistogramError(pub String);
 impl Histogram {
     /// Counts one probe of `latency`.
     pub fn add(&mut self, latency: Duration) {
-        *self.counts.entry(bucket(latency)).or_default() += 1;
+        self.add_to(bucket(latency), 1);
+    }
+
+    fn add_to(&mut self, index: u16, count: u64) {
+        match self.counts.binary_search_by_key(&index, |&(i, _)| i) {
+            Ok(at) => self.counts[at].1 += count,
+            Err(at) => self.counts.insert(at, (index, count)),
+        }
     }
 
     /// Adds every count of `other`.
     pub fn merge(&mut self, other: &Histogram) {
-        for (&index, &count) in &other.counts {
-            *self.counts.entry(index).or_default() += count;
+        for &(index, count) in &other.counts {
+            self.add_to(index, count);
         }
     }
 
     /// How many probes it counts.
     pub fn probes(&self) -> u64 {
-        self.counts.values().sum()
+        self.counts.iter().map(|&(_, count)| count).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -139,6 +147,11 @@ impl Histogram {
     /// The latency below or at which a fraction `q` (0–1) of the probes answered, as the upper
     /// bound of its bucket; `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<Duration> {
+        self.quantile_bucket(q).map(|index| Duration::from_micros(bound_us(index)))
+    }
+
+    /// The bucket of [`Histogram::quantile`].
+    fn quantile_bucket(&self, q: f64) -> Option<u16> {
         let total = self.probes();
         if total == 0 {
             return None;
@@ -146,10 +159,10 @@ impl Histogram {
         // The rank of the probe at `q`: the p50 of 4 probes is the 2nd, the p95 of 20 the 19th.
         let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
         let mut seen = 0;
-        for (&index, &count) in &self.counts {
+        for &(index, count) in &self.counts {
             seen += count;
             if seen >= rank {
-                return Some(Duration::from_micros(bound_us(index)));
+                return Some(index);
             }
         }
         None
@@ -172,7 +185,7 @@ impl Histogram {
             if index > LAST_BUCKET {
                 return Err(bad());
             }
-            *histogram.counts.entry(index).or_default() += count;
+            histogram.add_to(index, count);
         }
         Ok(histogram)
     }
@@ -267,35 +280,47 @@ pub fn short(d: Duration) -> String {
 /// How many minutes of points the status page's sparkline shows.
 pub const SPARKLINE_MINUTES: usize = 60;
 
-/// One finished minute of one target × region, for the sparkline: 16 bytes, because the
-/// status page keeps an hour of them for every pair (10,000 targets: under 10 MiB).
+/// One finished minute of one target × region, for the sparkline: 8 bytes, because the status
+/// page keeps an hour of them for every pair (10,000 targets: under 5 MiB). The percentiles
+/// are bucket bounds anyway, so their bucket says them exactly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Point {
-    pub minute: Timestamp,
-    p50_us: u32,
-    p95_us: u32,
+    /// Minutes since the Unix epoch.
+    minute: u32,
+    p50: u8,
+    p95: u8,
 }
 
 impl Point {
     /// The point of `histogram`, counted in the minute starting at `minute`; `None` when empty.
     pub fn of(minute: Timestamp, histogram: &Histogram) -> Option<Point> {
-        let summary = Summary::of(histogram)?;
-        Some(Point::new(minute, summary.p50, summary.p95))
+        let bucket = |q| histogram.quantile_bucket(q).map(|i| u8::try_from(i).unwrap_or(u8::MAX));
+        Some(Point { minute: minute_number(minute), p50: bucket(0.50)?, p95: bucket(0.95)? })
     }
 
-    /// A point of these figures (clamped to about 71 minutes).
+    /// A point whose percentiles are those of `p50` and `p95` (rounded up to their bucket).
     pub fn new(minute: Timestamp, p50: Duration, p95: Duration) -> Point {
-        let us = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
-        Point { minute, p50_us: us(p50), p95_us: us(p95) }
+        let index = |d| u8::try_from(bucket(d)).unwrap_or(u8::MAX);
+        Point { minute: minute_number(minute), p50: index(p50), p95: index(p95) }
+    }
+
+    /// The start of its minute.
+    pub fn minute(&self) -> Timestamp {
+        Timestamp::from_millis(i64::from(self.minute) * 60_000)
     }
 
     pub fn p50(&self) -> Duration {
-        Duration::from_micros(u64::from(self.p50_us))
+        Duration::from_micros(bound_us(u16::from(self.p50)))
     }
 
     pub fn p95(&self) -> Duration {
-        Duration::from_micros(u64::from(self.p95_us))
+        Duration::from_micros(bound_us(u16::from(self.p95)))
     }
+}
+
+/// Minutes since the Unix epoch (a `u32` lasts until the year 10136).
+fn minute_number(at: Timestamp) -> u32 {
+    u32::try_from(at.millis().div_euclid(60_000)).unwrap_or(0)
 }
 
 impl fmt::Display for Point {
@@ -618,13 +643,18 @@ mod tests {
             add_points(&mut recent, [point(m, 10)]);
         }
         assert_eq!(recent.len(), SPARKLINE_MINUTES);
-        assert_eq!(recent[0].minute, minute(10));
+        assert_eq!(recent[0].minute(), minute(10));
         // Older points (read back at start) after newer ones: in order, the oldest dropped.
         let mut fresh = VecDeque::from([point(5, 10)]);
         add_points(&mut fresh, [point(3, 30), point(4, 40), point(5, 50)]);
-        let got: Vec<(Timestamp, Duration)> = fresh.iter().map(|p| (p.minute, p.p50())).collect();
-        assert_eq!(got, [(minute(3), ms(30)), (minute(4), ms(40)), (minute(5), ms(50))]);
-        assert_eq!(fresh[2].to_string(), "p50 50 ms p95 100 ms");
+        let got: Vec<(Timestamp, Duration)> = fresh.iter().map(|p| (p.minute(), p.p50())).collect();
+        let bound = |d| us(bound_us(bucket(d)));
+        assert_eq!(
+            got,
+            [(minute(3), bound(ms(30))), (minute(4), bound(ms(40))), (minute(5), bound(ms(50)))]
+        );
+        assert_eq!(fresh[2].to_string(), "p50 51 ms p95 102 ms", "bucket bounds");
+        assert_eq!(std::mem::size_of::<Point>(), 8);
         assert_eq!(Point::of(minute(1), &Histogram::default()), None, "no answers, no point");
     }
 

@@ -256,7 +256,7 @@ fn sparkline(row: &StatusRow, now: Timestamp) -> String {
     let first = latency::Span::Minute.start_of(now).millis() - minutes * 60_000;
     let width = minutes * SPARK_STEP;
     let top = (row.latency.iter())
-        .filter(|p| p.minute.millis() >= first)
+        .filter(|p| p.minute().millis() >= first)
         .map(|p| p.p95())
         .max()
         .unwrap_or_default();
@@ -265,9 +265,9 @@ fn sparkline(row: &StatusRow, now: Timestamp) -> String {
         let points: Vec<String> = row
             .latency
             .iter()
-            .filter(|p| p.minute.millis() >= first)
+            .filter(|p| p.minute().millis() >= first)
             .map(|p| {
-                let x = (p.minute.millis() - first) / 60_000 * SPARK_STEP;
+                let x = (p.minute().millis() - first) / 60_000 * SPARK_STEP;
                 let y = SPARK_HEIGHT as f64 * (1.0 - pick(p).as_micros() as f64 / top_us);
                 format!("{x},{y:.1}")
             })
@@ -275,7 +275,7 @@ fn sparkline(row: &StatusRow, now: Timestamp) -> String {
         points.join(" ")
     };
     // The latest minute with an answer, and how long ago when it is not the one just ended.
-    let ago = now.since(last.minute.plus(latency::Span::Minute.length()));
+    let ago = now.since(last.minute().plus(latency::Span::Minute.length()));
     let when = if ago >= std::time::Duration::from_secs(120) {
         format!(", {} ago", human(ago))
     } else {
@@ -285,7 +285,7 @@ fn sparkline(row: &StatusRow, now: Timestamp) -> String {
         "latency per minute over the last hour (median dark, p95 light; top {}); latest minute \
          {}: {}",
         latency::short(top),
-        &clock(last.minute)[11..],
+        &clock(last.minute())[11..],
         last
     );
     format!(
@@ -644,12 +644,13 @@ mod tests {
             html.split("points=\"").skip(1).map(|rest| &rest[..rest.find('"').unwrap()]).collect();
         // x: 2 px per minute from an hour ago; y: 24 px high, the top is the highest p95 (40).
         assert_eq!(lines, ["0,12.0 58,0.0 116,0.0", "0,18.0 58,18.0 116,12.0"], "p95, then p50");
-        assert!(html.contains("latest minute 11:58 UTC: p50 20 ms p95 40 ms"), "{html}");
-        assert!(html.contains("<span class=\"since\">p50 20 ms p95 40 ms</span>"), "{html}");
+        // Figures are the bounds of their buckets: 20 ms reads 22 ms, 40 ms 43 ms.
+        assert!(html.contains("latest minute 11:58 UTC: p50 22 ms p95 43 ms"), "{html}");
+        assert!(html.contains("<span class=\"since\">p50 22 ms p95 43 ms</span>"), "{html}");
         // An answer half an hour old says so.
         row.latency.truncate(3);
         let html = render_row(&row, &history::periods(&row.changes), now);
-        assert!(html.contains(">p50 10 ms p95 40 ms, 30m ago</span>"), "{html}");
+        assert!(html.contains(">p50 11 ms p95 43 ms, 30m ago</span>"), "{html}");
     }
 
     /// `docs/status-page.html` is this renderer's page of [`fixture`] with an hour of latency:
