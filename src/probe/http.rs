@@ -1,75 +1,24 @@
-//! The real probe: a blocking `GET` through `ureq`, and the one function that turns the
-//! client's errors into [`Reason`]s.
-//!
-//! The deadline is real: `ureq` fixes a whole-request deadline when the request starts
-//! (`timeout_global`) and gives every socket operation — connect, the TLS handshake, the CONNECT
-//! exchange with a proxy, writing the request, every read of the head and of the body — a
-//! socket timeout of the time *left*. No phase runs on a helper thread that could outlive the
-//! probe, so when the probe returns its socket is closed and nothing of it lives on. The one
-//! exception is name resolution (`getaddrinfo` cannot be cancelled): [`OneLookup`] runs it on a
-//! thread but keeps at most one lookup per host name in flight, so a stalled resolver costs
-//! one thread per host name, never one per probe.
-//!
-//! The connector chain is `ureq`'s own pieces (CONNECT proxy, TCP, rustls) plus two thin
-//! wrappers: [`ProxyLeg`] marks every error raised while talking to the proxy (so a silent or
-//! dead proxy blinds the region instead of failing the API) and [`Witnessed`] keeps a peer's
-//! reset visible (`ureq` reads a reset in the body as an end of input) and drops interim `1xx`
-//! heads before `ureq` sees them (it refuses a `100 Continue` that carries headers).
+//! The probe as one blocking call: [`HttpProber`] runs one probe on an [`Engine`] of its own
+//! and waits for its outcome. The `check` command and the tests use it; the running monitor
+//! drives one shared engine with many probes in flight instead (`runtime::probing`).
 
-use std::collections::HashMap;
-use std::io::{self, Read};
-use std::net::SocketAddr;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use ureq::config::Config;
-use ureq::http::Uri;
-use ureq::tls::{RootCerts, TlsConfig};
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{
-    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, NextTimeout, RustlsConnector,
-    TcpConnector, Transport,
-};
-use ureq::{Agent, Error, Proxy};
-
-use super::verdict::{content_type_verdict, verdict};
+use super::engine::{Engine, Request};
 use super::{Outcome, Phase, Prober, Reason, BODY_CAP};
 
-/// Redirects followed before giving up (a loop is a failure, not a hang).
-const MAX_REDIRECTS: usize = 5;
-/// The largest response head (status line and headers) read.
-const HEAD_CAP: usize = 16 * 1024;
-
-/// The real probe: a blocking `GET` through `ureq` with a whole-request deadline, no
-/// connection kept between probes, and no proxy but the one it is given.
+/// One probe at a time, each on its own engine: a blocking `GET` with a whole-request
+/// deadline, no connection kept between probes, and no proxy but the one it is given.
+#[derive(Debug, Clone)]
 pub struct HttpProber {
     timeout: Duration,
     body_cap: usize,
-    /// One agent per proxy used (`None`: direct), built on first use: a prober is shared by
-    /// every target × region with its timeout, and an agent caches its TLS configuration.
-    agents: Mutex<HashMap<Option<String>, Agent>>,
-    /// Shared by the agents: at most one name lookup per host name in flight.
-    resolver: OneLookup,
-}
-
-impl std::fmt::Debug for HttpProber {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpProber")
-            .field("timeout", &self.timeout)
-            .field("body_cap", &self.body_cap)
-            .finish_non_exhaustive()
-    }
 }
 
 impl HttpProber {
     /// A prober whose requests end after `timeout` (validated at start-up: at least 100 ms).
     pub fn new(timeout: Duration) -> Self {
-        HttpProber {
-            timeout,
-            body_cap: BODY_CAP,
-            agents: Mutex::new(HashMap::new()),
-            resolver: OneLookup::default(),
-        }
+        HttpProber { timeout, body_cap: BODY_CAP }
     }
 
     /// The same prober with another body cap (tests use a small one).
@@ -77,550 +26,38 @@ impl HttpProber {
         self.body_cap = cap;
         self
     }
-
-    /// The agent for `proxy`, built when the proxy differs from the last probe's.
-    fn agent(&self, proxy: Option<&str>) -> Result<Agent, Reason> {
-        let key = proxy.map(str::to_owned);
-        let mut agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(agent) = agents.get(&key) {
-            return Ok(agent.clone());
-        }
-        let parsed = proxy
-            .map(|p| {
-                Proxy::new(p).map_err(|e| Reason::ProxyFailed {
-                    proxy: host(p),
-                    detail: format!("invalid proxy URL: {e}"),
-                })
-            })
-            .transpose()?;
-        let agent = Agent::with_parts(self.config(parsed), connector(), self.resolver.clone());
-        agents.insert(key, agent.clone());
-        Ok(agent)
-    }
-
-    fn config(&self, proxy: Option<Proxy>) -> Config {
-        let tls = TlsConfig::builder()
-            .root_certs(RootCerts::WebPki)
-            .unversioned_rustls_crypto_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .build();
-        Agent::config_builder()
-            // Set explicitly, also when `None`: the default reads `http_proxy` & co.
-            .proxy(proxy)
-            .timeout_global(Some(self.timeout))
-            // Each probe tests the whole path: no idle connection is kept for the next one.
-            .max_idle_connections(0)
-            .max_idle_connections_per_host(0)
-            // Redirects are followed by `fetch`, which detects loops and keeps the deadline.
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .max_response_header_size(HEAD_CAP)
-            // Room for a whole head at the cap and a little more, so a longer one is seen as
-            // too large; every byte of both buffers is zeroed per request, so no bigger.
-            .input_buffer_size(HEAD_CAP + 1024)
-            // A request head: a URL of at most 2,048 characters and a few headers.
-            .output_buffer_size(8 * 1024)
-            .user_agent(concat!("api-monitor/", env!("CARGO_PKG_VERSION")))
-            .accept("application/json")
-            .tls_config(tls)
-            .build()
-    }
 }
 
 impl Prober for HttpProber {
     fn probe(&self, url: &str, proxy: Option<&str>) -> Outcome {
         let started = Instant::now();
-        // Defence in depth: `ureq` and its protocol crate assert on states that peer input
-        // reaches (e.g. `assert!`/`expect` in the response and redirect paths). No panic is
-        // known, but one would end this worker for good, silently; a failed probe is
-        // the better outcome. Nothing shared is left half-updated: the agent cache is replaced
-        // whole, and a poisoned lock is taken over.
-        let verdict =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.fetch(url, proxy)))
-                .unwrap_or(Err(Reason::ClientFailed));
-        let latency = started.elapsed();
-        match verdict {
-            Ok(()) => Outcome::Healthy { latency },
-            Err(reason) if reason.blinds() => Outcome::Blind { reason, latency },
-            Err(reason) => Outcome::Failed { reason, latency },
-        }
-    }
-}
-
-impl HttpProber {
-    /// `Ok` when healthy, else why not. Follows redirects itself (at most [`MAX_REDIRECTS`],
-    /// never to a URL already visited, never with credentials), each hop within what is left
-    /// of the one deadline.
-    fn fetch(&self, url: &str, proxy: Option<&str>) -> Result<(), Reason> {
-        let deadline = Instant::now() + self.timeout;
-        let agent = self.agent(proxy)?;
-        let (address, authorization) = without_credentials(url);
-        let mut current = address.into_owned();
-        let mut visited = vec![current.clone()];
-        for hop in 0..=MAX_REDIRECTS {
-            let mut request = agent.get(&current);
-            if let Some(value) = &authorization {
-                request = request.header("Authorization", value);
-            }
-            let sent = if hop == 0 {
-                request.call()
-            } else {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(Reason::Timeout { after: self.timeout, phase: Phase::Head });
-                }
-                request.config().timeout_global(Some(left)).build().call()
-            };
-            let response = sent.map_err(|e| self.describe(e, Phase::Head, &current, proxy))?;
-            let status = response.status().as_u16();
-            // With credentials a redirect is answered as a failure (`HTTP 302`), so the
-            // credentials never travel to wherever it points.
-            if !matches!(status, 301 | 302 | 303 | 307 | 308) || authorization.is_some() {
-                return self.judge(response, &current, proxy);
-            }
-            let location = response
-                .headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok())
-                .ok_or(Reason::RedirectWithoutLocation)?;
-            let next = url::Url::parse(&current)
-                .and_then(|base| base.join(location.trim()))
-                .map_err(|_| Reason::RedirectNotHttp)?;
-            if !matches!(next.scheme(), "http" | "https") {
-                return Err(Reason::RedirectNotHttp);
-            }
-            let next = String::from(next);
-            if visited.contains(&next) {
-                return Err(Reason::RedirectLoop);
-            }
-            visited.push(next.clone());
-            current = next;
-        }
-        Err(Reason::TooManyRedirects { max: MAX_REDIRECTS })
-    }
-
-    /// Judges a final (non-redirect) answer: status, `Content-Type`, body size, body.
-    fn judge(
-        &self,
-        response: ureq::http::Response<ureq::Body>,
-        url: &str,
-        proxy: Option<&str>,
-    ) -> Result<(), Reason> {
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(Reason::HttpStatus(status));
-        }
-        let content_type = response.headers().get("content-type").map(|v| {
-            // A header that is not visible ASCII is not JSON's media type either.
-            v.to_str().map_or("(not ASCII)", str::trim)
-        });
-        content_type_verdict(content_type)?;
-        let cap = u64::try_from(self.body_cap).unwrap_or(u64::MAX);
-        let exceeds = Reason::BodyTooLarge { cap_kib: self.body_cap / 1024 };
-        let body = response.into_body();
-        let declared = body.content_length();
-        if declared.is_some_and(|length| length > cap) {
-            return Err(exceeds);
-        }
-        // At most one byte past the cap is read, whatever the peer sends or announces.
-        let mut bytes = Vec::with_capacity(256);
-        body.into_reader()
-            .take(cap.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(|e| self.describe(Error::from(e), Phase::Body, url, proxy))?;
-        let received = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-        if received > cap {
-            return Err(exceeds);
-        }
-        // `ureq` reports a body cut short of its Content-Length itself; this is a backstop.
-        if declared.is_some_and(|length| received < length) {
-            return Err(Reason::ClosedMidBody);
-        }
-        verdict(&bytes)
-    }
-
-    /// The one place that turns an error of the HTTP client into a failure reason.
-    fn describe(&self, error: Error, phase: Phase, url: &str, proxy: Option<&str>) -> Reason {
-        let error = match error {
-            Error::Other(inner) => match inner.downcast::<ProxyLegError>() {
-                Ok(leg) => return self.describe_proxy(leg.0, proxy.map_or_else(String::new, host)),
-                Err(other) => Error::Other(other),
-            },
-            error => error,
+        let failed = |e: std::io::Error| Outcome::Failed {
+            reason: Reason::Network { detail: format!("cannot poll sockets: {e}"), phase: Phase::Head },
+            latency: started.elapsed(),
         };
-        match error {
-            Error::Timeout(_) => Reason::Timeout { after: self.timeout, phase },
-            Error::Io(io) => self.describe_io(&io, phase, url),
-            Error::HostNotFound => Reason::Dns { host: host(url) },
-            Error::Rustls(tls) => Reason::Tls { detail: tls.to_string(), phase },
-            Error::Tls(text) => Reason::Tls { detail: text.to_owned(), phase },
-            Error::LargeResponseHeader(..)
-            | Error::Protocol(ureq_proto::Error::HttpParseTooManyHeaders) => {
-                Reason::HeadersTooLarge
-            }
-            Error::Protocol(protocol) => {
-                Reason::InvalidResponse { detail: protocol.to_string(), phase }
-            }
-            other => Reason::InvalidResponse { detail: other.to_string(), phase },
-        }
-    }
-
-    /// An I/O error of the exchange with the target.
-    fn describe_io(&self, io: &io::Error, phase: Phase, url: &str) -> Reason {
-        use io::ErrorKind;
-        if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-            return Reason::Tls { detail: tls.to_string(), phase };
-        }
-        if io.get_ref().is_some_and(|e| e.is::<PeerReset>()) {
-            return Reason::Reset { phase };
-        }
-        match (io.kind(), phase) {
-            (ErrorKind::TimedOut | ErrorKind::WouldBlock, _) => {
-                Reason::Timeout { after: self.timeout, phase }
-            }
-            (ErrorKind::ConnectionRefused, _) => Reason::Refused,
-            (
-                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe,
-                _,
-            ) => Reason::Reset { phase },
-            (ErrorKind::UnexpectedEof, Phase::Head) => Reason::ClosedWithoutResponse,
-            (ErrorKind::UnexpectedEof, Phase::Body) => Reason::ClosedMidBody,
-            // std's resolver error has no stable kind; its message is fixed.
-            _ if is_lookup_failure(io) => Reason::Dns { host: host(url) },
-            _ => Reason::Network { detail: io.to_string(), phase },
-        }
-    }
-
-    /// An error raised while reaching the proxy or waiting for its answer to CONNECT: the
-    /// proxy's own failure (the region is blind), except a CONNECT answered with an error
-    /// status, which is the API unreachable from the proxy's side.
-    fn describe_proxy(&self, error: Error, proxy: String) -> Reason {
-        use io::ErrorKind;
-        match error {
-            Error::ConnectProxyFailed(text) => match connect_status(&text) {
-                Some(407) => Reason::ProxyCredentials { proxy },
-                Some(_) => Reason::ConnectRefused,
-                // `ureq`'s text when the proxy closed the connection without a reply.
-                None => Reason::ProxyClosed { proxy },
-            },
-            Error::Timeout(_) => Reason::ProxySilent { proxy, after: self.timeout },
-            Error::HostNotFound => Reason::ProxyDns { proxy },
-            Error::Io(io) if io.get_ref().is_some_and(|e| e.is::<PeerReset>()) => {
-                Reason::ProxyClosed { proxy }
-            }
-            Error::Io(io) => match io.kind() {
-                ErrorKind::ConnectionRefused => Reason::ProxyRefused { proxy },
-                ErrorKind::TimedOut | ErrorKind::WouldBlock => {
-                    Reason::ProxySilent { proxy, after: self.timeout }
-                }
-                ErrorKind::ConnectionReset
-                | ErrorKind::ConnectionAborted
-                | ErrorKind::BrokenPipe
-                | ErrorKind::UnexpectedEof => Reason::ProxyClosed { proxy },
-                _ if is_lookup_failure(&io) => Reason::ProxyDns { proxy },
-                _ => Reason::ProxyFailed { proxy, detail: io.to_string() },
-            },
-            other => Reason::ProxyFailed { proxy, detail: other.to_string() },
-        }
-    }
-}
-
-/// The status code in `ureq`'s text for a CONNECT answered with an error
-/// (`proxy server responded 407/407`), if that is what `text` is.
-fn connect_status(text: &str) -> Option<u16> {
-    let rest = text.strip_prefix("proxy server responded ")?;
-    rest.split('/').next()?.parse().ok()
-}
-
-/// Whether `io` is std's name-resolution failure (it has no stable kind; its text is fixed).
-fn is_lookup_failure(io: &io::Error) -> bool {
-    io.to_string().starts_with("failed to lookup address")
-}
-
-/// The connector chain: `ureq`'s default pieces (CONNECT proxy, TCP, rustls) with the proxy
-/// leg marked, resets witnessed and interim heads dropped. No SOCKS: region proxies are HTTP CONNECT proxies.
-fn connector() -> impl Connector {
-    ().chain(ProxyLeg(ConnectProxyConnector::default()))
-        .chain(TcpConnector::default())
-        .chain(RustlsConnector::default())
-        .chain(Witness)
-}
-
-/// `ureq`'s CONNECT connector, whose errors — everything from resolving the proxy to reading
-/// its answer — come out wrapped in [`ProxyLegError`], so they cannot be mistaken for the
-/// target's. It does nothing (and cannot fail) without a proxy.
-#[derive(Debug)]
-struct ProxyLeg(ConnectProxyConnector);
-
-/// An error of the exchange with the proxy, before the tunnel to the target was open.
-#[derive(Debug)]
-struct ProxyLegError(Error);
-
-impl std::fmt::Display for ProxyLegError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "proxy: {}", self.0)
-    }
-}
-
-impl std::error::Error for ProxyLegError {}
-
-impl<In: Transport> Connector<In> for ProxyLeg {
-    type Out = <ConnectProxyConnector as Connector<In>>::Out;
-
-    fn connect(
-        &self,
-        details: &ConnectionDetails,
-        chained: Option<In>,
-    ) -> Result<Option<Self::Out>, Error> {
-        self.0.connect(details, chained).map_err(|e| Error::Other(Box::new(ProxyLegError(e))))
-    }
-}
-
-/// Wraps every connection in [`Witnessed`].
-#[derive(Debug)]
-struct Witness;
-
-impl<In: Transport> Connector<In> for Witness {
-    type Out = Witnessed<In>;
-
-    fn connect(
-        &self,
-        _details: &ConnectionDetails,
-        chained: Option<In>,
-    ) -> Result<Option<Self::Out>, Error> {
-        Ok(chained.map(|inner| Witnessed { inner, interim: Interim::Possible(0) }))
-    }
-}
-
-/// A transport whose reset (`ECONNRESET`, `ECONNABORTED`) surfaces as a [`PeerReset`] error
-/// rather than an I/O error `ureq` would take for the end of a body: a body cut by a reset
-/// reads `connection reset while reading the body`, not `… closed before …`.
-///
-/// It also drops the interim responses (`1xx` but `101`, RFC 9110 §15.2) a server may send
-/// before the final one, unasked: `ureq` skips them too, except a `100 Continue` with header
-/// fields, which it calls an invalid response. Interim heads count toward the head cap.
-#[derive(Debug)]
-struct Witnessed<T> {
-    inner: T,
-    interim: Interim,
-}
-
-/// Whether interim heads may still come, and how many bytes of them were dropped so far.
-#[derive(Clone, Copy, Debug)]
-enum Interim {
-    Possible(usize),
-    /// The final head has begun: nothing is dropped any more (a body may look like a head).
-    Over,
-}
-
-/// The peer reset the connection.
-#[derive(Debug)]
-struct PeerReset;
-
-impl std::fmt::Display for PeerReset {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection reset by peer")
-    }
-}
-
-impl std::error::Error for PeerReset {}
-
-fn witness(error: Error) -> Error {
-    match error {
-        Error::Io(io)
-            if matches!(
-                io.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-            ) =>
-        {
-            Error::Io(io::Error::other(PeerReset))
-        }
-        other => other,
-    }
-}
-
-impl<T: Transport> Transport for Witnessed<T> {
-    fn buffers(&mut self) -> &mut dyn Buffers {
-        self.inner.buffers()
-    }
-
-    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
-        self.inner.transmit_output(amount, timeout).map_err(witness)
-    }
-
-    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
-        let progress = self.inner.await_input(timeout).map_err(witness)?;
-        while let Interim::Possible(dropped) = self.interim {
-            let buffers = self.inner.buffers();
-            match interim_head(buffers.input()) {
-                Head::Incomplete => break,
-                Head::Final => self.interim = Interim::Over,
-                Head::Interim(length) => {
-                    let dropped = dropped + length;
-                    if dropped > HEAD_CAP {
-                        return Err(Error::LargeResponseHeader(dropped, HEAD_CAP));
-                    }
-                    buffers.input_consume(length);
-                    self.interim = Interim::Possible(dropped);
-                }
-            }
-        }
-        Ok(progress)
-    }
-
-    fn is_open(&mut self) -> bool {
-        self.inner.is_open()
-    }
-
-    fn is_tls(&self) -> bool {
-        self.inner.is_tls()
-    }
-}
-
-/// What the start of a response stream holds, as far as interim responses go.
-#[derive(Debug, PartialEq, Eq)]
-enum Head {
-    /// A complete interim head (`1xx` but `101`) of this many bytes.
-    Interim(usize),
-    /// The final head begins here (or something `ureq` is to judge: `101`, or no HTTP at all).
-    Final,
-    /// Too little to tell yet.
-    Incomplete,
-}
-
-/// Classifies the start of `input`. Only a status line `HTTP/1.x 1…` is parsed in full, so a
-/// final head costs a comparison of ten bytes.
-fn interim_head(input: &[u8]) -> Head {
-    const HEADERS: usize = 128; // as many as `ureq` accepts in a head
-    let Some(line) = input.get(..10) else {
-        // A stream that cannot become `HTTP/1.x 1` is no interim head, however short.
-        let prefix = &b"HTTP/1.x 1"[..input.len()];
-        let may_be = input.iter().zip(prefix).all(|(a, b)| a == b || *b == b'x');
-        return if may_be { Head::Incomplete } else { Head::Final };
-    };
-    if !(line.starts_with(b"HTTP/1.") && line[8] == b' ' && line[9] == b'1') {
-        return Head::Final;
-    }
-    match ureq_proto::parser::try_parse_response::<HEADERS>(input) {
-        Ok(None) => Head::Incomplete,
-        Ok(Some((length, head)))
-            if head.status().is_informational()
-                && head.status() != ureq::http::StatusCode::SWITCHING_PROTOCOLS =>
-        {
-            Head::Interim(length)
-        }
-        // `101`, or a head `ureq` will refuse with its own words.
-        Ok(Some(_)) | Err(_) => Head::Final,
-    }
-}
-
-/// Name resolution with at most one lookup in flight per host name. `getaddrinfo` cannot be
-/// cancelled, so a lookup runs on its own thread and is abandoned at the deadline; a probe that
-/// finds a lookup of the same name still running waits for that one (up to its own deadline)
-/// instead of starting another. A stalled resolver therefore costs one thread per host name
-/// until the system resolver gives up (`resolv.conf` timeouts), never one per probe; and probes
-/// of other names (a prober is shared by every target with the same timeout) never wait on it.
-/// IP literals (`127.0.0.1`, `[::1]`) are answered at once, without a thread. Nothing is
-/// cached: a finished lookup leaves the table, so every probe sees the resolver's current view.
-#[derive(Clone, Debug, Default)]
-struct OneLookup {
-    running: Arc<Mutex<HashMap<String, Arc<Lookup>>>>,
-}
-
-/// A lookup running (or just finished) on its thread; any number of probes may wait on it.
-#[derive(Debug, Default)]
-struct Lookup {
-    answer: Mutex<Option<io::Result<Vec<SocketAddr>>>>,
-    done: Condvar,
-}
-
-impl Resolver for OneLookup {
-    fn resolve(
-        &self,
-        uri: &Uri,
-        config: &Config,
-        timeout: NextTimeout,
-    ) -> Result<ResolvedSocketAddrs, Error> {
-        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-            return Err(Error::BadUri(uri.to_string()));
+        let mut engine = match Engine::new() {
+            Ok(engine) => engine,
+            Err(e) => return failed(e),
         };
-        let name = DefaultResolver::host_and_port(scheme, authority)
-            .ok_or_else(|| Error::BadUri(uri.to_string()))?;
-        let mut answer = self.empty();
-        if let Ok(literal) = name.parse::<SocketAddr>() {
-            answer.push(literal);
-            return Ok(answer);
-        }
-        let found = self.lookup(name, *timeout.after).map_err(|e| match e {
-            None => Error::Timeout(timeout.reason),
-            Some(io) => Error::Io(io),
-        })?;
-        for address in config.ip_family().keep_wanted(found.into_iter()) {
-            if answer.try_push(address).is_err() {
-                break;
-            }
-        }
-        if answer.is_empty() {
-            return Err(Error::HostNotFound);
-        }
-        Ok(answer)
-    }
-}
-
-impl OneLookup {
-    /// The addresses of `name` (`host:port`), `Err(None)` when `within` passed first.
-    fn lookup(&self, name: String, within: Duration) -> Result<Vec<SocketAddr>, Option<io::Error>> {
-        let until = Instant::now() + within;
-        let lookup = {
-            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(lookup) = running.get(&name) {
-                Arc::clone(lookup)
-            } else {
-                let lookup = Arc::new(Lookup::default());
-                let (table, mine, key) =
-                    (Arc::clone(&self.running), Arc::clone(&lookup), name.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("dns".into())
-                    .stack_size(64 * 1024)
-                    .spawn(move || {
-                        let found =
-                            std::net::ToSocketAddrs::to_socket_addrs(&key).map(Iterator::collect);
-                        // Out of the table first: a later probe starts a fresh lookup.
-                        table.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
-                        *mine.answer.lock().unwrap_or_else(PoisonError::into_inner) = Some(found);
-                        mine.done.notify_all();
-                    });
-                if let Err(e) = spawned {
-                    return Err(Some(e));
-                }
-                running.insert(name, Arc::clone(&lookup));
-                lookup
-            }
-        };
-        let mut answer = lookup.answer.lock().unwrap_or_else(PoisonError::into_inner);
+        let request = Request { url, proxy, timeout: self.timeout, body_cap: self.body_cap };
+        engine.start(0, &request);
+        let mut finished = Vec::new();
         loop {
-            if let Some(found) = answer.as_ref() {
-                return match found {
-                    Ok(addresses) => Ok(addresses.clone()),
-                    Err(e) => Err(Some(io::Error::new(e.kind(), e.to_string()))),
-                };
+            if let Err(e) = engine.turn(None, &mut finished) {
+                return failed(e);
             }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(None);
+            if let Some((_, outcome)) = finished.pop() {
+                return outcome;
             }
-            answer =
-                lookup.done.wait_timeout(answer, left).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 }
 
 /// `url` without its user-info, and the `Authorization` header value that user-info stands for
 /// (`Basic`, RFC 7617: base64 of `user:password`, each percent-decoded). Done here rather than
-/// by the client so the header is sent exactly as RFC 7617 says and [`HttpProber::fetch`]
+/// by the client so the header is sent exactly as RFC 7617 says and the engine
 /// knows to follow no redirect with it. A URL without user-info comes back as it is.
-fn without_credentials(url: &str) -> (std::borrow::Cow<'_, str>, Option<String>) {
+pub(super) fn without_credentials(url: &str) -> (std::borrow::Cow<'_, str>, Option<String>) {
     use base64::Engine as _;
     use std::borrow::Cow;
     let Ok(mut parsed) = url::Url::parse(url) else { return (Cow::Borrowed(url), None) };
@@ -636,14 +73,6 @@ fn without_credentials(url: &str) -> (std::borrow::Cow<'_, str>, Option<String>)
     let _ = parsed.set_password(None);
     let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
     (Cow::Owned(parsed.into()), Some(header))
-}
-
-/// The host of `url` for a reason (`url` was validated at start-up, so it parses).
-fn host(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| "the target host".into())
 }
 
 #[cfg(test)]
@@ -1166,26 +595,6 @@ mod tests {
             let outcome = HttpProber::new(Duration::from_secs(5)).probe(&url, None);
             assert_eq!(reason_of(&outcome).as_deref(), reason, "{interim:?}: {outcome:?}");
             let _ = server.join().unwrap();
-        }
-    }
-
-    #[test]
-    fn interim_heads_are_told_from_final_ones() {
-        let cases: [(&[u8], Head); 11] = [
-            (b"", Head::Incomplete),
-            (b"HTTP/1.1 1", Head::Incomplete),
-            (b"HTTP/1.", Head::Incomplete),
-            (b"HTTP/1.1 100 Continue\r\n", Head::Incomplete),
-            (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", Head::Interim(25)),
-            (b"HTTP/1.0 103 Early Hints\r\nLink: <a>\r\n\r\n", Head::Interim(39)),
-            (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", Head::Final),
-            (b"HTTP/1.1 200 OK\r\n", Head::Final),
-            (b"HTTP/2 ", Head::Final),
-            (b"<html>", Head::Final),
-            (b"HTTP/1.1 1xx Nonsense\r\n\r\n", Head::Final),
-        ];
-        for (input, head) in cases {
-            assert_eq!(interim_head(input), head, "{:?}", String::from_utf8_lossy(input));
         }
     }
 

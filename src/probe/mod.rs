@@ -15,8 +15,10 @@
 //! The exchange is judged in order: the exchange itself, then the status code, the
 //! `Content-Type`, the body size and completeness, and finally the body ([`verdict`]).
 
+pub mod engine;
 mod http;
 mod reason;
+mod response;
 mod verdict;
 
 pub use http::HttpProber;

@@ -1,0 +1,920 @@
+//! Many probes in flight on one thread: non-blocking sockets, one `epoll` (through `mio`), one
+//! deadline per probe.
+//!
+//! Why not a thread per probe: a target that accepts the connection and then never says a word
+//! (a black hole) would hold a thread, its stack and its allocator arena for a whole timeout;
+//! a thousand of them cost a thousand threads and 100 MiB. Here a probe in flight is a socket
+//! and a few hundred bytes of state, and a hung one costs nothing but its socket until its
+//! deadline. And a healthy probe is no thread hand-off at all: connect, write, read, judge.
+//!
+//! Each probe goes through the same stages, each bounded by the one deadline set when it
+//! starts (redirects included):
+//!
+//! ```text
+//!   resolve (only a host name) → connect → [CONNECT through the region's proxy]
+//!       → [TLS handshake] → send the GET → read the head → read the body → judge
+//! ```
+//!
+//! Name resolution is the one blocking step (`getaddrinfo` cannot be cancelled): it runs on a
+//! short-lived thread per host name in flight (never one per probe), whose answer wakes the
+//! loop. A probe whose deadline passes first fails; the lookup's thread ends with the lookup.
+//!
+//! TLS is `rustls` driven by hand (`read_tls`/`write_tls`), with the webpki roots. Parsing is
+//! [`super::response`]. A panic while driving a probe (none is known) fails that probe with
+//! [`Reason::ClientFailed`] instead of ending the loop.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use rustls::pki_types::ServerName;
+use rustls::ClientConnection;
+
+use super::response::Response;
+use super::verdict::{content_type_verdict, verdict};
+use super::{Outcome, Phase, Reason};
+
+/// Redirects followed before giving up (a loop is a failure, not a hang).
+pub const MAX_REDIRECTS: usize = 5;
+/// The token of the waker (lookups answered, or a stop asked for).
+const WAKER: Token = Token(usize::MAX);
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What one probe asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The health URL, with user-info if the target has credentials (sent as Basic auth).
+    pub url: &'a str,
+    /// The region's HTTP proxy (`http://[user:pass@]host:port`), tunnelled with CONNECT.
+    pub proxy: Option<&'a str>,
+    pub timeout: Duration,
+    /// The largest body read.
+    pub body_cap: usize,
+}
+
+/// See the module doc. `start` probes, `turn` waits for the network and hands back the
+/// outcomes of the probes that ended, each with the key it was started with.
+pub struct Engine {
+    poll: Poll,
+    events: Events,
+    waker: Arc<Waker>,
+    probes: Vec<Option<Probe>>,
+    free: Vec<usize>,
+    /// `(deadline, index, serial)` of probes in flight; stale entries are skipped.
+    deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    serial: u64,
+    /// Probes that ended without waiting for the network (e.g. a bad proxy URL).
+    ended: VecDeque<(usize, Outcome)>,
+    lookups: Lookups,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("in_flight", &self.in_flight()).finish_non_exhaustive()
+    }
+}
+
+/// One probe in flight.
+struct Probe {
+    key: usize,
+    serial: u64,
+    started: Instant,
+    timeout: Duration,
+    body_cap: usize,
+    /// The URL of the current hop, without user-info.
+    url: url::Url,
+    authorization: Option<String>,
+    visited: Vec<String>,
+    proxy: Option<ProxySpec>,
+    stage: Stage,
+}
+
+/// The region's proxy, parsed.
+#[derive(Clone)]
+struct ProxySpec {
+    host: String,
+    port: u16,
+    authorization: Option<String>,
+}
+
+enum Stage {
+    /// Waiting for the addresses of `name` (`host:port`) from a lookup thread.
+    Resolving { name: String },
+    /// A non-blocking connect in progress to one address, the others to try after it.
+    Connecting { stream: TcpStream, rest: Vec<SocketAddr> },
+    /// Asking the proxy for a tunnel and reading its answer.
+    Tunnel { stream: TcpStream, out: Vec<u8>, sent: usize, answer: Vec<u8> },
+    /// The GET and its response, over TLS or not.
+    Exchange { link: Link, out: Vec<u8>, sent: usize, response: Response },
+    /// Ended (the outcome is on its way out).
+    Over,
+}
+
+/// The connection to the target (directly or through the tunnel).
+enum Link {
+    Plain(TcpStream),
+    Tls(TcpStream, Box<ClientConnection>),
+}
+
+/// What driving a probe came to.
+enum Drive {
+    /// Waiting for the network.
+    Pending,
+    /// Healthy, or why not.
+    Done(Result<(), Reason>),
+    /// A redirect to follow: the next hop starts now.
+    Redirect(url::Url),
+    /// The connection attempt failed: the next addresses to try (none: give up).
+    ConnectFailed(io::Error, Vec<SocketAddr>),
+}
+
+impl Engine {
+    pub fn new() -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let lookups = Lookups::new(Arc::clone(&waker));
+        Ok(Engine {
+            poll,
+            events: Events::with_capacity(1024),
+            waker,
+            probes: Vec::new(),
+            free: Vec::new(),
+            deadlines: BinaryHeap::new(),
+            serial: 0,
+            ended: VecDeque::new(),
+            lookups,
+            scratch: vec![0; READ_CHUNK],
+        })
+    }
+
+    /// Wakes a [`Engine::turn`] in progress from another thread (e.g. to stop).
+    pub fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
+
+    /// Probes in flight.
+    pub fn in_flight(&self) -> usize {
+        self.probes.len() - self.free.len()
+    }
+
+    /// Starts one probe, reported under `key` by a later [`Engine::turn`].
+    pub fn start(&mut self, key: usize, request: &Request<'_>) {
+        let started = Instant::now();
+        let (address, authorization) = super::http::without_credentials(request.url);
+        let parsed = url::Url::parse(&address);
+        let proxy = request.proxy.map(parse_proxy).transpose();
+        let (url, proxy) = match (parsed, proxy) {
+            (Ok(url), Ok(proxy)) => (url, proxy),
+            (_, Err(reason)) => return self.end_now(key, started, Err(reason)),
+            (Err(e), _) => {
+                let reason = Reason::InvalidResponse {
+                    detail: format!("invalid URL: {e}"),
+                    phase: Phase::Head,
+                };
+                return self.end_now(key, started, Err(reason));
+            }
+        };
+        self.serial += 1;
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.probes.push(None);
+            self.probes.len() - 1
+        });
+        let deadline = started + request.timeout;
+        self.deadlines.push(Reverse((deadline, index, self.serial)));
+        self.probes[index] = Some(Probe {
+            key,
+            serial: self.serial,
+            started,
+
+            timeout: request.timeout,
+            body_cap: request.body_cap,
+            visited: vec![String::from(url.clone())],
+            url,
+            authorization,
+            proxy,
+            stage: Stage::Over,
+        });
+        self.begin_hop(index);
+    }
+
+    /// Waits for the network until `until` at most (`None`: until something happens), then
+    /// drives every probe that can go on and ends those past their deadline; their outcomes
+    /// are appended to `finished`. Returns early when woken.
+    pub fn turn(
+        &mut self,
+        until: Option<Instant>,
+        finished: &mut Vec<(usize, Outcome)>,
+    ) -> io::Result<()> {
+        finished.extend(self.ended.drain(..));
+        let now = Instant::now();
+        let wake_at = [until, self.next_deadline()].into_iter().flatten().min();
+        let wait = if finished.is_empty() {
+            wake_at.map(|at| at.saturating_duration_since(now))
+        } else {
+            Some(Duration::ZERO)
+        };
+        // mio rounds a wait down to whole milliseconds: round up, so a deadline is not missed
+        // by a busy loop of zero-length waits.
+        let wait = wait.map(|w| {
+            if w.is_zero() || w.subsec_nanos() % 1_000_000 == 0 {
+                w
+            } else {
+                Duration::from_millis(w.as_millis() as u64 + 1)
+            }
+        });
+        match self.poll.poll(&mut self.events, wait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        let ready: Vec<usize> = self
+            .events
+            .iter()
+            .map(|e| e.token())
+            .filter(|&t| t != WAKER)
+            .map(|t| t.0)
+            .collect();
+        for (name, answer) in self.lookups.answered() {
+            for (index, serial) in answer.waiting {
+                self.resolved(index, serial, &name, &answer.result);
+            }
+        }
+        for index in ready {
+            self.drive(index);
+        }
+        self.expire(Instant::now());
+        finished.extend(self.ended.drain(..));
+        Ok(())
+    }
+
+    /// Ends every probe in flight without an outcome (the monitor is stopping).
+    pub fn abandon(&mut self) {
+        for index in 0..self.probes.len() {
+            if self.probes[index].take().is_some() {
+                self.free.push(index);
+            }
+        }
+        self.deadlines.clear();
+        self.ended.clear();
+    }
+
+    /// The earliest deadline of a probe in flight.
+    fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(Reverse((deadline, index, serial))) = self.deadlines.peek().copied() {
+            if self.live(index, serial) {
+                return Some(deadline);
+            }
+            self.deadlines.pop();
+        }
+        None
+    }
+
+    fn live(&self, index: usize, serial: u64) -> bool {
+        self.probes.get(index).and_then(Option::as_ref).is_some_and(|p| p.serial == serial)
+    }
+
+    /// Ends the probes whose deadline has passed at `now`.
+    fn expire(&mut self, now: Instant) {
+        while let Some(Reverse((deadline, index, serial))) = self.deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            if !self.live(index, serial) {
+                continue;
+            }
+            let probe = self.probes[index].as_ref().expect("live");
+            let reason = match (&probe.stage, &probe.proxy) {
+                (Stage::Resolving { .. } | Stage::Connecting { .. } | Stage::Tunnel { .. }, Some(p)) => {
+                    Reason::ProxySilent { proxy: p.host.clone(), after: probe.timeout }
+                }
+                (Stage::Exchange { response, .. }, _) => {
+                    Reason::Timeout { after: probe.timeout, phase: response.phase() }
+                }
+                _ => Reason::Timeout { after: probe.timeout, phase: Phase::Head },
+            };
+            self.finish(index, Err(reason));
+        }
+    }
+
+    fn end_now(&mut self, key: usize, started: Instant, verdict: Result<(), Reason>) {
+        self.ended.push_back((key, outcome(verdict, started.elapsed())));
+    }
+
+    /// Ends probe `index` with `verdict`, closing its socket.
+    fn finish(&mut self, index: usize, verdict: Result<(), Reason>) {
+        if let Some(probe) = self.probes[index].take() {
+            self.free.push(index);
+            self.ended.push_back((probe.key, outcome(verdict, probe.started.elapsed())));
+        }
+    }
+
+    /// Starts the current hop: resolve or connect (to the proxy when there is one).
+    fn begin_hop(&mut self, index: usize) {
+        let Some(probe) = self.probes[index].as_mut() else { return };
+        let (host, port) = match &probe.proxy {
+            Some(proxy) => (proxy.host.clone(), proxy.port),
+            None => match (probe.url.host(), probe.url.port_or_known_default()) {
+                (Some(host), Some(port)) => (host_text(&host), port),
+                _ => {
+                    let reason = Reason::InvalidResponse {
+                        detail: "URL without a host".into(),
+                        phase: Phase::Head,
+                    };
+                    return self.finish(index, Err(reason));
+                }
+            },
+        };
+        let literal = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>();
+        match literal {
+            Ok(ip) => self.connect(index, vec![SocketAddr::new(ip, port)]),
+            Err(_) => {
+                let name = format!("{host}:{port}");
+                let serial = probe.serial;
+                probe.stage = Stage::Resolving { name: name.clone() };
+                self.lookups.ask(name, index, serial);
+            }
+        }
+    }
+
+    fn resolved(&mut self, index: usize, serial: u64, name: &str, answer: &LookupResult) {
+        if !self.live(index, serial) {
+            return;
+        }
+        let probe = self.probes[index].as_ref().expect("live");
+        if !matches!(&probe.stage, Stage::Resolving { name: n } if n == name) {
+            return;
+        }
+        let host = name.rsplit_once(':').map_or(name, |(h, _)| h).to_owned();
+        match answer {
+            Ok(addresses) if !addresses.is_empty() => self.connect(index, addresses.clone()),
+            _ => {
+                let reason = match &probe.proxy {
+                    Some(p) => Reason::ProxyDns { proxy: p.host.clone() },
+                    None => Reason::Dns { host },
+                };
+                self.finish(index, Err(reason));
+            }
+        }
+    }
+
+    /// Connects to the first of `addresses` that takes a connection attempt.
+    fn connect(&mut self, index: usize, mut addresses: Vec<SocketAddr>) {
+        addresses.reverse();
+        let mut last_error = None;
+        while let Some(address) = addresses.pop() {
+            match TcpStream::connect(address) {
+                Ok(mut stream) => {
+                    let registered = self.poll.registry().register(
+                        &mut stream,
+                        Token(index),
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                    if let Err(e) = registered {
+                        last_error = Some(e);
+                        continue;
+                    }
+                    addresses.reverse();
+                    let probe = self.probes[index].as_mut().expect("in flight");
+                    probe.stage = Stage::Connecting { stream, rest: addresses };
+                    // A connect to loopback may already be done: look now.
+                    return self.drive(index);
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let error = last_error.unwrap_or_else(|| io::Error::other("no address"));
+        let reason = self.connect_failure(index, &error);
+        self.finish(index, Err(reason));
+    }
+
+    /// Why a connection to the target (or its proxy) could not be made.
+    fn connect_failure(&self, index: usize, error: &io::Error) -> Reason {
+        let probe = self.probes[index].as_ref().expect("in flight");
+        match &probe.proxy {
+            Some(proxy) => proxy_io(proxy, error, probe.timeout),
+            None => io_reason(error, Phase::Head, probe.timeout),
+        }
+    }
+
+    /// Moves probe `index` on as far as the network lets it.
+    fn drive(&mut self, index: usize) {
+        let scratch = &mut self.scratch;
+        let Some(probe) = self.probes.get_mut(index).and_then(Option::as_mut) else { return };
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| advance(probe, scratch)));
+        match step {
+            Ok(Drive::Pending) => {}
+            Ok(Drive::Done(verdict)) => self.finish(index, verdict),
+            Ok(Drive::ConnectFailed(error, rest)) => {
+                if rest.is_empty() {
+                    let reason = self.connect_failure(index, &error);
+                    self.finish(index, Err(reason));
+                } else {
+                    self.connect(index, rest);
+                }
+            }
+            Ok(Drive::Redirect(next)) => {
+                let probe = self.probes[index].as_mut().expect("in flight");
+                probe.stage = Stage::Over;
+                probe.url = next;
+                self.begin_hop(index);
+            }
+            Err(_) => self.finish(index, Err(Reason::ClientFailed)),
+        }
+    }
+}
+
+/// What a non-blocking read gave.
+enum Got {
+    Data(usize),
+    Blocked,
+    Eof,
+}
+
+/// Moves one probe on until it must wait for the network, ends, or redirects.
+fn advance(probe: &mut Probe, scratch: &mut [u8]) -> Drive {
+    loop {
+        match &mut probe.stage {
+            Stage::Resolving { .. } | Stage::Over => return Drive::Pending,
+            Stage::Connecting { stream, rest } => {
+                let failed = match stream.take_error() {
+                    Ok(Some(e)) | Err(e) => Some(e),
+                    Ok(None) => match stream.peer_addr() {
+                        Ok(_) => None,
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                            return Drive::Pending
+                        }
+                        Err(e) => Some(e),
+                    },
+                };
+                if let Some(error) = failed {
+                    return Drive::ConnectFailed(error, std::mem::take(rest));
+                }
+                let Stage::Connecting { stream, .. } = std::mem::replace(&mut probe.stage, Stage::Over)
+                else {
+                    unreachable!("matched above")
+                };
+                let _ = stream.set_nodelay(true);
+                probe.stage = match &probe.proxy {
+                    Some(proxy) => Stage::Tunnel {
+                        stream,
+                        out: connect_request(&probe.url, proxy),
+                        sent: 0,
+                        answer: Vec::new(),
+                    },
+                    None => match exchange(probe, stream, &[]) {
+                        Ok(stage) => stage,
+                        Err(reason) => return Drive::Done(Err(reason)),
+                    },
+                };
+            }
+            Stage::Tunnel { stream, out, sent, answer } => {
+                let proxy = probe.proxy.as_ref().expect("a tunnel has a proxy");
+                if let Err(e) = write_some(stream, out, sent) {
+                    return Drive::Done(Err(proxy_io(proxy, &e, probe.timeout)));
+                }
+                let eof = loop {
+                    match read_plain(stream, scratch) {
+                        Ok(Got::Data(n)) => answer.extend_from_slice(&scratch[..n]),
+                        Ok(Got::Blocked) => break false,
+                        Ok(Got::Eof) => break true,
+                        Err(e) => return Drive::Done(Err(proxy_io(proxy, &e, probe.timeout))),
+                    }
+                    if answer.len() > super::response::HEAD_CAP {
+                        break false;
+                    }
+                };
+                let mut fields = [httparse::EMPTY_HEADER; 64];
+                let mut parsed = httparse::Response::new(&mut fields);
+                let proxy_failed = |detail: String| Reason::ProxyFailed { proxy: proxy.host.clone(), detail };
+                let length = match parsed.parse(answer) {
+                    Ok(httparse::Status::Complete(length)) => length,
+                    Ok(httparse::Status::Partial) if answer.len() > super::response::HEAD_CAP => {
+                        return Drive::Done(Err(proxy_failed("answer to CONNECT too large".into())))
+                    }
+                    Ok(httparse::Status::Partial) if eof => {
+                        return Drive::Done(Err(Reason::ProxyClosed { proxy: proxy.host.clone() }))
+                    }
+                    Ok(httparse::Status::Partial) => return Drive::Pending,
+                    Err(e) => {
+                        return Drive::Done(Err(proxy_failed(format!("malformed answer to CONNECT ({e})"))))
+                    }
+                };
+                match parsed.code.unwrap_or(0) {
+                    200..=299 => {}
+                    407 => return Drive::Done(Err(Reason::ProxyCredentials { proxy: proxy.host.clone() })),
+                    _ => return Drive::Done(Err(Reason::ConnectRefused)),
+                }
+                let early = answer[length..].to_vec();
+                let Stage::Tunnel { stream, .. } = std::mem::replace(&mut probe.stage, Stage::Over) else {
+                    unreachable!("matched above")
+                };
+                probe.stage = match exchange(probe, stream, &early) {
+                    Ok(stage) => stage,
+                    Err(reason) => return Drive::Done(Err(reason)),
+                };
+            }
+            Stage::Exchange { .. } => loop {
+                let got = pump(&mut probe.stage, scratch);
+                let eof = match got {
+                    Ok(Got::Data(_)) => false,
+                    Ok(Got::Blocked) => return conclude(probe, false).unwrap_or(Drive::Pending),
+                    Ok(Got::Eof) => true,
+                    Err(e) => {
+                        let phase = match &probe.stage {
+                            Stage::Exchange { response, .. } => response.phase(),
+                            _ => Phase::Head,
+                        };
+                        return Drive::Done(Err(io_reason(&e, phase, probe.timeout)));
+                    }
+                };
+                if let Some(drive) = conclude(probe, eof) {
+                    return drive;
+                }
+            },
+        }
+    }
+}
+
+/// One step of the exchange: sends what is left of the request, then reads once. A write
+/// error is reported only when there is nothing to read: a server may answer and close
+/// before it has read the whole request.
+fn pump(stage: &mut Stage, scratch: &mut [u8]) -> io::Result<Got> {
+    let Stage::Exchange { link, out, sent, response } = stage else { return Ok(Got::Blocked) };
+    let wrote = match link {
+        Link::Plain(stream) => write_some(stream, out, sent),
+        Link::Tls(stream, tls) => flush_tls(stream, tls),
+    };
+    let got = match link {
+        Link::Plain(stream) => read_plain(stream, scratch),
+        Link::Tls(stream, tls) => read_tls(stream, tls, scratch),
+    }?;
+    match got {
+        Got::Data(n) => response.feed(&scratch[..n]),
+        Got::Blocked => wrote?,
+        Got::Eof => {}
+    }
+    Ok(got)
+}
+
+/// Judges what has been read of the response: `None` while more is needed. `eof`: the
+/// server closed, so this is all there will be.
+fn conclude(probe: &mut Probe, eof: bool) -> Option<Drive> {
+    let Stage::Exchange { response, .. } = &mut probe.stage else { return None };
+    let (status, location, content_type) = match response.head(eof) {
+        Ok(Some(head)) => (head.status, head.location.clone(), head.content_type.clone()),
+        Ok(None) => return None,
+        Err(reason) => return Some(Drive::Done(Err(reason))),
+    };
+    // With credentials a redirect is answered as a failure (`HTTP 302`), so the credentials
+    // never travel to wherever it points.
+    if matches!(status, 301 | 302 | 303 | 307 | 308) && probe.authorization.is_none() {
+        return Some(match redirect(probe, location.as_deref()) {
+            Ok(next) => Drive::Redirect(next),
+            Err(reason) => Drive::Done(Err(reason)),
+        });
+    }
+    if status != 200 {
+        return Some(Drive::Done(Err(Reason::HttpStatus(status))));
+    }
+    if let Err(reason) = content_type_verdict(content_type.as_deref()) {
+        return Some(Drive::Done(Err(reason)));
+    }
+    match response.body(eof) {
+        Ok(Some(body)) => Some(Drive::Done(verdict(body))),
+        Ok(None) => None,
+        Err(reason) => Some(Drive::Done(Err(reason))),
+    }
+}
+
+/// Where a redirect leads: never to a URL already visited, never past [`MAX_REDIRECTS`].
+fn redirect(probe: &mut Probe, location: Option<&str>) -> Result<url::Url, Reason> {
+    let location = location.ok_or(Reason::RedirectWithoutLocation)?;
+    let next = probe.url.join(location.trim()).map_err(|_| Reason::RedirectNotHttp)?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(Reason::RedirectNotHttp);
+    }
+    let text = String::from(next.clone());
+    if probe.visited.contains(&text) {
+        return Err(Reason::RedirectLoop);
+    }
+    if probe.visited.len() > MAX_REDIRECTS {
+        return Err(Reason::TooManyRedirects { max: MAX_REDIRECTS });
+    }
+    probe.visited.push(text);
+    Ok(next)
+}
+
+/// The exchange with the target over a connected `stream` (to it, or tunnelled through the
+/// proxy): the GET queued, TLS set up for `https`. `early`: bytes the proxy sent past its
+/// answer to CONNECT, already the target's.
+fn exchange(probe: &Probe, stream: TcpStream, early: &[u8]) -> Result<Stage, Reason> {
+    let request = get_request(&probe.url, probe.authorization.as_deref());
+    let mut response = Response::new(probe.body_cap);
+    let link = if probe.url.scheme() == "https" {
+        let name = match probe.url.host() {
+            Some(url::Host::Domain(name)) => ServerName::try_from(name.to_owned()).map_err(|e| {
+                Reason::Tls { detail: e.to_string(), phase: Phase::Head }
+            })?,
+            Some(url::Host::Ipv4(ip)) => ServerName::IpAddress(IpAddr::V4(ip).into()),
+            Some(url::Host::Ipv6(ip)) => ServerName::IpAddress(IpAddr::V6(ip).into()),
+            None => {
+                return Err(Reason::InvalidResponse {
+                    detail: "URL without a host".into(),
+                    phase: Phase::Head,
+                })
+            }
+        };
+        let mut tls = ClientConnection::new(tls_config(), name)
+            .map_err(|e| Reason::Tls { detail: e.to_string(), phase: Phase::Head })?;
+        // Sent once the handshake is done.
+        tls.writer().write_all(&request).map_err(|e| Reason::Tls {
+            detail: e.to_string(),
+            phase: Phase::Head,
+        })?;
+        if !early.is_empty() {
+            let mut early = early;
+            tls.read_tls(&mut early)
+                .and_then(|_| tls.process_new_packets().map_err(io::Error::other).map(drop))
+                .map_err(|e| Reason::Tls { detail: e.to_string(), phase: Phase::Head })?;
+        }
+        return Ok(Stage::Exchange {
+            link: Link::Tls(stream, Box::new(tls)),
+            out: Vec::new(),
+            sent: 0,
+            response,
+        });
+    } else {
+        response.feed(early);
+        Link::Plain(stream)
+    };
+    Ok(Stage::Exchange { link, out: request, sent: 0, response })
+}
+
+/// The probe's request head. `Connection: close`: each probe tests the whole path, so no
+/// connection is kept for the next.
+fn get_request(url: &url::Url, authorization: Option<&str>) -> Vec<u8> {
+    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let path = if path.is_empty() { "/" } else { path };
+    let mut head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: api-monitor/{}\r\n\
+         Accept: application/json\r\nConnection: close\r\n",
+        authority(url),
+        env!("CARGO_PKG_VERSION"),
+    );
+    if let Some(value) = authorization {
+        head.push_str("Authorization: ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+/// The request asking the proxy for a tunnel to the target's host and port.
+fn connect_request(url: &url::Url, proxy: &ProxySpec) -> Vec<u8> {
+    let port = url.port_or_known_default().unwrap_or(80);
+    let host = url.host_str().unwrap_or_default();
+    let mut head = format!(
+        "CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: api-monitor/{}\r\n",
+        env!("CARGO_PKG_VERSION"),
+    );
+    if let Some(value) = &proxy.authorization {
+        head.push_str("Proxy-Authorization: ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+/// `host[:port]` as the `Host` header gives it (the port only when not the scheme's own).
+fn authority(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// Writes what is left of `out` until the socket would block.
+fn write_some(stream: &mut TcpStream, out: &[u8], sent: &mut usize) -> io::Result<()> {
+    while *sent < out.len() {
+        match stream.write(&out[*sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn read_plain(stream: &mut TcpStream, into: &mut [u8]) -> io::Result<Got> {
+    loop {
+        return match stream.read(into) {
+            Ok(0) => Ok(Got::Eof),
+            Ok(n) => Ok(Got::Data(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Got::Blocked),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
+    }
+}
+
+/// Sends what TLS has to send (handshake records, the request, alerts).
+fn flush_tls(stream: &mut TcpStream, tls: &mut ClientConnection) -> io::Result<()> {
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads plaintext through TLS: records are read from the socket and processed until some
+/// plaintext comes out, the socket would block, or the connection ends. A TLS error comes
+/// back as an I/O error carrying the `rustls::Error`.
+fn read_tls(stream: &mut TcpStream, tls: &mut ClientConnection, into: &mut [u8]) -> io::Result<Got> {
+    let mut closed = false;
+    loop {
+        match tls.reader().read(into) {
+            Ok(0) => return Ok(Got::Eof),
+            Ok(n) => return Ok(Got::Data(n)),
+            // The peer closed without `close_notify`: for a probe, the end of what it sends.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Got::Eof),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        if closed {
+            return Ok(Got::Eof);
+        }
+        match tls.read_tls(stream) {
+            Ok(0) => closed = true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Got::Blocked),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if let Err(error) = tls.process_new_packets() {
+            // Tell the server why (an alert), best effort.
+            let _ = tls.write_tls(stream);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+        }
+        // The handshake's next flight, if it is our turn.
+        flush_tls(stream, tls)?;
+    }
+}
+
+/// An I/O error of the exchange with the target, as a reason.
+fn io_reason(error: &io::Error, phase: Phase, timeout: Duration) -> Reason {
+    use io::ErrorKind;
+    if let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        return Reason::Tls { detail: tls.to_string(), phase };
+    }
+    match error.kind() {
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => Reason::Timeout { after: timeout, phase },
+        ErrorKind::ConnectionRefused => Reason::Refused,
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+            Reason::Reset { phase }
+        }
+        ErrorKind::UnexpectedEof if phase == Phase::Head => Reason::ClosedWithoutResponse,
+        ErrorKind::UnexpectedEof => Reason::ClosedMidBody,
+        _ => Reason::Network { detail: error.to_string(), phase },
+    }
+}
+
+/// An I/O error while reaching the proxy or waiting for its answer to CONNECT: the proxy's
+/// own failure, which blinds the region.
+fn proxy_io(proxy: &ProxySpec, error: &io::Error, timeout: Duration) -> Reason {
+    use io::ErrorKind;
+    let proxy = proxy.host.clone();
+    match error.kind() {
+        ErrorKind::ConnectionRefused => Reason::ProxyRefused { proxy },
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => Reason::ProxySilent { proxy, after: timeout },
+        ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe
+        | ErrorKind::UnexpectedEof => Reason::ProxyClosed { proxy },
+        _ => Reason::ProxyFailed { proxy, detail: error.to_string() },
+    }
+}
+
+/// `http://[user:pass@]host:port` (credentials percent-encoded) as the probe uses it.
+fn parse_proxy(text: &str) -> Result<ProxySpec, Reason> {
+    use base64::Engine as _;
+    let invalid = |detail: String| Reason::ProxyFailed {
+        proxy: text.to_owned(),
+        detail: format!("invalid proxy URL: {detail}"),
+    };
+    let url = url::Url::parse(text).map_err(|e| invalid(e.to_string()))?;
+    if url.scheme() != "http" {
+        return Err(invalid(format!("scheme {:?} (only http proxies are supported)", url.scheme())));
+    }
+    let host = url.host().map(|h| host_text(&h)).ok_or_else(|| invalid("no host".into()))?;
+    let authorization = (!url.username().is_empty() || url.password().is_some()).then(|| {
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+        let mut pair = decode(url.username());
+        pair.push(b':');
+        pair.extend(decode(url.password().unwrap_or("")));
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+    });
+    Ok(ProxySpec { host, port: url.port_or_known_default().unwrap_or(80), authorization })
+}
+
+/// A URL's host as reasons name it: a name, an IPv4 address, or `[v6]`.
+fn host_text(host: &url::Host<&str>) -> String {
+    host.to_string()
+}
+
+fn outcome(verdict: Result<(), Reason>, latency: Duration) -> Outcome {
+    match verdict {
+        Ok(()) => Outcome::Healthy { latency },
+        Err(reason) if reason.blinds() => Outcome::Blind { reason, latency },
+        Err(reason) => Outcome::Failed { reason, latency },
+    }
+}
+
+/// The TLS client configuration, built once: the webpki roots, `aws-lc-rs` (the provider
+/// `lettre` and `mysql` use too).
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    Arc::clone(CONFIG.get_or_init(|| {
+        let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Arc::new(config)
+    }))
+}
+
+/// Addresses of a host name, or the lookup failed.
+type LookupResult = Result<Vec<SocketAddr>, ()>;
+
+/// A lookup's answer and the probes that waited for it.
+struct Answer {
+    result: LookupResult,
+    waiting: Vec<(usize, u64)>,
+}
+
+/// Name lookups on short-lived threads, at most one per host name in flight: a stalled
+/// resolver costs one thread per name, never one per probe.
+struct Lookups {
+    waker: Arc<Waker>,
+    /// `host:port` → the probes waiting for it.
+    running: HashMap<String, Vec<(usize, u64)>>,
+    answers: Arc<Mutex<Vec<(String, LookupResult)>>>,
+}
+
+impl Lookups {
+    fn new(waker: Arc<Waker>) -> Self {
+        Lookups { waker, running: HashMap::new(), answers: Arc::default() }
+    }
+
+    /// Probe `index` (`serial`) wants the addresses of `name`.
+    fn ask(&mut self, name: String, index: usize, serial: u64) {
+        if let Some(waiting) = self.running.get_mut(&name) {
+            waiting.push((index, serial));
+            return;
+        }
+        self.running.insert(name.clone(), vec![(index, serial)]);
+        let (answers, waker, key) = (Arc::clone(&self.answers), Arc::clone(&self.waker), name.clone());
+        let spawned = std::thread::Builder::new().name("dns".into()).stack_size(64 * 1024).spawn(
+            move || {
+                let found = key.to_socket_addrs().map(Iterator::collect).map_err(drop);
+                answers.lock().unwrap_or_else(PoisonError::into_inner).push((key, found));
+                let _ = waker.wake();
+            },
+        );
+        if spawned.is_err() {
+            self.answers.lock().unwrap_or_else(PoisonError::into_inner).push((name, Err(())));
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// The lookups that ended since the last call.
+    fn answered(&mut self) -> Vec<(String, Answer)> {
+        let done = std::mem::take(&mut *self.answers.lock().unwrap_or_else(PoisonError::into_inner));
+        done.into_iter()
+            .map(|(name, result)| {
+                let waiting = self.running.remove(&name).unwrap_or_default();
+                (name, Answer { result, waiting })
+            })
+            .collect()
+    }
+}
