@@ -312,7 +312,7 @@ that loses is not read. A variable set but blank is refused, except LISTEN= whic
                        /healthz and a status page at / (e.g. 127.0.0.1:9898;
                        beyond loopback only if you mean it: the data is read-only)
     --concurrency N    most probes in flight at once      CONCURRENCY
-                       (workers start on demand) [default: enough for every
+                       (on one thread, a socket each) [default: enough for every
                        target to hang for its whole timeout, at most 1024]
     --cluster NAME     run as a member of cluster NAME:   CLUSTER   [default: off]
                        instances sharing the MySQL --db and NAME split the targets

@@ -18,7 +18,7 @@ use api_monitor::runtime::coordinator::Identity;
 use api_monitor::runtime::ledger::Ledger;
 use api_monitor::runtime::schedule::Shutdown;
 use api_monitor::runtime::state::{self, Ending, Recipients, Snapshot};
-use api_monitor::runtime::{self, pool, ClusterParts, Parts, ProberFactory};
+use api_monitor::runtime::{self, probing, ClusterParts, Parts};
 use api_monitor::store::Access;
 use api_monitor::timestamp::{Clock, SystemClock};
 use api_monitor::web::metrics::Registry;
@@ -664,17 +664,16 @@ fn start_generation(
         );
     }
 
-    let probers: ProberFactory = Box::new(|timeout| Box::new(HttpProber::new(timeout)));
-    let slots = runtime::slots(&config.targets, &config.regions, metrics, &probers);
+    let slots = runtime::slots(&config.targets, &config.regions, metrics);
     // A reload drops the series of the pairs no longer watched; the others keep counting.
     let watched: Vec<(String, String)> =
         slots.iter().map(|s| (s.target.name.clone(), s.region.name.clone())).collect();
     metrics.keep_only(&watched);
     let concurrency = config.concurrency.unwrap_or_else(|| {
-        pool::default_size(slots.iter().map(|s| (s.target.interval, s.target.timeout)))
+        probing::default_size(slots.iter().map(|s| (s.target.interval, s.target.timeout)))
     });
     let origin = if config.concurrency.is_some() { "--concurrency" } else { "default" };
-    log::info!("probe pool workers={concurrency} source={origin} (at most; started on demand)");
+    log::info!("probes in flight at most={concurrency} source={origin}");
     metrics.set_workers(concurrency);
     let cluster = config.cluster.as_ref().map(|settings| {
         // Unique per process run: a restarted member is a new member (the old one's loss is

@@ -158,7 +158,7 @@ fn crash_loop(db: &str, read: fn(&str) -> Recorded) {
     let end = Instant::now() + run_for();
     while Instant::now() < end {
         let mut mon = monitor(&argv);
-        mon.wait_for_line("probe pool workers=");
+        mon.wait_for_line("probes in flight at most=");
         if dice.below(2) == 0 {
             // Targeted: kill the instant a transition is logged (recorded, email not yet out).
             let seen = |m: &Process| m.count("OUTAGE target=") + m.count("RECOVERED target=");
@@ -184,7 +184,7 @@ fn crash_loop(db: &str, read: fn(&str) -> Recorded) {
     let mut last = monitor(&argv);
     // Its signal handler is in place by this line: the database may already say "settled"
     // (earlier runs delivered everything), and a SIGTERM before the handler would kill it.
-    last.wait_for_line("probe pool workers=");
+    last.wait_for_line("probes in flight at most=");
     let give_up = Instant::now() + DEADLINE;
     loop {
         let r = read(db);

@@ -301,11 +301,11 @@ fn watch(
 }
 
 /// The probe pool's size from the start-up log, if a line states it (`concurrency=N`,
-/// `pool=N`, `pool_size=N` or `workers=N`).
+/// `most=N`, `pool=N`, `pool_size=N` or `workers=N`).
 fn pool_size(monitor: &Process) -> Option<u64> {
     monitor.stderr.read(|lines| {
         lines.iter().take(50).find_map(|line| {
-            ["concurrency=", "pool=", "pool_size=", "workers="].iter().find_map(|key| {
+            ["concurrency=", "most=", "pool=", "pool_size=", "workers="].iter().find_map(|key| {
                 let value = testkit::fake_api::token(line, key)?;
                 value.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok()
             })

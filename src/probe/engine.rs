@@ -234,13 +234,8 @@ impl Engine {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        let ready: Vec<usize> = self
-            .events
-            .iter()
-            .map(|e| e.token())
-            .filter(|&t| t != WAKER)
-            .map(|t| t.0)
-            .collect();
+        let ready: Vec<usize> =
+            self.events.iter().map(|e| e.token()).filter(|&t| t != WAKER).map(|t| t.0).collect();
         for (name, answer) in self.lookups.answered() {
             for (index, serial) in answer.waiting {
                 self.resolved(index, serial, &name, &answer.result);
@@ -292,9 +287,10 @@ impl Engine {
             }
             let probe = self.probes[index].as_ref().expect("live");
             let reason = match (&probe.stage, &probe.proxy) {
-                (Stage::Resolving { .. } | Stage::Connecting { .. } | Stage::Tunnel { .. }, Some(p)) => {
-                    Reason::ProxySilent { proxy: p.host.clone(), after: probe.timeout }
-                }
+                (
+                    Stage::Resolving { .. } | Stage::Connecting { .. } | Stage::Tunnel { .. },
+                    Some(p),
+                ) => Reason::ProxySilent { proxy: p.host.clone(), after: probe.timeout },
                 (Stage::Exchange { response, .. }, _) => {
                     Reason::Timeout { after: probe.timeout, phase: response.phase() }
                 }
@@ -408,7 +404,8 @@ impl Engine {
     fn drive(&mut self, index: usize) {
         let scratch = &mut self.scratch;
         let Some(probe) = self.probes.get_mut(index).and_then(Option::as_mut) else { return };
-        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| advance(probe, scratch)));
+        let step =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| advance(probe, scratch)));
         match step {
             Ok(Drive::Pending) => {}
             Ok(Drive::Done(verdict)) => self.finish(index, verdict),
@@ -448,16 +445,15 @@ fn advance(probe: &mut Probe, scratch: &mut [u8]) -> Drive {
                     Ok(Some(e)) | Err(e) => Some(e),
                     Ok(None) => match stream.peer_addr() {
                         Ok(_) => None,
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                            return Drive::Pending
-                        }
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => return Drive::Pending,
                         Err(e) => Some(e),
                     },
                 };
                 if let Some(error) = failed {
                     return Drive::ConnectFailed(error, std::mem::take(rest));
                 }
-                let Stage::Connecting { stream, .. } = std::mem::replace(&mut probe.stage, Stage::Over)
+                let Stage::Connecting { stream, .. } =
+                    std::mem::replace(&mut probe.stage, Stage::Over)
                 else {
                     unreachable!("matched above")
                 };
@@ -493,7 +489,8 @@ fn advance(probe: &mut Probe, scratch: &mut [u8]) -> Drive {
                 };
                 let mut fields = [httparse::EMPTY_HEADER; 64];
                 let mut parsed = httparse::Response::new(&mut fields);
-                let proxy_failed = |detail: String| Reason::ProxyFailed { proxy: proxy.host.clone(), detail };
+                let proxy_failed =
+                    |detail: String| Reason::ProxyFailed { proxy: proxy.host.clone(), detail };
                 let length = match parsed.parse(answer) {
                     Ok(httparse::Status::Complete(length)) => length,
                     Ok(httparse::Status::Partial) if answer.len() > super::response::HEAD_CAP => {
@@ -504,16 +501,23 @@ fn advance(probe: &mut Probe, scratch: &mut [u8]) -> Drive {
                     }
                     Ok(httparse::Status::Partial) => return Drive::Pending,
                     Err(e) => {
-                        return Drive::Done(Err(proxy_failed(format!("malformed answer to CONNECT ({e})"))))
+                        return Drive::Done(Err(proxy_failed(format!(
+                            "malformed answer to CONNECT ({e})"
+                        ))))
                     }
                 };
                 match parsed.code.unwrap_or(0) {
                     200..=299 => {}
-                    407 => return Drive::Done(Err(Reason::ProxyCredentials { proxy: proxy.host.clone() })),
+                    407 => {
+                        return Drive::Done(Err(Reason::ProxyCredentials {
+                            proxy: proxy.host.clone(),
+                        }))
+                    }
                     _ => return Drive::Done(Err(Reason::ConnectRefused)),
                 }
                 let early = answer[length..].to_vec();
-                let Stage::Tunnel { stream, .. } = std::mem::replace(&mut probe.stage, Stage::Over) else {
+                let Stage::Tunnel { stream, .. } = std::mem::replace(&mut probe.stage, Stage::Over)
+                else {
                     unreachable!("matched above")
                 };
                 probe.stage = match exchange(probe, stream, &early) {
@@ -620,9 +624,8 @@ fn exchange(probe: &Probe, stream: TcpStream, early: &[u8]) -> Result<Stage, Rea
     let mut response = Response::new(probe.body_cap);
     let link = if probe.url.scheme() == "https" {
         let name = match probe.url.host() {
-            Some(url::Host::Domain(name)) => ServerName::try_from(name.to_owned()).map_err(|e| {
-                Reason::Tls { detail: e.to_string(), phase: Phase::Head }
-            })?,
+            Some(url::Host::Domain(name)) => ServerName::try_from(name.to_owned())
+                .map_err(|e| Reason::Tls { detail: e.to_string(), phase: Phase::Head })?,
             Some(url::Host::Ipv4(ip)) => ServerName::IpAddress(IpAddr::V4(ip).into()),
             Some(url::Host::Ipv6(ip)) => ServerName::IpAddress(IpAddr::V6(ip).into()),
             None => {
@@ -635,10 +638,9 @@ fn exchange(probe: &Probe, stream: TcpStream, early: &[u8]) -> Result<Stage, Rea
         let mut tls = ClientConnection::new(tls_config(), name)
             .map_err(|e| Reason::Tls { detail: e.to_string(), phase: Phase::Head })?;
         // Sent once the handshake is done.
-        tls.writer().write_all(&request).map_err(|e| Reason::Tls {
-            detail: e.to_string(),
-            phase: Phase::Head,
-        })?;
+        tls.writer()
+            .write_all(&request)
+            .map_err(|e| Reason::Tls { detail: e.to_string(), phase: Phase::Head })?;
         if !early.is_empty() {
             let mut early = early;
             tls.read_tls(&mut early)
@@ -746,7 +748,11 @@ fn flush_tls(stream: &mut TcpStream, tls: &mut ClientConnection) -> io::Result<(
 /// Reads plaintext through TLS: records are read from the socket and processed until some
 /// plaintext comes out, the socket would block, or the connection ends. A TLS error comes
 /// back as an I/O error carrying the `rustls::Error`.
-fn read_tls(stream: &mut TcpStream, tls: &mut ClientConnection, into: &mut [u8]) -> io::Result<Got> {
+fn read_tls(
+    stream: &mut TcpStream,
+    tls: &mut ClientConnection,
+    into: &mut [u8],
+) -> io::Result<Got> {
     let mut closed = false;
     loop {
         match tls.reader().read(into) {
@@ -802,7 +808,9 @@ fn proxy_io(proxy: &ProxySpec, error: &io::Error, timeout: Duration) -> Reason {
     let proxy = proxy.host.clone();
     match error.kind() {
         ErrorKind::ConnectionRefused => Reason::ProxyRefused { proxy },
-        ErrorKind::TimedOut | ErrorKind::WouldBlock => Reason::ProxySilent { proxy, after: timeout },
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+            Reason::ProxySilent { proxy, after: timeout }
+        }
         ErrorKind::ConnectionReset
         | ErrorKind::ConnectionAborted
         | ErrorKind::BrokenPipe
@@ -820,7 +828,10 @@ fn parse_proxy(text: &str) -> Result<ProxySpec, Reason> {
     };
     let url = url::Url::parse(text).map_err(|e| invalid(e.to_string()))?;
     if url.scheme() != "http" {
-        return Err(invalid(format!("scheme {:?} (only http proxies are supported)", url.scheme())));
+        return Err(invalid(format!(
+            "scheme {:?} (only http proxies are supported)",
+            url.scheme()
+        )));
     }
     let host = url.host().map(|h| host_text(&h)).ok_or_else(|| invalid("no host".into()))?;
     let authorization = (!url.username().is_empty() || url.password().is_some()).then(|| {
@@ -851,7 +862,8 @@ fn outcome(verdict: Result<(), Reason>, latency: Duration) -> Outcome {
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     Arc::clone(CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let roots =
+            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -893,14 +905,14 @@ impl Lookups {
             return;
         }
         self.running.insert(name.clone(), vec![(index, serial)]);
-        let (answers, waker, key) = (Arc::clone(&self.answers), Arc::clone(&self.waker), name.clone());
-        let spawned = std::thread::Builder::new().name("dns".into()).stack_size(64 * 1024).spawn(
-            move || {
+        let (answers, waker, key) =
+            (Arc::clone(&self.answers), Arc::clone(&self.waker), name.clone());
+        let spawned =
+            std::thread::Builder::new().name("dns".into()).stack_size(64 * 1024).spawn(move || {
                 let found = key.to_socket_addrs().map(Iterator::collect).map_err(drop);
                 answers.lock().unwrap_or_else(PoisonError::into_inner).push((key, found));
                 let _ = waker.wake();
-            },
-        );
+            });
         if spawned.is_err() {
             self.answers.lock().unwrap_or_else(PoisonError::into_inner).push((name, Err(())));
             let _ = self.waker.wake();
@@ -909,7 +921,8 @@ impl Lookups {
 
     /// The lookups that ended since the last call.
     fn answered(&mut self) -> Vec<(String, Answer)> {
-        let done = std::mem::take(&mut *self.answers.lock().unwrap_or_else(PoisonError::into_inner));
+        let done =
+            std::mem::take(&mut *self.answers.lock().unwrap_or_else(PoisonError::into_inner));
         done.into_iter()
             .map(|(name, result)| {
                 let waiting = self.running.remove(&name).unwrap_or_default();

@@ -32,7 +32,10 @@ impl Prober for HttpProber {
     fn probe(&self, url: &str, proxy: Option<&str>) -> Outcome {
         let started = Instant::now();
         let failed = |e: std::io::Error| Outcome::Failed {
-            reason: Reason::Network { detail: format!("cannot poll sockets: {e}"), phase: Phase::Head },
+            reason: Reason::Network {
+                detail: format!("cannot poll sockets: {e}"),
+                phase: Phase::Head,
+            },
             latency: started.elapsed(),
         };
         let mut engine = match Engine::new() {

@@ -3,12 +3,14 @@
 //! A failed probe is a value, not an error: every way the endpoint can misbehave — refused,
 //! reset, silent, stalled, oversized, redirecting in circles, bad TLS, wrong content type,
 //! malformed body, unresolvable host — maps to a typed [`Reason`] whose text is logged and
-//! carried into the email. Nothing here may panic or block past the deadline, because the
-//! monitor loop waits for the probe before it can do anything else.
+//! carried into the email. Nothing here may panic or outlive the deadline: the probing thread
+//! drives every probe in flight.
 //!
+//! - `engine.rs`: the [`engine::Engine`], many probes in flight on one thread (non-blocking
+//!   sockets, one `epoll`, TLS and proxies), and the mapping of network errors to reasons;
+//! - `response.rs`: the pure reading of one HTTP/1.1 response, with its caps;
 //! - `reason.rs`: [`Reason`], its texts and metric kinds, and which reasons blind a region;
-//! - `http.rs`: [`HttpProber`], the `ureq` adapter, with the one function that turns client
-//!   errors into reasons;
+//! - `http.rs`: [`HttpProber`], one probe as one blocking call (the `check` command, tests);
 //! - `verdict.rs`: the pure judging of a 200's `Content-Type` and body, and of a healthy
 //!   answer's time against the target's `slow` limit ([`speed_verdict`]).
 //!

@@ -6,8 +6,8 @@
 //! at the prober's cap, and a body announced larger than the cap is refused before a byte of
 //! it is read. Parsing is `httparse`'s (the head, and the chunk sizes of a chunked body).
 
-use super::Reason;
 use super::Phase;
+use super::Reason;
 
 /// The largest response head (status line and header fields, interim heads included) read.
 pub const HEAD_CAP: usize = 16 * 1024;
@@ -236,7 +236,8 @@ fn final_head(status: u16, fields: &[httparse::Header<'_>]) -> Result<Head, Reas
             .filter(|v| v.is_ascii())
             .map_or_else(|| "(not ASCII)".to_owned(), |v| v.trim().to_owned())
     };
-    let mut head = Head { status, content_type: None, location: None, framing: Framing::UntilClose };
+    let mut head =
+        Head { status, content_type: None, location: None, framing: Framing::UntilClose };
     let mut length: Option<u64> = None;
     let mut chunked = false;
     for field in fields {
@@ -283,8 +284,11 @@ fn final_head(status: u16, fields: &[httparse::Header<'_>]) -> Result<Head, Reas
 mod tests {
     use super::*;
 
+    /// The body once complete, `None` while incomplete, or why it failed.
+    type Read = Result<Option<Vec<u8>>, Reason>;
+
     /// Feeds `input` in pieces of `step` bytes; the body (or the failure) once complete.
-    fn read(input: &[u8], step: usize, eof: bool, cap: usize) -> Result<Option<Vec<u8>>, Reason> {
+    fn read(input: &[u8], step: usize, eof: bool, cap: usize) -> Read {
         let mut response = Response::new(cap);
         let pieces: Vec<&[u8]> = input.chunks(step.max(1)).collect();
         let last = pieces.len().saturating_sub(1);
@@ -338,7 +342,7 @@ mod tests {
     fn each_broken_answer_has_its_reason() {
         let too_large = Err(Reason::BodyTooLarge { cap_kib: 1 });
         let long_head = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(HEAD_CAP));
-        let cases: Vec<(&[u8], bool, Result<Option<Vec<u8>>, Reason>)> = vec![
+        let cases: Vec<(&[u8], bool, Read)> = vec![
             (b"", true, Err(Reason::ClosedWithoutResponse)),
             (b"HTTP/1.1 200 O", true, Err(Reason::ClosedWithoutResponse)),
             (b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n{", true, Err(Reason::ClosedMidBody)),
@@ -348,12 +352,21 @@ mod tests {
                 Err(Reason::ClosedMidBody),
             ),
             (b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n", false, too_large.clone()),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n", false, too_large.clone()),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n",
+                false,
+                too_large.clone(),
+            ),
             (long_head.as_bytes(), false, Err(Reason::HeadersTooLarge)),
             (b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"st", false, Ok(None)),
         ];
         for (input, eof, expected) in cases {
-            assert_eq!(read(input, 4096, eof, 1024), expected, "{}", String::from_utf8_lossy(input));
+            assert_eq!(
+                read(input, 4096, eof, 1024),
+                expected,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
         }
         let endless = vec![b'x'; 2000];
         let mut head = b"HTTP/1.0 200 OK\r\n\r\n".to_vec();
@@ -371,7 +384,8 @@ mod tests {
     #[test]
     fn the_head_gives_status_type_and_location() {
         let mut response = Response::new(1024);
-        response.feed(b"HTTP/1.1 302 Found\r\nLocation:  /next \r\ncontent-type: text/html\r\n\r\n");
+        response
+            .feed(b"HTTP/1.1 302 Found\r\nLocation:  /next \r\ncontent-type: text/html\r\n\r\n");
         let head = response.head(false).unwrap().unwrap().clone();
         assert_eq!(head.status, 302);
         assert_eq!(head.location.as_deref(), Some("/next"));

@@ -1,17 +1,17 @@
 //! The running monitor: a few threads, each with one job, and one owner of state.
 //!
 //! ```text
-//!   scheduler ──Job──▶ probe pool (1…N workers) ──Event::Probed──▶ state owner ─Notification─▶ courier
-//!       ▲                    │                                        ▲    │                  │
-//!       └──────Done──────────┘                                        │    └─ ledger (db) ◀───┘
-//!                                                                     └──Event::Delivered/Failed
+//!   probing (scheduler + engine) ──Event::Probed──▶ state owner ─Notification─▶ courier
+//!                                                    ▲    │                  │
+//!                                                    │    └─ ledger (db) ◀───┘
+//!                                                    └──Event::Delivered/Failed
 //! ```
 //!
-//! - The **scheduler** ([`schedule::Scheduler`]) keeps a min-heap of due times, one per target ×
-//!   region ("slot"), at a fixed rate, first probes spread over one interval. It never dispatches
-//!   a slot whose probe is still in flight.
-//! - The **probe pool** ([`pool::Pool`]) runs probes on at most `--concurrency` workers, started
-//!   on demand. Workers update the per-probe metrics (and so `/healthz` liveness) themselves.
+//! - The **probing** thread ([`probing::Probing`]) keeps the due times of every target × region
+//!   ("slot") in a min-heap ([`schedule::Scheduler`]: fixed rate, first probes spread over one
+//!   interval) and runs their probes on the probe engine ([`crate::probe::engine`]): at most
+//!   `--concurrency` in flight, each a socket, none a thread. It never starts a slot whose probe
+//!   is still in flight, and updates the per-probe metrics (and so `/healthz` liveness) itself.
 //! - The **state owner** ([`state::StateOwner`]) is the only thread with mutable monitor state:
 //!   detectors, reminders, blindness, the all-regions scope, the ledger (`state` rows and the
 //!   outbox) and the recent history it publishes for the status page. Its decisions for one
@@ -19,31 +19,29 @@
 //! - The **courier** ([`courier`]) carries one notification at a time to the mail server.
 //!
 //! A slow database delays only the state owner; a slow mail server only the courier; a hung
-//! target only the worker probing it (for at most its timeout). Nothing is dropped: outcomes wait
+//! target only its own probe (for at most its timeout), holding one of `--concurrency` places. Nothing is dropped: outcomes wait
 //! in the state owner's channel, in order.
 
 pub mod coordinator;
 pub mod courier;
 pub mod ledger;
-pub mod pool;
+pub mod probing;
 pub mod recorder;
 pub mod schedule;
 pub mod state;
 pub mod step;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Region, Target};
 use crate::notify::mailer::{LogMailer, Mailer};
-use crate::probe::{speed_verdict, Prober};
 use crate::runtime::coordinator::{Gate, Identity};
 use crate::runtime::ledger::Ledger;
-use crate::runtime::pool::{Job, Lateness, Pool};
-use crate::runtime::schedule::{Scheduler, Shutdown};
+use crate::runtime::probing::{Lateness, Probing};
+use crate::runtime::schedule::Shutdown;
 use crate::runtime::state::{Ending, Event, Member, Owned, Recipients, Snapshot, StateOwner};
 use crate::store::Holder;
 use crate::timestamp::Clock;
@@ -63,30 +61,16 @@ pub struct Slot {
     /// The other slots of the same target (its other regions), for "down from all regions".
     pub siblings: Vec<usize>,
     pub metrics: WatchMetrics,
-    pub prober: Arc<dyn Prober>,
 }
 
-/// Builds a [`Prober`] with a given whole-request timeout.
-pub type ProberFactory = Box<dyn Fn(Duration) -> Box<dyn Prober> + Send + Sync>;
-
 /// Every target × region pair, in target order then region order, with its metrics registered
-/// (so `/healthz` watches it from the start) and its prober (one per distinct timeout).
-pub fn slots(
-    targets: &[Target],
-    regions: &[Region],
-    metrics: &Registry,
-    probers: &ProberFactory,
-) -> Vec<Slot> {
-    let mut by_timeout: HashMap<Duration, Arc<dyn Prober>> = HashMap::new();
+/// (so `/healthz` watches it from the start).
+pub fn slots(targets: &[Target], regions: &[Region], metrics: &Registry) -> Vec<Slot> {
     let now = Instant::now();
     let mut slots: Vec<Slot> = Vec::new();
     for target in targets {
         let first = slots.len();
         for region in regions.iter().filter(|r| target.regions.contains(&r.name)) {
-            let prober = by_timeout
-                .entry(target.timeout)
-                .or_insert_with(|| Arc::from(probers(target.timeout)))
-                .clone();
             slots.push(Slot {
                 metrics: metrics.register(
                     &target.name,
@@ -99,7 +83,6 @@ pub fn slots(
                 target: target.clone(),
                 region: region.clone(),
                 siblings: Vec::new(),
-                prober,
             });
         }
         let last = slots.len();
@@ -117,7 +100,7 @@ pub struct Parts {
     pub recipients: Recipients,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Registry>,
-    /// The most probe workers.
+    /// The most probes in flight at once.
     pub concurrency: usize,
     pub shutdown: Arc<Shutdown>,
     /// This process as the database's holder.
@@ -140,9 +123,8 @@ pub struct ClusterParts {
 /// A started runtime: its snapshot for the status page, and how to wait for its end.
 pub struct Running {
     pub snapshot: Arc<Snapshot>,
-    /// Probes that started late because every worker was busy (for `/metrics`).
+    /// Probes that started late because `--concurrency` probes were in flight (for `/metrics`).
     pub lateness: Arc<Lateness>,
-    pub workers: usize,
     join: Box<dyn FnOnce() -> Ending + Send>,
 }
 
@@ -233,74 +215,26 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
         None => None,
     };
 
-    // Probe workers: probe, count, hand the outcome to the state owner, free the slot.
-    let (done_tx, done_rx) = mpsc::channel::<Option<(usize, Instant)>>();
+    // The probing thread: due probes start on the engine, outcomes go to the state owner.
     let lateness = metrics.lateness();
-    let pool = {
-        let slots = Arc::clone(&slots);
-        let events = events_tx.clone();
-        let done = done_tx.clone();
+    let engine = crate::probe::engine::Engine::new()?;
+    let probing = {
+        let probing = Probing {
+            slots: Arc::clone(&slots),
+            owned,
+            events: events_tx.clone(),
+            metrics: Arc::clone(&metrics),
+            clock: Arc::clone(&clock),
+            lateness: Arc::clone(&lateness),
+            max: concurrency,
+        };
         let shutdown = Arc::clone(&shutdown);
-        let metrics = Arc::clone(&metrics);
-        Pool::new(concurrency, Arc::clone(&lateness), move |job: Job| {
-            if shutdown.is_triggered() {
-                return;
-            }
-            if !owned[job.slot].load(Ordering::Relaxed) {
-                // Another member of the site probes it now.
-                slots[job.slot].metrics.elsewhere(Instant::now());
-                let _ = done.send(Some((job.slot, Instant::now())));
-                return;
-            }
-            let slot = &slots[job.slot];
-            let at = clock.now();
-            let outcome = speed_verdict(
-                slot.prober.probe(&slot.target.url, slot.proxy.as_deref()),
-                slot.target.slow,
-            );
-            slot.metrics.probe(&outcome, Instant::now());
-            // Sends fail only when the receiver is gone, i.e. while stopping.
-            metrics.outcome_sent();
-            let _ = events.send(Event::Probed { slot: job.slot, outcome, at });
-            let _ = done.send(Some((job.slot, Instant::now())));
-        })
+        spawn("probing", move || probing.run(engine, &shutdown))?
     };
-    {
-        let done = done_tx.clone();
-        shutdown.on_trigger(move || {
-            let _ = done.send(None);
-        });
-    }
-    drop(done_tx);
-    let scheduler = {
-        let pool = Arc::clone(&pool);
-        let intervals: Vec<Duration> = slots.iter().map(|s| s.target.interval).collect();
-        let shutdown = Arc::clone(&shutdown);
-        spawn("scheduler", move || {
-            let mut scheduler = Scheduler::new(&intervals, Instant::now());
-            while !shutdown.is_triggered() {
-                let now = Instant::now();
-                while let Some((slot, due)) = scheduler.pop_due(now) {
-                    pool.submit(Job { slot, due });
-                }
-                let message = match scheduler.next_due() {
-                    Some(due) => done_rx.recv_timeout(due.saturating_duration_since(now)),
-                    None => done_rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                };
-                match message {
-                    Ok(Some((slot, ended))) => scheduler.done(slot, ended),
-                    Ok(None) | Err(RecvTimeoutError::Disconnected) => break,
-                    Err(RecvTimeoutError::Timeout) => {}
-                }
-            }
-        })?
-    };
-    let workers = pool.max();
     let join = Box::new(move || {
-        if scheduler.join().is_err() {
-            log::error!("the scheduler thread panicked");
+        if probing.join().is_err() {
+            log::error!("the probing thread panicked");
         }
-        pool.close();
         let _ = events_tx.send(Event::Stop);
         drop(events_tx);
         let ending = state.join().unwrap_or_else(|_| {
@@ -335,7 +269,7 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
         }
         ending
     });
-    Ok(Running { snapshot, lateness, workers, join })
+    Ok(Running { snapshot, lateness, join })
 }
 
 fn spawn<T: Send + 'static>(

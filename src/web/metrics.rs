@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::detector::{Health, Transition};
 use crate::probe::Outcome;
-use crate::runtime::pool::Lateness;
+use crate::runtime::probing::Lateness;
 use crate::timestamp::Timestamp;
 
 /// Upper bounds of the probe duration histogram, as rendered in `le` and as durations. From
@@ -62,7 +62,7 @@ pub struct Registry {
     series: Mutex<Vec<Arc<Series>>>,
     /// Unsent notifications, as last reported by [`Registry::set_pending_notifications`].
     pending: AtomicU64,
-    /// The probe pool's cap on workers, and its count of late starts.
+    /// The most probes in flight (`--concurrency`), and the count of late starts.
     workers: AtomicU64,
     lateness: Arc<Lateness>,
     /// Notifications refused for good (`api_monitor_notifications_dead_total`).
@@ -395,7 +395,8 @@ impl Registry {
         change(gauges.get_or_insert_with(ClusterGauges::default));
     }
 
-    /// Sets `api_monitor_probe_workers_max`: the probe pool's cap.
+    /// Sets `api_monitor_probe_workers_max`: the most probes in flight (`--concurrency`; the
+    /// name is from when probes ran on workers, kept for dashboards).
     pub fn set_workers(&self, n: usize) {
         self.workers.store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
@@ -457,7 +458,7 @@ impl Registry {
         }
     }
 
-    /// Where the probe pool counts late starts (`api_monitor_probes_late_total`).
+    /// Where the probing thread counts late starts (`api_monitor_probes_late_total`).
     pub fn lateness(&self) -> Arc<Lateness> {
         Arc::clone(&self.lateness)
     }
@@ -704,7 +705,7 @@ impl fmt::Display for Exposition<'_> {
         writeln!(f, "{name} {}", self.dead)?;
 
         let name = "api_monitor_probe_workers_max";
-        header(f, name, "gauge", "The probe pool's cap on concurrent probes (--concurrency).")?;
+        header(f, name, "gauge", "The most probes in flight at once (--concurrency).")?;
         writeln!(f, "{name} {}", self.workers)?;
 
         let name = "api_monitor_probes_late_total";
@@ -712,8 +713,8 @@ impl fmt::Display for Exposition<'_> {
             f,
             name,
             "counter",
-            "Probes that started more than 100 ms after they were due (every worker busy, or \
-             the machine overloaded).",
+            "Probes that started more than 100 ms after they were due (--concurrency probes in \
+             flight, or the machine overloaded).",
         )?;
         writeln!(f, "{name} {}", self.late)
     }
@@ -779,12 +780,12 @@ mod tests {
              server (see `api-monitor outbox`).\n\
              # TYPE api_monitor_notifications_dead_total counter\n\
              api_monitor_notifications_dead_total 0\n\
-             # HELP api_monitor_probe_workers_max The probe pool's cap on concurrent probes \
+             # HELP api_monitor_probe_workers_max The most probes in flight at once \
              (--concurrency).\n\
              # TYPE api_monitor_probe_workers_max gauge\n\
              api_monitor_probe_workers_max 0\n\
              # HELP api_monitor_probes_late_total Probes that started more than 100 ms after \
-             they were due (every worker busy, or the machine overloaded).\n\
+             they were due (--concurrency probes in flight, or the machine overloaded).\n\
              # TYPE api_monitor_probes_late_total counter\n\
              api_monitor_probes_late_total 0\n",
             "families without samples are left out"

@@ -1,0 +1,247 @@
+//! The probing thread: the scheduler's due times and the probe engine in one loop.
+//!
+//! Why one thread and not a pool of workers: a probe in flight is a socket in the engine's
+//! `epoll`, not a blocked thread, so a thousand black holes (endpoints that accept and never
+//! answer) cost a thousand sockets, not a thousand threads with their stacks and allocator
+//! arenas; and a healthy probe costs no hand-off between threads until its outcome goes to the
+//! state owner. The loop starts every probe that is due, waits for the network until the next
+//! due time or deadline, and hands each outcome to the state owner.
+//!
+//! At most `--concurrency` probes are in flight. When that many are, due probes wait and start
+//! late: that is logged once per episode and counted in `/metrics`
+//! (`api_monitor_probes_late_total`), never dropped silently. A target never has two probes in
+//! flight: the scheduler holds back a slot until its outcome is in.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::probe::engine::{Engine, Request};
+use crate::probe::{speed_verdict, BODY_CAP};
+use crate::runtime::schedule::{Scheduler, Shutdown};
+use crate::runtime::state::Event;
+use crate::runtime::Slot;
+use crate::timestamp::{Clock, Timestamp};
+use crate::web::metrics::Registry;
+
+/// The smallest default `--concurrency`.
+pub const MIN_IN_FLIGHT: usize = 2;
+/// The most probes in flight the default `--concurrency` gives (each is a socket: the default
+/// stays under the common 1,024 open-file limit with room for the rest).
+pub const MAX_DEFAULT_IN_FLIGHT: usize = 1024;
+/// A probe that starts later than this after its due time counts as late.
+pub const LATE_AFTER: Duration = Duration::from_millis(100);
+
+/// The default `--concurrency`: enough for every target to be stuck in a timeout at once
+/// (Σ timeout ÷ interval over every target × region, rounded up, plus 2), at most
+/// [`MAX_DEFAULT_IN_FLIGHT`].
+pub fn default_size(slots: impl IntoIterator<Item = (Duration, Duration)>) -> usize {
+    let busy: f64 = slots
+        .into_iter()
+        .map(|(interval, timeout)| timeout.as_secs_f64() / interval.as_secs_f64().max(0.001))
+        .sum();
+    // Truncation of a small positive float: the cap bounds it anyway.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let needed = busy.ceil().min(MAX_DEFAULT_IN_FLIGHT as f64) as usize;
+    (needed + 2).clamp(MIN_IN_FLIGHT, MAX_DEFAULT_IN_FLIGHT)
+}
+
+/// Late-start bookkeeping, shared with `/metrics`.
+#[derive(Debug, Default)]
+pub struct Lateness {
+    /// Probes that started more than [`LATE_AFTER`] after their due time.
+    pub late: AtomicU64,
+    /// Whether a late episode is going on (logged once when it starts and when it ends).
+    episode: AtomicBool,
+}
+
+impl Lateness {
+    /// Counts a start `late_by` after its due time; logs the start and end of a late episode.
+    fn note_start(&self, late_by: Duration, in_flight: usize, max: usize) {
+        if late_by > LATE_AFTER {
+            self.late.fetch_add(1, Ordering::Relaxed);
+            if !self.episode.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "probes are starting late late_by_ms={} in_flight={in_flight} max={max} \
+                     (all busy: raise --concurrency; or the machine is overloaded)",
+                    late_by.as_millis(),
+                );
+            }
+        } else if self.episode.swap(false, Ordering::Relaxed) {
+            log::info!(
+                "probes start on time again late_probes_so_far={}",
+                self.late.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+/// What the probing loop works with.
+pub struct Probing {
+    pub slots: Arc<[Slot]>,
+    /// Whether this process probes each slot (cluster mode: another member may).
+    pub owned: Arc<[AtomicBool]>,
+    pub events: Sender<Event>,
+    pub metrics: Arc<Registry>,
+    pub clock: Arc<dyn Clock>,
+    pub lateness: Arc<Lateness>,
+    /// The most probes in flight (`--concurrency`).
+    pub max: usize,
+}
+
+impl Probing {
+    /// Probes every slot at its rate until `shutdown`. Probes still in flight then are dropped
+    /// without an outcome: a probe cut by a stop says nothing of its target.
+    pub fn run(&self, mut engine: Engine, shutdown: &Shutdown) {
+        {
+            let waker = engine.waker();
+            shutdown.on_trigger(move || {
+                let _ = waker.wake();
+            });
+        }
+        let intervals: Vec<Duration> = self.slots.iter().map(|s| s.target.interval).collect();
+        let mut scheduler = Scheduler::new(&intervals, Instant::now());
+        let mut started: Vec<Option<Timestamp>> = vec![None; self.slots.len()];
+        let mut finished = Vec::new();
+        let max = self.max.max(1);
+        while !shutdown.is_triggered() {
+            let now = Instant::now();
+            while engine.in_flight() < max {
+                let Some((slot, due)) = scheduler.pop_due(now) else { break };
+                let target = &self.slots[slot].target;
+                if !self.owned[slot].load(Ordering::Relaxed) {
+                    // Another member of the site probes it now.
+                    self.slots[slot].metrics.elsewhere(now);
+                    scheduler.done(slot, now);
+                    continue;
+                }
+                self.lateness.note_start(
+                    now.saturating_duration_since(due),
+                    engine.in_flight(),
+                    max,
+                );
+                started[slot] = Some(self.clock.now());
+                let request = Request {
+                    url: &target.url,
+                    proxy: self.slots[slot].proxy.as_deref(),
+                    timeout: target.timeout,
+                    body_cap: BODY_CAP,
+                };
+                engine.start(slot, &request);
+            }
+            // While every probe allowed is in flight, only an outcome can let the next start.
+            let until = if engine.in_flight() < max { scheduler.next_due() } else { None };
+            if let Err(e) = engine.turn(until, &mut finished) {
+                log::error!("cannot wait for the network ({e}); retrying in 1s");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            for (slot, outcome) in finished.drain(..) {
+                let target = &self.slots[slot].target;
+                let outcome = speed_verdict(outcome, target.slow);
+                let ended = Instant::now();
+                self.slots[slot].metrics.probe(&outcome, ended);
+                let at = started[slot].take().unwrap_or_else(|| self.clock.now());
+                self.metrics.outcome_sent();
+                // Fails only when the state owner is gone, i.e. while stopping.
+                let _ = self.events.send(Event::Probed { slot, outcome, at });
+                scheduler.done(slot, ended);
+            }
+        }
+        engine.abandon();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_size_covers_every_target_stuck_in_a_timeout_up_to_the_cap() {
+        let s = Duration::from_secs;
+        assert_eq!(default_size([(s(5), s(5))]), 3, "one target: 1 busy + 2");
+        assert_eq!(default_size(vec![(s(5), s(1)); 10]), 4, "10 × 1/5 = 2 busy + 2");
+        assert_eq!(default_size(vec![(s(1), s(5)); 3]), 17, "a timeout longer than the interval");
+        assert_eq!(default_size(vec![(s(5), s(5)); 10_000]), MAX_DEFAULT_IN_FLIGHT);
+        assert_eq!(default_size([]), MIN_IN_FLIGHT);
+    }
+
+    /// The runtime's slots for `urls`, probed every `interval` with `timeout`.
+    fn slots_for(urls: &[String], interval: &str, timeout: &str) -> (Vec<Slot>, Arc<Registry>) {
+        struct Nothing;
+        impl crate::config::Surroundings for Nothing {
+            fn host_name(&self) -> String {
+                "box1".into()
+            }
+            fn read_secret(&self, _: &str) -> std::io::Result<String> {
+                Err(std::io::ErrorKind::NotFound.into())
+            }
+        }
+        let mut args: Vec<String> = Vec::new();
+        for url in urls {
+            args.extend(["--url".to_owned(), url.clone()]);
+        }
+        args.extend(["--interval".into(), interval.into(), "--timeout".into(), timeout.into()]);
+        let no_env = |_: &str| None;
+        let crate::cli::Parsed::Go(parsed) = crate::cli::parse_from(args, &no_env).unwrap() else {
+            panic!("the command line parses")
+        };
+        let config = crate::config::from_args(*parsed, &Nothing).unwrap();
+        let metrics = Arc::new(Registry::new());
+        (crate::runtime::slots(&config.targets, &config.regions, &metrics), metrics)
+    }
+
+    #[test]
+    fn a_full_loop_starts_due_probes_late_counts_them_and_drops_none() {
+        // Two targets that accept and never answer, each probe holding its place in flight
+        // for its whole 900 ms timeout; at most one in flight, so the other (due half an interval
+        // later) waits.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let holder = std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(4).collect();
+            std::thread::sleep(Duration::from_secs(20));
+            drop(held);
+        });
+        let urls = [format!("http://{address}/a"), format!("http://{address}/b")];
+        let (slots, metrics) = slots_for(&urls, "1s", "900ms");
+        let (events_tx, events_rx) = std::sync::mpsc::channel();
+        let lateness = Arc::new(Lateness::default());
+        let probing = Probing {
+            owned: slots.iter().map(|_| AtomicBool::new(true)).collect(),
+            slots: slots.into(),
+            events: events_tx,
+            metrics,
+            clock: Arc::new(crate::timestamp::SystemClock),
+            lateness: Arc::clone(&lateness),
+            max: 1,
+        };
+        let shutdown = Arc::new(Shutdown::default());
+        let runner = {
+            let shutdown = Arc::clone(&shutdown);
+            std::thread::spawn(move || {
+                let engine = Engine::new().unwrap();
+                probing.run(engine, &shutdown);
+            })
+        };
+        let mut seen = Vec::new();
+        while seen.len() < 4 {
+            match events_rx.recv_timeout(Duration::from_secs(30)).expect("an outcome") {
+                Event::Probed { slot, outcome, .. } => {
+                    assert_eq!(
+                        outcome.reason().map(ToString::to_string).as_deref(),
+                        Some("timeout after 900ms")
+                    );
+                    seen.push(slot);
+                }
+                _ => panic!("only outcomes"),
+            }
+        }
+        shutdown.trigger();
+        runner.join().unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 0, 1, 1], "both targets probed in turn, none dropped");
+        assert!(lateness.late.load(Ordering::Relaxed) >= 1, "a start waited for the other probe");
+        drop(holder);
+    }
+}
