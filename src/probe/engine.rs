@@ -249,17 +249,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Ends every probe in flight without an outcome (the monitor is stopping).
-    pub fn abandon(&mut self) {
-        for index in 0..self.probes.len() {
-            if self.probes[index].take().is_some() {
-                self.free.push(index);
-            }
-        }
-        self.deadlines.clear();
-        self.ended.clear();
-    }
-
     /// The earliest deadline of a probe in flight.
     fn next_deadline(&mut self) -> Option<Instant> {
         while let Some(Reverse((deadline, index, serial))) = self.deadlines.peek().copied() {

@@ -91,8 +91,8 @@ pub struct Probing {
 }
 
 impl Probing {
-    /// Probes every slot at its rate until `shutdown`. Probes still in flight then are dropped
-    /// without an outcome: a probe cut by a stop says nothing of its target.
+    /// Probes every slot at its rate until `shutdown`; then starts no new probe and returns
+    /// once those in flight have ended (each by its deadline) and been handed on.
     pub fn run(&self, mut engine: Engine, shutdown: &Shutdown) {
         {
             let waker = engine.waker();
@@ -105,9 +105,15 @@ impl Probing {
         let mut started: Vec<Option<Timestamp>> = vec![None; self.slots.len()];
         let mut finished = Vec::new();
         let max = self.max.max(1);
-        while !shutdown.is_triggered() {
+        loop {
+            // A stop starts no new probe; those in flight end (each by its deadline) and are
+            // handed on like any other.
+            let stopping = shutdown.is_triggered();
+            if stopping && engine.in_flight() == 0 {
+                break;
+            }
             let now = Instant::now();
-            while engine.in_flight() < max {
+            while !stopping && engine.in_flight() < max {
                 let Some((slot, due)) = scheduler.pop_due(now) else { break };
                 let target = &self.slots[slot].target;
                 if !self.owned[slot].load(Ordering::Relaxed) {
@@ -116,11 +122,8 @@ impl Probing {
                     scheduler.done(slot, now);
                     continue;
                 }
-                self.lateness.note_start(
-                    now.saturating_duration_since(due),
-                    engine.in_flight(),
-                    max,
-                );
+                let late_by = now.saturating_duration_since(due);
+                self.lateness.note_start(late_by, engine.in_flight(), max);
                 started[slot] = Some(self.clock.now());
                 let request = Request {
                     url: &target.url,
@@ -130,8 +133,9 @@ impl Probing {
                 };
                 engine.start(slot, &request);
             }
-            // While every probe allowed is in flight, only an outcome can let the next start.
-            let until = if engine.in_flight() < max { scheduler.next_due() } else { None };
+            // While every probe allowed is in flight (or stopping), only an outcome matters.
+            let until =
+                if !stopping && engine.in_flight() < max { scheduler.next_due() } else { None };
             if let Err(e) = engine.turn(until, &mut finished) {
                 log::error!("cannot wait for the network ({e}); retrying in 1s");
                 std::thread::sleep(Duration::from_secs(1));
@@ -148,7 +152,6 @@ impl Probing {
                 scheduler.done(slot, ended);
             }
         }
-        engine.abandon();
     }
 }
 
