@@ -446,7 +446,6 @@ fn advance(probe: &mut Probe, scratch: &mut [u8]) -> Drive {
                 else {
                     unreachable!("matched above")
                 };
-                let _ = stream.set_nodelay(true);
                 probe.stage = match &probe.proxy {
                     Some(proxy) => Stage::Tunnel {
                         stream,
@@ -918,5 +917,133 @@ impl Lookups {
                 (name, Answer { result, waiting })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::thread;
+
+    const HEALTHY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                             Content-Length: 15\r\nConnection: close\r\n\r\n{\"status\":\"OK\"}";
+
+    /// A loopback server answering every connection with `answer` after reading the request
+    /// head, each on a thread of its own; its `http://` base URL.
+    fn server(answer: &'static [u8]) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                thread::spawn(move || -> io::Result<()> {
+                    let mut stream = stream;
+                    let mut reader = BufReader::new(stream.try_clone()?);
+                    let mut line = String::new();
+                    while reader.read_line(&mut line)? > 2 {
+                        line.clear();
+                    }
+                    stream.write_all(answer)
+                });
+            }
+        });
+        base
+    }
+
+    /// Runs `requests` on one engine at once; each outcome by key, and how long the whole took.
+    fn run_all(requests: &[Request<'_>]) -> (Vec<Option<Outcome>>, Duration) {
+        let started = Instant::now();
+        let mut engine = Engine::new().unwrap();
+        for (key, request) in requests.iter().enumerate() {
+            engine.start(key, request);
+        }
+        let mut outcomes = vec![None; requests.len()];
+        let mut finished = Vec::new();
+        while outcomes.iter().any(Option::is_none) {
+            engine.turn(None, &mut finished).unwrap();
+            for (key, outcome) in finished.drain(..) {
+                assert!(outcomes[key].is_none(), "one outcome per probe: {key}");
+                outcomes[key] = Some(outcome);
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "every probe ends");
+        }
+        assert_eq!(engine.in_flight(), 0);
+        (outcomes, started.elapsed())
+    }
+
+    fn text(outcome: &Option<Outcome>) -> Option<String> {
+        outcome.as_ref().and_then(Outcome::reason).map(ToString::to_string)
+    }
+
+    #[test]
+    fn many_probes_in_flight_at_once_each_get_their_own_outcome() {
+        let healthy = server(HEALTHY);
+        let down = server(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+        // Accepts and never answers: those probes end at their deadline, the others long before.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let hole = format!("http://{}", silent.local_addr().unwrap());
+        let refused = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let urls: Vec<String> = (0..40)
+            .map(|n| match n % 4 {
+                0 => format!("{healthy}/health?n={n}"),
+                1 => format!("{down}/health?n={n}"),
+                2 => format!("{hole}/health?n={n}"),
+                _ => format!("{refused}/health?n={n}"),
+            })
+            .collect();
+        let timeout = Duration::from_secs(2);
+        let requests: Vec<Request<'_>> =
+            urls.iter().map(|url| Request { url, proxy: None, timeout, body_cap: 4096 }).collect();
+        let (outcomes, took) = run_all(&requests);
+        for (n, outcome) in outcomes.iter().enumerate() {
+            let expected = match n % 4 {
+                0 => None,
+                1 => Some("HTTP 503"),
+                2 => Some("timeout after 2s"),
+                _ => Some("connection refused"),
+            };
+            assert_eq!(text(outcome).as_deref(), expected, "probe {n}: {outcome:?}");
+        }
+        // The ten silent ones waited out their deadline together, not one after another.
+        assert!(took < Duration::from_secs(10), "in parallel: {took:?}");
+        drop(silent);
+    }
+
+    #[test]
+    fn a_host_name_is_resolved_and_its_next_address_tried_when_one_refuses() {
+        // `localhost` may resolve to ::1 first, where nothing listens: that address refuses
+        // and the probe goes on to 127.0.0.1.
+        let base = server(HEALTHY);
+        let port = base.rsplit(':').next().unwrap();
+        let url = format!("http://localhost:{port}/health");
+        let request =
+            Request { url: &url, proxy: None, timeout: Duration::from_secs(5), body_cap: 4096 };
+        let (outcomes, _) = run_all(&[request]);
+        assert_eq!(text(&outcomes[0]), None, "{:?}", outcomes[0]);
+    }
+
+    #[test]
+    fn redirects_to_another_server_and_chunked_bodies_are_followed_and_read() {
+        let chunked = server(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
+              \r\n7\r\n{\"statu\r\n8\r\ns\":\"OK\"}\r\n0\r\n\r\n",
+        );
+        let location: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {chunked}/moved\r\n\
+                 Content-Length: 0\r\n\r\n"
+            )
+            .into_boxed_str(),
+        );
+        let redirecting = server(location.as_bytes());
+        let url = format!("{redirecting}/health");
+        let request =
+            Request { url: &url, proxy: None, timeout: Duration::from_secs(5), body_cap: 4096 };
+        let (outcomes, _) = run_all(&[request]);
+        assert_eq!(text(&outcomes[0]), None, "{:?}", outcomes[0]);
     }
 }
