@@ -1014,9 +1014,7 @@ mod tests {
     }
 
     #[test]
-    fn a_host_name_is_resolved_and_its_next_address_tried_when_one_refuses() {
-        // `localhost` may resolve to ::1 first, where nothing listens: that address refuses
-        // and the probe goes on to 127.0.0.1.
+    fn a_host_name_is_resolved_on_a_lookup_thread() {
         let base = server(HEALTHY);
         let port = base.rsplit(':').next().unwrap();
         let url = format!("http://localhost:{port}/health");
@@ -1024,6 +1022,28 @@ mod tests {
             Request { url: &url, proxy: None, timeout: Duration::from_secs(5), body_cap: 4096 };
         let (outcomes, _) = run_all(&[request]);
         assert_eq!(text(&outcomes[0]), None, "{:?}", outcomes[0]);
+    }
+
+    #[test]
+    fn an_address_that_refuses_is_followed_by_the_next_one() {
+        // As when a name resolves to ::1 first and nothing listens there: the addresses are
+        // handed to `connect` directly, the first refusing, the second answering.
+        let base = server(HEALTHY);
+        let good: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+        let refusing = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let url = format!("http://fallback.invalid:{}/health", good.port());
+        let mut engine = Engine::new().unwrap();
+        let request =
+            Request { url: &url, proxy: None, timeout: Duration::from_secs(5), body_cap: 4096 };
+        engine.start(7, &request);
+        engine.connect(0, vec![refusing, good]);
+        let mut finished = Vec::new();
+        while finished.is_empty() {
+            engine.turn(None, &mut finished).unwrap();
+        }
+        assert_eq!(finished.len(), 1);
+        assert_eq!(finished[0].0, 7);
+        assert!(finished[0].1.is_healthy(), "{:?}", finished[0].1);
     }
 
     #[test]
