@@ -313,7 +313,8 @@ that loses is not read. A variable set but blank is refused, except LISTEN= whic
                        beyond loopback only if you mean it: the data is read-only)
     --concurrency N    most probes in flight at once      CONCURRENCY
                        (on one thread, a socket each) [default: enough for every
-                       target to hang for its whole timeout, at most 1024]
+                       target to hang for its whole timeout, at most 1024
+                       and within the open-file limit]
     --cluster NAME     run as a member of cluster NAME:   CLUSTER   [default: off]
                        instances sharing the MySQL --db and NAME split the targets
                        of each site and send each email once (docs/cluster.md)

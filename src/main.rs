@@ -669,11 +669,31 @@ fn start_generation(
     let watched: Vec<(String, String)> =
         slots.iter().map(|s| (s.target.name.clone(), s.region.name.clone())).collect();
     metrics.keep_only(&watched);
-    let concurrency = config.concurrency.unwrap_or_else(|| {
+    // Each probe in flight is a socket: the default stays within the open-file limit, so that
+    // a probe starts late (logged, counted) rather than fail with "Too many open files".
+    let fd_room =
+        std::fs::read_to_string("/proc/self/limits").ok().and_then(|l| probing::fd_room(&l));
+    let wanted = config.concurrency.unwrap_or_else(|| {
         probing::default_size(slots.iter().map(|s| (s.target.interval, s.target.timeout)))
     });
+    let concurrency = match (config.concurrency, fd_room) {
+        (None, Some(room)) => wanted.min(room),
+        _ => wanted,
+    };
     let origin = if config.concurrency.is_some() { "--concurrency" } else { "default" };
     log::info!("probes in flight at most={concurrency} source={origin}");
+    if let Some(room) = fd_room.filter(|&room| wanted > room) {
+        let outcome = if config.concurrency.is_some() {
+            "probes past it fail with \"Too many open files\": lower --concurrency or"
+        } else {
+            "the default stays within it, so probes may start late:"
+        };
+        log::warn!(
+            "the open-file limit leaves room for {room} probes in flight, and {wanted} may be \
+             needed ({origin}); {outcome} raise the limit (ulimit -n, systemd LimitNOFILE=, \
+             docker --ulimit nofile=)"
+        );
+    }
     metrics.set_workers(concurrency);
     let cluster = config.cluster.as_ref().map(|settings| {
         // Unique per process run: a restarted member is a new member (the old one's loss is

@@ -47,6 +47,21 @@ pub fn default_size(slots: impl IntoIterator<Item = (Duration, Duration)>) -> us
     (needed + 2).clamp(MIN_IN_FLIGHT, MAX_DEFAULT_IN_FLIGHT)
 }
 
+/// File descriptors kept free for everything but probes: the database, SMTP, channels, the
+/// `--listen` server's connections, logs, the engine's own `epoll` and waker.
+pub const RESERVED_FDS: usize = 64;
+
+/// The most probes in flight this process's open-file limit allows (its soft `RLIMIT_NOFILE`,
+/// less [`RESERVED_FDS`]), read from `limits` (the text of `/proc/self/limits`). `None` when
+/// unlimited or not stated. Each probe in flight is one socket: past the limit, `socket()`
+/// fails with "Too many open files" and the probe would fail for a fault that is not the API's.
+pub fn fd_room(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line.trim_start_matches("Max open files").split_whitespace().next()?;
+    let soft: usize = soft.parse().ok()?;
+    Some(soft.saturating_sub(RESERVED_FDS).max(1))
+}
+
 /// Late-start bookkeeping, shared with `/metrics`.
 #[derive(Debug, Default)]
 pub struct Lateness {
@@ -158,6 +173,22 @@ impl Probing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_open_file_limit_leaves_room_for_the_rest() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             127431               127431               processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(fd_room(limits), Some(1024 - RESERVED_FDS));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(fd_room(unlimited), None);
+        assert_eq!(
+            fd_room("Max open files            10                   10                   files"),
+            Some(1)
+        );
+        assert_eq!(fd_room(""), None);
+    }
 
     #[test]
     fn the_default_size_covers_every_target_stuck_in_a_timeout_up_to_the_cap() {

@@ -280,7 +280,11 @@ impl SqliteStore {
         sql: &str,
         params: impl rusqlite::Params,
     ) -> Result<usize, StoreError> {
-        self.conn.execute(sql, params).map_err(|e| self.fail(what, e))
+        // Cached: the same few statements run all the time (the heartbeat every 5 s).
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute(params))
+            .map_err(|e| self.fail(what, e))
     }
 }
 
