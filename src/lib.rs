@@ -4,8 +4,9 @@
 //!
 //! Folders by role:
 //! - [`config`]: command line, environment and TOML file into one validated [`config::Config`];
-//! - [`probe`]: one HTTP `GET` into an [`probe::Outcome`];
-//! - [`runtime`]: the threads — scheduler, probe pool, the state owner, the courier;
+//! - [`probe`]: HTTP `GET`s into [`probe::Outcome`]s, many in flight on one thread;
+//! - [`runtime`]: the threads — probing (scheduler and probe engine), the state owner, the
+//!   recorder, the couriers;
 //! - [`store`]: the `state` and `notification` tables in SQLite or MySQL;
 //! - [`notify`]: email text and the mailer;
 //! - [`web`]: the `--listen` server, metrics and the status page;

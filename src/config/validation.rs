@@ -23,7 +23,7 @@ pub const MAX_THRESHOLD: u32 = 1000;
 /// handshake noise, and a healthy API would read as down.
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// The most probe workers one may ask for: each is a thread.
+/// The most probes in flight one may ask for: each is a socket (a file descriptor).
 pub const MAX_CONCURRENCY: usize = 10_000;
 
 /// The longest duration a setting takes, and how its errors write it.

@@ -137,7 +137,7 @@ impl Running {
     }
 }
 
-/// Starts the scheduler, the pool, the state owner and the courier for `slots`; they run until
+/// Starts the probing thread, the state owner and the couriers for `slots`; they run until
 /// `parts.shutdown` is triggered (see [`Running::wait`]).
 pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
     let Parts {

@@ -2,8 +2,8 @@
 //!
 //! It owns every target × region's [`Watch`] (detector, blindness, reminders), the [`Outbox`]
 //! (which notification the courier carries next), and the recent history the emails and the
-//! status page show. Everything else talks to it through one channel of [`Event`]s: probe
-//! workers send outcomes, the courier sends delivery results, the recorder (the thread that
+//! status page show. Everything else talks to it through one channel of [`Event`]s: the
+//! probing thread sends outcomes, the courier sends delivery results, the recorder (the thread that
 //! talks to the database, [`crate::runtime::recorder`]) sends its answers. Nothing is shared
 //! behind a lock but the read-only [`Snapshot`] it publishes for `--listen`.
 //!
@@ -217,7 +217,7 @@ pub struct Owned {
     pub shutdown: Arc<Shutdown>,
     /// The first wait before a delivery is retried.
     pub retry_base: Duration,
-    /// Cluster mode: who this member is and the share it publishes to the probe pool.
+    /// Cluster mode: who this member is and the share it publishes to the probing thread.
     pub member: Option<Member>,
     /// The config file's maintenance windows.
     pub windows: Arc<[Window]>,

@@ -56,7 +56,7 @@ use crate::web::status_page::ClusterPanel;
 /// What the runtime hands the state owner in cluster mode.
 pub struct Member {
     pub identity: Identity,
-    /// Per slot, whether this member probes it now: written here, read by the probe pool.
+    /// Per slot, whether this member probes it now: written here, read by the probing thread.
     pub owned: Arc<[AtomicBool]>,
 }
 
