@@ -99,9 +99,28 @@ struct Probe {
 /// The region's proxy, parsed.
 #[derive(Clone)]
 struct ProxySpec {
+    /// As reasons name it.
     host: String,
+    place: Place,
     port: u16,
     authorization: Option<String>,
+}
+
+/// Where to connect: an address as it is, or a name to look up first.
+#[derive(Clone)]
+enum Place {
+    Address(IpAddr),
+    Name(String),
+}
+
+impl Place {
+    fn of(host: &url::Host<&str>) -> Place {
+        match host {
+            url::Host::Ipv4(ip) => Place::Address(IpAddr::V4(*ip)),
+            url::Host::Ipv6(ip) => Place::Address(IpAddr::V6(*ip)),
+            url::Host::Domain(name) => Place::Name((*name).to_owned()),
+        }
+    }
 }
 
 enum Stage {
@@ -167,11 +186,13 @@ impl Engine {
     /// Starts one probe, reported under `key` by a later [`Engine::turn`].
     pub fn start(&mut self, key: usize, request: &Request<'_>) {
         let started = Instant::now();
-        let (address, authorization) = super::http::without_credentials(request.url);
-        let parsed = url::Url::parse(&address);
+        let parsed = url::Url::parse(request.url).map(|mut url| {
+            let authorization = take_credentials(&mut url);
+            (url, authorization)
+        });
         let proxy = request.proxy.map(parse_proxy).transpose();
-        let (url, proxy) = match (parsed, proxy) {
-            (Ok(url), Ok(proxy)) => (url, proxy),
+        let ((url, authorization), proxy) = match (parsed, proxy) {
+            (Ok(parsed), Ok(proxy)) => (parsed, proxy),
             (_, Err(reason)) => return self.end_now(key, started, Err(reason)),
             (Err(e), _) => {
                 let reason = Reason::InvalidResponse {
@@ -304,10 +325,11 @@ impl Engine {
     /// Starts the current hop: resolve or connect (to the proxy when there is one).
     fn begin_hop(&mut self, index: usize) {
         let Some(probe) = self.probes[index].as_mut() else { return };
-        let (host, port) = match &probe.proxy {
-            Some(proxy) => (proxy.host.clone(), proxy.port),
+        // An address is connected to at once; only a name is looked up.
+        let (place, port) = match &probe.proxy {
+            Some(proxy) => (proxy.place.clone(), proxy.port),
             None => match (probe.url.host(), probe.url.port_or_known_default()) {
-                (Some(host), Some(port)) => (host_text(&host), port),
+                (Some(host), Some(port)) => (Place::of(&host), port),
                 _ => {
                     let reason = Reason::InvalidResponse {
                         detail: "URL without a host".into(),
@@ -317,10 +339,9 @@ impl Engine {
                 }
             },
         };
-        let literal = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>();
-        match literal {
-            Ok(ip) => self.connect(index, vec![SocketAddr::new(ip, port)]),
-            Err(_) => {
+        match place {
+            Place::Address(ip) => self.connect(index, vec![SocketAddr::new(ip, port)]),
+            Place::Name(host) => {
                 let name = format!("{host}:{port}");
                 let serial = probe.serial;
                 probe.stage = Stage::Resolving { name: name.clone() };
@@ -807,6 +828,24 @@ fn proxy_io(proxy: &ProxySpec, error: &io::Error, timeout: Duration) -> Reason {
     }
 }
 
+/// Takes the user-info out of `url` and gives the `Authorization` header value it stands for
+/// (`Basic`, RFC 7617: base64 of `user:password`, each percent-decoded), so the header is sent
+/// exactly as RFC 7617 says and no redirect is followed with it.
+pub(super) fn take_credentials(url: &mut url::Url) -> Option<String> {
+    use base64::Engine as _;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+    let mut pair = decode(url.username());
+    pair.push(b':');
+    pair.extend(decode(url.password().unwrap_or("")));
+    // Cannot fail: a target URL has a host (validated at start-up), so it can lose its user-info.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+}
+
 /// `http://[user:pass@]host:port` (credentials percent-encoded) as the probe uses it.
 fn parse_proxy(text: &str) -> Result<ProxySpec, Reason> {
     use base64::Engine as _;
@@ -821,7 +860,8 @@ fn parse_proxy(text: &str) -> Result<ProxySpec, Reason> {
             url.scheme()
         )));
     }
-    let host = url.host().map(|h| host_text(&h)).ok_or_else(|| invalid("no host".into()))?;
+    let parsed = url.host().ok_or_else(|| invalid("no host".into()))?;
+    let (host, place) = (parsed.to_string(), Place::of(&parsed));
     let authorization = (!url.username().is_empty() || url.password().is_some()).then(|| {
         let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
         let mut pair = decode(url.username());
@@ -829,12 +869,7 @@ fn parse_proxy(text: &str) -> Result<ProxySpec, Reason> {
         pair.extend(decode(url.password().unwrap_or("")));
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
     });
-    Ok(ProxySpec { host, port: url.port_or_known_default().unwrap_or(80), authorization })
-}
-
-/// A URL's host as reasons name it: a name, an IPv4 address, or `[v6]`.
-fn host_text(host: &url::Host<&str>) -> String {
-    host.to_string()
+    Ok(ProxySpec { host, place, port: url.port_or_known_default().unwrap_or(80), authorization })
 }
 
 fn outcome(verdict: Result<(), Reason>, latency: Duration) -> Outcome {

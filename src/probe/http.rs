@@ -57,25 +57,15 @@ impl Prober for HttpProber {
 }
 
 /// `url` without its user-info, and the `Authorization` header value that user-info stands for
-/// (`Basic`, RFC 7617: base64 of `user:password`, each percent-decoded). Done here rather than
-/// by the client so the header is sent exactly as RFC 7617 says and the engine
-/// knows to follow no redirect with it. A URL without user-info comes back as it is.
-pub(super) fn without_credentials(url: &str) -> (std::borrow::Cow<'_, str>, Option<String>) {
-    use base64::Engine as _;
+/// (see [`super::engine::take_credentials`]). A URL without user-info comes back as it is.
+#[cfg(test)]
+fn without_credentials(url: &str) -> (std::borrow::Cow<'_, str>, Option<String>) {
     use std::borrow::Cow;
     let Ok(mut parsed) = url::Url::parse(url) else { return (Cow::Borrowed(url), None) };
-    if parsed.username().is_empty() && parsed.password().is_none() {
-        return (Cow::Borrowed(url), None);
+    match super::engine::take_credentials(&mut parsed) {
+        Some(header) => (Cow::Owned(parsed.into()), Some(header)),
+        None => (Cow::Borrowed(url), None),
     }
-    let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
-    let mut pair = decode(parsed.username());
-    pair.push(b':');
-    pair.extend(decode(parsed.password().unwrap_or("")));
-    // Cannot fail: a target URL has a host (validated at start-up), so it can lose its user-info.
-    let _ = parsed.set_username("");
-    let _ = parsed.set_password(None);
-    let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
-    (Cow::Owned(parsed.into()), Some(header))
 }
 
 #[cfg(test)]
