@@ -73,6 +73,8 @@ pub struct Engine {
     ended: VecDeque<(usize, Outcome)>,
     lookups: Lookups,
     scratch: Vec<u8>,
+    /// The webpki roots (tests trust their own CA instead).
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -170,7 +172,21 @@ impl Engine {
             ended: VecDeque::new(),
             lookups,
             scratch: vec![0; READ_CHUNK],
+            tls: tls_config(),
         })
+    }
+
+    /// An engine that trusts `roots` instead of the webpki roots (tests).
+    #[cfg(test)]
+    fn trusting(roots: rustls::RootCertStore) -> io::Result<Self> {
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Engine { tls: Arc::new(config), ..Engine::new()? })
     }
 
     /// Wakes a [`Engine::turn`] in progress from another thread (e.g. to stop).
@@ -412,10 +428,10 @@ impl Engine {
 
     /// Moves probe `index` on as far as the network lets it.
     fn drive(&mut self, index: usize) {
-        let scratch = &mut self.scratch;
+        let (scratch, tls) = (&mut self.scratch, &self.tls);
         let Some(probe) = self.probes.get_mut(index).and_then(Option::as_mut) else { return };
         let step =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| advance(probe, scratch)));
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| advance(probe, scratch, tls)));
         match step {
             Ok(Drive::Pending) => {}
             Ok(Drive::Done(verdict)) => self.finish(index, verdict),
@@ -446,7 +462,7 @@ enum Got {
 }
 
 /// Moves one probe on until it must wait for the network, ends, or redirects.
-fn advance(probe: &mut Probe, scratch: &mut [u8]) -> Drive {
+fn advance(probe: &mut Probe, scratch: &mut [u8], tls: &Arc<rustls::ClientConfig>) -> Drive {
     loop {
         match &mut probe.stage {
             Stage::Resolving { .. } | Stage::Over => return Drive::Pending,
@@ -474,7 +490,7 @@ fn advance(probe: &mut Probe, scratch: &mut [u8]) -> Drive {
                         sent: 0,
                         answer: Vec::new(),
                     },
-                    None => match exchange(probe, stream, &[]) {
+                    None => match exchange(probe, stream, &[], tls) {
                         Ok(stage) => stage,
                         Err(reason) => return Drive::Done(Err(reason)),
                     },
@@ -529,7 +545,7 @@ fn advance(probe: &mut Probe, scratch: &mut [u8]) -> Drive {
                 else {
                     unreachable!("matched above")
                 };
-                probe.stage = match exchange(probe, stream, &early) {
+                probe.stage = match exchange(probe, stream, &early, tls) {
                     Ok(stage) => stage,
                     Err(reason) => return Drive::Done(Err(reason)),
                 };
@@ -628,7 +644,12 @@ fn redirect(probe: &mut Probe, location: Option<&str>) -> Result<url::Url, Reaso
 /// The exchange with the target over a connected `stream` (to it, or tunnelled through the
 /// proxy): the GET queued, TLS set up for `https`. `early`: bytes the proxy sent past its
 /// answer to CONNECT, already the target's.
-fn exchange(probe: &Probe, stream: TcpStream, early: &[u8]) -> Result<Stage, Reason> {
+fn exchange(
+    probe: &Probe,
+    stream: TcpStream,
+    early: &[u8],
+    config: &Arc<rustls::ClientConfig>,
+) -> Result<Stage, Reason> {
     let request = get_request(&probe.url, probe.authorization.as_deref());
     let mut response = Response::new(probe.body_cap);
     let link = if probe.url.scheme() == "https" {
@@ -644,7 +665,7 @@ fn exchange(probe: &Probe, stream: TcpStream, early: &[u8]) -> Result<Stage, Rea
                 })
             }
         };
-        let mut tls = ClientConnection::new(tls_config(), name)
+        let mut tls = ClientConnection::new(Arc::clone(config), name)
             .map_err(|e| Reason::Tls { detail: e.to_string(), phase: Phase::Head })?;
         // Sent once the handshake is done.
         tls.writer()
@@ -1100,5 +1121,128 @@ mod tests {
             Request { url: &url, proxy: None, timeout: Duration::from_secs(5), body_cap: 4096 };
         let (outcomes, _) = run_all(&[request]);
         assert_eq!(text(&outcomes[0]), None, "{:?}", outcomes[0]);
+    }
+
+    /// A CA the test trusts, and a TLS server configuration for 127.0.0.1 signed by it.
+    fn tls_pair() -> (rustls::RootCertStore, Arc<rustls::ServerConfig>) {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_cert.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        (roots, Arc::new(server))
+    }
+
+    /// An HTTPS server on loopback answering each connection with `answer`, then ending the
+    /// TLS session with `close_notify` or, if `abrupt`, just closing the socket.
+    fn tls_server(
+        config: Arc<rustls::ServerConfig>,
+        answer: &'static [u8],
+        abrupt: bool,
+    ) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        thread::spawn(move || {
+            for socket in listener.incoming().map_while(Result::ok) {
+                let config = Arc::clone(&config);
+                thread::spawn(move || -> io::Result<()> {
+                    let session =
+                        rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+                    let mut stream = rustls::StreamOwned::new(session, socket);
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        stream.read_exact(&mut byte)?;
+                        head.push(byte[0]);
+                    }
+                    stream.write_all(answer)?;
+                    if !abrupt {
+                        stream.conn.send_close_notify();
+                    }
+                    stream.flush()
+                });
+            }
+        });
+        address
+    }
+
+    #[test]
+    fn a_healthy_https_answer_is_healthy_directly_and_through_a_proxy() {
+        let (roots, server) = tls_pair();
+        let chunked: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                               Transfer-Encoding: chunked\r\n\r\nf\r\n{\"status\":\"OK\"}\r\n0\r\n\r\n";
+        let until_close: &[u8] =
+            b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"status\":\"OK\"}";
+        let servers = [
+            tls_server(Arc::clone(&server), HEALTHY, false),
+            tls_server(Arc::clone(&server), HEALTHY, true),
+            tls_server(Arc::clone(&server), chunked, false),
+            tls_server(Arc::clone(&server), until_close, false),
+        ];
+        let proxy = testkit::ConnectProxy::start();
+        let urls: Vec<String> = servers.iter().map(|a| format!("https://{a}/health")).collect();
+        let timeout = Duration::from_secs(10);
+        let mut requests: Vec<Request<'_>> =
+            urls.iter().map(|url| Request { url, proxy: None, timeout, body_cap: 4096 }).collect();
+        requests.extend(urls.iter().map(|url| Request {
+            url,
+            proxy: Some(&proxy.url),
+            timeout,
+            body_cap: 4096,
+        }));
+        let mut engine = Engine::trusting(roots).unwrap();
+        for (key, request) in requests.iter().enumerate() {
+            engine.start(key, request);
+        }
+        let mut outcomes = vec![None; requests.len()];
+        let mut finished = Vec::new();
+        let started = Instant::now();
+        while outcomes.iter().any(Option::is_none) && started.elapsed() < Duration::from_secs(30) {
+            engine.turn(None, &mut finished).unwrap();
+            for (key, outcome) in finished.drain(..) {
+                outcomes[key] = Some(outcome);
+            }
+        }
+        for (n, outcome) in outcomes.iter().enumerate() {
+            let how = if n < urls.len() { "direct" } else { "through the proxy" };
+            assert!(
+                outcome.as_ref().is_some_and(Outcome::is_healthy),
+                "{} {how}: {outcome:?}",
+                urls[n % urls.len()]
+            );
+        }
+        assert!(proxy.tunnels.load(std::sync::atomic::Ordering::Relaxed) >= urls.len());
+    }
+
+    #[test]
+    fn a_certificate_the_roots_do_not_trust_is_a_tls_failure() {
+        let (_, server) = tls_pair();
+        let address = tls_server(server, HEALTHY, false);
+        let url = format!("https://{address}/health");
+        let request =
+            Request { url: &url, proxy: None, timeout: Duration::from_secs(5), body_cap: 4096 };
+        let (outcomes, _) = run_all(&[request]);
+        assert_eq!(
+            text(&outcomes[0]).as_deref(),
+            Some("TLS error: invalid peer certificate: UnknownIssuer")
+        );
     }
 }
