@@ -73,6 +73,8 @@ pub struct Engine {
     ended: VecDeque<(usize, Outcome)>,
     lookups: Lookups,
     scratch: Vec<u8>,
+    /// Indexes of the probes the last wait found ready (kept to spare an allocation per turn).
+    ready: Vec<usize>,
     /// The webpki roots (tests trust their own CA instead).
     tls: Arc<rustls::ClientConfig>,
 }
@@ -172,6 +174,7 @@ impl Engine {
             ended: VecDeque::new(),
             lookups,
             scratch: vec![0; READ_CHUNK],
+            ready: Vec::new(),
             tls: tls_config(),
         })
     }
@@ -179,14 +182,7 @@ impl Engine {
     /// An engine that trusts `roots` instead of the webpki roots (tests).
     #[cfg(test)]
     fn trusting(roots: rustls::RootCertStore) -> io::Result<Self> {
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(io::Error::other)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        Ok(Engine { tls: Arc::new(config), ..Engine::new()? })
+        Ok(Engine { tls: client_config(roots), ..Engine::new()? })
     }
 
     /// Wakes a [`Engine::turn`] in progress from another thread (e.g. to stop).
@@ -271,16 +267,18 @@ impl Engine {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        let ready: Vec<usize> =
-            self.events.iter().map(|e| e.token()).filter(|&t| t != WAKER).map(|t| t.0).collect();
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(self.events.iter().map(|e| e.token()).filter(|&t| t != WAKER).map(|t| t.0));
         for (name, answer) in self.lookups.answered() {
             for (index, serial) in answer.waiting {
                 self.resolved(index, serial, &name, &answer.result);
             }
         }
-        for index in ready {
+        for &index in &ready {
             self.drive(index);
         }
+        self.ready = ready;
         self.expire(Instant::now());
         finished.extend(self.ended.drain(..));
         Ok(())
@@ -852,24 +850,30 @@ fn proxy_io(proxy: &ProxySpec, error: &io::Error, timeout: Duration) -> Reason {
 /// Takes the user-info out of `url` and gives the `Authorization` header value it stands for
 /// (`Basic`, RFC 7617: base64 of `user:password`, each percent-decoded), so the header is sent
 /// exactly as RFC 7617 says and no redirect is followed with it.
-pub(super) fn take_credentials(url: &mut url::Url) -> Option<String> {
-    use base64::Engine as _;
+fn take_credentials(url: &mut url::Url) -> Option<String> {
     if url.username().is_empty() && url.password().is_none() {
         return None;
     }
-    let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
-    let mut pair = decode(url.username());
-    pair.push(b':');
-    pair.extend(decode(url.password().unwrap_or("")));
+    let header = basic(url.username(), url.password());
     // Cannot fail: a target URL has a host (validated at start-up), so it can lose its user-info.
     let _ = url.set_username("");
     let _ = url.set_password(None);
-    Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+    Some(header)
+}
+
+/// `Basic` credentials (RFC 7617) from a URL's percent-encoded user-info: base64 of
+/// `user:password`, each percent-decoded.
+fn basic(user: &str, password: Option<&str>) -> String {
+    use base64::Engine as _;
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+    let mut pair = decode(user);
+    pair.push(b':');
+    pair.extend(decode(password.unwrap_or("")));
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
 }
 
 /// `http://[user:pass@]host:port` (credentials percent-encoded) as the probe uses it.
 fn parse_proxy(text: &str) -> Result<ProxySpec, Reason> {
-    use base64::Engine as _;
     let invalid = |detail: String| Reason::ProxyFailed {
         proxy: text.to_owned(),
         detail: format!("invalid proxy URL: {detail}"),
@@ -883,13 +887,8 @@ fn parse_proxy(text: &str) -> Result<ProxySpec, Reason> {
     }
     let parsed = url.host().ok_or_else(|| invalid("no host".into()))?;
     let (host, place) = (parsed.to_string(), Place::of(&parsed));
-    let authorization = (!url.username().is_empty() || url.password().is_some()).then(|| {
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
-        let mut pair = decode(url.username());
-        pair.push(b':');
-        pair.extend(decode(url.password().unwrap_or("")));
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
-    });
+    let authorization = (!url.username().is_empty() || url.password().is_some())
+        .then(|| basic(url.username(), url.password()));
     Ok(ProxySpec { host, place, port: url.port_or_known_default().unwrap_or(80), authorization })
 }
 
@@ -906,17 +905,22 @@ fn outcome(verdict: Result<(), Reason>, latency: Duration) -> Outcome {
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     Arc::clone(CONFIG.get_or_init(|| {
-        let roots =
-            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
+        client_config(rustls::RootCertStore::from_iter(
+            webpki_roots::TLS_SERVER_ROOTS.iter().cloned(),
         ))
-        .with_safe_default_protocol_versions()
-        .expect("aws-lc-rs supports TLS 1.2 and 1.3")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        Arc::new(config)
     }))
+}
+
+/// A TLS client configuration trusting `roots`, with `aws-lc-rs` and its default versions.
+fn client_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("aws-lc-rs supports TLS 1.2 and 1.3")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Arc::new(config)
 }
 
 /// Addresses of a host name, or the lookup failed.
@@ -1067,6 +1071,23 @@ mod tests {
         // The ten silent ones waited out their deadline together, not one after another.
         assert!(took < Duration::from_secs(10), "in parallel: {took:?}");
         drop(silent);
+    }
+
+    #[test]
+    fn user_info_becomes_a_basic_authorization_header() {
+        let mut url = url::Url::parse("http://probe:p%40ss%3Aw0rd@127.0.0.1:8080/health").unwrap();
+        let header = take_credentials(&mut url);
+        assert_eq!(url.as_str(), "http://127.0.0.1:8080/health", "the request gets no user-info");
+        assert_eq!(
+            header.as_deref(),
+            Some("Basic cHJvYmU6cEBzczp3MHJk"),
+            "base64(probe:p@ss:w0rd)"
+        );
+        let mut url = url::Url::parse("https://api.example.com/health").unwrap();
+        assert_eq!(take_credentials(&mut url), None);
+        assert_eq!(url.as_str(), "https://api.example.com/health");
+        let proxy = parse_proxy("http://region%201:s%3Acret@127.0.0.1:3128").ok().unwrap();
+        assert_eq!(proxy.authorization.as_deref(), Some("Basic cmVnaW9uIDE6czpjcmV0"));
     }
 
     #[test]

@@ -56,18 +56,6 @@ impl Prober for HttpProber {
     }
 }
 
-/// `url` without its user-info, and the `Authorization` header value that user-info stands for
-/// (see [`super::engine::take_credentials`]). A URL without user-info comes back as it is.
-#[cfg(test)]
-fn without_credentials(url: &str) -> (std::borrow::Cow<'_, str>, Option<String>) {
-    use std::borrow::Cow;
-    let Ok(mut parsed) = url::Url::parse(url) else { return (Cow::Borrowed(url), None) };
-    match super::engine::take_credentials(&mut parsed) {
-        Some(header) => (Cow::Owned(parsed.into()), Some(header)),
-        None => (Cow::Borrowed(url), None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,15 +302,6 @@ mod tests {
             reason_of(&outcome).as_deref(),
             Some("DNS lookup failed for nonexistent.invalid")
         );
-    }
-
-    #[test]
-    fn user_info_becomes_a_basic_authorization_header() {
-        let (url, auth) = without_credentials("http://probe:p%40ss%3Aw0rd@127.0.0.1:8080/health");
-        assert_eq!(url, "http://127.0.0.1:8080/health", "the client gets no user-info");
-        assert_eq!(auth.as_deref(), Some("Basic cHJvYmU6cEBzczp3MHJk"), "base64(probe:p@ss:w0rd)");
-        let (url, auth) = without_credentials("https://api.example.com/health");
-        assert_eq!((url.as_ref(), auth), ("https://api.example.com/health", None));
     }
 
     #[test]
