@@ -98,6 +98,11 @@ struct Probe {
     visited: Vec<String>,
     proxy: Option<ProxySpec>,
     stage: Stage,
+    /// What the current socket is registered for in the `epoll` (`None`: not yet). A socket is
+    /// registered only once the probe must wait, and for writability only while something is
+    /// left to send: a loopback connect is often done at once, and a needless writable event
+    /// would be one more wake-up per probe.
+    interest: Option<Interest>,
 }
 
 /// The region's proxy, parsed.
@@ -138,6 +143,33 @@ enum Stage {
     Exchange { link: Link, out: Vec<u8>, sent: usize, response: Response },
     /// Ended (the outcome is on its way out).
     Over,
+}
+
+impl Stage {
+    /// The socket and the readiness this stage waits for: readable always (an answer, or the
+    /// end), writable while connecting or while something is left to send.
+    fn waits_for(&mut self) -> Option<(&mut TcpStream, Interest)> {
+        let both = Interest::READABLE | Interest::WRITABLE;
+        let unless_sent = |sent: usize, out: &[u8]| {
+            if sent < out.len() {
+                both
+            } else {
+                Interest::READABLE
+            }
+        };
+        match self {
+            Stage::Resolving { .. } | Stage::Over => None,
+            Stage::Connecting { stream, .. } => Some((stream, both)),
+            Stage::Tunnel { stream, out, sent, .. } => Some((stream, unless_sent(*sent, out))),
+            Stage::Exchange { link: Link::Plain(stream), out, sent, .. } => {
+                Some((stream, unless_sent(*sent, out)))
+            }
+            Stage::Exchange { link: Link::Tls(stream, tls), .. } => {
+                let wanted = if tls.wants_write() { both } else { Interest::READABLE };
+                Some((stream, wanted))
+            }
+        }
+    }
 }
 
 /// The connection to the target (directly or through the tunnel).
@@ -233,6 +265,7 @@ impl Engine {
             authorization,
             proxy,
             stage: Stage::Over,
+            interest: None,
         });
         self.begin_hop(index);
     }
@@ -391,19 +424,11 @@ impl Engine {
         let mut last_error = None;
         while let Some(address) = addresses.pop() {
             match TcpStream::connect(address) {
-                Ok(mut stream) => {
-                    let registered = self.poll.registry().register(
-                        &mut stream,
-                        Token(index),
-                        Interest::READABLE | Interest::WRITABLE,
-                    );
-                    if let Err(e) = registered {
-                        last_error = Some(e);
-                        continue;
-                    }
+                Ok(stream) => {
                     addresses.reverse();
                     let probe = self.probes[index].as_mut().expect("in flight");
                     probe.stage = Stage::Connecting { stream, rest: addresses };
+                    probe.interest = None;
                     // A connect to loopback may already be done: look now.
                     return self.drive(index);
                 }
@@ -413,6 +438,20 @@ impl Engine {
         let error = last_error.unwrap_or_else(|| io::Error::other("no address"));
         let reason = self.connect_failure(index, &error);
         self.finish(index, Err(reason));
+    }
+
+    /// Registers (or re-registers) probe `index`'s socket for what it waits for now.
+    fn watch(&mut self, index: usize) -> io::Result<()> {
+        let Some(probe) = self.probes.get_mut(index).and_then(Option::as_mut) else { return Ok(()) };
+        let Some((stream, wanted)) = probe.stage.waits_for() else { return Ok(()) };
+        let registry = self.poll.registry();
+        match probe.interest {
+            None => registry.register(stream, Token(index), wanted)?,
+            Some(now) if now != wanted => registry.reregister(stream, Token(index), wanted)?,
+            Some(_) => {}
+        }
+        probe.interest = Some(wanted);
+        Ok(())
     }
 
     /// Why a connection to the target (or its proxy) could not be made.
@@ -431,7 +470,12 @@ impl Engine {
         let step =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| advance(probe, scratch, tls)));
         match step {
-            Ok(Drive::Pending) => {}
+            Ok(Drive::Pending) => {
+                if let Err(error) = self.watch(index) {
+                    let reason = self.connect_failure(index, &error);
+                    self.finish(index, Err(reason));
+                }
+            }
             Ok(Drive::Done(verdict)) => self.finish(index, verdict),
             Ok(Drive::ConnectFailed(error, rest)) => {
                 if rest.is_empty() {

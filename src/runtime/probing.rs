@@ -7,6 +7,10 @@
 //! state owner. The loop starts every probe that is due, waits for the network until the next
 //! due time or deadline, and hands each outcome to the state owner.
 //!
+//! Outcomes go to the state owner at once, except a healthy outcome of a target that is
+//! steadily healthy, which may wait up to [`HANDOFF_DELAY`] and go with the next: see
+//! [`Handoff`].
+//!
 //! At most `--concurrency` probes are in flight. When that many are, due probes wait and start
 //! late: that is logged once per episode and counted in `/metrics`
 //! (`api_monitor_probes_late_total`), never dropped silently. A target never has two probes in
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::probe::engine::{Engine, Request};
 use crate::probe::{speed_verdict, BODY_CAP};
 use crate::runtime::schedule::{Scheduler, Shutdown};
-use crate::runtime::state::Event;
+use crate::runtime::state::{Event, Probed};
 use crate::runtime::Slot;
 use crate::timestamp::{Clock, Timestamp};
 use crate::web::metrics::Registry;
@@ -60,6 +64,71 @@ pub fn fd_room(limits: &str) -> Option<usize> {
     let soft = line.trim_start_matches("Max open files").split_whitespace().next()?;
     let soft: usize = soft.parse().ok()?;
     Some(soft.saturating_sub(RESERVED_FDS).max(1))
+}
+
+/// How long a steady healthy outcome may wait before it goes to the state owner.
+pub const HANDOFF_DELAY: Duration = Duration::from_secs(5);
+
+/// Which outcomes go to the state owner at once and which may wait for company.
+///
+/// Why: handing an outcome to the state owner wakes its thread, and on a machine with idle
+/// cores that wake-up (an inter-processor interrupt; in a VM, an exit to the hypervisor) cost
+/// more CPU than the rest of the state owner's work on the outcome. Most outcomes are of
+/// healthy targets that stay healthy: the state owner decides nothing on them. So an outcome
+/// waits (up to [`HANDOFF_DELAY`]) only when it is healthy and the slot's previous
+/// `successes` outcomes were healthy too: the detector is then surely `UP` (it takes
+/// `successes` healthy outcomes in a row to get there from anything), so this outcome can start
+/// no transition, end no blindness and owe no reminder. Every other outcome (a failure, a blind
+/// one, the first healthy ones after them) goes at once, taking the waiting ones with it in
+/// order, so alerts are not delayed and the state owner sees every slot's outcomes in the order
+/// they ended. What waiting delays: the `/metrics` gauge of outcomes waiting, the status page's
+/// latency minute a probe counts in, and `debug` logs of healthy probes.
+#[derive(Debug, Default)]
+pub struct Handoff {
+    /// Per slot: healthy outcomes in a row, as taken here.
+    healthy_run: Vec<u32>,
+    /// Outcomes not handed on yet, in the order they ended.
+    held: Vec<Probed>,
+    /// When the oldest held outcome must go (`None`: none held).
+    due: Option<Instant>,
+}
+
+impl Handoff {
+    pub fn new(slots: usize) -> Handoff {
+        Handoff { healthy_run: vec![0; slots], held: Vec::new(), due: None }
+    }
+
+    /// Takes one outcome of a slot whose target needs `successes` healthy outcomes in a row to
+    /// be `UP`, at `now`.
+    pub fn take(&mut self, probed: Probed, successes: u32, now: Instant) {
+        let run = &mut self.healthy_run[probed.slot];
+        let steady = probed.outcome.is_healthy() && *run >= successes;
+        *run = if probed.outcome.is_healthy() { run.saturating_add(1) } else { 0 };
+        self.held.push(probed);
+        let latest = if steady { now + HANDOFF_DELAY } else { now };
+        self.due = Some(self.due.map_or(latest, |due| due.min(latest)));
+    }
+
+    /// Forgets `slot`'s run (another member of the site probes it now): its next outcomes go
+    /// at once, as the first ones after a start do.
+    pub fn forget(&mut self, slot: usize) {
+        self.healthy_run[slot] = 0;
+    }
+
+    /// When the held outcomes must go (`None`: none held).
+    pub fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// The held outcomes, if they must go by `now` (or `all`, at a stop).
+    pub fn ready(&mut self, now: Instant, all: bool) -> Option<Vec<Probed>> {
+        let due = self.due?;
+        if !all && now < due {
+            return None;
+        }
+        self.due = None;
+        Some(std::mem::take(&mut self.held))
+    }
 }
 
 /// Late-start bookkeeping, shared with `/metrics`.
@@ -119,12 +188,14 @@ impl Probing {
         let mut scheduler = Scheduler::new(&intervals, Instant::now());
         let mut started: Vec<Option<Timestamp>> = vec![None; self.slots.len()];
         let mut finished = Vec::new();
+        let mut handoff = Handoff::new(self.slots.len());
         let max = self.max.max(1);
         loop {
             // A stop starts no new probe; those in flight end (each by its deadline) and are
             // handed on like any other.
             let stopping = shutdown.is_triggered();
             if stopping && engine.in_flight() == 0 {
+                self.hand_on(&mut handoff, true);
                 break;
             }
             let now = Instant::now();
@@ -134,6 +205,7 @@ impl Probing {
                 if !self.owned[slot].load(Ordering::Relaxed) {
                     // Another member of the site probes it now.
                     self.slots[slot].metrics.elsewhere(now);
+                    handoff.forget(slot);
                     scheduler.done(slot, now);
                     continue;
                 }
@@ -149,8 +221,9 @@ impl Probing {
                 engine.start(slot, &request);
             }
             // While every probe allowed is in flight (or stopping), only an outcome matters.
-            let until =
+            let next_start =
                 if !stopping && engine.in_flight() < max { scheduler.next_due() } else { None };
+            let until = [next_start, handoff.due()].into_iter().flatten().min();
             if let Err(e) = engine.turn(until, &mut finished) {
                 log::error!("cannot wait for the network ({e}); retrying in 1s");
                 std::thread::sleep(Duration::from_secs(1));
@@ -161,11 +234,20 @@ impl Probing {
                 let ended = Instant::now();
                 self.slots[slot].metrics.probe(&outcome, ended);
                 let at = started[slot].take().unwrap_or_else(|| self.clock.now());
-                self.metrics.outcome_sent();
-                // Fails only when the state owner is gone, i.e. while stopping.
-                let _ = self.events.send(Event::Probed { slot, outcome, at });
+                let successes = target.thresholds.successes.get();
+                handoff.take(Probed { slot, outcome, at }, successes, ended);
                 scheduler.done(slot, ended);
             }
+            self.hand_on(&mut handoff, false);
+        }
+    }
+
+    /// Sends the state owner the outcomes due now (every one with `all`).
+    fn hand_on(&self, handoff: &mut Handoff, all: bool) {
+        if let Some(probes) = handoff.ready(Instant::now(), all) {
+            self.metrics.outcomes_sent(probes.len());
+            // Fails only when the state owner is gone, i.e. while stopping.
+            let _ = self.events.send(Event::Probed(probes));
         }
     }
 }
@@ -173,6 +255,7 @@ impl Probing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::{Outcome, Reason};
 
     #[test]
     fn the_open_file_limit_leaves_room_for_the_rest() {
@@ -198,6 +281,96 @@ mod tests {
         assert_eq!(default_size(vec![(s(1), s(5)); 3]), 17, "a timeout longer than the interval");
         assert_eq!(default_size(vec![(s(5), s(5)); 10_000]), MAX_DEFAULT_IN_FLIGHT);
         assert_eq!(default_size([]), MIN_IN_FLIGHT);
+    }
+
+    /// One outcome of `slot`: `'h'` healthy, `'f'` failed, `'b'` blind.
+    fn probed(slot: usize, kind: char) -> Probed {
+        let latency = Duration::from_millis(3);
+        let outcome = match kind {
+            'h' => Outcome::Healthy { latency },
+            'f' => Outcome::Failed { reason: Reason::Refused, latency },
+            _ => Outcome::Blind { reason: Reason::ClosedWithoutResponse, latency },
+        };
+        Probed { slot, outcome, at: Timestamp::from_millis(0) }
+    }
+
+    #[test]
+    fn only_a_steady_healthy_outcome_waits_and_the_next_urgent_one_takes_it_along() {
+        // (outcomes of slot 0 taken one after another with `successes` 2, whether the last one
+        // may wait)
+        let cases: &[(&str, bool)] = &[
+            ("h", false),   // the first after a start: the detector may not be UP yet
+            ("hh", false),  // the second: this one may be what makes it UP
+            ("hhh", true),  // two healthy before it: UP for sure
+            ("hhhh", true), // and it stays so
+            ("hhf", false), // a failure always goes at once
+            ("hhhf", false),
+            ("hhfh", false), // the first healthy ones after a failure may end an outage
+            ("hhfhh", false),
+            ("hhfhhh", true),
+            ("hhb", false), // blind, and the first healthy ones after it ("seeing again")
+            ("hhbhh", false),
+            ("hhbhhh", true),
+        ];
+        for &(kinds, waits) in cases {
+            let now = Instant::now();
+            let mut handoff = Handoff::new(1);
+            for kind in kinds.chars() {
+                // What is not steady goes now: hand it on, as the loop does after each turn.
+                handoff.ready(now, false);
+                handoff.take(probed(0, kind), 2, now);
+            }
+            let expected = if waits { now + HANDOFF_DELAY } else { now };
+            assert_eq!(handoff.due(), Some(expected), "{kinds}");
+        }
+    }
+
+    #[test]
+    fn held_outcomes_go_in_the_order_they_ended_when_due_at_an_urgent_one_or_at_a_stop() {
+        let start = Instant::now();
+        let mut handoff = Handoff::new(2);
+        assert_eq!(handoff.due(), None, "nothing held");
+        assert!(handoff.ready(start, true).is_none(), "nothing to hand on, even at a stop");
+        for slot in [0, 1] {
+            for _ in 0..2 {
+                handoff.take(probed(slot, 'h'), 2, start);
+                handoff.ready(start, false).expect("not steady yet: goes at once");
+            }
+        }
+        // Both slots steady: their healthy outcomes wait, due HANDOFF_DELAY after the first.
+        handoff.take(probed(0, 'h'), 2, start);
+        let later = start + Duration::from_secs(1);
+        handoff.take(probed(1, 'h'), 2, later);
+        assert_eq!(handoff.due(), Some(start + HANDOFF_DELAY));
+        assert!(handoff.ready(later, false).is_none(), "not due yet");
+        let due = handoff.ready(start + HANDOFF_DELAY, false).expect("due");
+        assert_eq!(due.iter().map(|p| p.slot).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(handoff.due(), None);
+
+        // A failure takes the waiting ones with it, after them.
+        handoff.take(probed(1, 'h'), 2, later);
+        handoff.take(probed(0, 'f'), 2, later);
+        assert_eq!(handoff.due(), Some(later));
+        let due = handoff.ready(later, false).expect("a failure goes at once");
+        let order: Vec<_> = due.iter().map(|p| (p.slot, p.outcome.is_healthy())).collect();
+        assert_eq!(order, [(1, true), (0, false)]);
+
+        // A stop hands on what waits, due or not.
+        handoff.take(probed(1, 'h'), 2, later);
+        assert_eq!(handoff.ready(later, true).map(|p| p.len()), Some(1));
+    }
+
+    #[test]
+    fn a_slot_probed_elsewhere_starts_its_run_again() {
+        let now = Instant::now();
+        let mut handoff = Handoff::new(1);
+        for _ in 0..3 {
+            handoff.take(probed(0, 'h'), 2, now);
+            handoff.ready(now + HANDOFF_DELAY, false);
+        }
+        handoff.forget(0);
+        handoff.take(probed(0, 'h'), 2, now);
+        assert_eq!(handoff.due(), Some(now), "the state owner may have seen other outcomes since");
     }
 
     /// The runtime's slots for `urls`, probed every `interval` with `timeout`.
@@ -261,12 +434,14 @@ mod tests {
         let mut seen = Vec::new();
         while seen.len() < 4 {
             match events_rx.recv_timeout(Duration::from_secs(30)).expect("an outcome") {
-                Event::Probed { slot, outcome, .. } => {
-                    assert_eq!(
-                        outcome.reason().map(ToString::to_string).as_deref(),
-                        Some("timeout after 900ms")
-                    );
-                    seen.push(slot);
+                Event::Probed(probes) => {
+                    for Probed { slot, outcome, .. } in probes {
+                        assert_eq!(
+                            outcome.reason().map(ToString::to_string).as_deref(),
+                            Some("timeout after 900ms")
+                        );
+                        seen.push(slot);
+                    }
                 }
                 _ => panic!("only outcomes"),
             }

@@ -86,8 +86,9 @@ pub const STOP_GRACE: Duration = Duration::from_secs(3);
 /// What the state owner hears.
 #[derive(Debug)]
 pub enum Event {
-    /// A probe of `slot` that started at `at` ended with `outcome`.
-    Probed { slot: usize, outcome: Outcome, at: Timestamp },
+    /// Probes that ended, in the order they ended (several at once: see
+    /// [`crate::runtime::probing::Handoff`]).
+    Probed(Vec<Probed>),
     /// The SMTP server accepted notification `key` at `at` (`refused`: recipients it refused).
     Delivered { key: String, at: Timestamp, via: &'static str, refused: Option<String> },
     /// Delivery of notification `key` failed; `permanent` when the server refused it (5xx).
@@ -101,6 +102,14 @@ pub enum Event {
     Withheld { key: String, why: String },
     /// Every probe has ended: finish the delivery in flight, report what is left, return.
     Stop,
+}
+
+/// A probe of `slot` that started at `at` and ended with `outcome`.
+#[derive(Debug)]
+pub struct Probed {
+    pub slot: usize,
+    pub outcome: Outcome,
+    pub at: Timestamp,
 }
 
 /// How the state owner ended.
@@ -769,12 +778,14 @@ impl StateOwner {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Probed { slot, outcome, at } => {
-                self.metrics.outcome_handled(Instant::now());
-                if let Some(took) = latency::answered(&outcome) {
-                    self.latency.add(slot, took, self.clock.now());
+            Event::Probed(probes) => {
+                for Probed { slot, outcome, at } in probes {
+                    self.metrics.outcome_handled(Instant::now());
+                    if let Some(took) = latency::answered(&outcome) {
+                        self.latency.add(slot, took, self.clock.now());
+                    }
+                    self.probed(slot, outcome, at);
                 }
-                self.probed(slot, outcome, at)
             }
             Event::Delivered { key, at, via, refused } => {
                 self.carried(&key);

@@ -412,9 +412,9 @@ impl Registry {
         *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = why;
     }
 
-    /// A probe worker handed an outcome to the state owner.
-    pub fn outcome_sent(&self) {
-        self.state.sent.fetch_add(1, Ordering::Relaxed);
+    /// The probing thread handed `n` outcomes to the state owner.
+    pub fn outcomes_sent(&self, n: usize) {
+        self.state.sent.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// The state owner handled an outcome at `at`.
@@ -967,8 +967,7 @@ mod tests {
         let start = Instant::now();
         let later = start + STATE_STALL_AFTER + Duration::from_secs(1);
         assert_eq!(registry.health(later), Healthz::Ok, "nothing waiting: an idle owner is fine");
-        registry.outcome_sent();
-        registry.outcome_sent();
+        registry.outcomes_sent(2);
         registry.outcome_handled(start);
         match registry.health(later) {
             Healthz::Unwell(why) => {
