@@ -442,7 +442,9 @@ impl Engine {
 
     /// Registers (or re-registers) probe `index`'s socket for what it waits for now.
     fn watch(&mut self, index: usize) -> io::Result<()> {
-        let Some(probe) = self.probes.get_mut(index).and_then(Option::as_mut) else { return Ok(()) };
+        let Some(probe) = self.probes.get_mut(index).and_then(Option::as_mut) else {
+            return Ok(());
+        };
         let Some((stream, wanted)) = probe.stage.waits_for() else { return Ok(()) };
         let registry = self.poll.registry();
         match probe.interest {

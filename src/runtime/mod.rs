@@ -19,8 +19,10 @@
 //! - The **courier** ([`courier`]) carries one notification at a time to the mail server.
 //!
 //! A slow database delays only the state owner; a slow mail server only the courier; a hung
-//! target only its own probe (for at most its timeout), holding one of `--concurrency` places. Nothing is dropped: outcomes wait
-//! in the state owner's channel, in order.
+//! target only its own probe (for at most its timeout), holding one of
+//! `--concurrency` places. Nothing is dropped: outcomes wait in the state owner's channel, in
+//! order (a steady healthy one first waits up to 5 s on the probing thread to go with others:
+//! [`probing::Handoff`]).
 
 pub mod coordinator;
 pub mod courier;
