@@ -279,6 +279,10 @@ impl Engine {
         finished: &mut Vec<(usize, Outcome)>,
     ) -> io::Result<()> {
         finished.extend(self.ended.drain(..));
+        if !finished.is_empty() && self.in_flight() == 0 {
+            // Every probe ended inline (a fast answer on loopback): nothing to wait for.
+            return Ok(());
+        }
         let now = Instant::now();
         let wake_at = [until, self.next_deadline()].into_iter().flatten().min();
         let wait = if finished.is_empty() {
@@ -511,13 +515,17 @@ fn advance(probe: &mut Probe, scratch: &mut [u8], tls: &Arc<rustls::ClientConfig
         match &mut probe.stage {
             Stage::Resolving { .. } | Stage::Over => return Drive::Pending,
             Stage::Connecting { stream, rest } => {
-                let failed = match stream.take_error() {
-                    Ok(Some(e)) | Err(e) => Some(e),
-                    Ok(None) => match stream.peer_addr() {
-                        Ok(_) => None,
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => return Drive::Pending,
-                        Err(e) => Some(e),
-                    },
+                // Connected once the socket has a peer. Only without one is the error asked
+                // for (pending or failed?): one system call, not two, for most probes.
+                let failed = match stream.peer_addr() {
+                    Ok(_) => None,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        match stream.take_error() {
+                            Ok(Some(e)) | Err(e) => Some(e),
+                            Ok(None) => return Drive::Pending,
+                        }
+                    }
+                    Err(e) => Some(e),
                 };
                 if let Some(error) = failed {
                     return Drive::ConnectFailed(error, std::mem::take(rest));

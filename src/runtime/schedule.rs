@@ -41,6 +41,22 @@ impl Ticker {
     }
 }
 
+/// The grid first probes of slots with `interval` start on: a tenth of the interval, at most
+/// [`PHASE_GRID`], never zero.
+///
+/// Why: every wake-up of the probing thread costs CPU (the kernel's timer, a context switch,
+/// cold caches), about as much as a loopback probe itself. Spread evenly, 1,000 targets every
+/// 5 s would wake it every 5 ms, once per probe; on the grid, every 100 ms for 20 probes, whose
+/// answers then also tend to arrive together. Periods stay exact (each slot keeps its own fixed
+/// rate); only the first start moves, by less than one grid step, and the bursts stay small
+/// (`N × grid / interval` probes).
+pub fn phase_grid(interval: Duration) -> Duration {
+    (interval / 10).min(PHASE_GRID).max(Duration::from_millis(1))
+}
+
+/// The coarsest grid first probes start on; see [`phase_grid`].
+pub const PHASE_GRID: Duration = Duration::from_millis(100);
+
 /// Due times of every slot (one target × region), in a min-heap. Pure: no clock, no threads.
 #[derive(Debug)]
 pub struct Scheduler {
@@ -51,8 +67,9 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// One slot per interval, in slot order. First probes are spread over one interval (slot
-    /// *n* of *N* starts `n / N` of its interval after `start`), so many targets never probe in
-    /// one burst.
+    /// *n* of *N* starts about `n / N` of its interval after `start`), so many targets never
+    /// probe in one burst; each start is rounded down to its interval's [`phase_grid`], so
+    /// slots whose starts are closer than that start together (see there why).
     pub fn new(intervals: &[Duration], start: Instant) -> Self {
         let count = u32::try_from(intervals.len()).unwrap_or(u32::MAX).max(1);
         let tickers: Vec<Ticker> = intervals
@@ -61,7 +78,10 @@ impl Scheduler {
             .map(|(n, &interval)| {
                 let n = u32::try_from(n).unwrap_or(u32::MAX);
                 // interval × n / count without overflow: at most one interval late.
-                let phase = (interval / count).saturating_mul(n);
+                let spread = (interval / count).saturating_mul(n);
+                let grid = phase_grid(interval);
+                let steps = u32::try_from(spread.as_nanos() / grid.as_nanos()).unwrap_or(u32::MAX);
+                let phase = grid.saturating_mul(steps);
                 Ticker::new(start + phase, interval)
             })
             .collect();
@@ -224,6 +244,35 @@ mod tests {
             vec![(0, Duration::ZERO), (1, S), (2, S * 2), (3, S * 3)],
             "one per second"
         );
+    }
+
+    #[test]
+    fn first_probes_start_on_the_grid_so_close_ones_start_together() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // 1,000 slots every 5 s: evenly spread, one every 5 ms; on the grid, 20 every 100 ms.
+        let mut s = Scheduler::new(&[S * 5; 1000], t0);
+        let mut starts = std::collections::BTreeMap::<Duration, usize>::new();
+        while let Some((_, due)) = s.pop_due(t0 + S * 5) {
+            *starts.entry(due - t0).or_default() += 1;
+        }
+        assert_eq!(starts.len(), 50, "{starts:?}");
+        assert!(starts.iter().all(|(at, n)| at.as_millis() % 100 == 0 && *n == 20), "{starts:?}");
+        // Few slots keep their even spread (it is on the grid already).
+        let mut s = Scheduler::new(&[S * 4; 3], t0);
+        let dues: Vec<_> =
+            std::iter::from_fn(|| s.pop_due(t0 + S * 5)).map(|(_, d)| d - t0).collect();
+        assert_eq!(dues, [ms(0), ms(1300), ms(2600)], "4 s / 3 = 1.333 s, rounded down");
+        // A short interval gets a finer grid: a tenth of it.
+        assert_eq!(phase_grid(ms(50)), ms(5));
+        assert_eq!(phase_grid(S), ms(100));
+        assert_eq!(phase_grid(S * 60), ms(100));
+        assert_eq!(phase_grid(Duration::from_micros(10)), ms(1), "never zero");
+        // The grid moves only the first start: each slot's period stays its interval.
+        let mut s = Scheduler::new(&[S * 5; 1000], t0);
+        let (slot, due) = std::iter::from_fn(|| s.pop_due(t0 + S * 5)).last().unwrap();
+        s.done(slot, due + ms(3));
+        assert_eq!(s.next_due(), Some(due + S * 5));
     }
 
     #[test]
