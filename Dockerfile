@@ -28,7 +28,7 @@ ARG RUST_TARGET=x86_64-unknown-linux-musl
 ENV CARGO_TERM_COLOR=never
 
 # 1. Dependencies only: this layer is rebuilt when a manifest or the lock file changes.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY fake_api/Cargo.toml fake_api/
 COPY bench/Cargo.toml bench/
 COPY testkit/Cargo.toml testkit/
