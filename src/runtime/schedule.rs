@@ -41,21 +41,30 @@ impl Ticker {
     }
 }
 
-/// The grid first probes of slots with `interval` start on: a tenth of the interval, at most
-/// [`PHASE_GRID`], never zero.
+/// The grid first probes of slots with `interval` start on, when there are `slots` in all: at
+/// most [`PHASE_GRID`] and a tenth of the interval, and fine enough that about [`BURST`] probes
+/// fall on one step; never under 1 ms.
 ///
-/// Why: every wake-up of the probing thread costs CPU (the kernel's timer, a context switch,
-/// cold caches), about as much as a loopback probe itself. Spread evenly, 1,000 targets every
-/// 5 s would wake it every 5 ms, once per probe; on the grid, every 100 ms for 20 probes, whose
-/// answers then also tend to arrive together. Periods stay exact (each slot keeps its own fixed
-/// rate); only the first start moves, by less than one grid step, and the bursts stay small
-/// (`N × grid / interval` probes).
-pub fn phase_grid(interval: Duration) -> Duration {
-    (interval / 10).min(PHASE_GRID).max(Duration::from_millis(1))
+/// Why a grid: every wake-up of the probing thread costs CPU (the kernel's timer, a context
+/// switch, cold caches), about as much as a loopback probe itself. Spread evenly, 1,000 targets
+/// every 5 s would wake it every 5 ms, once per probe; on the grid, every 100 ms for 20 probes,
+/// whose answers then also tend to arrive together (`bench/RESULTS.md`: CPU per probe 303 →
+/// 98 µs). Why the burst cap: 200 connections at once (10,000 targets on a 100 ms grid) made
+/// probes start late and overflowed a server's accept queue (a dropped SYN is retried after
+/// 1 s). Periods stay exact (each slot keeps its own fixed rate); only the first start moves,
+/// by less than one grid step.
+pub fn phase_grid(interval: Duration, slots: usize) -> Duration {
+    let slots = u32::try_from(slots).unwrap_or(u32::MAX).max(1);
+    let for_burst = interval.saturating_mul(BURST) / slots;
+    (interval / 10).min(PHASE_GRID).min(for_burst).max(Duration::from_millis(1))
 }
 
 /// The coarsest grid first probes start on; see [`phase_grid`].
 pub const PHASE_GRID: Duration = Duration::from_millis(100);
+
+/// About how many first probes (and so, at a fixed rate, later ones) start on one grid step at
+/// most; see [`phase_grid`].
+pub const BURST: u32 = 20;
 
 /// Due times of every slot (one target × region), in a min-heap. Pure: no clock, no threads.
 #[derive(Debug)]
@@ -79,7 +88,7 @@ impl Scheduler {
                 let n = u32::try_from(n).unwrap_or(u32::MAX);
                 // interval × n / count without overflow: at most one interval late.
                 let spread = (interval / count).saturating_mul(n);
-                let grid = phase_grid(interval);
+                let grid = phase_grid(interval, intervals.len());
                 let steps = u32::try_from(spread.as_nanos() / grid.as_nanos()).unwrap_or(u32::MAX);
                 let phase = grid.saturating_mul(steps);
                 Ticker::new(start + phase, interval)
@@ -264,10 +273,21 @@ mod tests {
             std::iter::from_fn(|| s.pop_due(t0 + S * 5)).map(|(_, d)| d - t0).collect();
         assert_eq!(dues, [ms(0), ms(1300), ms(2600)], "4 s / 3 = 1.333 s, rounded down");
         // A short interval gets a finer grid: a tenth of it.
-        assert_eq!(phase_grid(ms(50)), ms(5));
-        assert_eq!(phase_grid(S), ms(100));
-        assert_eq!(phase_grid(S * 60), ms(100));
-        assert_eq!(phase_grid(Duration::from_micros(10)), ms(1), "never zero");
+        assert_eq!(phase_grid(ms(50), 1), ms(5));
+        assert_eq!(phase_grid(S, 1), ms(100));
+        assert_eq!(phase_grid(S * 60, 1), ms(100));
+        assert_eq!(phase_grid(Duration::from_micros(10), 1), ms(1), "never zero");
+        // Many slots get a finer grid too: about BURST probes a step, not more.
+        assert_eq!(phase_grid(S * 5, 1000), ms(100), "20 a step");
+        assert_eq!(phase_grid(S * 5, 10_000), ms(10), "20 a step, not 200");
+        assert_eq!(phase_grid(S * 5, 1_000_000), ms(1), "never under 1 ms");
+        let mut s = Scheduler::new(&[S * 5; 10_000], t0);
+        let mut per_step = std::collections::BTreeMap::<Duration, u32>::new();
+        while let Some((_, due)) = s.pop_due(t0 + S * 5) {
+            *per_step.entry(due - t0).or_default() += 1;
+        }
+        assert_eq!(per_step.len(), 500);
+        assert!(per_step.values().all(|&n| n == BURST), "{per_step:?}");
         // The grid moves only the first start: each slot's period stays its interval.
         let mut s = Scheduler::new(&[S * 5; 1000], t0);
         let (slot, due) = std::iter::from_fn(|| s.pop_due(t0 + S * 5)).last().unwrap();
