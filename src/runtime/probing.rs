@@ -399,6 +399,64 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_hands_on_every_held_outcome_in_order() {
+        // A healthy target probed every 100 ms: from its third probe on, its outcomes wait (up
+        // to 5 s) on the probing thread. A stop must hand them all on, not drop them.
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let answered = Arc::new(AtomicU64::new(0));
+        {
+            let answered = Arc::clone(&answered);
+            std::thread::spawn(move || {
+                for mut stream in listener.incoming().flatten() {
+                    let mut request = [0u8; 1024];
+                    let _ = stream.read(&mut request);
+                    // Counted before the answer, so every probe that got one is counted.
+                    answered.fetch_add(1, Ordering::SeqCst);
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                          Content-Length: 15\r\nConnection: close\r\n\r\n{\"status\":\"OK\"}",
+                    );
+                }
+            });
+        }
+        let (slots, metrics) = slots_for(&[format!("http://{address}/health")], "100ms", "5s");
+        let (events_tx, events_rx) = std::sync::mpsc::channel();
+        let probing = Probing {
+            owned: slots.iter().map(|_| AtomicBool::new(true)).collect(),
+            slots: slots.into(),
+            events: events_tx,
+            metrics,
+            clock: Arc::new(crate::timestamp::SystemClock),
+            lateness: Arc::new(Lateness::default()),
+            max: 4,
+        };
+        let shutdown = Arc::new(Shutdown::default());
+        let runner = {
+            let shutdown = Arc::clone(&shutdown);
+            std::thread::spawn(move || probing.run(Engine::new().unwrap(), &shutdown))
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while answered.load(Ordering::SeqCst) < 8 {
+            assert!(Instant::now() < deadline, "the target is probed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        shutdown.trigger();
+        runner.join().unwrap();
+        let mut at = Vec::new();
+        for event in events_rx.try_iter() {
+            let Event::Probed(probes) = event else { panic!("only outcomes") };
+            for probe in probes {
+                assert!(probe.outcome.is_healthy(), "{:?}", probe.outcome);
+                at.push(probe.at);
+            }
+        }
+        assert_eq!(at.len() as u64, answered.load(Ordering::SeqCst), "every probe handed on");
+        assert!(at.windows(2).all(|w| w[0] <= w[1]), "in the order they ran: {at:?}");
+    }
+
+    #[test]
     fn a_full_loop_starts_due_probes_late_counts_them_and_drops_none() {
         // Two targets that accept and never answer, each probe holding its place in flight
         // for its whole 900 ms timeout; at most one in flight, so the other (due half an interval
