@@ -398,6 +398,35 @@ mod tests {
         (crate::runtime::slots(&config.targets, &config.regions, &metrics), metrics)
     }
 
+    /// A probing loop over `urls` (at most `max` probes in flight) running on its own thread:
+    /// its outcomes, its late-start counts, its stop, and the thread to join after the stop.
+    fn running(
+        urls: &[String],
+        interval: &str,
+        timeout: &str,
+        max: usize,
+    ) -> (std::sync::mpsc::Receiver<Event>, Arc<Lateness>, Arc<Shutdown>, std::thread::JoinHandle<()>)
+    {
+        let (slots, metrics) = slots_for(urls, interval, timeout);
+        let (events_tx, events_rx) = std::sync::mpsc::channel();
+        let lateness = Arc::new(Lateness::default());
+        let probing = Probing {
+            owned: slots.iter().map(|_| AtomicBool::new(true)).collect(),
+            slots: slots.into(),
+            events: events_tx,
+            metrics,
+            clock: Arc::new(crate::timestamp::SystemClock),
+            lateness: Arc::clone(&lateness),
+            max,
+        };
+        let shutdown = Arc::new(Shutdown::default());
+        let runner = {
+            let shutdown = Arc::clone(&shutdown);
+            std::thread::spawn(move || probing.run(Engine::new().unwrap(), &shutdown))
+        };
+        (events_rx, lateness, shutdown, runner)
+    }
+
     #[test]
     fn a_stop_hands_on_every_held_outcome_in_order() {
         // A healthy target probed every 100 ms: from its third probe on, its outcomes wait (up
@@ -421,22 +450,8 @@ mod tests {
                 }
             });
         }
-        let (slots, metrics) = slots_for(&[format!("http://{address}/health")], "100ms", "5s");
-        let (events_tx, events_rx) = std::sync::mpsc::channel();
-        let probing = Probing {
-            owned: slots.iter().map(|_| AtomicBool::new(true)).collect(),
-            slots: slots.into(),
-            events: events_tx,
-            metrics,
-            clock: Arc::new(crate::timestamp::SystemClock),
-            lateness: Arc::new(Lateness::default()),
-            max: 4,
-        };
-        let shutdown = Arc::new(Shutdown::default());
-        let runner = {
-            let shutdown = Arc::clone(&shutdown);
-            std::thread::spawn(move || probing.run(Engine::new().unwrap(), &shutdown))
-        };
+        let (events_rx, _, shutdown, runner) =
+            running(&[format!("http://{address}/health")], "100ms", "5s", 4);
         let deadline = Instant::now() + Duration::from_secs(60);
         while answered.load(Ordering::SeqCst) < 8 {
             assert!(Instant::now() < deadline, "the target is probed");
@@ -469,26 +484,7 @@ mod tests {
             drop(held);
         });
         let urls = [format!("http://{address}/a"), format!("http://{address}/b")];
-        let (slots, metrics) = slots_for(&urls, "1s", "900ms");
-        let (events_tx, events_rx) = std::sync::mpsc::channel();
-        let lateness = Arc::new(Lateness::default());
-        let probing = Probing {
-            owned: slots.iter().map(|_| AtomicBool::new(true)).collect(),
-            slots: slots.into(),
-            events: events_tx,
-            metrics,
-            clock: Arc::new(crate::timestamp::SystemClock),
-            lateness: Arc::clone(&lateness),
-            max: 1,
-        };
-        let shutdown = Arc::new(Shutdown::default());
-        let runner = {
-            let shutdown = Arc::clone(&shutdown);
-            std::thread::spawn(move || {
-                let engine = Engine::new().unwrap();
-                probing.run(engine, &shutdown);
-            })
-        };
+        let (events_rx, lateness, shutdown, runner) = running(&urls, "1s", "900ms", 1);
         let mut seen = Vec::new();
         while seen.len() < 4 {
             match events_rx.recv_timeout(Duration::from_secs(30)).expect("an outcome") {
