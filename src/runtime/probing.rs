@@ -21,7 +21,8 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::probe::engine::{Engine, Request};
+use crate::probe::engine::{Destination, Engine};
+use crate::probe::Reason;
 use crate::probe::{speed_verdict, BODY_CAP};
 use crate::runtime::schedule::{Scheduler, Shutdown};
 use crate::runtime::state::{Event, Probed};
@@ -189,6 +190,12 @@ impl Probing {
         let mut started: Vec<Option<Timestamp>> = vec![None; self.slots.len()];
         let mut finished = Vec::new();
         let mut handoff = Handoff::new(self.slots.len());
+        // Parsed once here, not at every probe.
+        let destinations: Vec<Result<Destination, Reason>> = self
+            .slots
+            .iter()
+            .map(|slot| Destination::parse(&slot.target.url, slot.proxy.as_deref()))
+            .collect();
         let max = self.max.max(1);
         loop {
             // A stop starts no new probe; those in flight end (each by its deadline) and are
@@ -212,13 +219,7 @@ impl Probing {
                 let late_by = now.saturating_duration_since(due);
                 self.lateness.note_start(late_by, engine.in_flight(), max);
                 started[slot] = Some(self.clock.now());
-                let request = Request {
-                    url: &target.url,
-                    proxy: self.slots[slot].proxy.as_deref(),
-                    timeout: target.timeout,
-                    body_cap: BODY_CAP,
-                };
-                engine.start(slot, &request);
+                engine.start_to(slot, destinations[slot].as_ref(), target.timeout, BODY_CAP);
             }
             // While every probe allowed is in flight (or stopping), only an outcome matters.
             let next_start =
