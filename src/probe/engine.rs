@@ -95,6 +95,8 @@ pub struct Destination {
     url: url::Url,
     authorization: Option<String>,
     proxy: Option<ProxySpec>,
+    /// The request head of the first hop, made once too (shared by the probes, not copied).
+    head: Arc<[u8]>,
 }
 
 impl Destination {
@@ -107,7 +109,8 @@ impl Destination {
             phase: Phase::Head,
         })?;
         let authorization = take_credentials(&mut url);
-        Ok(Destination { url, authorization, proxy })
+        let head = get_request(&url, authorization.as_deref()).into();
+        Ok(Destination { url, authorization, proxy, head })
     }
 }
 
@@ -124,6 +127,8 @@ struct Probe {
     /// The URLs of the hops so far, once there was a redirect (empty before: the first hop's
     /// URL is added at the first redirect, which spares a copy per probe).
     visited: Vec<String>,
+    /// The first hop's request head ([`Destination`]'s).
+    head: Arc<[u8]>,
     proxy: Option<ProxySpec>,
     stage: Stage,
     /// What the current socket is registered for in the `epoll` (`None`: not yet). A socket is
@@ -168,7 +173,7 @@ enum Stage {
     /// Asking the proxy for a tunnel and reading its answer.
     Tunnel { stream: TcpStream, out: Vec<u8>, sent: usize, answer: Vec<u8> },
     /// The GET and its response, over TLS or not.
-    Exchange { link: Link, out: Vec<u8>, sent: usize, response: Response },
+    Exchange { link: Link, out: Arc<[u8]>, sent: usize, response: Response },
     /// Ended (the outcome is on its way out).
     Over,
 }
@@ -289,6 +294,7 @@ impl Engine {
             timeout,
             body_cap,
             visited: Vec::new(),
+            head: Arc::clone(&destination.head),
             url: destination.url.clone(),
             authorization: destination.authorization.clone(),
             proxy: destination.proxy.clone(),
@@ -733,7 +739,12 @@ fn exchange(
     early: &[u8],
     config: &Arc<rustls::ClientConfig>,
 ) -> Result<Stage, Reason> {
-    let request = get_request(&probe.url, probe.authorization.as_deref());
+    // Past a redirect the hop's URL is another.
+    let request: Arc<[u8]> = if probe.visited.is_empty() {
+        Arc::clone(&probe.head)
+    } else {
+        get_request(&probe.url, probe.authorization.as_deref()).into()
+    };
     let mut response = Response::new(probe.body_cap);
     let link = if probe.url.scheme() == "https" {
         let name = match probe.url.host() {
@@ -762,7 +773,7 @@ fn exchange(
         }
         return Ok(Stage::Exchange {
             link: Link::Tls(stream, Box::new(tls)),
-            out: Vec::new(),
+            out: Arc::new([]),
             sent: 0,
             response,
         });
@@ -1227,6 +1238,65 @@ mod tests {
             Request { url: &url, proxy: None, timeout: Duration::from_secs(5), body_cap: 4096 };
         let (outcomes, _) = run_all(&[request]);
         assert_eq!(text(&outcomes[0]), None, "{:?}", outcomes[0]);
+    }
+
+    /// A server that answers `answer` to every request and keeps each request's head.
+    fn recording_server(answer: &'static [u8]) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = Arc::clone(&heads);
+        thread::spawn(move || {
+            for mut stream in listener.incoming().map_while(Result::ok) {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut head, mut line) = (String::new(), String::new());
+                while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                    head.push_str(&line);
+                    line.clear();
+                }
+                kept.lock().unwrap().push(head);
+                let _ = stream.write_all(answer);
+            }
+        });
+        (base, heads)
+    }
+
+    /// The first hop's request head is made once per destination; a redirect's hop must ask
+    /// for its own path from its own host, and each probe of the destination for the first.
+    #[test]
+    fn each_hop_asks_for_its_own_path_at_its_own_host() {
+        let (healthy, heads) = recording_server(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n\
+              {\"status\":\"OK\"}",
+        );
+        let answer: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 302 Found\r\nLocation: {healthy}/moved?x=1\r\nContent-Length: 0\r\n\r\n"
+            )
+            .into_boxed_str(),
+        );
+        let (redirecting, first_heads) = recording_server(answer.as_bytes());
+        let destination = Destination::parse(&format!("{redirecting}/health"), None).unwrap();
+        let mut engine = Engine::new().unwrap();
+        for key in 0..2 {
+            engine.start_to(key, Ok(&destination), Duration::from_secs(5), 4096);
+            let mut finished = Vec::new();
+            while finished.is_empty() {
+                engine.turn(None, &mut finished).unwrap();
+            }
+            assert_eq!(text(&Some(finished[0].1.clone())), None, "{:?}", finished[0]);
+        }
+        let host = |base: &str| format!("Host: {}\r\n", base.trim_start_matches("http://"));
+        for head in first_heads.lock().unwrap().iter() {
+            assert!(head.starts_with("GET /health HTTP/1.1\r\n"), "{head}");
+            assert!(head.contains(&host(&redirecting)), "{head}");
+        }
+        let heads = heads.lock().unwrap();
+        assert_eq!(heads.len(), 2);
+        for head in heads.iter() {
+            assert!(head.starts_with("GET /moved?x=1 HTTP/1.1\r\n"), "{head}");
+            assert!(head.contains(&host(&healthy)), "{head}");
+        }
     }
 
     /// A CA the test trusts, and a TLS server configuration for 127.0.0.1 signed by it.
