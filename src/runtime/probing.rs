@@ -90,7 +90,7 @@ pub struct Handoff {
     healthy_run: Vec<u32>,
     /// Outcomes not handed on yet, in the order they ended.
     held: Vec<Probed>,
-    /// When the oldest held outcome must go (`None`: none held).
+    /// When the held outcomes must go: the earliest of their latest times (`None`: none held).
     due: Option<Instant>,
 }
 
