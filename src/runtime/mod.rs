@@ -27,13 +27,14 @@
 pub mod coordinator;
 pub mod courier;
 pub mod ledger;
+pub mod ownership;
 pub mod probing;
 pub mod recorder;
 pub mod schedule;
 pub mod state;
 pub mod step;
 
-use std::sync::atomic::AtomicBool;
+use crate::runtime::ownership::Ownership;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -157,8 +158,7 @@ pub fn start(slots: Vec<Slot>, parts: Parts) -> std::io::Result<Running> {
     } = parts;
     let slots: Arc<[Slot]> = slots.into();
     // Every slot is probed, unless cluster mode says it is another member's.
-    let owned: Arc<[AtomicBool]> =
-        slots.iter().map(|_| AtomicBool::new(cluster.is_none())).collect();
+    let owned = Arc::new(Ownership::new(slots.len(), cluster.is_none()));
     let member = cluster
         .as_ref()
         .map(|c| Member { identity: c.identity.clone(), owned: Arc::clone(&owned) });

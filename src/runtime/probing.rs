@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crate::probe::engine::{Destination, Engine};
 use crate::probe::Reason;
 use crate::probe::{speed_verdict, BODY_CAP};
+use crate::runtime::ownership::Ownership;
 use crate::runtime::schedule::{Scheduler, Shutdown};
 use crate::runtime::state::{Event, Probed};
 use crate::runtime::Slot;
@@ -166,7 +167,7 @@ impl Lateness {
 pub struct Probing {
     pub slots: Arc<[Slot]>,
     /// Whether this process probes each slot (cluster mode: another member may).
-    pub owned: Arc<[AtomicBool]>,
+    pub owned: Arc<Ownership>,
     pub events: Sender<Event>,
     pub metrics: Arc<Registry>,
     pub clock: Arc<dyn Clock>,
@@ -190,6 +191,8 @@ impl Probing {
         let mut started: Vec<Option<Timestamp>> = vec![None; self.slots.len()];
         let mut finished = Vec::new();
         let mut handoff = Handoff::new(self.slots.len());
+        // Each slot's count of ownership changes as last seen (see `Ownership`).
+        let mut changes: Vec<u32> = (0..self.slots.len()).map(|s| self.owned.changes(s)).collect();
         // Parsed once here, not at every probe.
         let destinations: Vec<Result<Destination, Reason>> = self
             .slots
@@ -209,7 +212,14 @@ impl Probing {
             while !stopping && engine.in_flight() < max {
                 let Some((slot, due)) = scheduler.pop_due(now) else { break };
                 let target = &self.slots[slot].target;
-                if !self.owned[slot].load(Ordering::Relaxed) {
+                let seen = self.owned.changes(slot);
+                if seen != changes[slot] {
+                    // Given up (and maybe taken back) since its last due time: its next
+                    // outcomes are the first after a start.
+                    changes[slot] = seen;
+                    handoff.forget(slot);
+                }
+                if !self.owned.is_mine(slot) {
                     // Another member of the site probes it now.
                     self.slots[slot].metrics.elsewhere(now);
                     handoff.forget(slot);
@@ -401,18 +411,22 @@ mod tests {
 
     /// A probing loop over `urls` (at most `max` probes in flight) running on its own thread:
     /// its outcomes, its late-start counts, its stop, and the thread to join after the stop.
-    fn running(
-        urls: &[String],
-        interval: &str,
-        timeout: &str,
-        max: usize,
-    ) -> (std::sync::mpsc::Receiver<Event>, Arc<Lateness>, Arc<Shutdown>, std::thread::JoinHandle<()>)
-    {
+    /// A probing loop under test, running on its own thread.
+    struct Running {
+        events: std::sync::mpsc::Receiver<Event>,
+        lateness: Arc<Lateness>,
+        owned: Arc<Ownership>,
+        shutdown: Arc<Shutdown>,
+        runner: std::thread::JoinHandle<()>,
+    }
+
+    fn running(urls: &[String], interval: &str, timeout: &str, max: usize) -> Running {
         let (slots, metrics) = slots_for(urls, interval, timeout);
-        let (events_tx, events_rx) = std::sync::mpsc::channel();
+        let (events_tx, events) = std::sync::mpsc::channel();
         let lateness = Arc::new(Lateness::default());
+        let owned = Arc::new(Ownership::new(slots.len(), true));
         let probing = Probing {
-            owned: slots.iter().map(|_| AtomicBool::new(true)).collect(),
+            owned: Arc::clone(&owned),
             slots: slots.into(),
             events: events_tx,
             metrics,
@@ -425,33 +439,37 @@ mod tests {
             let shutdown = Arc::clone(&shutdown);
             std::thread::spawn(move || probing.run(Engine::new().unwrap(), &shutdown))
         };
-        (events_rx, lateness, shutdown, runner)
+        Running { events, lateness, owned, shutdown, runner }
+    }
+
+    /// A healthy API on loopback; counts the probes it answered.
+    fn healthy_server() -> (std::net::SocketAddr, Arc<AtomicU64>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let answered = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&answered);
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request);
+                // Counted before the answer, so every probe that got one is counted.
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                      Content-Length: 15\r\nConnection: close\r\n\r\n{\"status\":\"OK\"}",
+                );
+            }
+        });
+        (address, answered)
     }
 
     #[test]
     fn a_stop_hands_on_every_held_outcome_in_order() {
         // A healthy target probed every 100 ms: from its third probe on, its outcomes wait (up
         // to 5 s) on the probing thread. A stop must hand them all on, not drop them.
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        let answered = Arc::new(AtomicU64::new(0));
-        {
-            let answered = Arc::clone(&answered);
-            std::thread::spawn(move || {
-                for mut stream in listener.incoming().flatten() {
-                    let mut request = [0u8; 1024];
-                    let _ = stream.read(&mut request);
-                    // Counted before the answer, so every probe that got one is counted.
-                    answered.fetch_add(1, Ordering::SeqCst);
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
-                          Content-Length: 15\r\nConnection: close\r\n\r\n{\"status\":\"OK\"}",
-                    );
-                }
-            });
-        }
-        let (events_rx, _, shutdown, runner) =
+        let (address, answered) = healthy_server();
+        let Running { events: events_rx, shutdown, runner, .. } =
             running(&[format!("http://{address}/health")], "100ms", "5s", 4);
         let deadline = Instant::now() + Duration::from_secs(60);
         while answered.load(Ordering::SeqCst) < 8 {
@@ -485,7 +503,8 @@ mod tests {
             drop(held);
         });
         let urls = [format!("http://{address}/a"), format!("http://{address}/b")];
-        let (events_rx, lateness, shutdown, runner) = running(&urls, "1s", "900ms", 1);
+        let Running { events: events_rx, lateness, shutdown, runner, .. } =
+            running(&urls, "1s", "900ms", 1);
         let mut seen = Vec::new();
         while seen.len() < 4 {
             match events_rx.recv_timeout(Duration::from_secs(30)).expect("an outcome") {
@@ -507,5 +526,31 @@ mod tests {
         assert_eq!(seen, vec![0, 0, 1, 1], "both targets probed in turn, none dropped");
         assert!(lateness.late.load(Ordering::Relaxed) >= 1, "a start waited for the other probe");
         drop(holder);
+    }
+    #[test]
+    fn a_slot_given_up_and_taken_back_between_two_probes_is_not_held_as_steady() {
+        // Cluster mode: another member probed the slot in between and the state owner took it
+        // over anew, so its next healthy outcome may end what the other member saw (an
+        // outage) and must go at once. The loop sees "mine" at both due times: only the count
+        // of ownership changes tells.
+        let (address, _) = healthy_server();
+        let Running { events, owned, shutdown, runner, .. } =
+            running(&[format!("http://{address}/health")], "100ms", "5s", 4);
+        let mut outcomes = 0;
+        // The first two (`successes`) go at once; from the third on they would wait up to 5 s.
+        while outcomes < 2 {
+            match events.recv_timeout(Duration::from_secs(60)).expect("the first outcomes") {
+                Event::Probed(probes) => outcomes += probes.len(),
+                _ => panic!("only outcomes"),
+            }
+        }
+        assert!(owned.set(0, false) && !owned.set(0, true), "given up and taken back");
+        let next = events.recv_timeout(Duration::from_millis(2500));
+        assert!(
+            matches!(next, Ok(Event::Probed(_))),
+            "the next outcome went at once, not held as steady"
+        );
+        shutdown.trigger();
+        runner.join().unwrap();
     }
 }

@@ -26,8 +26,8 @@
 //! courier's check finds it sent. A member that stops cleanly leaves the cluster and is not
 //! announced.
 
+use crate::runtime::ownership::Ownership;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -57,7 +57,7 @@ use crate::web::status_page::ClusterPanel;
 pub struct Member {
     pub identity: Identity,
     /// Per slot, whether this member probes it now: written here, read by the probing thread.
-    pub owned: Arc<[AtomicBool]>,
+    pub owned: Arc<Ownership>,
 }
 
 /// A slot being adopted: the outcomes that wait for its history.
@@ -70,7 +70,7 @@ struct Adoption {
 /// This member's standing in the cluster.
 pub(super) struct Membership {
     identity: Identity,
-    owned: Arc<[AtomicBool]>,
+    owned: Arc<Ownership>,
     adopting: HashMap<usize, Adoption>,
     /// The live members of this site the share was computed from; `None`: owns nothing.
     share: Option<Vec<MemberId>>,
@@ -168,7 +168,7 @@ impl Membership {
             adoption.waiting.push_back((outcome, at));
             return None;
         }
-        let mine = self.owned.get(slot).is_some_and(|o| o.load(Ordering::Relaxed));
+        let mine = slot < self.owned.len() && self.owned.is_mine(slot);
         mine.then_some(outcome)
     }
 }
@@ -229,7 +229,7 @@ impl StateOwner {
                 lease: m.identity.settings.lease,
                 members: view.members,
                 leader: view.leader,
-                owned: m.owned.iter().map(|o| o.load(Ordering::Relaxed)).collect(),
+                owned: (0..m.owned.len()).map(|slot| m.owned.is_mine(slot)).collect(),
             });
         }
     }
@@ -286,7 +286,7 @@ impl StateOwner {
             deferred += usize::from(claim == Claim::NextBeat);
             let mine = claim == Claim::Mine;
             owned += usize::from(mine);
-            let was = m.owned[index].swap(mine, Ordering::Relaxed);
+            let was = m.owned.set(index, mine);
             if mine && !was {
                 gained.push(index);
             } else if was && !mine {
@@ -302,7 +302,7 @@ impl StateOwner {
                  this member (no target is probed twice)"
             );
         }
-        m.adopting.retain(|slot, _| m.owned[*slot].load(Ordering::Relaxed));
+        m.adopting.retain(|slot, _| m.owned.is_mine(*slot));
         for slot in &gained {
             m.adopting.insert(*slot, Adoption { waiting: VecDeque::new(), asked: false });
         }
@@ -354,8 +354,7 @@ impl StateOwner {
     /// Owns nothing any more.
     fn drop_share(&mut self) {
         let Some(m) = self.member.as_mut() else { return };
-        let lost: Vec<usize> =
-            (0..m.owned.len()).filter(|&i| m.owned[i].swap(false, Ordering::Relaxed)).collect();
+        let lost: Vec<usize> = (0..m.owned.len()).filter(|&i| m.owned.set(i, false)).collect();
         let had = lost.len();
         m.adopting.clear();
         if m.share.take().is_some() || had > 0 {
