@@ -63,7 +63,14 @@ fn downs(rows: &[(String, bool)], region: &str) -> usize {
 /// The members that logged `notification sent key=KEY`: who delivered that email.
 fn senders(cluster: &Cluster, key: &str) -> Vec<usize> {
     let needle = format!("notification sent key={key} ");
-    (0..cluster.members.len()).filter(|&i| cluster.members[i].count_since(0, &needle) > 0).collect()
+    // The sink has the mail before its sender has read the server's answer and logged it:
+    // wait for the first sender's line (a loaded machine can take a while in between).
+    cluster.eventually(&format!("a member logging {needle}"), CLUSTER_DEADLINE, || {
+        let logged: Vec<usize> = (0..cluster.members.len())
+            .filter(|&i| cluster.members[i].count_since(0, &needle) > 0)
+            .collect();
+        Some(logged).filter(|l| !l.is_empty())
+    })
 }
 
 /// The value of the `label:` line of `mail`'s text (facts are aligned: blanks trimmed).
