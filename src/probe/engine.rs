@@ -89,7 +89,6 @@ impl std::fmt::Debug for Engine {
 /// and the region's proxy. The probing loop parses each target × region's once, not at every
 /// probe: the parse was a fifth of the monitor's user-space instructions (callgrind, one
 /// target every 50 ms).
-#[derive(Clone)]
 pub struct Destination {
     /// Without user-info.
     url: url::Url,
@@ -1089,22 +1088,7 @@ mod tests {
     /// A loopback server answering every connection with `answer` after reading the request
     /// head, each on a thread of its own; its `http://` base URL.
     fn server(answer: &'static [u8]) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        thread::spawn(move || {
-            for stream in listener.incoming().map_while(Result::ok) {
-                thread::spawn(move || -> io::Result<()> {
-                    let mut stream = stream;
-                    let mut reader = BufReader::new(stream.try_clone()?);
-                    let mut line = String::new();
-                    while reader.read_line(&mut line)? > 2 {
-                        line.clear();
-                    }
-                    stream.write_all(answer)
-                });
-            }
-        });
-        base
+        recording_server(answer).0
     }
 
     /// Runs `requests` on one engine at once; each outcome by key, and how long the whole took.
@@ -1240,22 +1224,27 @@ mod tests {
         assert_eq!(text(&outcomes[0]), None, "{:?}", outcomes[0]);
     }
 
-    /// A server that answers `answer` to every request and keeps each request's head.
+    /// A server that answers `answer` to every request (each connection on a thread of its
+    /// own) and keeps each request's head.
     fn recording_server(answer: &'static [u8]) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
         let kept = Arc::clone(&heads);
         thread::spawn(move || {
-            for mut stream in listener.incoming().map_while(Result::ok) {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let (mut head, mut line) = (String::new(), String::new());
-                while reader.read_line(&mut line).unwrap_or(0) > 2 {
-                    head.push_str(&line);
-                    line.clear();
-                }
-                kept.lock().unwrap().push(head);
-                let _ = stream.write_all(answer);
+            for stream in listener.incoming().map_while(Result::ok) {
+                let kept = Arc::clone(&kept);
+                thread::spawn(move || -> io::Result<()> {
+                    let mut stream = stream;
+                    let mut reader = BufReader::new(stream.try_clone()?);
+                    let (mut head, mut line) = (String::new(), String::new());
+                    while reader.read_line(&mut line)? > 2 {
+                        head.push_str(&line);
+                        line.clear();
+                    }
+                    kept.lock().unwrap_or_else(|p| p.into_inner()).push(head);
+                    stream.write_all(answer)
+                });
             }
         });
         (base, heads)

@@ -220,9 +220,9 @@ impl Probing {
                     handoff.forget(slot);
                 }
                 if !self.owned.is_mine(slot) {
-                    // Another member of the site probes it now.
+                    // Another member of the site probes it now (its run was forgotten when
+                    // the count of changes moved).
                     self.slots[slot].metrics.elsewhere(now);
-                    handoff.forget(slot);
                     scheduler.done(slot, now);
                     continue;
                 }
