@@ -29,6 +29,7 @@ ENV CARGO_TERM_COLOR=never
 
 # 1. Dependencies only: this layer is rebuilt when a manifest or the lock file changes.
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY .cargo .cargo
 COPY fake_api/Cargo.toml fake_api/
 COPY bench/Cargo.toml bench/
 COPY testkit/Cargo.toml testkit/

@@ -5,7 +5,7 @@
 #
 # What the musl build needs, installed here when missing (CI runs this as root on Debian):
 #   - the Rust target: `rustup target add x86_64-unknown-linux-musl`;
-#   - a C compiler for musl (aws-lc-sys, ring and the bundled SQLite build C): Debian's
+#   - a C compiler for musl (ring, the bundled SQLite and, for mail-sink, aws-lc-sys build C): Debian's
 #     `musl-tools` (musl-gcc), which the cc crate picks up with no extra variables.
 # If either cannot be had, it falls back to a static *glibc* build and says so loudly: that
 # binary proves the code runs without a libc on disk, but it is not what the image ships

@@ -11,7 +11,8 @@
 //! - [`notify`]: email text and the mailer;
 //! - [`web`]: the `--listen` server, metrics and the status page;
 //! - [`report`]: `api-monitor report`;
-//! - [`cluster`]: several instances on one database (pure decisions so far).
+//! - [`cluster`]: several instances on one database (pure decisions so far);
+//! - [`crypto`]: the one TLS provider (ring) every TLS client here uses.
 //!
 //! Pure core: [`detector`], [`history`], [`latency`], [`notify::message`], [`timestamp`], [`duration`], [`cluster`].
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod crypto;
 pub mod detector;
 pub mod duration;
 pub mod history;

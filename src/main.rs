@@ -36,6 +36,8 @@ enum Fatal {
 }
 
 fn main() -> ExitCode {
+    // Before anything speaks TLS: the MySQL driver takes rustls's process default.
+    api_monitor::crypto::install();
     match run() {
         Ok(code) => code,
         Err(Fatal::Usage(message)) => {

@@ -4,10 +4,10 @@
 //! TLS, whose certificate no client trusts (`UnknownIssuer`). The certificate is generated on
 //! each start, so no private key is kept in the repository and none can expire in it.
 //!
-//! The crypto provider is handed to `rustls` explicitly, and it is `aws-lc-rs`, the one the
-//! rest of the workspace uses. Features unify across a workspace build: were `ring` enabled as
-//! a `rustls` feature here, `rustls` inside `api-monitor` would see two providers, be unable to
-//! pick a process default, and panic on its first TLS connection.
+//! The crypto provider is handed to `rustls` explicitly, and it is `ring`, the one api-monitor
+//! uses. Features unify across a workspace build, and mailin-embedded (mail-sink) enables
+//! aws-lc-rs too, so `rustls` sees two providers and has no process default: every user here
+//! names its provider (api-monitor installs ring as the default, `src/crypto.rs`).
 
 use crate::server::Wire;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -27,7 +27,7 @@ pub fn self_signed_config(bind: IpAddr) -> io::Result<Arc<ServerConfig>> {
     let certified = rcgen::generate_simple_self_signed(names)
         .map_err(|e| io::Error::other(format!("cannot create a TLS certificate: {e}")))?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .and_then(|builder| {

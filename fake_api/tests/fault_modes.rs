@@ -200,7 +200,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// One HTTPS request with `config`; the handshake error, if any, as the `Err`.

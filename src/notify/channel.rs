@@ -293,7 +293,7 @@ pub fn deliver(channel: &Channel, body: &str, deadline: Instant) -> Result<(), C
     }
     let tls = ureq::tls::TlsConfig::builder()
         .root_certs(ureq::tls::RootCerts::WebPki)
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .unversioned_rustls_crypto_provider(crate::crypto::provider())
         .build();
     let agent = ureq::Agent::config_builder()
         .proxy(None)

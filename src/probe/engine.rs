@@ -995,8 +995,8 @@ fn outcome(verdict: Result<(), Reason>, latency: Duration) -> Outcome {
     }
 }
 
-/// The TLS client configuration, built once: the webpki roots, `aws-lc-rs` (the provider
-/// `lettre` and `mysql` use too).
+/// The TLS client configuration, built once: the webpki roots and ring, the provider of every
+/// TLS client here ([`crate::crypto`]).
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     Arc::clone(CONFIG.get_or_init(|| {
@@ -1006,15 +1006,14 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
     }))
 }
 
-/// A TLS client configuration trusting `roots`, with `aws-lc-rs` and its default versions.
+/// A TLS client configuration trusting `roots`, with ring ([`crate::crypto`]) and its default
+/// versions.
 fn client_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("aws-lc-rs supports TLS 1.2 and 1.3")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(crate::crypto::provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Arc::new(config)
 }
 
@@ -1303,7 +1302,7 @@ mod tests {
             .unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca_cert.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let server = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()

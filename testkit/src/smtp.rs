@@ -325,6 +325,8 @@ impl SmtpServer {
         let mut server = mailin_embedded::Server::new(handler);
         server.with_name("sink.test").with_num_threads(2).with_tcp_listener(listener);
         if tls {
+            // mailin-embedded asks rustls for the process default provider (see Cargo.toml).
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let file = |name: &str| format!("{}/tls/{name}", env!("CARGO_MANIFEST_DIR"));
             let config = mailin_embedded::SslConfig::SelfSigned {
                 cert_path: file("cert.pem"),
