@@ -104,15 +104,23 @@ pub(crate) fn flag_duration(d: Duration) -> String {
 
 pub(crate) struct Bins {
     pub monitor: PathBuf,
+    /// The image's static api-monitor (`--image-bin`), measured beside `monitor`.
+    pub image: Option<PathBuf>,
     pub fake_api: PathBuf,
     pub this: PathBuf,
 }
 
 impl Bins {
-    fn find(dir: &Path) -> Result<Bins> {
+    fn find(dir: &Path, image: Option<&Path>) -> Result<Bins> {
         let this = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+        let image = match image {
+            Some(path) if path.is_file() => Some(path.to_path_buf()),
+            Some(path) => return Err(format!("--image-bin {}: no such file", path.display())),
+            None => None,
+        };
         Ok(Bins {
             monitor: testkit::binary(dir, "api-monitor")?,
+            image,
             fake_api: testkit::binary(dir, "fake-api")?,
             this,
         })
@@ -130,7 +138,7 @@ pub(crate) struct Ctx<'a> {
 
 fn run(o: &Options) -> Result<()> {
     let machine = Machine::now(&o.bin_dir);
-    let bins = Bins::find(&o.bin_dir)?;
+    let bins = Bins::find(&o.bin_dir, o.image_bin.as_deref())?;
     // 10,000 targets and black holes want more descriptors than a shell's usual 1,024, here
     // (servers) and in the children, which inherit the limit.
     let fd_limit = procfs::raise_fd_limit()?;
@@ -173,6 +181,7 @@ fn steps(
         cpu: None,
         baseline: None,
         latency: None,
+        latency_image: None,
         shutdown: None,
         scale: None,
         holes: None,
@@ -199,7 +208,11 @@ fn steps(
             flag_duration(o.interval)
         ));
         let probe_time = r.baseline.as_ref().map_or(Duration::ZERO, |b| b.probe_wall);
-        r.latency = Some(step_latency(&ctx, probe_time)?);
+        r.latency = Some(step_latency(&ctx, &bins.monitor, "latency", probe_time)?);
+        if let Some(image) = &bins.image {
+            progress("latency: the same with the image's static binary");
+            r.latency_image = Some(step_latency(&ctx, image, "latency-image", probe_time)?);
+        }
     }
     if o.runs("shutdown") {
         progress(&format!("shutdown: {} × SIGTERM while idle", o.shutdowns));
@@ -425,11 +438,17 @@ struct LatencyStep {
     smaps: Vec<Mapping>,
 }
 
-fn step_latency(ctx: &Ctx<'_>, probe_time: Duration) -> Result<LatencyStep> {
+/// The latency step for the binary `bin`, named `name` (its log and database).
+fn step_latency(
+    ctx: &Ctx<'_>,
+    bin: &Path,
+    name: &str,
+    probe_time: Duration,
+) -> Result<LatencyStep> {
     let o = ctx.o;
     let since = Instant::now();
-    let args = monitor_args(ctx, &[ctx.fake.health_url()], o.interval, "latency");
-    let mut monitor = spawn_monitor(ctx, &args, "latency")?;
+    let args = monitor_args(ctx, &[ctx.fake.health_url()], o.interval, name);
+    let mut monitor = spawn_logged(bin, &args, &ctx.work.join(format!("{name}.log")))?;
     let pid = monitor.pid();
     // The first settled state (up) is recorded at the `successes`-th probe; one more to be sure.
     let settle = o.successes + 1;
@@ -808,6 +827,8 @@ struct Results<'a> {
     cpu: Option<CpuStep>,
     baseline: Option<BaselineStep>,
     latency: Option<LatencyStep>,
+    /// The latency step again with the image's static binary (`--image-bin`).
+    latency_image: Option<LatencyStep>,
     shutdown: Option<ShutdownStep>,
     scale: Option<scale::ScaleStep>,
     holes: Option<scale::ScaleStep>,
@@ -855,6 +876,14 @@ fn render(r: &Results<'_>) -> String {
             .map(|b| format!(" (api-monitor {:.1} MiB on disk)", b as f64 / 1048576.0))
             .unwrap_or_default()
     );
+    if let Some(image) = &o.image_bin {
+        let size = std::fs::metadata(image).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0);
+        let _ = writeln!(
+            w,
+            "- the image's binary: `{}` ({size:.1} MiB on disk; static, musl), in the latency and monit steps",
+            image.display()
+        );
+    }
     let _ = writeln!(w, "- steps: {}; sizes: {}", o.steps.join(", "), sizes(o));
     let _ = writeln!(w, "- command: `make bench` (`bench --help` for the knobs); everything on 127.0.0.1 (fake-api, the bench's SMTP sink and API servers, SQLite in a temp dir)\n");
     let (Some(cpu_step), Some(base_step), Some(lat)) = (&r.cpu, &r.baseline, &r.latency) else {
@@ -895,6 +924,18 @@ fn render(r: &Results<'_>) -> String {
         mib(lat.file_kib),
         verdict(lat.hwm_kib <= GOAL_RSS_KIB)
     );
+    if let Some(image) = &r.latency_image {
+        let _ = writeln!(
+            w,
+            "| … the image's static binary (musl), the same run after it | | | ≤ 3 MiB | {} (at the end {}: {} anonymous + {} file-backed); {:.4} CPU s per 60 probes | {} |",
+            mib(image.hwm_kib),
+            mib(image.rss_kib),
+            mib(image.anon_kib),
+            mib(image.file_kib),
+            image.cpu_per_60,
+            verdict(image.hwm_kib <= GOAL_RSS_KIB)
+        );
+    }
     let _ = writeln!(
         w,
         "| CPU s per 60 probes at {} ({} probes while up) | 0.34 | 0.21 | ≤ 0.03 | {:.4} ({:.0} µs/probe) | {} |",

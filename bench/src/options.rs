@@ -10,12 +10,16 @@ use std::time::Duration;
 pub const HELP: &str = "\
 bench: benchmark api-monitor on loopback against the targets of issue 6
 
-Usage: bench [--smoke] [--keep] [--out FILE] [--bin-dir DIR] [--steps LIST] [SIZES]
+Usage: bench [--smoke] [--keep] [--out FILE] [--bin-dir DIR] [--image-bin FILE] [--steps LIST]
+             [SIZES]
 
   --smoke               tiny sizes, every step still runs (seconds, for make bench-smoke)
   --keep                keep the work dir (monitor logs, SQLite databases) afterwards
   --out FILE            also write the report to FILE (it is always printed on stdout)
   --bin-dir DIR         where api-monitor and fake-api are (default: this binary's directory)
+  --image-bin FILE      the image's api-monitor (static musl, `make static`), measured beside
+                        the other in the latency and monit steps (default: none; `make
+                        bench` builds and passes it when the musl target is installed)
   --steps LIST          comma-separated steps to run, in this order (default: all):
                         cpu, baseline, latency, shutdown, scale, holes, monit, cluster
 SIZES (full / --smoke), also from the environment as BENCH_<NAME>, e.g. BENCH_PROBES=500:
@@ -81,6 +85,8 @@ pub struct Options {
     pub keep: bool,
     pub out: Option<PathBuf>,
     pub bin_dir: PathBuf,
+    /// The image's static binary, measured beside `bin_dir`'s in the latency and monit steps.
+    pub image_bin: Option<PathBuf>,
     pub steps: Vec<&'static str>,
     pub probes: usize,
     pub fast_interval: Duration,
@@ -117,6 +123,7 @@ pub struct Options {
 const KNOBS: &[&str] = &[
     "out",
     "bin-dir",
+    "image-bin",
     "steps",
     "probes",
     "fast-interval",
@@ -155,6 +162,7 @@ impl Options {
             keep: false,
             out: None,
             bin_dir: bin_dir.to_path_buf(),
+            image_bin: None,
             steps: STEPS.to_vec(),
             probes: pick(2000, 50),
             fast_interval: Duration::from_millis(50),
@@ -207,6 +215,7 @@ impl Options {
         match name {
             "out" => self.out = Some(PathBuf::from(value)),
             "bin-dir" => self.bin_dir = PathBuf::from(value),
+            "image-bin" => self.image_bin = Some(PathBuf::from(value)),
             "steps" => self.steps = parse_steps(value)?,
             "probes" => self.probes = count()?,
             "fast-interval" => self.fast_interval = duration()?,

@@ -182,6 +182,7 @@ fn write_config(
 /// Starts api-monitor on a generated config file of `urls`.
 fn start_monitor(
     ctx: &Ctx<'_>,
+    bin: &Path,
     name: &str,
     urls: &[String],
     interval: Duration,
@@ -190,7 +191,7 @@ fn start_monitor(
     let config = ctx.work.join(format!("{name}.toml"));
     write_config(&config, urls, interval, timeout, &ctx.work.join(format!("{name}.db")))?;
     let args = ["run".to_owned(), "--config".to_owned(), config.display().to_string()];
-    spawn_logged(&ctx.bins.monitor, &args, &ctx.work.join(format!("{name}.log")))
+    spawn_logged(bin, &args, &ctx.work.join(format!("{name}.log")))
 }
 
 /// Whether `(i, n, holes)` is one of `holes` targets spread evenly over `n`.
@@ -218,7 +219,7 @@ pub fn step_scale(ctx: &Ctx<'_>, holes: usize) -> Result<ScaleStep> {
         }
     }
     let started = Instant::now();
-    let mut monitor = start_monitor(ctx, name, &urls, interval, timeout)?;
+    let mut monitor = start_monitor(ctx, &ctx.bins.monitor, name, &urls, interval, timeout)?;
     let pid = monitor.pid();
     let wanted = healthy.len() * (o.scale_rounds + 1);
     let deadline = started + interval * (o.scale_rounds as u32 + 2) * 2 + Duration::from_secs(60);
@@ -334,6 +335,8 @@ pub struct MonitStep {
     /// `None`: monit is not installed (the reason).
     pub monit: std::result::Result<(String, Side), String>,
     pub ours: Side,
+    /// The image's static binary (`--image-bin`), run at the same time on its own paths.
+    pub image: Option<Side>,
 }
 
 /// `monit` on the PATH or in the usual places.
@@ -380,9 +383,7 @@ pub fn step_monit(ctx: &Ctx<'_>) -> Result<MonitStep> {
     let o = ctx.o;
     let (n, interval) = (o.monit_targets, o.monit_interval);
     let server = HealthServer::start(SERVER_WORKERS)?;
-    let ours_paths: Vec<String> = (0..n).map(|i| format!("/a/{i}")).collect();
     let monit_paths: Vec<String> = (0..n).map(|i| format!("/m/{i}")).collect();
-    let urls: Vec<String> = ours_paths.iter().map(|p| server.url(p)).collect();
 
     let bin = match &o.monit_bin {
         Some(path) => Some(path.clone()).filter(|p| p.is_file()),
@@ -409,42 +410,50 @@ pub fn step_monit(ctx: &Ctx<'_>) -> Result<MonitStep> {
         progress(&format!("  SKIPPED monit: {why}; measuring api-monitor alone"));
     }
     let started = Instant::now();
-    let mut ours = start_monitor(ctx, "monit-ours", &urls, interval, Duration::from_secs(5))?;
+    // api-monitor, and the image's binary when given: each on its own paths of the server.
+    let mut ours = vec![Ours::start(ctx, &ctx.bins.monitor, "monit-ours", "/a/", &server, n)?];
+    if let Some(image) = &ctx.bins.image {
+        ours.push(Ours::start(ctx, image, "monit-image", "/i/", &server, n)?);
+    }
 
     let wanted = n * (o.monit_rounds + 1);
     let deadline = started + interval * (o.monit_rounds as u32 + 2) * 3 + Duration::from_secs(60);
     let count = |prefix: &str| {
         server.hits.read(|h| h.iter().filter(|h| h.path.starts_with(prefix)).count())
     };
-    let (mut our_usage, mut monit_usage) = (Usage::default(), Usage::default());
-    // Where the measured window starts: after every host's first probe.
-    let mut first: Option<(Mark, Option<Mark>)> = None;
+    let mut monit_usage = Usage::default();
+    // Where the measured window starts: after every host's first probe, for each of them.
+    let mut monit_first: Option<Mark> = None;
     loop {
-        let (a, m) = (count("/a/"), count("/m/"));
+        let m = count("/m/");
         let monit_done = monit.as_ref().map_or(true, |_| m >= wanted);
-        if (a >= wanted && monit_done) || Instant::now() >= deadline {
+        if (ours.iter().all(|s| count(s.prefix) >= wanted) && monit_done)
+            || Instant::now() >= deadline
+        {
             break;
         }
-        ours.alive()?;
-        if first.is_none() && a >= n && (monit.is_err() || m >= n) {
-            let monit_first = match &monit {
-                Ok((_, p)) => Some(Mark { cpu_ns: procfs::cpu_ns(p.pid())?, hits: m }),
-                Err(_) => None,
-            };
-            first = Some((Mark { cpu_ns: procfs::cpu_ns(ours.pid())?, hits: a }, monit_first));
+        for side in &mut ours {
+            side.process.alive()?;
+            let hits = count(side.prefix);
+            if side.first.is_none() && hits >= n {
+                side.first = Some(Mark { cpu_ns: procfs::cpu_ns(side.process.pid())?, hits });
+            }
+            if side.first.is_some() {
+                side.usage.sample(side.process.pid())?;
+            }
         }
-        if first.is_some() {
-            our_usage.sample(ours.pid())?;
-            if let Ok((_, p)) = &mut monit {
-                p.alive()?;
+        if let Ok((_, p)) = &mut monit {
+            p.alive()?;
+            if monit_first.is_none() && m >= n {
+                monit_first = Some(Mark { cpu_ns: procfs::cpu_ns(p.pid())?, hits: m });
+            }
+            if monit_first.is_some() {
                 monit_usage.sample(p.pid())?;
             }
         }
         thread::sleep(Duration::from_millis(500));
     }
-    let (a, m) = (count("/a/"), count("/m/"));
     let zero = Mark { cpu_ns: 0, hits: 0 };
-    let (ours0, monit0) = first.unwrap_or((zero, Some(zero)));
     let finish = |usage: &mut Usage, pid: u32, from: Mark, hits: usize| -> Result<()> {
         let cpu = procfs::cpu_ns(pid)?;
         usage.hwm_kib = procfs::status(pid, "VmHWM")?;
@@ -456,21 +465,24 @@ pub fn step_monit(ctx: &Ctx<'_>) -> Result<MonitStep> {
         usage.cpu_per_probe_all_us = cpu as f64 / 1000.0 / hits.max(1) as f64;
         Ok(())
     };
-    finish(&mut our_usage, ours.pid(), ours0, a)?;
-    ours.terminate(STOP_LIMIT)?;
-    let (hits_ours, hits_monit) = server.hits.read(|hits| {
-        (
-            Timing::measure(hits, &ours_paths, interval, started),
-            Timing::measure(hits, &monit_paths, interval, started),
-        )
-    });
+    let mut sides = Vec::new();
+    for mut side in ours {
+        let hits = count(side.prefix);
+        finish(&mut side.usage, side.process.pid(), side.first.unwrap_or(zero), hits)?;
+        side.process.terminate(STOP_LIMIT)?;
+        let timing = server.hits.read(|h| Timing::measure(h, &side.paths, interval, started));
+        sides.push(Side { timing, usage: side.usage });
+    }
+    let m = count("/m/");
     let monit = match monit {
         Err(why) => Err(why),
         Ok((version, mut process)) => {
-            finish(&mut monit_usage, process.pid(), monit0.unwrap_or(zero), m)?;
+            finish(&mut monit_usage, process.pid(), monit_first.unwrap_or(zero), m)?;
             // monit's own exit status after SIGTERM is not ours to judge.
             let _ = process.send(nix::sys::signal::Signal::SIGTERM);
             let _ = process.exit_within(STOP_LIMIT);
+            let hits_monit =
+                server.hits.read(|hits| Timing::measure(hits, &monit_paths, interval, started));
             if hits_monit.periods.is_empty() {
                 return Err(format!(
                     "monit ran but probed no host twice ({m} requests): is the generated monitrc \
@@ -482,7 +494,37 @@ pub fn step_monit(ctx: &Ctx<'_>) -> Result<MonitStep> {
             Ok((version, Side { timing: hits_monit, usage: monit_usage }))
         }
     };
-    Ok(MonitStep { hosts: n, monit, ours: Side { timing: hits_ours, usage: our_usage } })
+    let mut sides = sides.into_iter();
+    let ours = sides.next().expect("api-monitor's side");
+    Ok(MonitStep { hosts: n, monit, ours, image: sides.next() })
+}
+
+/// One api-monitor binary of the monit step while it runs.
+struct Ours {
+    process: Process,
+    /// Its hosts' paths at the server, all starting with `prefix`.
+    paths: Vec<String>,
+    prefix: &'static str,
+    usage: Usage,
+    /// Its CPU clock and probes when every host had had its first probe.
+    first: Option<Mark>,
+}
+
+impl Ours {
+    fn start(
+        ctx: &Ctx<'_>,
+        bin: &Path,
+        name: &str,
+        prefix: &'static str,
+        server: &HealthServer,
+        n: usize,
+    ) -> Result<Ours> {
+        let paths: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+        let urls: Vec<String> = paths.iter().map(|p| server.url(p)).collect();
+        let process =
+            start_monitor(ctx, bin, name, &urls, ctx.o.monit_interval, Duration::from_secs(5))?;
+        Ok(Ours { process, paths, prefix, usage: Usage::default(), first: None })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -624,11 +666,13 @@ fn render_monit(w: &mut String, o: &crate::options::Options, m: &MonitStep) {
         }
     };
     let name = monit.map_or("monit (not installed)".to_owned(), |(v, _)| v.replace("This is ", ""));
-    let _ = writeln!(w, "| | {name} | api-monitor |");
-    let _ = writeln!(w, "|---|---|---|");
+    let image = if m.image.is_some() { " api-monitor, the image's static binary |" } else { "" };
+    let _ = writeln!(w, "| | {name} | api-monitor |{image}");
+    let _ = writeln!(w, "|---|---|---|{}", if m.image.is_some() { "---|" } else { "" });
     let cell = |f: &dyn Fn(&Side) -> String| monit.map_or("—".to_owned(), |(_, s)| f(s));
     let row = |w: &mut String, label: &str, f: &dyn Fn(&Side) -> String| {
-        let _ = writeln!(w, "| {label} | {} | {} |", cell(f), f(&m.ours));
+        let image = m.image.as_ref().map_or(String::new(), |side| format!(" {} |", f(side)));
+        let _ = writeln!(w, "| {label} | {} | {} |{image}", cell(f), f(&m.ours));
     };
     row(w, "actual period per host p50 / p99 / max", &|s| {
         format!(
@@ -659,8 +703,13 @@ fn render_monit(w: &mut String, o: &crate::options::Options, m: &MonitStep) {
     row(w, "threads, most seen", &|s| s.usage.threads_max().to_string());
     let _ = writeln!(
         w,
-        "\nBoth run at the same time against the bench's in-process API (monit: `check host … if failed port … protocol http request \"/m/N\"`, a cycle of `set daemon {}`; api-monitor: a generated `--config`). monit checks its hosts one after another in each cycle, so its period is the cycle plus the time the checks take, and one slow host delays every later one; periods are measured per host from the server's hits.\n",
-        o.monit_interval.as_secs()
+        "\nThey run at the same time against the bench's in-process API (monit: `check host … if failed port … protocol http request \"/m/N\"`, a cycle of `set daemon {}`; api-monitor: a generated `--config`{}). monit checks its hosts one after another in each cycle, so its period is the cycle plus the time the checks take, and one slow host delays every later one; periods are measured per host from the server's hits.\n",
+        o.monit_interval.as_secs(),
+        if m.image.is_some() {
+            "; the image's binary: the same config on its own paths — the build the image ships, statically linked with musl (its libc and allocator), where the other column is the dynamic glibc build"
+        } else {
+            ""
+        }
     );
 }
 

@@ -13,7 +13,6 @@
 
 use std::fmt;
 use std::io::Read;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
