@@ -26,7 +26,20 @@ use crate::timestamp::Timestamp;
 /// The upper bound of bucket 0, in microseconds: every answer this fast is one bucket.
 const FIRST_BOUND_US: f64 = 100.0;
 /// Buckets per doubling of the latency: bounds grow by 2^(1/8), about 9 %.
-const PER_DOUBLING: f64 = 8.0;
+const PER_DOUBLING: u16 = 8;
+/// 2^(r/8) for r = 0..8, the steps within one doubling, so that the bounds need no `exp2`:
+/// these two functions were all the binary took from libm, whose mapping cost 0.5 MiB of
+/// resident memory in the dynamically linked build. A test checks every bound against `exp2`.
+const STEPS: [f64; PER_DOUBLING as usize] = [
+    1.0,
+    1.090_507_732_665_257_7,
+    1.189_207_115_002_721,
+    1.296_839_554_651_009_6,
+    std::f64::consts::SQRT_2,
+    1.542_210_825_407_940_7,
+    1.681_792_830_507_429,
+    1.834_008_086_409_342_4,
+];
 /// The last bucket: its bound is about 25 minutes, beyond any probe deadline.
 pub const LAST_BUCKET: u16 = 191;
 
@@ -80,27 +93,28 @@ pub fn answered(outcome: &Outcome) -> Option<Duration> {
     }
 }
 
-/// The upper bound of bucket `index`, in microseconds.
+/// The upper bound of bucket `index`, in microseconds: 100 × 2^(index/8), rounded. Stored
+/// histograms name buckets by index, so these values must never change.
 pub fn bound_us(index: u16) -> u64 {
-    (FIRST_BOUND_US * (f64::from(index) / PER_DOUBLING).exp2()).round() as u64
+    let index = index.min(LAST_BUCKET);
+    let doublings = f64::from(1u32 << (index / PER_DOUBLING));
+    (FIRST_BOUND_US * doublings * STEPS[usize::from(index % PER_DOUBLING)]).round() as u64
 }
 
 /// The bucket `latency` falls in: the first whose bound is not below it.
 pub fn bucket(latency: Duration) -> u16 {
     let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-    if us <= bound_us(0) {
-        return 0;
+    let (mut low, mut high) = (0, LAST_BUCKET);
+    // The first index in 0..=LAST_BUCKET whose bound is ≥ us (the last when none is).
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if bound_us(middle) >= us {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
     }
-    let guess = (PER_DOUBLING * (us as f64 / FIRST_BOUND_US).log2()).ceil();
-    let mut index = (guess.max(0.0) as u16).min(LAST_BUCKET);
-    // The float guess may be one off at a bound: settle it on the integer bounds.
-    while index > 0 && bound_us(index - 1) >= us {
-        index -= 1;
-    }
-    while index < LAST_BUCKET && bound_us(index) < us {
-        index += 1;
-    }
-    index
+    low
 }
 
 /// Counts of probes per bucket. Only the buckets used are kept, in order: a minute's answers
@@ -446,6 +460,19 @@ mod tests {
             assert_eq!(bucket(us(low + 1)), index, "just above the last bound: the next one");
         }
         assert!(bound_us(LAST_BUCKET) > 600_000_000, "beyond 10 minutes");
+    }
+
+    /// The bounds were `100 × exp2(index / 8)` until the table of steps replaced `exp2`; stored
+    /// histograms name buckets by index, so every bound must be what it was.
+    #[test]
+    fn the_bounds_are_those_exp2_gave() {
+        for index in 0..=LAST_BUCKET {
+            let before = (100.0 * (f64::from(index) / 8.0).exp2()).round() as u64;
+            assert_eq!(bound_us(index), before, "bucket {index}");
+        }
+        for r in 0..8 {
+            assert_eq!(STEPS[r], (r as f64 / 8.0).exp2(), "step {r}");
+        }
     }
 
     #[test]
