@@ -470,8 +470,8 @@ mod tests {
             let before = (100.0 * (f64::from(index) / 8.0).exp2()).round() as u64;
             assert_eq!(bound_us(index), before, "bucket {index}");
         }
-        for r in 0..8 {
-            assert_eq!(STEPS[r], (r as f64 / 8.0).exp2(), "step {r}");
+        for (r, step) in STEPS.iter().enumerate() {
+            assert_eq!(*step, (r as f64 / 8.0).exp2(), "step {r}");
         }
     }
 
