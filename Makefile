@@ -100,7 +100,7 @@ lint-deploy: ## lint Dockerfile, compose file, workflow, .yamllint and scripts (
 	bash scripts/lint-deploy.sh
 
 # --- Benchmark (bench/): the release binaries on loopback against monit and blackbox_exporter ----
-# `make bench` takes about 8 minutes and rewrites bench/RESULTS.md: CPU per probe, RSS, alert
+# `make bench` takes about 13 minutes and rewrites bench/RESULTS.md: CPU per probe, RSS, alert
 # latency, shutdown, then 10,000 targets, the same with 1,000 black holes, and 1,000 hosts side
 # by side with monit (installed with `apt-get install -y monit`; without it that step says so in
 # the report). Knobs: `$(BENCH_DIR)/bench --help` (flags, or BENCH_* variables, e.g.
