@@ -264,3 +264,52 @@ fn report_prints_a_table_or_json_from_the_database() {
     assert_eq!(status.code(), Some(1));
     assert!(err.contains("--target"), "{err}");
 }
+
+/// A MySQL server that offers TLS, with a TLS option in the URL (any of them turns TLS on,
+/// here one that changes nothing else): the driver builds its rustls
+/// configuration from rustls's process-default provider, which the binary installs first
+/// thing (`src/crypto.rs`); any build beside the test tools has two providers compiled in and
+/// no default of its own. This fake server sends a handshake offering TLS, checks that a TLS
+/// ClientHello follows the driver's SSL request, and closes: `report` fails with a database
+/// error (exit 1), not a panic (exit 101: "no process-level CryptoProvider available").
+#[test]
+fn a_database_that_offers_tls_is_met_with_tls_not_a_panic() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut peer, _) = listener.accept().unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        // HandshakeV10 offering CLIENT_SSL besides the usual 4.1 capabilities.
+        let capabilities: u32 = 0x1 | 0x4 | 0x8 | 0x200 | 0x800 | 0x2000 | 0x8000 | 0x8_0000;
+        let mut payload = vec![0x0a];
+        payload.extend_from_slice(b"5.7.99-fake\0");
+        payload.extend_from_slice(&1u32.to_le_bytes());
+        payload.extend_from_slice(b"abcdefgh\0");
+        payload.extend_from_slice(&(capabilities as u16).to_le_bytes());
+        payload.push(0x21);
+        payload.extend_from_slice(&2u16.to_le_bytes());
+        payload.extend_from_slice(&((capabilities >> 16) as u16).to_le_bytes());
+        payload.push(21);
+        payload.extend_from_slice(&[0; 10]);
+        payload.extend_from_slice(b"ijklmnopqrst\0mysql_native_password\0");
+        let mut packet = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+        packet.push(0);
+        packet.extend_from_slice(&payload);
+        peer.write_all(&packet).unwrap();
+        // The SSL request: a 32-byte packet, sequence 1; then the TLS record of a ClientHello.
+        let mut request = [0u8; 4 + 32 + 1];
+        match peer.read_exact(&mut request) {
+            Ok(()) => request[3] == 1 && request[36] == 0x16,
+            Err(_) => false,
+        }
+    });
+    let url = format!("mysql://root@127.0.0.1:{port}/test?danger_skip_domain_validation=false");
+    let (status, _, err) = run_monitor(&["report", "--db", &url], &[]);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.code(), Some(1), "a database error: {err}");
+    assert!(server.join().unwrap(), "the driver asked for TLS and began a handshake: {err}");
+}
