@@ -18,7 +18,8 @@
 //!    (fake-api's `mode_change` line) to the OUTAGE mail received in full, and the same for
 //!    the flip back and the RECOVERED mail. The phase (flip → first probe that sees the new
 //!    mode) is measured, so the excess over the theoretical minimum is independent of it.
-//!    Also the CPU per 60 probes and the peak RSS of this workload, which is monit's.
+//!    Also the CPU per 60 probes and the peak RSS of this workload, which is monit's. With
+//!    `--image-bin` (the image's static binary) the step runs again on that binary.
 //! 4. **shutdown** — SIGTERM halfway between two probes; until the process has exited.
 //! 5. **scale** — many targets (10,000 by default, from a generated `--config` file) on an
 //!    in-process loopback API ([`testkit::HealthServer`]) that answers every path and stamps
@@ -27,8 +28,9 @@
 //! 6. **holes** — the same with some of the targets black holes ([`testkit::BlackHole`]):
 //!    the lateness of the healthy ones.
 //! 7. **monit** — monit and api-monitor side by side, the same hosts on the same API: each
-//!    one's actual period per host, CPU per probe, RSS. Skipped, and said loudly in the report,
-//!    when monit is not installed.
+//!    one's actual period per host, CPU per probe, RSS; with `--image-bin`, the image's binary
+//!    at the same time on its own paths. monit is skipped, and that said loudly in the report,
+//!    when it is not installed.
 //! 8. **cluster** — three `api-monitor run --cluster` members on one MariaDB/MySQL (a scratch
 //!    database): failover time (leader SIGKILL → the RECOVERED mail), the statements each
 //!    member sends per beat and per interval (counted by a proxy per member), and how evenly
