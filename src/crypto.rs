@@ -5,8 +5,8 @@
 //! [`provider`]; the MySQL driver asks rustls for the *process default*. rustls picks that
 //! default by itself only when exactly one of its providers (`ring`, `aws-lc-rs`) is compiled
 //! in, and a build of several workspace packages at once unifies features: the test kit's SMTP
-//! server brings `aws-lc-rs` in, and then the driver's first TLS connection
-//! (`?require_ssl=true`) panicked. [`install`] makes the choice explicit, whatever the build.
+//! server brings `aws-lc-rs` in, and then the driver's first TLS connection (a TLS parameter
+//! in the `--db` URL, docs/database.md) panicked. [`install`] makes the choice explicit, whatever the build.
 //!
 //! Why ring and not aws-lc-rs: ring is already in the binary (the MySQL driver's `webpki`
 //! 0.22 uses it), and dropping aws-lc-rs made the binary a seventh smaller (6.6 → 5.9 MB),
