@@ -98,7 +98,8 @@ fn a_silence_holds_back_the_outage_across_a_restart_and_one_summary_follows_when
     assert!(text.contains("Maintenance: silence #1: deploy"), "{text}");
     let during = text.lines().find(|l| l.starts_with("During it:")).unwrap_or_default();
     assert!(during.contains(" down at ") && during.contains("(status \"DOWN\")"), "{text}");
-    let hook: Vec<Value> = (hooks.received().iter())
+    // The webhook goes out beside the mail, not before it: wait for it too.
+    let hook: Vec<Value> = (hooks.wait_for(1).iter())
         .filter(|r| r.path == "/hook")
         .map(|r| serde_json::from_str(&r.body).unwrap())
         .collect();
